@@ -1,0 +1,109 @@
+//! Alert levels (one scheme for the whole product) and predicted alerts with their lifecycle.
+
+use serde::{Deserialize, Serialize};
+
+use crate::metric::Target;
+use crate::profile::Profile;
+
+/// The one alert scheme: risk 0-19 healthy, 20-39 watch, 40-69 warning, 70-100 critical.
+/// (The original had four conflicting schemes; this is its per-server one.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Level {
+    #[default]
+    Healthy,
+    Watch,
+    Warning,
+    Critical,
+}
+
+impl Level {
+    pub const ALL: [Level; 4] = [Level::Healthy, Level::Watch, Level::Warning, Level::Critical];
+
+    /// The level of a 0-100 risk score.
+    pub fn from_risk(risk: f32) -> Level {
+        if risk >= 70.0 {
+            Level::Critical
+        } else if risk >= 40.0 {
+            Level::Warning
+        } else if risk >= 20.0 {
+            Level::Watch
+        } else {
+            Level::Healthy
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Level::Healthy => "healthy",
+            Level::Watch => "watch",
+            Level::Warning => "warning",
+            Level::Critical => "critical",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Level> {
+        Level::ALL.iter().copied().find(|l| l.name() == name)
+    }
+}
+
+/// Which forecast quantile crossed the threshold: P50 (expected) or P90 (plausible worst case).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertBasis {
+    P50,
+    P90,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertState {
+    Opened,
+    Updated,
+    Resolved,
+}
+
+impl AlertState {
+    pub fn name(self) -> &'static str {
+        match self {
+            AlertState::Opened => "opened",
+            AlertState::Updated => "updated",
+            AlertState::Resolved => "resolved",
+        }
+    }
+}
+
+/// A predicted alert: one per server and target at a time (de-duplicated), the worst
+/// crossing within the horizon.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Alert {
+    /// `<server>.<target>`; stable across updates.
+    pub id: String,
+    pub server: String,
+    pub profile: Profile,
+    pub target: Target,
+    /// `Warning` or `Critical`.
+    pub severity: Level,
+    pub basis: AlertBasis,
+    pub threshold: f32,
+    /// Forecast value at the first crossing step.
+    pub predicted: f32,
+    /// Current value of the target, if reported.
+    #[serde(default)]
+    pub current: Option<f32>,
+    /// Steps ahead (1-based) of the first crossing; minutes = steps x 5.
+    pub steps_ahead: u16,
+    pub minutes_ahead: u32,
+    pub state: AlertState,
+    /// Simulated/source time when the alert opened and was last updated (Unix ms).
+    pub opened_ms: i64,
+    pub updated_ms: i64,
+}
+
+/// An alert lifecycle event on `alerts.<state>.<server>`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertEvent {
+    pub v: u16,
+    pub tick_ms: i64,
+    pub alert: Alert,
+}

@@ -1,0 +1,48 @@
+//! `fcmsg`: reads any Fleetcast message from stdin as pretty JSON, or makes MessagePack from JSON.
+//!
+//! `nats sub predictions.current --translate 'fcmsg decode'`, `nats kv get forecasts ppdb001 --raw | fcmsg decode`,
+//! `echo '{"scenario":"critical"}' | fcmsg encode | nats req control.generator.scenario.set`.
+
+use std::io::{Read, Write};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "fcmsg", version, about = "Decode Fleetcast MessagePack to JSON, or encode JSON to MessagePack")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// MessagePack on stdin -> pretty JSON on stdout. Works for every message of the contract,
+    /// since all are maps with named fields.
+    Decode {
+        /// One line of JSON instead of pretty-printed.
+        #[arg(long)]
+        compact: bool,
+    },
+    /// JSON on stdin -> MessagePack on stdout (maps keep their field names).
+    Encode,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let mut input = Vec::new();
+    std::io::stdin().read_to_end(&mut input).context("reading stdin")?;
+    let mut out = std::io::stdout().lock();
+    match cli.cmd {
+        Cmd::Decode { compact } => {
+            let value: serde_json::Value = rmp_serde::from_slice(&input).context("stdin is not valid MessagePack")?;
+            let text = if compact { serde_json::to_string(&value)? } else { serde_json::to_string_pretty(&value)? };
+            writeln!(out, "{text}")?;
+        }
+        Cmd::Encode => {
+            let value: serde_json::Value = serde_json::from_slice(&input).context("stdin is not valid JSON")?;
+            out.write_all(&schemas::encode(&value)?)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,38 @@
+//! Fleetcast's wire contract.
+//!
+//! Every message that crosses NATS is defined here, once, with its MessagePack encoding
+//! (named fields, so any language can read it) and its validation. Services depend on this
+//! crate and never on each other. `README.md` beside this crate documents each subject.
+
+pub mod alert;
+pub mod codec;
+pub mod control;
+pub mod history;
+pub mod metric;
+pub mod profile;
+pub mod record;
+pub mod snapshot;
+pub mod subjects;
+pub mod validate;
+
+pub use alert::{Alert, AlertBasis, AlertEvent, AlertState, Level};
+pub use codec::{decode, encode, CodecError, CONTENT_TYPE, CONTENT_TYPE_HEADER};
+pub use control::{Scenario, ScenarioReply, ScenarioRequest, ServerState};
+pub use metric::{Metric, Metrics, Target, METRIC_COUNT, TARGET_COUNT};
+pub use profile::Profile;
+pub use record::{MetricRecord, MetricsBatch};
+pub use snapshot::{
+    Explanation, FleetFigures, ModelInfo, PartInfo, ServerForecast, Snapshot, SnapshotAssembler,
+    TargetAccuracy, TargetForecast, Warmup,
+};
+pub use validate::{RejectReason, ValidationError, ValidationPolicy};
+
+/// Version of the wire contract, carried as `v` in every top-level message.
+/// Bump it on any change that an older reader would misread.
+pub const SCHEMA_VERSION: u16 = 1;
+
+/// One forecast step: five minutes of simulated or real time. Every horizon is counted in these.
+pub const STEP_MS: i64 = 5 * 60 * 1000;
+
+/// Forecast horizon in steps (96 x 5 min = 8 h).
+pub const HORIZON_STEPS: usize = 96;

@@ -1,0 +1,294 @@
+//! The forecast snapshot published on `predictions.current` each tick, and the assembler
+//! that joins a snapshot split into parts (when one message would exceed max_payload).
+
+use serde::{Deserialize, Serialize};
+
+use crate::alert::{Alert, Level};
+use crate::metric::{Metrics, Target};
+use crate::profile::Profile;
+
+/// Which model produced the numbers; every figure on the dashboard is labelled with it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct ModelInfo {
+    /// e.g. `tft-2026-11-26-ab12cd` from `models/tft.json`.
+    pub version: String,
+    /// Steps of 5 minutes forecast (96 = 8 h).
+    pub horizon_steps: u16,
+    pub step_ms: i64,
+    /// Past steps the model reads.
+    pub encoder_steps: u16,
+    /// Fewest past steps with which a server gets a forecast; below it is warming up.
+    pub min_history_steps: u16,
+    /// The quantiles of `p10`/`p50`/`p90`.
+    pub quantiles: Vec<f32>,
+}
+
+/// A snapshot, or one part of a snapshot (see [`PartInfo`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub v: u16,
+    /// Snapshot counter; all parts of one snapshot share it.
+    pub seq: u64,
+    /// Source time of the step that closed (Unix ms).
+    pub tick_ms: i64,
+    /// Wall-clock time of publication (Unix ms).
+    pub published_ms: i64,
+    pub part: PartInfo,
+    pub model: ModelInfo,
+    /// Fleet figures over all servers (repeated in every part; small).
+    pub fleet: FleetFigures,
+    /// Live accuracy of matured forecasts, per target (repeated in every part).
+    pub accuracy: Vec<TargetAccuracy>,
+    /// This part's servers.
+    pub servers: Vec<ServerForecast>,
+}
+
+/// Part `index` of `count` (0-based). A snapshot that fits one message has `count = 1`.
+/// Parts are published in order, back to back, on the same subject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartInfo {
+    pub index: u16,
+    pub count: u16,
+}
+
+impl Default for PartInfo {
+    fn default() -> Self {
+        PartInfo { index: 0, count: 1 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct LevelCounts {
+    pub healthy: u32,
+    pub watch: u32,
+    pub warning: u32,
+    pub critical: u32,
+}
+
+impl LevelCounts {
+    pub fn add(&mut self, level: Level) {
+        match level {
+            Level::Healthy => self.healthy += 1,
+            Level::Watch => self.watch += 1,
+            Level::Warning => self.warning += 1,
+            Level::Critical => self.critical += 1,
+        }
+    }
+    pub fn get(&self, level: Level) -> u32 {
+        match level {
+            Level::Healthy => self.healthy,
+            Level::Watch => self.watch,
+            Level::Warning => self.warning,
+            Level::Critical => self.critical,
+        }
+    }
+}
+
+/// Fleet-level figures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct FleetFigures {
+    pub servers: u32,
+    /// Servers with a forecast.
+    pub ready: u32,
+    /// Servers still below the minimum history.
+    pub warming: u32,
+    pub levels: LevelCounts,
+    /// Probability (0-1) that at least one incident happens within 30 min / 8 h.
+    pub prob_incident_30m: f32,
+    pub prob_incident_8h: f32,
+    pub avg_risk: f32,
+    pub max_risk: f32,
+    /// Fleet health, by the same level scheme as servers.
+    pub health: Level,
+    /// The riskiest servers, riskiest first (up to 20).
+    pub top: Vec<String>,
+    /// Active predicted alerts, by severity.
+    pub alerts_warning: u32,
+    pub alerts_critical: u32,
+}
+
+/// Rolling accuracy of forecasts that have matured, for one target.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TargetAccuracy {
+    pub target: Target,
+    /// Forecast points compared so far in the rolling window.
+    pub samples: u64,
+    /// Normalised quantile loss (q-risk) at P50 and P90: sum of pinball losses / sum |actual|.
+    pub qrisk_p50: f32,
+    pub qrisk_p90: f32,
+    /// Share of actuals inside [P10, P90] (ideal 0.8).
+    pub coverage: f32,
+}
+
+/// Warm-up progress of a server without enough history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Warmup {
+    pub have_steps: u16,
+    pub need_steps: u16,
+}
+
+/// P10/P50/P90 for one target over the horizon, in the target's raw unit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TargetForecast {
+    pub target: Target,
+    pub p10: Vec<f32>,
+    pub p50: Vec<f32>,
+    pub p90: Vec<f32>,
+}
+
+/// The recent actual values of one target, oldest first (for charts).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TargetHistory {
+    pub target: Target,
+    /// `None` where the step had no report.
+    pub values: Vec<Option<f32>>,
+}
+
+/// A contribution to a server's risk score, in words.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RiskReason {
+    pub target: Target,
+    pub points: f32,
+    pub text: String,
+}
+
+/// One input's weight in the model's variable selection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VariableWeight {
+    pub name: String,
+    pub weight: f32,
+}
+
+/// The model's own explanation of a forecast, straight from the ONNX outputs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Explanation {
+    /// Past-input variable-selection weights, largest first.
+    pub variables: Vec<VariableWeight>,
+    /// Attention over the past window (oldest first), averaged over heads and horizon.
+    pub attention: Vec<f32>,
+}
+
+/// One server in the snapshot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServerForecast {
+    pub server: String,
+    pub profile: Profile,
+    /// Source time of the server's latest closed step.
+    pub last_ms: i64,
+    /// 0-100.
+    pub risk: f32,
+    pub level: Level,
+    pub reasons: Vec<RiskReason>,
+    /// Latest values (unknown metrics absent).
+    pub current: Metrics,
+    /// Recent actuals for charts.
+    pub recent: Vec<TargetHistory>,
+    /// Present while the server is warming up (then `forecast` is empty).
+    pub warmup: Option<Warmup>,
+    pub forecast: Vec<TargetForecast>,
+    pub explanation: Option<Explanation>,
+    /// Active predicted alerts for this server.
+    pub alerts: Vec<Alert>,
+}
+
+impl ServerForecast {
+    pub fn forecast_of(&self, target: Target) -> Option<&TargetForecast> {
+        self.forecast.iter().find(|f| f.target == target)
+    }
+}
+
+/// Joins the parts of a snapshot. Feed it every message from `predictions.current`; it
+/// returns a whole snapshot when its last part arrives. A part of a newer snapshot drops
+/// an incomplete older one (never mixes two snapshots).
+#[derive(Debug, Default)]
+pub struct SnapshotAssembler {
+    pending: Option<Snapshot>,
+    next_index: u16,
+}
+
+impl SnapshotAssembler {
+    pub fn push(&mut self, part: Snapshot) -> Option<Snapshot> {
+        if part.part.count <= 1 {
+            self.pending = None;
+            return Some(part);
+        }
+        if part.part.index == 0 {
+            self.next_index = 1;
+            self.pending = Some(part);
+            return None;
+        }
+        let fits = matches!(&self.pending, Some(p) if p.seq == part.seq && part.part.index == self.next_index);
+        if !fits {
+            self.pending = None;
+            return None;
+        }
+        let pending = self.pending.as_mut()?;
+        pending.servers.extend(part.servers);
+        self.next_index += 1;
+        if self.next_index == part.part.count {
+            let mut whole = self.pending.take()?;
+            whole.part = PartInfo::default();
+            return Some(whole);
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn part(seq: u64, index: u16, count: u16, servers: &[&str]) -> Snapshot {
+        Snapshot {
+            v: crate::SCHEMA_VERSION,
+            seq,
+            tick_ms: 0,
+            published_ms: 0,
+            part: PartInfo { index, count },
+            model: ModelInfo::default(),
+            fleet: FleetFigures::default(),
+            accuracy: vec![],
+            servers: servers
+                .iter()
+                .map(|s| ServerForecast {
+                    server: s.to_string(),
+                    profile: Profile::Generic,
+                    last_ms: 0,
+                    risk: 0.0,
+                    level: Level::Healthy,
+                    reasons: vec![],
+                    current: Metrics::default(),
+                    recent: vec![],
+                    warmup: None,
+                    forecast: vec![],
+                    explanation: None,
+                    alerts: vec![],
+                })
+                .collect(),
+        }
+    }
+
+    fn names(s: &Snapshot) -> Vec<&str> {
+        s.servers.iter().map(|s| s.server.as_str()).collect()
+    }
+
+    #[test]
+    fn joins_parts_in_order() {
+        let mut a = SnapshotAssembler::default();
+        assert!(a.push(part(1, 0, 3, &["a"])).is_none());
+        assert!(a.push(part(1, 1, 3, &["b"])).is_none());
+        let whole = a.push(part(1, 2, 3, &["c"])).unwrap();
+        assert_eq!(names(&whole), ["a", "b", "c"]);
+        assert_eq!(whole.part, PartInfo::default());
+    }
+
+    #[test]
+    fn never_mixes_snapshots() {
+        let mut a = SnapshotAssembler::default();
+        assert!(a.push(part(1, 0, 2, &["a"])).is_none());
+        assert!(a.push(part(2, 1, 2, &["x"])).is_none());
+        assert!(a.push(part(1, 1, 2, &["b"])).is_none(), "pending dropped by the newer part");
+        let single = a.push(part(3, 0, 1, &["z"])).unwrap();
+        assert_eq!(names(&single), ["z"]);
+    }
+}

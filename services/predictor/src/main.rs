@@ -1,0 +1,4 @@
+//! The predictor service; its issue fills it in.
+fn main() {
+    eprintln!("predictor: not built yet");
+}

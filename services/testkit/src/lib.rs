@@ -1,0 +1,124 @@
+//! Test harness: starts a real `nats-server` with JetStream on a free loopback port and a
+//! temporary store dir, and stops it on drop. Never a mock broker.
+//!
+//! The binary is `$NATS_SERVER_BIN`, else `.tools/bin/nats-server` (installed by
+//! `deploy/bootstrap.sh`), else `nats-server` on `PATH`.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+/// The workspace root (two levels above this crate).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap_or_else(|_| PathBuf::from("."))
+}
+
+/// Path of the nats-server binary to use.
+pub fn nats_server_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("NATS_SERVER_BIN") {
+        return PathBuf::from(p);
+    }
+    let local = workspace_root().join(".tools/bin/nats-server");
+    if local.exists() {
+        return local;
+    }
+    PathBuf::from("nats-server")
+}
+
+/// Path of the ONNX Runtime shared library (`$ORT_DYLIB_PATH`, else `.tools/ortlib`).
+pub fn ort_dylib() -> PathBuf {
+    std::env::var("ORT_DYLIB_PATH")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| workspace_root().join(".tools/ortlib/libonnxruntime.so"))
+}
+
+/// A free TCP port on 127.0.0.1 (bound then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
+}
+
+/// A running nats-server; killed (and its store removed) on drop.
+pub struct NatsServer {
+    child: Child,
+    port: u16,
+    store: PathBuf,
+    _dir: Option<tempfile::TempDir>,
+    extra_args: Vec<String>,
+}
+
+impl NatsServer {
+    /// Starts a server with JetStream on a free port and a fresh temp store.
+    pub fn start() -> anyhow::Result<NatsServer> {
+        Self::start_with(&[])
+    }
+
+    /// Like [`start`](Self::start) with extra command-line args (e.g. `--max_payload`).
+    pub fn start_with(extra: &[&str]) -> anyhow::Result<NatsServer> {
+        let dir = tempfile::tempdir()?;
+        let store = dir.path().join("js");
+        let extra_args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let port = free_port();
+        let child = spawn(port, &store, &extra_args)?;
+        let server = NatsServer { child, port, store, _dir: Some(dir), extra_args };
+        server.wait_ready()?;
+        Ok(server)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    pub async fn connect(&self) -> anyhow::Result<async_nats::Client> {
+        Ok(async_nats::connect(self.url()).await?)
+    }
+
+    /// Kills the server (SIGKILL) and starts it again on the same port and store: JetStream
+    /// state on disk survives, as after a crash.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.stop();
+        self.child = spawn(self.port, &self.store, &self.extra_args)?;
+        self.wait_ready()
+    }
+
+    /// Stops the server without restarting it.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn wait_ready(&self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        bail!("nats-server did not listen on port {} within 15 s", self.port)
+    }
+}
+
+fn spawn(port: u16, store: &Path, extra: &[String]) -> anyhow::Result<Child> {
+    let bin = nats_server_bin();
+    Command::new(&bin)
+        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+        .arg(store)
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {} (run deploy/bootstrap.sh to install it)", bin.display()))
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
