@@ -47,6 +47,9 @@ pub struct MetricsBatch {
     /// The source's batch counter; parts of one tick share it.
     pub seq: u64,
     /// The source's clock when it sent the batch (Unix ms; simulated for the generator).
+    /// Every 5-minute step that ends at or before `clock_ms` is complete for this source, so
+    /// the predictor closes it at once. The generator stamps records with their step's start
+    /// and sends `clock_ms = step start + STEP_MS`; a real-time adapter sends its wall clock.
     pub clock_ms: i64,
     pub records: Vec<MetricRecord>,
 }
