@@ -31,6 +31,13 @@ lib="$(ls "$tools"/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so
 mkdir -p "$tools/ortlib"
 ln -sf "$lib" "$tools/ortlib/libonnxruntime.so"
 
+# Browser tests need Chromium (Debian's package; as root, as on CI). Only with --with-browser.
+if [ "${1:-}" = "--with-browser" ] && ! command -v chromium >/dev/null 2>&1; then
+  echo "bootstrap: installing chromium (apt)"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+
 "$tools/bin/nats-server" --version >/dev/null
 "$tools/bin/just" --version >/dev/null
 echo "bootstrap: ok (just, nats-server, onnxruntime in $tools)"

@@ -1,0 +1,37 @@
+# Fleetcast tasks. `just up` runs everything; `just test` runs every test. Both install what is
+# missing into .tools/ first (deploy/bootstrap.sh), so they work on a fresh Debian machine.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+export ORT_DYLIB_PATH := env_var_or_default("ORT_DYLIB_PATH", justfile_directory() / ".tools/ortlib/libonnxruntime.so")
+export NATS_SERVER_BIN := env_var_or_default("NATS_SERVER_BIN", justfile_directory() / ".tools/bin/nats-server")
+
+# List the recipes.
+default:
+    @just --list
+
+# Install just, nats-server and ONNX Runtime into .tools/ (idempotent).
+bootstrap:
+    deploy/bootstrap.sh
+
+# Start nats-server, predictor, generator and dashboard; print the dashboard URL; Ctrl-C stops all.
+up:
+    deploy/up.sh
+
+# Stop everything `just up` started.
+down:
+    deploy/down.sh
+
+# Every test: Rust (real nats-server, real ONNX model, headless Chromium) and the trainer's pytest.
+test:
+    deploy/bootstrap.sh --with-browser
+    cargo nextest run --workspace --no-fail-fast
+    services/trainer/test.sh
+
+# Train the TFT on generated data, evaluate it, export models/tft.onnx and write the model card.
+train *ARGS:
+    services/trainer/train.sh {{ARGS}}
+
+# Build in release and run the benchmark suite; prints a table and writes BENCHMARKS.md.
+bench:
+    deploy/bench.sh
