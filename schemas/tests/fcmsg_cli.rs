@@ -1,0 +1,53 @@
+//! The `fcmsg` CLI turns contract messages into JSON and back.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use schemas::{encode, MetricRecord, Metrics, MetricsBatch};
+
+fn run(args: &[&str], input: &[u8]) -> (bool, Vec<u8>, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fcmsg"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (out.status.success(), out.stdout, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn decode_then_encode_round_trips_a_batch() {
+    let batch = MetricsBatch::new(
+        "generator",
+        9,
+        1_764_000_300_000,
+        vec![MetricRecord {
+            server: "ppdb001".into(),
+            ts_ms: 1_764_000_000_000,
+            profile: None,
+            metrics: Metrics { mem_used_pct: Some(91.5), ..Default::default() },
+        }],
+    );
+    let (ok, json, _) = run(&["decode"], &encode(&batch).unwrap());
+    assert!(ok);
+    let text = String::from_utf8(json.clone()).unwrap();
+    assert!(text.contains("\"server\": \"ppdb001\""), "{text}");
+    assert!(text.contains("\"mem_used_pct\": 91.5"), "{text}");
+    let (ok, msgpack, _) = run(&["encode"], &json);
+    assert!(ok);
+    let back: MetricsBatch = schemas::decode(&msgpack).unwrap();
+    assert_eq!(back, batch);
+}
+
+#[test]
+fn garbage_is_a_clear_error() {
+    let (ok, _, err) = run(&["decode"], b"\xc1\xc1");
+    assert!(!ok);
+    assert!(err.contains("not valid MessagePack"), "{err}");
+    let (ok, _, err) = run(&["encode"], b"{nope");
+    assert!(!ok);
+    assert!(err.contains("not valid JSON"), "{err}");
+}
