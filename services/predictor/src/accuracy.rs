@@ -1,0 +1,299 @@
+//! Live accuracy: forecasts are kept until they mature, scored against what actually
+//! happened, and summed over a rolling window per target. The original's "drift monitor"
+//! reported made-up numbers; this is the real one.
+//!
+//! Only a few lead times are scored — 5 min, 30 min, 1 h, 4 h and 8 h ([`LEADS`]) — and for the
+//! long ones only every `stride`-th issued forecast, so each server keeps at most
+//! [`SLOTS`] pending entries of 8 targets × (P10, P50, P90): about 3.6 KB per server, 36 MB for
+//! 10,000 servers, whatever the tick rate. The rolling window is fleet-wide: one bucket per
+//! step of sums (≈ 256 B × window steps; 74 KB for 24 h).
+//!
+//! Scores, per target over the window: q-risk at P50 and P90 as `Σ pinball / Σ |actual|` (the
+//! definition in `schemas/README.md`; no factor 2), and the share of actuals inside
+//! [P10, P90].
+//!
+//! Steps are identified by `timestamp.div_euclid(STEP_MS)`: a forecast issued at the step that
+//! just closed, `s`, predicts step `s + k` with its k-th value (1-based), and an actual for
+//! step `s + k` scores it. Both sides must pass the same kind of timestamp (the step's start).
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use schemas::{Metrics, Target, TargetAccuracy, TargetForecast, STEP_MS, TARGET_COUNT};
+
+/// Scored lead times in steps, with the stride of issue steps kept for each (an issue step is
+/// kept for a lead when `step % stride == 0`).
+pub const LEADS: [(u16, u16); 5] = [(1, 1), (6, 1), (12, 2), (48, 6), (96, 12)];
+
+/// Ring capacity per lead: the issues outstanding, plus one so recording the new forecast
+/// before scoring the same step's actual loses nothing.
+const fn capacity(lead: u16, stride: u16) -> usize {
+    (lead / stride) as usize + 1
+}
+
+const fn offsets() -> [usize; LEADS.len() + 1] {
+    let mut o = [0; LEADS.len() + 1];
+    let mut i = 0;
+    while i < LEADS.len() {
+        o[i + 1] = o[i] + capacity(LEADS[i].0, LEADS[i].1);
+        i += 1;
+    }
+    o
+}
+const OFFSETS: [usize; LEADS.len() + 1] = offsets();
+
+/// Pending entries per server.
+pub const SLOTS: usize = OFFSETS[LEADS.len()];
+
+/// Default rolling window: 24 h of 5-minute steps.
+pub const DEFAULT_WINDOW_STEPS: usize = 288;
+
+/// Below this Σ|actual| per sample the q-risk denominator is floored (an idle swap target is
+/// all zeros; dividing by it would make any error infinite).
+const ABS_FLOOR: f64 = 0.01;
+
+fn target_index(t: Target) -> usize {
+    Target::ALL.iter().position(|&x| x == t).unwrap_or(0)
+}
+
+fn slot(lead_index: usize, issue_step: i64) -> Option<usize> {
+    let (lead, stride) = LEADS[lead_index];
+    let stride = i64::from(stride);
+    if issue_step.rem_euclid(stride) != 0 {
+        return None;
+    }
+    let cap = capacity(lead, stride as u16) as i64;
+    Some(OFFSETS[lead_index] + (issue_step / stride).rem_euclid(cap) as usize)
+}
+
+/// One issued forecast's values at one lead: (P10, P50, P90) per target, NaN where absent.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+struct Entry {
+    /// `i64::MIN` when empty or already scored.
+    issue_step: i64,
+    q: [[f32; 3]; TARGET_COUNT],
+}
+
+const EMPTY: Entry = Entry { issue_step: i64::MIN, q: [[f32::NAN; 3]; TARGET_COUNT] };
+
+/// A server's pending forecasts (opaque; serialisable on its own, e.g. one KV key per server).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Pending {
+    entries: Vec<Entry>,
+    /// Newest issue step recorded, for pruning.
+    last_issue: i64,
+}
+
+/// Sums of one target over one step.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+struct Sums {
+    n: u32,
+    covered: u32,
+    pin50: f64,
+    pin90: f64,
+    abs: f64,
+}
+
+impl Sums {
+    fn add(&mut self, o: &Sums) {
+        self.n += o.n;
+        self.covered += o.covered;
+        self.pin50 += o.pin50;
+        self.pin90 += o.pin90;
+        self.abs += o.abs;
+    }
+}
+
+/// The rolling window's per-step sums (fleet-wide, small; serialisable on its own).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Scores {
+    /// Bucket `i` holds step `steps[i]` (`i64::MIN` = empty); index = step mod window.
+    steps: Vec<i64>,
+    sums: Vec<[Sums; TARGET_COUNT]>,
+    latest: i64,
+}
+
+impl Scores {
+    fn new(window: usize) -> Self {
+        let window = window.max(1);
+        Scores { steps: vec![i64::MIN; window], sums: vec![[Sums::default(); TARGET_COUNT]; window], latest: i64::MIN }
+    }
+
+    /// The bucket of `step`, cleared if it held an older step; `None` if `step` already left
+    /// the window.
+    fn bucket(&mut self, step: i64) -> Option<&mut [Sums; TARGET_COUNT]> {
+        let w = self.steps.len() as i64;
+        if w == 0 || self.sums.len() != self.steps.len() || (self.latest != i64::MIN && step <= self.latest - w) {
+            return None;
+        }
+        self.latest = self.latest.max(step);
+        let i = step.rem_euclid(w) as usize;
+        if self.steps[i] != step {
+            self.steps[i] = step;
+            self.sums[i] = [Sums::default(); TARGET_COUNT];
+        }
+        Some(&mut self.sums[i])
+    }
+}
+
+/// Pinball (quantile) loss of predicting `q_hat` for quantile `q` when `y` happened.
+pub fn pinball(q: f64, y: f64, q_hat: f64) -> f64 {
+    let d = y - q_hat;
+    (q * d).max((q - 1.0) * d)
+}
+
+/// Keeps issued forecasts until they mature and scores them (see the module doc).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AccuracyTracker {
+    pending: HashMap<String, Pending>,
+    scores: Scores,
+}
+
+impl Default for AccuracyTracker {
+    fn default() -> Self {
+        AccuracyTracker::new(DEFAULT_WINDOW_STEPS)
+    }
+}
+
+impl AccuracyTracker {
+    /// A tracker with a rolling window of `window_steps` steps (at least 1).
+    pub fn new(window_steps: usize) -> Self {
+        AccuracyTracker { pending: HashMap::new(), scores: Scores::new(window_steps) }
+    }
+
+    /// Remembers the forecast `server` got at the step starting `issued_ms` (the step that
+    /// just closed), at the scored leads.
+    pub fn record_forecast(&mut self, server: &str, issued_ms: i64, forecast: &[TargetForecast]) {
+        if forecast.is_empty() {
+            return;
+        }
+        let issue = issued_ms.div_euclid(STEP_MS);
+        let p = match self.pending.get_mut(server) {
+            Some(p) => p,
+            None => self.pending.entry(server.to_string()).or_insert_with(|| Pending { entries: vec![EMPTY; SLOTS], last_issue: issue }),
+        };
+        p.last_issue = p.last_issue.max(issue);
+        for (li, &(lead, _)) in LEADS.iter().enumerate() {
+            let Some(e) = slot(li, issue).and_then(|at| p.entries.get_mut(at)) else { continue };
+            *e = EMPTY;
+            e.issue_step = issue;
+            let k = usize::from(lead) - 1;
+            for f in forecast {
+                if let (Some(&lo), Some(&mid), Some(&hi)) = (f.p10.get(k), f.p50.get(k), f.p90.get(k)) {
+                    e.q[target_index(f.target)] = [lo, mid, hi];
+                }
+            }
+        }
+    }
+
+    /// Scores every pending forecast of `server` that predicted the step starting `step_ms`
+    /// against its actual values; returns how many (lead, target) points were scored.
+    pub fn record_actual(&mut self, server: &str, step_ms: i64, actual: &Metrics) -> usize {
+        let Some(p) = self.pending.get_mut(server) else { return 0 };
+        let step = step_ms.div_euclid(STEP_MS);
+        let mut add = [Sums::default(); TARGET_COUNT];
+        for (li, &(lead, _)) in LEADS.iter().enumerate() {
+            let issue = step - i64::from(lead);
+            let Some(e) = slot(li, issue).and_then(|at| p.entries.get_mut(at)) else { continue };
+            if e.issue_step != issue {
+                continue;
+            }
+            e.issue_step = i64::MIN;
+            for (ti, &t) in Target::ALL.iter().enumerate() {
+                let [lo, mid, hi] = e.q[ti];
+                let Some(y) = actual.target(t).filter(|y| y.is_finite()) else { continue };
+                if !(lo.is_finite() && mid.is_finite() && hi.is_finite()) {
+                    continue;
+                }
+                let s = &mut add[ti];
+                let y64 = f64::from(y);
+                s.n += 1;
+                s.covered += u32::from(lo <= y && y <= hi);
+                s.pin50 += pinball(0.5, y64, f64::from(mid));
+                s.pin90 += pinball(0.9, y64, f64::from(hi));
+                s.abs += y64.abs();
+            }
+        }
+        let scored: u32 = add.iter().map(|s| s.n).sum();
+        if scored > 0 {
+            if let Some(bucket) = self.scores.bucket(step) {
+                for (b, a) in bucket.iter_mut().zip(&add) {
+                    b.add(a);
+                }
+            }
+        }
+        scored as usize
+    }
+
+    /// Rolling accuracy per target with at least one scored point, in [`Target::ALL`] order.
+    pub fn report(&self) -> Vec<TargetAccuracy> {
+        let w = self.scores.steps.len() as i64;
+        let mut total = [Sums::default(); TARGET_COUNT];
+        for (step, sums) in self.scores.steps.iter().zip(&self.scores.sums) {
+            if *step != i64::MIN && *step > self.scores.latest - w {
+                for (t, s) in total.iter_mut().zip(sums) {
+                    t.add(s);
+                }
+            }
+        }
+        Target::ALL
+            .iter()
+            .zip(&total)
+            .filter(|(_, s)| s.n > 0)
+            .map(|(&target, s)| {
+                let denom = s.abs.max(ABS_FLOOR * f64::from(s.n));
+                TargetAccuracy {
+                    target,
+                    samples: u64::from(s.n),
+                    qrisk_p50: (s.pin50 / denom) as f32,
+                    qrisk_p90: (s.pin90 / denom) as f32,
+                    coverage: s.covered as f32 / s.n as f32,
+                }
+            })
+            .collect()
+    }
+
+    /// Drops a server's pending forecasts.
+    pub fn forget(&mut self, server: &str) {
+        self.pending.remove(server);
+    }
+
+    /// Drops servers with no forecast issued in the last 8 h (nothing of theirs can still
+    /// mature); call now and then so departed servers don't hold memory.
+    pub fn prune(&mut self, now_ms: i64) {
+        let oldest = now_ms.div_euclid(STEP_MS) - i64::from(LEADS[LEADS.len() - 1].0);
+        self.pending.retain(|_, p| p.last_issue >= oldest);
+    }
+
+    pub fn servers(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Approximate heap bytes held (for stats and the memory budget).
+    pub fn approx_bytes(&self) -> usize {
+        let per_server = SLOTS * std::mem::size_of::<Entry>() + std::mem::size_of::<Pending>() + 48;
+        let names: usize = self.pending.keys().map(String::len).sum();
+        self.pending.len() * per_server + names + self.scores.steps.len() * (8 + std::mem::size_of::<[Sums; TARGET_COUNT]>())
+    }
+
+    /// The rolling sums alone (small; persist these to keep the window across a restart).
+    pub fn scores(&self) -> &Scores {
+        &self.scores
+    }
+
+    pub fn set_scores(&mut self, scores: Scores) {
+        self.scores = scores;
+    }
+
+    /// One server's pending forecasts (for per-server persistence).
+    pub fn pending(&self, server: &str) -> Option<&Pending> {
+        self.pending.get(server)
+    }
+
+    pub fn set_pending(&mut self, server: String, pending: Pending) {
+        if pending.entries.len() == SLOTS {
+            self.pending.insert(server, pending);
+        }
+    }
+}

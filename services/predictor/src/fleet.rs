@@ -1,0 +1,253 @@
+//! Fleet-level figures, and the incident odds behind them.
+//!
+//! An *incident* is a target at or above its profile's critical threshold. The original added
+//! fixed increments per server (+0.25, +0.10...) and averaged them, which is not a probability
+//! of anything. Here the odds come from the forecast's own quantiles:
+//!
+//! 1. **Per step.** The predictive distribution of a target at step `k` is taken as a split
+//!    normal with median P50, whose upper half has σ = (P90 − P50)/1.2816 and lower half
+//!    σ = (P50 − P10)/1.2816, so it reproduces all three quantiles exactly and is skewed where
+//!    the model is. `P(X_k ≥ critical)` follows from the normal tail of the half the threshold
+//!    falls in; with no spread it is 1 or 0.
+//! 2. **Within a horizon** (6 steps = 30 min, 96 = 8 h): the maximum over the steps. Errors of
+//!    5-minute steps are strongly correlated (one unknown level shift moves them together), so
+//!    the steps are treated as comonotone; this is the lower bound of the union and avoids the
+//!    independence assumption that would turn 96 small chances into a certainty. A target
+//!    already critical now counts as 1 (the incident is under way).
+//! 3. **Per server:** targets combined as independent, `1 − Π(1 − p_target)`.
+//! 4. **Fleet:** "at least one incident", `1 − Π(1 − p_server)`, summed in log space.
+//!
+//! These odds grow when the whole forecast shifts up, when P90 widens above P50, and with
+//! every server added; 30-minute odds never exceed 8-hour odds.
+
+use serde::{Deserialize, Serialize};
+
+use schemas::{FleetFigures, Level, Metrics, Profile, Target, TargetForecast};
+
+use crate::alerts::AlertCounts;
+use crate::risk::{Assessment, NEAR_STEPS};
+use crate::thresholds::thresholds;
+
+/// z of the 90th percentile of a standard normal.
+const Z90: f64 = 1.281_551_565_5;
+/// How many riskiest servers the figures list.
+pub const TOP_SERVERS: usize = 20;
+/// Fleet health is the worst level that at least this share of the assessed servers reach.
+pub const HEALTH_SHARE: f64 = 0.10;
+
+/// A server's probability of an incident within 30 min and within 8 h.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct IncidentOdds {
+    pub within_30m: f32,
+    pub within_8h: f32,
+}
+
+/// `P(X ≥ threshold)` at one step, from its P10/P50/P90 (see the module doc). Non-finite
+/// quantiles give 0.
+pub fn exceedance(p10: f32, p50: f32, p90: f32, threshold: f32) -> f64 {
+    if !(p10.is_finite() && p50.is_finite() && p90.is_finite() && threshold.is_finite()) {
+        return 0.0;
+    }
+    let (m, c) = (f64::from(p50), f64::from(threshold));
+    let spread = if c >= m { f64::from(p90) - m } else { m - f64::from(p10) };
+    let sigma = spread.max(0.0) / Z90;
+    if sigma <= 1e-9 * (1.0 + m.abs()) {
+        return if m >= c { 1.0 } else { 0.0 };
+    }
+    normal_sf((c - m) / sigma)
+}
+
+/// Upper tail of the standard normal, `1 − Φ(z)`, via the Numerical Recipes erfc (relative
+/// error < 1.2e-7 everywhere).
+pub fn normal_sf(z: f64) -> f64 {
+    let x = z / std::f64::consts::SQRT_2;
+    let a = x.abs();
+    let t = 1.0 / (1.0 + 0.5 * a);
+    let poly = -a * a - 1.265_512_23
+        + t * (1.000_023_68
+            + t * (0.374_091_96
+                + t * (0.096_784_18
+                    + t * (-0.186_288_06
+                        + t * (0.278_868_07
+                            + t * (-1.135_203_98 + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
+    let erfc = t * poly.exp();
+    let erfc = if x >= 0.0 { erfc } else { 2.0 - erfc };
+    (erfc / 2.0).clamp(0.0, 1.0)
+}
+
+/// The odds that any target of a server breaches its critical threshold within 30 min / 8 h.
+pub fn incident_odds(profile: Profile, current: &Metrics, forecast: &[TargetForecast]) -> IncidentOdds {
+    // Running products of (1 − p) over targets.
+    let (mut calm_30m, mut calm_8h) = (1.0_f64, 1.0_f64);
+    for target in Target::ALL {
+        let Some(th) = thresholds(profile, target) else { continue };
+        let now = current.target(target).is_some_and(|v| v >= th.critical);
+        let (mut p30, mut p8h) = if now { (1.0, 1.0) } else { (0.0, 0.0) };
+        if let Some(f) = forecast.iter().find(|f| f.target == target) {
+            let steps = f.p10.len().min(f.p50.len()).min(f.p90.len());
+            for k in 0..steps {
+                let p = exceedance(f.p10[k], f.p50[k], f.p90[k], th.critical);
+                p8h = f64::max(p8h, p);
+                if k < NEAR_STEPS {
+                    p30 = f64::max(p30, p);
+                }
+            }
+        }
+        calm_30m *= 1.0 - p30;
+        calm_8h *= 1.0 - p8h;
+    }
+    IncidentOdds { within_30m: (1.0 - calm_30m) as f32, within_8h: (1.0 - calm_8h) as f32 }
+}
+
+/// One server's part in the fleet figures.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerStatus<'a> {
+    pub server: &'a str,
+    pub assessment: &'a Assessment,
+    /// Below the minimum history (no forecast yet).
+    pub warming: bool,
+}
+
+/// Fleet figures over every server assessed this tick, with the alert book's active counts.
+/// Levels, risk and the top list count warming servers too (their risk comes from current
+/// values); health is the worst level reached by at least [`HEALTH_SHARE`] of the servers.
+pub fn figures<'a>(servers: impl IntoIterator<Item = ServerStatus<'a>>, alerts: AlertCounts) -> FleetFigures {
+    let mut f = FleetFigures::default();
+    let mut risk_sum = 0.0_f64;
+    // Σ ln(1 − p): stays exact for thousands of small odds.
+    let (mut ln_calm_30m, mut ln_calm_8h) = (0.0_f64, 0.0_f64);
+    let mut top: Vec<(f32, &str)> = Vec::with_capacity(TOP_SERVERS + 1);
+    for s in servers {
+        let a = s.assessment;
+        f.servers += 1;
+        if s.warming {
+            f.warming += 1;
+        } else {
+            f.ready += 1;
+        }
+        f.levels.add(a.level);
+        risk_sum += f64::from(a.risk);
+        f.max_risk = f.max_risk.max(a.risk);
+        ln_calm_30m += (-f64::from(a.odds.within_30m.clamp(0.0, 1.0))).ln_1p();
+        ln_calm_8h += (-f64::from(a.odds.within_8h.clamp(0.0, 1.0))).ln_1p();
+        let riskier = |&(r, n): &(f32, &str)| r > a.risk || (r == a.risk && n <= s.server);
+        let at = top.partition_point(riskier);
+        if at < TOP_SERVERS {
+            top.insert(at, (a.risk, s.server));
+            top.truncate(TOP_SERVERS);
+        }
+    }
+    if f.servers > 0 {
+        f.avg_risk = (risk_sum / f64::from(f.servers)) as f32;
+    }
+    f.prob_incident_30m = (1.0 - ln_calm_30m.exp()).clamp(0.0, 1.0) as f32;
+    f.prob_incident_8h = (1.0 - ln_calm_8h.exp()).clamp(0.0, 1.0) as f32;
+    f.health = health(&f);
+    f.top = top.into_iter().map(|(_, n)| n.to_string()).collect();
+    f.alerts_warning = alerts.warning;
+    f.alerts_critical = alerts.critical;
+    f
+}
+
+/// The worst level that at least [`HEALTH_SHARE`] of the servers are at or above.
+fn health(f: &FleetFigures) -> Level {
+    let need = (HEALTH_SHARE * f64::from(f.servers)).max(1.0);
+    let mut at_or_above = 0;
+    for level in [Level::Critical, Level::Warning, Level::Watch] {
+        at_or_above += f.levels.get(level);
+        if f64::from(at_or_above) >= need {
+            return level;
+        }
+    }
+    Level::Healthy
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::risk::{assess, tests::flat};
+
+    #[test]
+    fn exceedance_reproduces_the_quantiles() {
+        assert!((exceedance(10.0, 20.0, 30.0, 30.0) - 0.1).abs() < 1e-6);
+        assert!((exceedance(10.0, 20.0, 30.0, 20.0) - 0.5).abs() < 1e-6);
+        assert!((exceedance(10.0, 20.0, 30.0, 10.0) - 0.9).abs() < 1e-6);
+        assert_eq!(exceedance(20.0, 20.0, 20.0, 20.0), 1.0);
+        assert_eq!(exceedance(20.0, 20.0, 20.0, 20.1), 0.0);
+        assert_eq!(exceedance(f32::NAN, 20.0, 30.0, 25.0), 0.0);
+        assert!(normal_sf(-40.0) <= 1.0 && normal_sf(40.0) >= 0.0);
+    }
+
+    #[test]
+    fn odds_are_probabilities_and_grow_with_the_forecast() {
+        let mut last = IncidentOdds::default();
+        for shift in 0..40 {
+            let m = 70.0 + shift as f32;
+            let fc = [flat(Target::Mem, m - 5.0, m, m + 4.0)];
+            let o = incident_odds(Profile::Generic, &Metrics::default(), &fc);
+            assert!((0.0..=1.0).contains(&o.within_30m) && (0.0..=1.0).contains(&o.within_8h));
+            assert!(o.within_30m <= o.within_8h);
+            assert!(o.within_30m >= last.within_30m && o.within_8h >= last.within_8h, "{m}: {o:?} < {last:?}");
+            last = o;
+        }
+        assert!(last.within_30m > 0.99);
+    }
+
+    #[test]
+    fn late_breach_counts_for_8h_only() {
+        let mut f = flat(Target::Disk, 50.0, 52.0, 55.0);
+        for k in 60..96 {
+            (f.p10[k], f.p50[k], f.p90[k]) = (94.0, 97.0, 99.0);
+        }
+        let o = incident_odds(Profile::Generic, &Metrics::default(), &[f]);
+        assert!(o.within_30m < 1e-6, "{o:?}");
+        assert!(o.within_8h > 0.8, "{o:?}");
+        let now = Metrics { disk_usage_pct: Some(96.0), ..Default::default() };
+        assert_eq!(incident_odds(Profile::Generic, &now, &[]).within_30m, 1.0, "critical now is an incident");
+    }
+
+    fn status<'a>(server: &'a str, a: &'a Assessment, warming: bool) -> ServerStatus<'a> {
+        ServerStatus { server, assessment: a, warming }
+    }
+
+    #[test]
+    fn figures_count_rank_and_combine() {
+        let calm = assess(Profile::Generic, &Metrics::default(), &[flat(Target::Mem, 40.0, 50.0, 60.0)]);
+        let hot = assess(
+            Profile::WebApi,
+            &Metrics { mem_used_pct: Some(96.0), ..Default::default() },
+            &[flat(Target::Mem, 90.0, 94.0, 97.0)],
+        );
+        let names: Vec<String> = (0..30).map(|i| format!("s{i:02}")).collect();
+        let mut all: Vec<ServerStatus> = names.iter().map(|n| status(n, &calm, false)).collect();
+        let one = figures(all.iter().copied().take(1), AlertCounts::default());
+        all.push(status("web", &hot, false));
+        all.push(status("new", &calm, true));
+        let f = figures(all.iter().copied(), AlertCounts { warning: 2, critical: 1 });
+        assert_eq!((f.servers, f.ready, f.warming), (32, 31, 1));
+        assert_eq!(f.levels.get(hot.level), 1);
+        assert_eq!(f.levels.healthy, 31);
+        assert_eq!(f.top.len(), TOP_SERVERS);
+        assert_eq!(f.top[0], "web");
+        assert_eq!(f.top[1], "new", "ties ranked by name");
+        assert_eq!(f.max_risk, hot.risk);
+        assert!((f.avg_risk - hot.risk / 32.0).abs() < 1e-4);
+        assert_eq!(f.health, Level::Healthy, "one server in 32 is under the health share");
+        assert!(f.prob_incident_30m >= hot.odds.within_30m && f.prob_incident_8h <= 1.0);
+        assert!(f.prob_incident_30m >= one.prob_incident_30m, "adding servers never lowers the odds");
+        assert_eq!((f.alerts_warning, f.alerts_critical), (2, 1));
+    }
+
+    #[test]
+    fn health_follows_the_share_of_troubled_servers() {
+        let hot = assess(Profile::WebApi, &Metrics { mem_used_pct: Some(99.0), cpu_idle_pct: Some(1.0), ..Default::default() }, &[]);
+        assert_eq!(hot.level, Level::Critical, "{hot:?}");
+        let calm = assess(Profile::Generic, &Metrics::default(), &[]);
+        let mut all = vec![status("a", &hot, false)];
+        all.extend((0..9).map(|_| status("b", &calm, false)));
+        assert_eq!(figures(all.iter().copied(), AlertCounts::default()).health, Level::Critical);
+        all.push(status("c", &calm, false));
+        assert_eq!(figures(all.iter().copied(), AlertCounts::default()).health, Level::Healthy);
+        assert_eq!(figures([], AlertCounts::default()).health, Level::Healthy);
+    }
+}
