@@ -11,6 +11,7 @@ pub mod history;
 pub mod metric;
 pub mod profile;
 pub mod record;
+pub mod rejection;
 pub mod snapshot;
 pub mod subjects;
 pub mod validate;
@@ -21,9 +22,10 @@ pub use control::{Scenario, ScenarioReply, ScenarioRequest, ServerState};
 pub use metric::{Metric, Metrics, Target, METRIC_COUNT, TARGET_COUNT};
 pub use profile::Profile;
 pub use record::{MetricRecord, MetricsBatch};
+pub use rejection::Rejection;
 pub use snapshot::{
     Explanation, FleetFigures, ModelInfo, PartInfo, ServerForecast, Snapshot, SnapshotAssembler,
-    TargetAccuracy, TargetForecast, Warmup,
+    TargetAccuracy, TargetForecast, TargetThresholds, Warmup,
 };
 pub use validate::{RejectReason, ValidationError, ValidationPolicy};
 

@@ -189,6 +189,18 @@ pub struct ServerForecast {
     pub explanation: Option<Explanation>,
     /// Active predicted alerts for this server.
     pub alerts: Vec<Alert>,
+    /// The profile-aware warning/critical thresholds the predictor judged this server by,
+    /// so charts draw the lines that were really used (targets without thresholds are absent).
+    #[serde(default)]
+    pub thresholds: Vec<TargetThresholds>,
+}
+
+/// Warning and critical thresholds of one target for one server, in the target's unit.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct TargetThresholds {
+    pub target: Target,
+    pub warning: f32,
+    pub critical: f32,
 }
 
 impl ServerForecast {
@@ -263,6 +275,7 @@ mod tests {
                     forecast: vec![],
                     explanation: None,
                     alerts: vec![],
+                    thresholds: vec![],
                 })
                 .collect(),
         }
