@@ -45,6 +45,11 @@ const POINTS: [(Target, f32, f32); 6] = [
     (Target::Load, 20.0, 10.0),
 ];
 
+/// The least risk of a server with a resource that is critical now and that the P50 keeps
+/// critical through the next 30 min: such a server is in trouble whatever the other resources
+/// do, so it is `Critical` even though the summed points of one target stay below 70.
+const SUSTAINED_CRITICAL_FLOOR: f32 = 75.0;
+
 /// A server's assessment for one tick.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Assessment {
@@ -91,6 +96,7 @@ pub(crate) fn peak(xs: &[f32]) -> Option<(f32, u16)> {
 /// comes from its current values alone. Unknown current values score nothing (never zero).
 pub fn assess(profile: Profile, current: &Metrics, forecast: &[TargetForecast]) -> Assessment {
     let mut total = 0.0;
+    let mut sustained_critical = false;
     let mut reasons = Vec::new();
     for (target, cur_full, pred_full) in POINTS {
         let Some(th) = thresholds(profile, target) else { continue };
@@ -102,6 +108,8 @@ pub fn assess(profile: Profile, current: &Metrics, forecast: &[TargetForecast]) 
         let near_share = near.map_or(0.0, |(v, _)| share(&th, v));
         let far_share = far.map_or(0.0, |(v, _)| share(&th, v));
         let pred_pts = pred_full * (NEAR_SHARE * near_share + FAR_SHARE * far_share);
+        let near_p50 = fc.and_then(|f| f.p50[..f.p50.len().min(NEAR_STEPS)].iter().copied().reduce(f32::min));
+        sustained_critical |= now.is_some_and(|v| v >= th.critical) && near_p50.is_some_and(|v| v >= th.critical);
         let points = CURRENT_WEIGHT * cur_pts + PREDICTED_WEIGHT * pred_pts;
         if points <= 0.0 {
             continue;
@@ -111,7 +119,8 @@ pub fn assess(profile: Profile, current: &Metrics, forecast: &[TargetForecast]) 
         reasons.push(RiskReason { target, points, text });
     }
     reasons.sort_by(|a, b| b.points.total_cmp(&a.points));
-    let risk = total.clamp(0.0, 100.0);
+    let floor = if sustained_critical { SUSTAINED_CRITICAL_FLOOR } else { 0.0 };
+    let risk = total.max(floor).clamp(0.0, 100.0);
     Assessment { risk, level: Level::from_risk(risk), reasons, odds: incident_odds(profile, current, forecast) }
 }
 
@@ -195,6 +204,15 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn one_resource_critical_now_and_ahead_makes_the_server_critical() {
+        let web = assess(Profile::WebApi, &mem(99.0), &[flat(Target::Mem, 98.0, 99.0, 99.5)]);
+        assert_eq!(web.level, Level::Critical, "{web:?}");
+        // Critical now but forecast to recover within 30 min: not held at critical.
+        let recovering = assess(Profile::WebApi, &mem(99.0), &[flat(Target::Mem, 60.0, 70.0, 80.0)]);
+        assert!(recovering.level < Level::Critical, "{recovering:?}");
+    }
+
+    #[test]
     fn levels_follow_the_one_scheme() {
         let idle = assess(Profile::Generic, &Metrics::default(), &[]);
         assert_eq!((idle.risk, idle.level), (0.0, Level::Healthy));
@@ -213,10 +231,13 @@ pub(crate) mod tests {
         // Memory in the web warning band now and ahead: a watch, not an alarm.
         let warm = assess(Profile::WebApi, &mem(88.0), &[flat(Target::Mem, 85.0, 88.0, 90.0)]);
         assert_eq!(warm.level, Level::Watch, "{warm:?}");
-        // Critical memory now and ahead on a web server: warning on its own...
+        // Critical memory now and ahead on a web server: held at the sustained-critical floor...
         let full = assess(Profile::WebApi, &mem(97.0), &[flat(Target::Mem, 96.0, 97.0, 98.0)]);
-        assert!((full.risk - 44.0).abs() < 1e-3 && full.level == Level::Warning, "{full:?}");
-        // ...critical once CPU is pegged as well.
+        assert!((full.risk - SUSTAINED_CRITICAL_FLOOR).abs() < 1e-3 && full.level == Level::Critical, "{full:?}");
+        // ...critical memory now without a forecast (warming up) is only a watch...
+        let warming = assess(Profile::WebApi, &mem(97.0), &[]);
+        assert!((warming.risk - 35.0).abs() < 1e-3 && warming.level == Level::Watch, "{warming:?}");
+        // ...and critical once CPU is pegged as well.
         let both = Metrics { cpu_idle_pct: Some(2.0), ..mem(97.0) };
         assert_eq!(assess(Profile::WebApi, &both, &[]).level, Level::Critical);
     }
