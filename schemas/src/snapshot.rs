@@ -113,7 +113,7 @@ pub struct TargetAccuracy {
     pub target: Target,
     /// Forecast points compared so far in the rolling window.
     pub samples: u64,
-    /// Normalised quantile loss (q-risk) at P50 and P90: sum of pinball losses / sum |actual|.
+    /// Normalised quantile loss (the TFT paper's q-risk) at P50 and P90: 2 x sum of pinball losses / sum |actual|.
     pub qrisk_p50: f32,
     pub qrisk_p90: f32,
     /// Share of actuals inside [P10, P90] (ideal 0.8).

@@ -8,8 +8,9 @@
 //! 10,000 servers, whatever the tick rate. The rolling window is fleet-wide: one bucket per
 //! step of sums (≈ 256 B × window steps; 74 KB for 24 h).
 //!
-//! Scores, per target over the window: q-risk at P50 and P90 as `Σ pinball / Σ |actual|` (the
-//! definition in `schemas/README.md`; no factor 2), and the share of actuals inside
+//! Scores, per target over the window: q-risk at P50 and P90 as `2·Σ pinball / Σ |actual|` (the
+//! TFT paper's definition, as in `schemas/README.md` and the model card, so live and offline
+//! numbers compare), and the share of actuals inside
 //! [P10, P90].
 //!
 //! Steps are identified by `timestamp.div_euclid(STEP_MS)`: a forecast issued at the step that
@@ -246,8 +247,8 @@ impl AccuracyTracker {
                 TargetAccuracy {
                     target,
                     samples: u64::from(s.n),
-                    qrisk_p50: (s.pin50 / denom) as f32,
-                    qrisk_p90: (s.pin90 / denom) as f32,
+                    qrisk_p50: (2.0 * s.pin50 / denom) as f32,
+                    qrisk_p90: (2.0 * s.pin90 / denom) as f32,
                     coverage: s.covered as f32 / s.n as f32,
                 }
             })

@@ -48,8 +48,8 @@ fn hand_computed_scores() {
     assert_eq!(r.len(), 1);
     let m = &r[0];
     assert_eq!((m.target, m.samples), (Target::Mem, 2));
-    assert!((m.qrisk_p50 - 4.5 / 39.0).abs() < 1e-6, "{m:?}");
-    assert!((m.qrisk_p90 - 3.3 / 39.0).abs() < 1e-6, "{m:?}");
+    assert!((m.qrisk_p50 - 2.0 * 4.5 / 39.0).abs() < 1e-6, "{m:?}");
+    assert!((m.qrisk_p90 - 2.0 * 3.3 / 39.0).abs() < 1e-6, "{m:?}");
     assert_eq!(m.coverage, 0.5);
     // The same actual again scores nothing twice; unknown servers score nothing.
     assert_eq!(acc.record_actual("db1", at(1), &mem(14.0)), 0);
