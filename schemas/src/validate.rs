@@ -33,10 +33,13 @@ pub enum RejectReason {
     BadProfile,
     /// Timestamp too far from the stream's clock.
     TimestampSkew,
+    /// A new server beyond the predictor's configured fleet limit (keeps memory bounded when a
+    /// source sends endless distinct names).
+    FleetLimit,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 12] = [
+    pub const ALL: [RejectReason; 13] = [
         RejectReason::Malformed,
         RejectReason::Oversize,
         RejectReason::UnsupportedVersion,
@@ -49,6 +52,7 @@ impl RejectReason {
         RejectReason::BadServerName,
         RejectReason::BadProfile,
         RejectReason::TimestampSkew,
+        RejectReason::FleetLimit,
     ];
 
     pub fn name(self) -> &'static str {
@@ -65,6 +69,7 @@ impl RejectReason {
             RejectReason::BadServerName => "bad_server_name",
             RejectReason::BadProfile => "bad_profile",
             RejectReason::TimestampSkew => "timestamp_skew",
+            RejectReason::FleetLimit => "fleet_limit",
         }
     }
 }
