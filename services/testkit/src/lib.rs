@@ -35,6 +35,16 @@ pub fn ort_dylib() -> PathBuf {
         .unwrap_or_else(|_| workspace_root().join(".tools/ortlib/libonnxruntime.so"))
 }
 
+/// A workspace binary built by `cargo build --workspace --bins` (`just test` builds them first):
+/// `$CARGO_TARGET_DIR` or `target/`, profile `$FLEETCAST_PROFILE` (default `debug`).
+pub fn bin_path(name: &str) -> PathBuf {
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| workspace_root().join("target"));
+    let profile = std::env::var("FLEETCAST_PROFILE").unwrap_or_else(|_| "debug".into());
+    target.join(profile).join(name)
+}
+
 /// A free TCP port on 127.0.0.1 (bound then released).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
@@ -47,6 +57,7 @@ pub struct NatsServer {
     store: PathBuf,
     _dir: Option<tempfile::TempDir>,
     extra_args: Vec<String>,
+    env: Vec<(String, String)>,
 }
 
 impl NatsServer {
@@ -61,10 +72,31 @@ impl NatsServer {
         let store = dir.path().join("js");
         let extra_args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         let port = free_port();
-        let child = spawn(port, &store, &extra_args)?;
-        let server = NatsServer { child, port, store, _dir: Some(dir), extra_args };
+        let child = spawn(port, &store, &extra_args, &[])?;
+        let server = NatsServer { child, port, store, _dir: Some(dir), extra_args, env: vec![] };
         server.wait_ready()?;
         Ok(server)
+    }
+
+    /// Starts a server from configuration text (e.g. the project's `deploy/nats-auth.conf`),
+    /// with `env` set for its `$VARIABLE` references; port and store still come from the harness.
+    pub fn start_with_config(conf: &str, env: &[(&str, &str)]) -> anyhow::Result<NatsServer> {
+        let dir = tempfile::tempdir()?;
+        let store = dir.path().join("js");
+        let conf_path = dir.path().join("nats.conf");
+        std::fs::write(&conf_path, conf)?;
+        let extra_args = vec!["-c".to_string(), conf_path.display().to_string()];
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let port = free_port();
+        let child = spawn(port, &store, &extra_args, &env)?;
+        let server = NatsServer { child, port, store, _dir: Some(dir), extra_args, env };
+        server.wait_ready()?;
+        Ok(server)
+    }
+
+    /// The URL with a user's credentials in it.
+    pub fn url_as(&self, user: &str, password: &str) -> String {
+        format!("nats://{user}:{password}@127.0.0.1:{}", self.port)
     }
 
     pub fn port(&self) -> u16 {
@@ -83,7 +115,7 @@ impl NatsServer {
     /// state on disk survives, as after a crash.
     pub fn restart(&mut self) -> anyhow::Result<()> {
         self.stop();
-        self.child = spawn(self.port, &self.store, &self.extra_args)?;
+        self.child = spawn(self.port, &self.store, &self.extra_args, &self.env)?;
         self.wait_ready()
     }
 
@@ -105,12 +137,14 @@ impl NatsServer {
     }
 }
 
-fn spawn(port: u16, store: &Path, extra: &[String]) -> anyhow::Result<Child> {
+fn spawn(port: u16, store: &Path, extra: &[String], env: &[(String, String)]) -> anyhow::Result<Child> {
     let bin = nats_server_bin();
+    // Command-line flags override the configuration file's listen address and store.
     Command::new(&bin)
+        .args(extra)
         .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
         .arg(store)
-        .args(extra)
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

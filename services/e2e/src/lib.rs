@@ -1,0 +1,198 @@
+//! Runs the real Fleetcast binaries as processes against a real nats-server, the way `just up`
+//! does, and watches them from the outside: a plain async-nats subscription decoding with
+//! `schemas`, not the services' own code paths.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use futures::StreamExt;
+use schemas::{Snapshot, SnapshotAssembler};
+use tokio::process::{Child, Command};
+
+pub use testkit::NatsServer;
+
+/// Test passwords for the users of `deploy/nats-auth.conf`: (env var, user, password).
+pub const USERS: [(&str, &str, &str); 4] = [
+    ("FLEETCAST_PREDICTOR_PASSWORD", "predictor", "p-secret"),
+    ("FLEETCAST_GENERATOR_PASSWORD", "generator", "g-secret"),
+    ("FLEETCAST_DASHBOARD_PASSWORD", "dashboard", "d-secret"),
+    ("FLEETCAST_ADMIN_PASSWORD", "admin", "a-secret"),
+];
+
+/// A nats-server with the project's least-privilege users (deploy/nats-auth.conf).
+pub fn auth_server() -> anyhow::Result<NatsServer> {
+    let conf = std::fs::read_to_string(testkit::workspace_root().join("deploy/nats-auth.conf"))?;
+    let env: Vec<(&str, &str)> = USERS.iter().map(|(var, _, pw)| (*var, *pw)).collect();
+    NatsServer::start_with_config(&conf, &env)
+}
+
+/// The URL a service connects with on an [`auth_server`].
+pub fn url_for(nats: &NatsServer, user: &str) -> String {
+    let pw = USERS.iter().find(|(_, u, _)| *u == user).map(|(_, _, p)| *p).unwrap_or("");
+    nats.url_as(user, pw)
+}
+
+/// One service process with its log file.
+pub struct Service {
+    pub name: String,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Service {
+    /// Starts `target/<profile>/<name>` with `args`, logging to `<dir>/<name>.log`, and waits
+    /// until the log says `<name> ready`.
+    pub async fn start<K: AsRef<str>, V: AsRef<str>>(
+        dir: &std::path::Path,
+        name: &str,
+        args: &[&str],
+        env: &[(K, V)],
+    ) -> anyhow::Result<Service> {
+        let mut svc = Service {
+            name: name.to_string(),
+            args: args.iter().map(|s| s.to_string()).collect(),
+            env: env.iter().map(|(k, v)| (k.as_ref().to_string(), v.as_ref().to_string())).collect(),
+            child: None,
+            log: dir.join(format!("{name}.log")),
+        };
+        svc.spawn().await?;
+        Ok(svc)
+    }
+
+    async fn spawn(&mut self) -> anyhow::Result<()> {
+        let bin = testkit::bin_path(&self.name);
+        if !bin.exists() {
+            bail!("{} is missing: run `cargo build --workspace --bins` first (just test does)", bin.display());
+        }
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log)?;
+        let child = Command::new(&bin)
+            .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .env("ORT_DYLIB_PATH", testkit::ort_dylib())
+            .current_dir(testkit::workspace_root())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        self.child = Some(child);
+        self.wait_for_log(&format!("{} ready", self.name), Duration::from_secs(60)).await
+    }
+
+    /// Waits until the log (since the process started) contains `needle`.
+    pub async fn wait_for_log(&mut self, needle: &str, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.log_text().contains(needle) {
+                return Ok(());
+            }
+            if let Some(child) = self.child.as_mut() {
+                if let Some(status) = child.try_wait()? {
+                    bail!("{} exited ({status}) before {needle:?}:\n{}", self.name, self.log_tail(40));
+                }
+            }
+            if Instant::now() > deadline {
+                bail!("{} did not log {needle:?} within {timeout:?}:\n{}", self.name, self.log_tail(40));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = self.log_text();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(|c| c.id())
+    }
+
+    /// SIGKILL: no chance to flush or ack anything.
+    pub async fn kill9(&mut self) -> anyhow::Result<()> {
+        if let Some(mut child) = self.child.take() {
+            child.start_kill()?;
+            child.wait().await?;
+        }
+        Ok(())
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub async fn terminate(&mut self) -> anyhow::Result<std::process::ExitStatus> {
+        let mut child = self.child.take().context("not running")?;
+        if let Some(pid) = child.id() {
+            std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status()?;
+        }
+        Ok(tokio::time::timeout(Duration::from_secs(20), child.wait()).await??)
+    }
+
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        self.kill9().await?;
+        self.spawn().await
+    }
+}
+
+/// Reads whole snapshots from `predictions.current`, joining parts.
+pub struct SnapshotWatch {
+    sub: async_nats::Subscriber,
+    assembler: SnapshotAssembler,
+}
+
+impl SnapshotWatch {
+    pub async fn new(client: &async_nats::Client) -> anyhow::Result<SnapshotWatch> {
+        let sub = client.subscribe(schemas::subjects::PREDICTIONS_CURRENT).await?;
+        Ok(SnapshotWatch { sub, assembler: SnapshotAssembler::default() })
+    }
+
+    /// The next whole snapshot, or an error after `timeout`.
+    pub async fn next(&mut self, timeout: Duration) -> anyhow::Result<Snapshot> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let msg = tokio::time::timeout_at(deadline, self.sub.next())
+                .await
+                .context("no snapshot in time")?
+                .context("subscription closed")?;
+            let part: Snapshot = schemas::decode(&msg.payload).context("snapshot does not decode")?;
+            if let Some(whole) = self.assembler.push(part) {
+                return Ok(whole);
+            }
+        }
+    }
+
+    /// Waits for the first snapshot satisfying `pred`.
+    pub async fn until(&mut self, timeout: Duration, mut pred: impl FnMut(&Snapshot) -> bool) -> anyhow::Result<Snapshot> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                bail!("no matching snapshot within {timeout:?}");
+            }
+            let snap = self.next(left).await?;
+            if pred(&snap) {
+                return Ok(snap);
+            }
+        }
+    }
+}
+
+/// Every server of the snapshot has a full 96-step forecast.
+pub fn all_forecast(snap: &Snapshot, servers: usize) -> bool {
+    snap.servers.len() == servers
+        && snap.servers.iter().all(|s| s.warmup.is_none() && s.forecast.len() == schemas::TARGET_COUNT)
+}
+
+/// Risk per server.
+pub fn risks(snap: &Snapshot) -> HashMap<String, f32> {
+    snap.servers.iter().map(|s| (s.server.clone(), s.risk)).collect()
+}
