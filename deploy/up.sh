@@ -27,9 +27,31 @@ stop_all() {
 }
 trap stop_all INT TERM EXIT
 
+# Per-service NATS users (deploy/nats-auth.conf). Passwords: the environment, else the ones
+# made on the first run and kept in var/secrets.env (readable by this user only).
+secrets="$root/var/secrets.env"
+if [ ! -f "$secrets" ]; then
+  umask 077
+  for u in PREDICTOR GENERATOR DASHBOARD ADMIN; do
+    echo "FLEETCAST_${u}_PASSWORD=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')"
+  done >"$secrets"
+  umask 022
+fi
+set -a; . "$secrets"; set +a
+url_for() { # url_for USER: NATS_URL with that user's credentials, when we run the broker
+  if [ "$own_broker" = 1 ]; then
+    local var="FLEETCAST_$(echo "$1" | tr a-z A-Z)_PASSWORD"
+    echo "nats://$1:${!var}@$hostport"
+  else
+    echo "$NATS_URL"
+  fi
+}
+
+own_broker=0
 if answers "$host" "$port"; then
   echo "using the nats-server already answering at $NATS_URL"
 else
+  own_broker=1
   echo "starting nats-server ($NATS_URL, JetStream in var/nats)"
   "$root/.tools/bin/nats-server" -c "$root/nats.conf" >"$logs/nats.log" 2>&1 &
   echo $! >"$run/nats.pid"
@@ -43,7 +65,7 @@ cargo build --release --workspace --bins
 # start NAME READY_PATTERN ARGS...: starts a service and waits for its readiness line in its log.
 start() {
   local name="$1" ready="$2"; shift 2
-  "$root/target/release/$name" "$@" >"$logs/$name.log" 2>&1 &
+  NATS_URL="$(url_for "$name")" "$root/target/release/$name" "$@" >"$logs/$name.log" 2>&1 &
   echo $! >"$run/$name.pid"
   for _ in $(seq 600); do
     grep -q "$ready" "$logs/$name.log" 2>/dev/null && { echo "  $name ready (log: var/log/$name.log)"; return 0; }
@@ -61,7 +83,7 @@ cat <<MSG
 
 Fleetcast is up.
   dashboard:   http://$DASHBOARD_LISTEN/
-  snapshots:   nats sub predictions.current --translate 'target/release/fcmsg decode'
+  snapshots:   . var/secrets.env && nats sub predictions.current --user admin --password "\$FLEETCAST_ADMIN_PASSWORD" --translate 'target/release/fcmsg decode'
   logs:        var/log/
 Ctrl-C (or 'just down' from another shell) stops everything.
 MSG
