@@ -6,3 +6,25 @@ pub mod alerts;
 pub mod fleet;
 pub mod risk;
 pub mod thresholds;
+
+// The I/O pipeline: ingest, windows in KV, batched inference, snapshot, publishing, stats.
+pub mod chunk;
+pub mod config;
+pub mod domain;
+pub mod features;
+pub mod ingest;
+pub mod model;
+pub mod publish;
+pub mod registry;
+pub mod run;
+pub mod service;
+pub mod snapshot;
+pub mod stats;
+pub mod step;
+pub mod store;
+pub mod streams;
+pub mod tick;
+pub mod window;
+
+pub use config::Config;
+pub use run::{run, start, Running};

@@ -1,0 +1,156 @@
+//! The predictor's configuration: one clap struct read from flags and the environment, so the
+//! binary, the in-process tests and the benchmark configure it the same way.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+const DAY_S: u64 = 86_400;
+
+#[derive(Debug, Clone, Parser)]
+#[command(name = "predictor", version, about = "Fleetcast predictor: batched TFT forecasts for every server")]
+pub struct Config {
+    /// NATS server URL.
+    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    pub nats_url: String,
+
+    /// The ONNX model; its manifest is the same path with `.json` (see models/CONTRACT.md).
+    #[arg(long, env = "PREDICTOR_MODEL", default_value = "models/tft.onnx")]
+    pub model: PathBuf,
+
+    /// The manifest, when it is not beside the model.
+    #[arg(long, env = "PREDICTOR_MANIFEST")]
+    pub manifest: Option<PathBuf>,
+
+    /// ONNX Runtime shared library (load-dynamic), relative to the working directory.
+    #[arg(long, env = "ORT_DYLIB_PATH", default_value = ".tools/ortlib/libonnxruntime.so")]
+    pub ort_dylib: PathBuf,
+
+    /// Servers per inference call; the benchmark measures the fastest.
+    #[arg(long, env = "PREDICTOR_CHUNK", default_value_t = 64)]
+    pub chunk_size: usize,
+
+    /// ONNX Runtime intra-op threads (0 = one per core).
+    #[arg(long, env = "PREDICTOR_THREADS", default_value_t = 0)]
+    pub intra_threads: usize,
+
+    /// Durable consumer name on the METRICS stream.
+    #[arg(long, env = "PREDICTOR_CONSUMER", default_value = "predictor")]
+    pub consumer: String,
+
+    /// Name under which the stats service registers (`nats micro info <name>`).
+    #[arg(long, env = "PREDICTOR_SERVICE", default_value = "predictor")]
+    pub service_name: String,
+
+    /// Messages larger than this are rejected as oversize before decoding.
+    #[arg(long, env = "PREDICTOR_MAX_MESSAGE_BYTES", default_value_t = 8 * 1024 * 1024)]
+    pub max_message_bytes: usize,
+
+    /// Most servers kept; records of new servers beyond it are rejected (`fleet_limit`).
+    #[arg(long, env = "PREDICTOR_MAX_SERVERS", default_value_t = 50_000)]
+    pub max_servers: usize,
+
+    /// How long a silent real-time source's open step waits past its end before it closes
+    /// on the wall clock.
+    #[arg(long, env = "PREDICTOR_GRACE", default_value = "30s", value_parser = humantime_duration)]
+    pub grace: Duration,
+
+    /// After the backlog drains, wait this long for more parts of the same tick.
+    #[arg(long, env = "PREDICTOR_COALESCE", default_value = "15ms", value_parser = humantime_duration)]
+    pub coalesce: Duration,
+
+    /// Tick at least this often while a backlog is being caught up.
+    #[arg(long, env = "PREDICTOR_TICK_MAX_DELAY", default_value = "5s", value_parser = humantime_duration)]
+    pub tick_max_delay: Duration,
+
+    /// Messages processed before their window changes are stored and they are acked.
+    #[arg(long, env = "PREDICTOR_GROUP", default_value_t = 256)]
+    pub group_messages: usize,
+
+    /// Recent actual steps per target in the snapshot (charts).
+    #[arg(long, env = "PREDICTOR_RECENT_STEPS", default_value_t = 36)]
+    pub recent_steps: usize,
+
+    /// Split snapshots above this many bytes (default: the server's max_payload).
+    #[arg(long, env = "PREDICTOR_MAX_PAYLOAD")]
+    pub max_payload: Option<usize>,
+
+    /// METRICS stream retention, so a predictor that was down can catch up.
+    #[arg(long, default_value = "8days", value_parser = humantime_duration)]
+    pub metrics_max_age: Duration,
+    #[arg(long, default_value_t = 4 << 30)]
+    pub metrics_max_bytes: i64,
+
+    /// Windows and forecasts buckets: entries untouched this long are dropped.
+    #[arg(long, default_value = "8days", value_parser = humantime_duration)]
+    pub kv_max_age: Duration,
+
+    /// PREDICTIONS stream (latest snapshots for late subscribers).
+    #[arg(long, default_value = "15min", value_parser = humantime_duration)]
+    pub predictions_max_age: Duration,
+    #[arg(long, default_value_t = 1 << 30)]
+    pub predictions_max_bytes: i64,
+
+    /// HISTORY stream (tick summaries and alert events).
+    #[arg(long, default_value = "7days", value_parser = humantime_duration)]
+    pub history_max_age: Duration,
+    #[arg(long, default_value_t = 8 << 30)]
+    pub history_max_bytes: i64,
+}
+
+fn humantime_duration(s: &str) -> Result<Duration, String> {
+    parse_duration(s).ok_or_else(|| format!("not a duration: {s:?} (e.g. 30s, 15ms, 5min, 8days)"))
+}
+
+/// Parses `<number><unit>` with unit ms, s, min, h, days (no extra dependency for five units).
+fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit())?;
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let secs = |k: u64| Some(Duration::from_secs(n.checked_mul(k)?));
+    match unit.trim() {
+        "ms" => Some(Duration::from_millis(n)),
+        "s" => secs(1),
+        "m" | "min" => secs(60),
+        "h" => secs(3600),
+        "d" | "day" | "days" => secs(DAY_S),
+        _ => None,
+    }
+}
+
+impl Config {
+    /// Defaults plus the two things every caller sets; tests adjust fields afterwards.
+    pub fn new(nats_url: impl Into<String>, model: impl Into<PathBuf>) -> Config {
+        let mut c = Config::parse_from(["predictor"]);
+        c.nats_url = nats_url.into();
+        c.model = model.into();
+        c
+    }
+
+    pub fn manifest_path(&self) -> PathBuf {
+        self.manifest.clone().unwrap_or_else(|| self.model.with_extension("json"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("15ms"), Some(Duration::from_millis(15)));
+        assert_eq!(parse_duration("30s"), Some(Duration::from_secs(30)));
+        assert_eq!(parse_duration("5min"), Some(Duration::from_secs(300)));
+        assert_eq!(parse_duration("8days"), Some(Duration::from_secs(8 * DAY_S)));
+        assert_eq!(parse_duration("8 parsecs"), None);
+        assert_eq!(parse_duration("s"), None);
+    }
+
+    #[test]
+    fn manifest_beside_model() {
+        let c = Config::new("nats://x:1", "models/tft.onnx");
+        assert_eq!(c.manifest_path(), PathBuf::from("models/tft.json"));
+    }
+}

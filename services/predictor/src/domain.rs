@@ -1,0 +1,95 @@
+//! The seam between the tick pipeline (I/O, buffers) and the pure domain modules: risk and
+//! level per server (`risk`), predicted alerts with their lifecycle (`alerts`), fleet figures
+//! (`fleet`) and live accuracy (`accuracy`). The pipeline calls these methods in this order
+//! each tick: [`Domain::forecast`] or [`Domain::warming`] per server that closed a step,
+//! then [`Domain::finish`] once.
+
+use schemas::snapshot::TargetThresholds;
+use schemas::{Alert, AlertEvent, FleetFigures, Metrics, Profile, Target, TargetAccuracy, TargetForecast};
+
+use crate::accuracy::AccuracyTracker;
+use crate::alerts::{breaches_into, AlertBook, Breach, BookConfig};
+use crate::fleet::{figures, ServerStatus};
+use crate::risk::{assess, Assessment};
+use crate::thresholds::thresholds;
+
+pub struct Domain {
+    book: AlertBook,
+    accuracy: AccuracyTracker,
+    breaches: Vec<Breach>,
+    events: Vec<AlertEvent>,
+    ticks: u64,
+}
+
+impl Default for Domain {
+    fn default() -> Self {
+        Domain {
+            book: AlertBook::new(BookConfig::default()),
+            accuracy: AccuracyTracker::default(),
+            breaches: Vec::new(),
+            events: Vec::new(),
+            ticks: 0,
+        }
+    }
+}
+
+impl Domain {
+    /// A server with a fresh forecast issued at the step starting `last_ms`, whose actual
+    /// values are `current`: scores matured forecasts, keeps this one, assesses the risk and
+    /// feeds the alert book.
+    pub fn forecast(
+        &mut self,
+        tick_ms: i64,
+        server: &str,
+        profile: Profile,
+        last_ms: i64,
+        current: &Metrics,
+        forecast: &[TargetForecast],
+    ) -> Assessment {
+        self.accuracy.record_actual(server, last_ms, current);
+        self.accuracy.record_forecast(server, last_ms, forecast);
+        self.breaches.clear();
+        breaches_into(profile, current, forecast, &mut self.breaches);
+        self.book.observe(tick_ms, server, profile, &self.breaches, &mut self.events);
+        assess(profile, current, forecast)
+    }
+
+    /// A server still warming up: risk from its current values alone, no alerts.
+    pub fn warming(&mut self, server: &str, last_ms: i64, profile: Profile, current: &Metrics) -> Assessment {
+        self.accuracy.record_actual(server, last_ms, current);
+        assess(profile, current, &[])
+    }
+
+    /// The thresholds a server of `profile` is judged by (for the charts' lines).
+    pub fn thresholds_of(profile: Profile) -> Vec<TargetThresholds> {
+        Target::ALL
+            .iter()
+            .filter_map(|t| thresholds(profile, *t).map(|th| TargetThresholds { target: *t, warning: th.warning, critical: th.critical }))
+            .collect()
+    }
+
+    /// The server's active alerts.
+    pub fn alerts_of(&self, server: &str) -> Vec<Alert> {
+        self.book.active(server).cloned().collect()
+    }
+
+    /// Closes the tick: ages unobserved servers' alerts and computes the fleet figures over
+    /// every server's latest assessment, and the live accuracy.
+    pub fn finish<'a>(
+        &mut self,
+        tick_ms: i64,
+        servers: impl IntoIterator<Item = ServerStatus<'a>>,
+    ) -> (FleetFigures, Vec<TargetAccuracy>) {
+        self.book.finish_tick(tick_ms, &mut self.events);
+        self.ticks += 1;
+        if self.ticks % 256 == 0 {
+            self.accuracy.prune(tick_ms);
+        }
+        (figures(servers, self.book.counts()), self.accuracy.report())
+    }
+
+    /// Alert events of this tick, in order.
+    pub fn take_events(&mut self) -> Vec<AlertEvent> {
+        std::mem::take(&mut self.events)
+    }
+}

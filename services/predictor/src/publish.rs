@@ -1,0 +1,98 @@
+//! Everything the predictor sends: snapshot parts on `predictions.current` (JetStream, so the
+//! `PREDICTIONS` stream keeps them for late subscribers), per-server forecasts in KV
+//! `forecasts`, the tick summary and alert events into `HISTORY`, and rejected records on
+//! `metrics.rejected`. All MessagePack with `Content-Type: application/msgpack`.
+
+use async_nats::jetstream::{self, context::PublishAckFuture};
+use async_nats::HeaderMap;
+use bytes::Bytes;
+use schemas::{subjects, Rejection, Snapshot, CONTENT_TYPE, CONTENT_TYPE_HEADER};
+
+use crate::store::publish_all;
+use crate::tick::TickOutput;
+
+fn headers() -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert(CONTENT_TYPE_HEADER, CONTENT_TYPE);
+    h
+}
+
+pub struct Publisher {
+    client: async_nats::Client,
+    js: jetstream::Context,
+    forecasts_prefix: String,
+}
+
+impl Publisher {
+    pub fn new(client: async_nats::Client, js: jetstream::Context) -> Publisher {
+        Publisher { client, js, forecasts_prefix: format!("$KV.{}.", subjects::BUCKET_FORECASTS) }
+    }
+
+    async fn send(&self, subject: String, payload: Bytes, acks: &mut Vec<PublishAckFuture>) -> anyhow::Result<()> {
+        acks.push(self.js.publish_with_headers(subject, headers(), payload).await?);
+        Ok(())
+    }
+
+    /// Publishes a tick: the snapshot parts back to back (in order, on one connection), then
+    /// the summary and alert events, then the forecasts; returns once all are stored.
+    pub async fn tick(&self, out: &TickOutput) -> anyhow::Result<()> {
+        let mut acks = Vec::with_capacity(out.parts.len() + out.events.len() + 1);
+        for part in &out.parts {
+            self.send(subjects::PREDICTIONS_CURRENT.to_string(), part.clone(), &mut acks).await?;
+        }
+        self.send(subjects::HISTORY_TICK.to_string(), Bytes::from(schemas::encode(&out.summary)?), &mut acks).await?;
+        for e in &out.events {
+            let subject = subjects::alert_event(e.alert.state, &e.alert.server);
+            self.send(subject, Bytes::from(schemas::encode(e)?), &mut acks).await?;
+        }
+        for ack in acks {
+            ack.await?;
+        }
+        let writes = out.forecasts.iter().map(|(server, v)| (format!("{}{server}", self.forecasts_prefix), v.clone())).collect();
+        publish_all(&self.js, writes).await
+    }
+
+    /// Rejections go out on core NATS: they are for watching, not for replay.
+    pub async fn rejections(&self, rejected: &[Rejection]) -> anyhow::Result<()> {
+        for r in rejected {
+            let payload = Bytes::from(schemas::encode(r)?);
+            self.client.publish_with_headers(subjects::METRICS_REJECTED, headers(), payload).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The newest complete snapshot kept in the `PREDICTIONS` stream, for a late subscriber: the
+/// last message tells which part it is; the parts of its snapshot precede it back to back.
+/// A snapshot still being published is skipped for the one before it.
+pub async fn latest_snapshot(js: &jetstream::Context) -> anyhow::Result<Option<Snapshot>> {
+    let stream = js.get_stream(subjects::STREAM_PREDICTIONS).await?;
+    let info = stream.get_info().await?;
+    if info.state.messages == 0 {
+        return Ok(None);
+    }
+    let (first, mut last) = (info.state.first_sequence, info.state.last_sequence);
+    for _ in 0..4 {
+        if last < first {
+            return Ok(None);
+        }
+        let tail: Snapshot = schemas::decode(&stream.get_raw_message(last).await?.payload)?;
+        let (index, count) = (u64::from(tail.part.index), u64::from(tail.part.count.max(1)));
+        if index + 1 != count {
+            last = last.saturating_sub(index + 1);
+            continue;
+        }
+        let start = last - index;
+        if start < first {
+            return Ok(None);
+        }
+        let mut asm = schemas::SnapshotAssembler::default();
+        let mut whole = None;
+        for seq in start..=last {
+            let part: Snapshot = schemas::decode(&stream.get_raw_message(seq).await?.payload)?;
+            whole = asm.push(part);
+        }
+        return Ok(whole);
+    }
+    Ok(None)
+}

@@ -1,0 +1,318 @@
+//! Starting and running the predictor: connect, create the streams, load the model, rebuild
+//! the windows from KV, register the stats service, then loop. [`start`] returns a handle, so
+//! tests and the benchmark run the predictor in-process and can stop it gracefully or abort
+//! it like a crash; the binary calls [`run`].
+//!
+//! The loop takes messages in groups: apply each, publish its rejections, store the changed
+//! windows, then ack the group (a crash before the ack means redelivery, and a redelivered
+//! record for a closed step is ignored as late). When steps have closed and no message
+//! follows within `coalesce` (the rest of a split tick arrives back to back), or a backlog has
+//! kept the tick waiting `tick_max_delay`, the tick runs.
+
+use std::future::Future;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use async_nats::jetstream;
+use futures::{FutureExt, StreamExt};
+use schemas::subjects;
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::ingest::{ingest, Limits};
+use crate::model::Model;
+use crate::publish::Publisher;
+use crate::registry::Registry;
+use crate::stats::{ms, Stages, Stats, TickRecord};
+use crate::store::WindowStore;
+use crate::tick::Engine;
+
+pub fn wall_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// A predictor running in this process.
+pub struct Running {
+    pub stats: Stats,
+    shutdown: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    /// Finishes the current message group, stores it, and returns the loop's result.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.shutdown.send(true);
+        self.task.await.context("predictor task")?
+    }
+
+    /// Drops the predictor where it stands, as a crash would (unacked messages are redelivered).
+    pub fn abort(self) {
+        self.task.abort();
+    }
+
+    /// Waits for the loop to end on its own (an error).
+    pub async fn wait(self) -> anyhow::Result<()> {
+        self.task.await.context("predictor task")?
+    }
+}
+
+/// Runs until `shutdown` resolves (then stops gracefully) or the loop fails.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let Running { shutdown: stop, mut task, .. } = start(config).await?;
+    let ended = tokio::select! {
+        _ = shutdown => None,
+        r = &mut task => Some(r),
+    };
+    match ended {
+        Some(r) => r.context("predictor task")?,
+        None => {
+            tracing::info!("shutting down: finishing the current messages");
+            let _ = stop.send(true);
+            task.await.context("predictor task")?
+        }
+    }
+}
+
+/// Sets everything up and spawns the loop.
+pub async fn start(config: Config) -> anyhow::Result<Running> {
+    let client = fleetbus::connect("predictor", &config.nats_url).await?;
+    let js = jetstream::new(client.clone());
+    let (model_path, manifest_path, dylib) = (config.model.clone(), config.manifest_path(), config.ort_dylib.clone());
+    let (chunk, threads) = (config.chunk_size.max(1), config.intra_threads);
+    let model = tokio::task::spawn_blocking(move || Model::load(&model_path, &manifest_path, &dylib, chunk, threads))
+        .await
+        .context("model loader")??;
+    let streams = crate::streams::ensure(&js, &config).await?;
+    let capacity = model.manifest.encoder_steps;
+    let store = WindowStore::open(&js, subjects::BUCKET_WINDOWS, capacity, config.kv_max_age).await?;
+    let mut reg = Registry::new(capacity);
+    let clock = Instant::now();
+    let restored = store.load(&mut reg, wall_ms()).await?;
+    tracing::info!(servers = restored, ms = ms(clock.elapsed()), "windows rebuilt from KV");
+    let last_seq = crate::publish::latest_snapshot(&js).await.ok().flatten().map_or(0, |s| s.seq);
+    let stats = Stats::default();
+    stats.set_model(&model.manifest.version);
+    let engine = Engine::new(model, config.recent_steps, chunk, last_seq);
+    let (service, service_task) = crate::service::start(&client, &config.service_name, stats.clone()).await?;
+    let messages = pull(&streams.consumer, config.group_messages).await?;
+    let max_payload = config.max_payload.unwrap_or_else(|| client.server_info().max_payload).max(4096);
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let mut lp = Loop {
+        config,
+        reg,
+        store,
+        engine,
+        publisher: Publisher::new(client.clone(), js.clone()),
+        stats: stats.clone(),
+        max_payload,
+        acc: Stages::default(),
+        due_since: None,
+        first_published_ms: None,
+        consumer: streams.consumer,
+        shutdown: shutdown_rx,
+    };
+    tracing::info!(servers = lp.reg.len(), model = %lp.engine.manifest().version, "predictor ready");
+    let task = tokio::spawn(async move {
+        let result = lp.run(messages).await;
+        service_task.abort();
+        let _ = service.stop().await;
+        let _ = client.flush().await;
+        if let Err(e) = &result {
+            tracing::error!(error = %format!("{e:#}"), "predictor loop failed");
+        }
+        result
+    });
+    Ok(Running { stats, shutdown, task })
+}
+
+async fn pull(consumer: &jetstream::consumer::Consumer<jetstream::consumer::pull::Config>, group: usize) -> anyhow::Result<Messages> {
+    consumer
+        .stream()
+        .max_messages_per_batch(group.max(1))
+        .heartbeat(Duration::from_secs(5))
+        .expires(Duration::from_secs(30))
+        .messages()
+        .await
+        .context("pulling from METRICS")
+}
+
+struct Loop {
+    config: Config,
+    reg: Registry,
+    store: WindowStore,
+    engine: Engine,
+    publisher: Publisher,
+    stats: Stats,
+    max_payload: usize,
+    /// Decode and KV time since the last tick.
+    acc: Stages,
+    due_since: Option<Instant>,
+    /// JetStream publish time of the earliest batch that closed a step not yet ticked.
+    first_published_ms: Option<i64>,
+    consumer: jetstream::consumer::Consumer<jetstream::consumer::pull::Config>,
+    shutdown: watch::Receiver<bool>,
+}
+
+type Messages = async_nats::jetstream::consumer::pull::Stream;
+
+impl Loop {
+    async fn run(&mut self, mut messages: Messages) -> anyhow::Result<()> {
+        let mut shutdown = self.shutdown.clone();
+        if self.reg.due_count() > 0 {
+            self.tick().await;
+        }
+        let mut last_grace = Instant::now();
+        loop {
+            let wait = if self.reg.due_count() > 0 { self.config.coalesce } else { Duration::from_secs(1) };
+            let first = tokio::select! {
+                biased;
+                _ = shutdown.changed() => break,
+                next = tokio::time::timeout(wait, messages.next()) => next,
+            };
+            match first {
+                Ok(Some(Ok(msg))) => {
+                    let mut group = vec![msg];
+                    while group.len() < self.config.group_messages {
+                        match messages.next().now_or_never() {
+                            Some(Some(Ok(m))) => group.push(m),
+                            _ => break,
+                        }
+                    }
+                    self.group(group).await?;
+                }
+                Ok(Some(Err(e))) => tracing::warn!(error = %e, "pulling from METRICS"),
+                Ok(None) => {
+                    tracing::warn!("the METRICS pull stream ended; pulling again");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    match pull(&self.consumer, self.config.group_messages).await {
+                        Ok(m) => messages = m,
+                        Err(e) => tracing::warn!(error = %format!("{e:#}"), "pulling from METRICS"),
+                    }
+                }
+                Err(_idle) => {
+                    if self.reg.due_count() > 0 {
+                        self.tick().await;
+                    }
+                }
+            }
+            if last_grace.elapsed() >= Duration::from_secs(1) {
+                last_grace = Instant::now();
+                let closed = self.reg.close_by_wall(wall_ms(), self.config.grace.as_millis() as i64);
+                if closed > 0 {
+                    tracing::debug!(closed, "steps closed by the wall clock");
+                    self.flush().await?;
+                }
+            }
+            if self.reg.due_count() > 0 {
+                let since = *self.due_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= self.config.tick_max_delay {
+                    self.tick().await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies, stores and acks one group of messages.
+    async fn group(&mut self, group: Vec<jetstream::Message>) -> anyhow::Result<()> {
+        let clock = Instant::now();
+        let mut reports = Vec::with_capacity(group.len());
+        for msg in &group {
+            let limits = Limits { max_bytes: self.config.max_message_bytes, max_servers: self.config.max_servers };
+            let report = ingest(&mut self.reg, msg.subject.as_str(), &msg.payload, limits, wall_ms());
+            if report.closed > 0 && self.first_published_ms.is_none() {
+                self.first_published_ms = msg.info().ok().map(|i| (i.published.unix_timestamp_nanos() / 1_000_000) as i64);
+            }
+            reports.push(report);
+        }
+        self.acc.decode_ms += ms(clock.elapsed());
+        for r in &reports {
+            self.stats.message(r);
+            if !r.rejected.is_empty() {
+                for j in &r.rejected {
+                    tracing::debug!(source = %j.source, index = ?j.index, error = %j.error, "rejected");
+                }
+                if let Err(e) = self.publisher.rejections(&r.rejected).await {
+                    tracing::warn!(error = %e, "publishing rejections");
+                }
+            }
+        }
+        self.flush().await?;
+        for msg in &group {
+            if let Err(e) = msg.ack().await {
+                tracing::warn!(error = %e, "ack failed (the message will be redelivered)");
+            }
+        }
+        if self.reg.due_count() > 0 {
+            self.due_since.get_or_insert_with(Instant::now);
+        }
+        Ok(())
+    }
+
+    /// Stores the changed windows. While the broker is away it keeps retrying (nothing is
+    /// acked meanwhile); a shutdown during that gives up, and the unacked messages are
+    /// redelivered to the next start.
+    async fn flush(&mut self) -> anyhow::Result<()> {
+        if !self.reg.has_dirty() {
+            return Ok(());
+        }
+        let clock = Instant::now();
+        let writes = self.store.prepare(&mut self.reg);
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match self.store.write(&writes).await {
+                Ok(flushed) => {
+                    self.acc.kv_ms += ms(clock.elapsed());
+                    self.stats.kv(flushed.keys, flushed.bytes);
+                    return Ok(());
+                }
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), retry_in = ?backoff, "storing windows failed");
+                    if *self.shutdown.borrow() {
+                        anyhow::bail!("shutting down with windows not stored: {e:#}");
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    async fn tick(&mut self) {
+        let due = self.reg.take_due();
+        self.due_since = None;
+        let published_ms = self.first_published_ms.take();
+        let wall = wall_ms();
+        let (engine, reg, max_payload) = (&mut self.engine, &self.reg, self.max_payload);
+        let computed = if tokio::runtime::Handle::current().runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread {
+            tokio::task::block_in_place(|| engine.compute(reg, &due, wall, max_payload))
+        } else {
+            engine.compute(reg, &due, wall, max_payload)
+        };
+        let out = match computed {
+            Ok(out) => out,
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), servers = due.len(), "tick failed");
+                return;
+            }
+        };
+        let clock = Instant::now();
+        if let Err(e) = self.publisher.tick(&out).await {
+            tracing::error!(error = %format!("{e:#}"), seq = out.seq, "publishing the tick failed");
+        }
+        let mut stages = std::mem::take(&mut self.acc);
+        stages.add(&out.stages);
+        stages.publish_ms += ms(clock.elapsed());
+        let bytes = out.parts.iter().map(|p| p.len()).sum();
+        self.stats.tick(&TickRecord {
+            seq: out.seq,
+            stages,
+            servers: out.forecast_count,
+            parts: out.parts.len(),
+            bytes,
+            latency_ms: published_ms.map(|p| (wall_ms() - p) as f64),
+        });
+        self.stats.windows(self.reg.len(), self.engine.warming());
+        tracing::debug!(seq = out.seq, forecast = out.forecast_count, warming = out.warming_count, parts = out.parts.len(), "tick");
+    }
+}

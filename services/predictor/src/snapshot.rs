@@ -1,0 +1,245 @@
+//! The snapshot on `predictions.current`: each server's [`ServerForecast`] from its window and
+//! its row of model outputs, encoded once when it changes, and the snapshot message written
+//! from those cached bytes, split into parts under the server's max_payload.
+//!
+//! Parts are MessagePack maps byte-identical to `schemas::encode(&Snapshot)` of a snapshot
+//! holding that part's servers, so any reader (and `schemas::SnapshotAssembler`) sees
+//! ordinary snapshots; the servers' bytes are copied, never re-encoded.
+
+use bytes::{Bytes, BytesMut};
+use schemas::snapshot::{TargetHistory, VariableWeight};
+use schemas::{
+    Explanation, FleetFigures, Metric, ModelInfo, PartInfo, Snapshot, TargetAccuracy, TargetForecast, Target,
+    SCHEMA_VERSION, TARGET_COUNT,
+};
+use serde::Serialize;
+
+use crate::model::QUANTILES;
+use crate::window::ServerWindow;
+
+/// Room left under max_payload for the message's headers.
+const HEADER_ROOM: usize = 512;
+
+/// Fills `out` with the forecast of one server from its `quantiles` row (`[H, 8, 3]`).
+/// The three quantiles are put in order, so P10 <= P50 <= P90 holds even for a model that
+/// lets them cross.
+pub fn forecast_from(row: &[f32], h: usize, out: &mut Vec<TargetForecast>) {
+    out.clear();
+    for (j, target) in Target::ALL.iter().enumerate() {
+        let mut f = TargetForecast { target: *target, p10: Vec::with_capacity(h), p50: Vec::with_capacity(h), p90: Vec::with_capacity(h) };
+        for step in 0..h {
+            let at = (step * TARGET_COUNT + j) * QUANTILES;
+            let (a, b, c) = (row[at], row[at + 1], row[at + 2]);
+            f.p10.push(a.min(b).min(c));
+            f.p50.push(median3(a, b, c));
+            f.p90.push(a.max(b).max(c));
+        }
+        out.push(f);
+    }
+}
+
+fn median3(a: f32, b: f32, c: f32) -> f32 {
+    a.min(b).max(a.max(b).min(c))
+}
+
+/// The model's explanation: variable weights largest first, attention as given.
+pub fn explanation_from(var_weights: &[f32], attention: &[f32]) -> Explanation {
+    let mut variables: Vec<VariableWeight> =
+        Metric::ALL.iter().zip(var_weights).map(|(m, w)| VariableWeight { name: m.name().to_string(), weight: *w }).collect();
+    variables.sort_by(|a, b| b.weight.total_cmp(&a.weight));
+    Explanation { variables, attention: attention.to_vec() }
+}
+
+/// The last `n` actual steps of every target, for charts, from the first reported one.
+pub fn recent_of(w: &ServerWindow, n: usize) -> Vec<TargetHistory> {
+    let n = w.known_span(n);
+    Target::ALL
+        .iter()
+        .map(|t| {
+            let mut values = Vec::with_capacity(n);
+            w.recent(*t, n, &mut values);
+            TargetHistory { target: *t, values }
+        })
+        .collect()
+}
+
+/// Everything in a snapshot except its servers.
+#[derive(Debug, Clone)]
+pub struct Header {
+    pub seq: u64,
+    pub tick_ms: i64,
+    pub published_ms: i64,
+    pub model: ModelInfo,
+    pub fleet: FleetFigures,
+    pub accuracy: Vec<TargetAccuracy>,
+}
+
+fn write_key(out: &mut Vec<u8>, key: &str) {
+    // Keys here are all shorter than 32 bytes: a fixstr.
+    out.push(0xa0 | key.len() as u8);
+    out.extend_from_slice(key.as_bytes());
+}
+
+fn write_value<T: Serialize>(out: &mut Vec<u8>, v: &T) -> Result<(), rmp_serde::encode::Error> {
+    let mut ser = rmp_serde::Serializer::new(out).with_struct_map();
+    v.serialize(&mut ser)
+}
+
+fn write_array_len(out: &mut Vec<u8>, n: usize) {
+    if n < 16 {
+        out.push(0x90 | n as u8);
+    } else if n <= u16::MAX as usize {
+        out.push(0xdc);
+        out.extend_from_slice(&(n as u16).to_be_bytes());
+    } else {
+        out.push(0xdd);
+        out.extend_from_slice(&(n as u32).to_be_bytes());
+    }
+}
+
+/// Writes one snapshot message whose `servers` are the given pre-encoded `ServerForecast`s.
+pub fn write_part(out: &mut Vec<u8>, h: &Header, part: PartInfo, servers: &[&[u8]]) -> Result<(), rmp_serde::encode::Error> {
+    out.clear();
+    out.push(0x80 | 9);
+    write_key(out, "v");
+    write_value(out, &SCHEMA_VERSION)?;
+    write_key(out, "seq");
+    write_value(out, &h.seq)?;
+    write_key(out, "tick_ms");
+    write_value(out, &h.tick_ms)?;
+    write_key(out, "published_ms");
+    write_value(out, &h.published_ms)?;
+    write_key(out, "part");
+    write_value(out, &part)?;
+    write_key(out, "model");
+    write_value(out, &h.model)?;
+    write_key(out, "fleet");
+    write_value(out, &h.fleet)?;
+    write_key(out, "accuracy");
+    write_value(out, &h.accuracy)?;
+    write_key(out, "servers");
+    write_array_len(out, servers.len());
+    for s in servers {
+        out.extend_from_slice(s);
+    }
+    Ok(())
+}
+
+/// Splits the servers into parts of at most `max_payload` bytes each and writes them.
+/// A server too large for any part on its own still goes out, alone in its part.
+pub fn write_parts(h: &Header, servers: &[&[u8]], max_payload: usize) -> Result<Vec<Bytes>, rmp_serde::encode::Error> {
+    let mut probe = Vec::new();
+    write_part(&mut probe, h, PartInfo { index: u16::MAX, count: u16::MAX }, &[])?;
+    let budget = max_payload.saturating_sub(HEADER_ROOM + probe.len() + 5).max(1);
+    let mut groups: Vec<std::ops::Range<usize>> = Vec::new();
+    let (mut start, mut size) = (0, 0);
+    for (i, s) in servers.iter().enumerate() {
+        if i > start && size + s.len() > budget {
+            groups.push(start..i);
+            (start, size) = (i, 0);
+        }
+        size += s.len();
+    }
+    groups.push(start..servers.len());
+    let count = groups.len().min(u16::MAX as usize) as u16;
+    let mut buf = Vec::new();
+    let mut parts = Vec::with_capacity(groups.len());
+    for (index, g) in groups.into_iter().enumerate() {
+        write_part(&mut buf, h, PartInfo { index: index as u16, count }, &servers[g])?;
+        parts.push(BytesMut::from(&buf[..]).freeze());
+    }
+    Ok(parts)
+}
+
+/// A whole snapshot from its header and servers (tests and small fleets).
+pub fn assemble(h: &Header, servers: Vec<schemas::ServerForecast>) -> Snapshot {
+    Snapshot {
+        v: SCHEMA_VERSION,
+        seq: h.seq,
+        tick_ms: h.tick_ms,
+        published_ms: h.published_ms,
+        part: PartInfo::default(),
+        model: h.model.clone(),
+        fleet: h.fleet.clone(),
+        accuracy: h.accuracy.clone(),
+        servers,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use schemas::{Level, Metrics, Profile, ServerForecast, SnapshotAssembler, Warmup};
+
+    fn server(name: &str, h: usize) -> ServerForecast {
+        let row: Vec<f32> = (0..h * TARGET_COUNT * QUANTILES).map(|i| (i % 7) as f32).collect();
+        let mut forecast = Vec::new();
+        forecast_from(&row, h, &mut forecast);
+        ServerForecast {
+            server: name.into(),
+            profile: Profile::Database,
+            last_ms: 1_800_000_000_000,
+            risk: 12.5,
+            level: Level::Healthy,
+            reasons: vec![],
+            current: Metrics { cpu_idle_pct: Some(50.0), ..Default::default() },
+            recent: vec![],
+            warmup: (name.ends_with('w')).then_some(Warmup { have_steps: 3, need_steps: 6 }),
+            forecast,
+            explanation: Some(explanation_from(&[0.5; 14], &[0.1; 10])),
+            alerts: vec![],
+            thresholds: vec![],
+        }
+    }
+
+    fn header() -> Header {
+        Header {
+            seq: 42,
+            tick_ms: 1_800_000_000_000,
+            published_ms: 1_700_000_000_000,
+            model: ModelInfo { version: "tiny".into(), horizon_steps: 96, step_ms: 300_000, encoder_steps: 24, min_history_steps: 6, quantiles: vec![0.1, 0.5, 0.9] },
+            fleet: FleetFigures { servers: 3, top: vec!["a".into()], ..Default::default() },
+            accuracy: vec![],
+        }
+    }
+
+    #[test]
+    fn quantiles_come_out_ordered() {
+        let row = [3.0, 1.0, 2.0].repeat(TARGET_COUNT);
+        let mut f = Vec::new();
+        forecast_from(&row, 1, &mut f);
+        for t in &f {
+            assert_eq!((t.p10[0], t.p50[0], t.p90[0]), (1.0, 2.0, 3.0));
+        }
+    }
+
+    #[test]
+    fn a_part_is_byte_identical_to_the_schema_encoding() {
+        let servers: Vec<_> = (0..20).map(|i| server(&format!("ppdb{i:03}{}", if i % 3 == 0 { "w" } else { "" }), 4)).collect();
+        let encoded: Vec<Vec<u8>> = servers.iter().map(|s| schemas::encode(s).unwrap()).collect();
+        let refs: Vec<&[u8]> = encoded.iter().map(|v| v.as_slice()).collect();
+        let mut out = Vec::new();
+        write_part(&mut out, &header(), PartInfo::default(), &refs).unwrap();
+        assert_eq!(out, schemas::encode(&assemble(&header(), servers.clone())).unwrap());
+    }
+
+    #[test]
+    fn large_snapshots_split_and_reassemble() {
+        let servers: Vec<_> = (0..300).map(|i| server(&format!("ppweb{i:04}"), 96)).collect();
+        let encoded: Vec<Vec<u8>> = servers.iter().map(|s| schemas::encode(s).unwrap()).collect();
+        let refs: Vec<&[u8]> = encoded.iter().map(|v| v.as_slice()).collect();
+        let max = 64 * 1024;
+        let parts = write_parts(&header(), &refs, max).unwrap();
+        assert!(parts.len() > 10, "{} parts", parts.len());
+        let mut asm = SnapshotAssembler::default();
+        let mut whole = None;
+        for p in &parts {
+            assert!(p.len() + HEADER_ROOM <= max, "part of {} bytes", p.len());
+            whole = asm.push(schemas::decode::<Snapshot>(p).unwrap());
+        }
+        assert_eq!(whole.unwrap(), assemble(&header(), servers));
+        let single = write_parts(&header(), &refs[..2], max).unwrap();
+        assert_eq!(single.len(), 1);
+        assert_eq!(schemas::decode::<Snapshot>(&single[0]).unwrap().part, PartInfo::default());
+    }
+}

@@ -1,0 +1,157 @@
+//! The `windows` KV bucket at run time: stores the chunks that changed (pipelined puts, all
+//! acknowledged before the messages that changed them are acked) and rebuilds the registry
+//! from the bucket on start by reading its stream once, last value per key. The value layout
+//! is in `chunk.rs`.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use anyhow::Context;
+use async_nats::jetstream::{self, kv};
+use bytes::{Bytes, BytesMut};
+use futures::{StreamExt, TryStreamExt};
+
+use crate::chunk::{self, decode_chunk, decode_clock, encode_chunk, parse_key, Chunk, Key};
+use crate::registry::Registry;
+
+/// JetStream publishes in flight at once during a flush.
+const IN_FLIGHT: usize = 512;
+
+pub struct WindowStore {
+    js: jetstream::Context,
+    kv: kv::Store,
+    prefix: String,
+    n_slots: i64,
+    scratch: Vec<i64>,
+}
+
+/// What a flush wrote.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct FlushStats {
+    pub keys: usize,
+    pub bytes: usize,
+}
+
+impl WindowStore {
+    /// Opens (creating if needed) the bucket for windows of `capacity` steps.
+    pub async fn open(js: &jetstream::Context, bucket: &str, capacity: usize, max_age: Duration) -> anyhow::Result<WindowStore> {
+        let kv = match js.get_key_value(bucket).await {
+            Ok(kv) => kv,
+            Err(_) => js
+                .create_key_value(kv::Config {
+                    bucket: bucket.to_string(),
+                    description: "Fleetcast predictor: per-server windows in one-hour chunks (see chunk.rs)".into(),
+                    history: 1,
+                    max_age,
+                    storage: jetstream::stream::StorageType::File,
+                    ..Default::default()
+                })
+                .await
+                .with_context(|| format!("creating KV bucket {bucket}"))?,
+        };
+        Ok(WindowStore {
+            js: js.clone(),
+            kv,
+            prefix: format!("$KV.{bucket}."),
+            n_slots: chunk::n_slots(capacity),
+            scratch: Vec::new(),
+        })
+    }
+
+    pub fn n_slots(&self) -> i64 {
+        self.n_slots
+    }
+
+    /// Encodes every changed chunk and source clock as KV writes, clearing the change marks;
+    /// [`WindowStore::write`] stores them.
+    pub fn prepare(&mut self, reg: &mut Registry) -> Vec<(String, Bytes)> {
+        let mut buf = BytesMut::new();
+        let mut writes: Vec<(String, Bytes)> = Vec::new();
+        let mut tmp = Vec::with_capacity(1024);
+        for id in reg.take_dirty() {
+            reg.server_mut(id).take_dirty(&mut self.scratch);
+            let w = reg.server(id);
+            let source = &reg.source(w.source).name;
+            for &c in &self.scratch {
+                tmp.clear();
+                encode_chunk(w, source, c, &mut tmp);
+                buf.extend_from_slice(&tmp);
+                let subject = format!("{}{}", self.prefix, chunk::chunk_key(&w.name, c, self.n_slots));
+                writes.push((subject, buf.split().freeze()));
+            }
+        }
+        for id in 0..reg.sources().len() as u16 {
+            let s = reg.source_mut(id);
+            if std::mem::take(&mut s.dirty) {
+                let subject = format!("{}{}", self.prefix, chunk::source_key(&s.name));
+                writes.push((subject, Bytes::copy_from_slice(&chunk::encode_clock(s.clock_ms))));
+            }
+        }
+        writes
+    }
+
+    /// Stores prepared writes; returns once the server has them all. Puts are idempotent, so
+    /// a failed write may simply be repeated.
+    pub async fn write(&self, writes: &[(String, Bytes)]) -> anyhow::Result<FlushStats> {
+        let stats = FlushStats { keys: writes.len(), bytes: writes.iter().map(|(_, b)| b.len()).sum() };
+        publish_all(&self.js, writes.to_vec()).await.context("storing windows")?;
+        Ok(stats)
+    }
+
+    /// Reads the whole bucket (last value per key) into `reg`. Returns the servers restored.
+    pub async fn load(&self, reg: &mut Registry, wall_ms: i64) -> anyhow::Result<usize> {
+        let status = self.kv.status().await.context("windows bucket status")?;
+        if status.values() == 0 {
+            return Ok(0);
+        }
+        let mut chunks: HashMap<String, Vec<Chunk>> = HashMap::new();
+        let mut watch = self.kv.watch_all().await.context("reading the windows bucket")?;
+        while let Some(entry) = watch.next().await {
+            let entry = entry.context("reading the windows bucket")?;
+            let done = entry.delta == 0;
+            if entry.operation == kv::Operation::Put {
+                match parse_key(&entry.key) {
+                    Some(Key::Source(name)) => match decode_clock(&entry.value) {
+                        Ok(clock) => reg.restore_source(name, clock, wall_ms),
+                        Err(e) => tracing::warn!(key = %entry.key, error = %e, "skipping a bad source clock"),
+                    },
+                    Some(Key::Chunk { server, slot }) => match decode_chunk(&entry.value) {
+                        Ok(c) if c.chunk.rem_euclid(self.n_slots) == slot => {
+                            chunks.entry(server.to_string()).or_default().push(c)
+                        }
+                        Ok(_) => {} // a slot laid out for another window length
+                        Err(e) => tracing::warn!(key = %entry.key, error = %e, "skipping a bad window chunk"),
+                    },
+                    None => tracing::warn!(key = %entry.key, "skipping an unknown key"),
+                }
+            }
+            if done {
+                break;
+            }
+        }
+        let restored = chunks.len();
+        let mut names: Vec<_> = chunks.into_iter().collect();
+        names.sort_by(|a, b| a.0.cmp(&b.0));
+        for (name, cs) in names {
+            reg.restore_server(&name, cs, self.n_slots);
+        }
+        reg.finish_restore(wall_ms);
+        Ok(restored)
+    }
+}
+
+/// Publishes to JetStream with up to [`IN_FLIGHT`] acks outstanding; fails on the first error.
+pub async fn publish_all(js: &jetstream::Context, writes: Vec<(String, Bytes)>) -> anyhow::Result<()> {
+    futures::stream::iter(writes)
+        .map(|(subject, payload)| {
+            let js = js.clone();
+            async move {
+                let ack = js.publish(subject, payload).await?;
+                ack.await?;
+                Ok::<_, anyhow::Error>(())
+            }
+        })
+        .buffer_unordered(IN_FLIGHT)
+        .try_collect::<()>()
+        .await
+}

@@ -1,0 +1,94 @@
+//! The JetStream streams, consumer and buckets the predictor owns, configured in one place and
+//! created idempotently on start (an existing stream is used as it is, never reconfigured
+//! behind an operator's back).
+//!
+//! | name | subjects | retention |
+//! |---|---|---|
+//! | `METRICS` | `metrics.batch.>` | limits: `metrics_max_age` (8 d), `metrics_max_bytes` (4 GiB), file; durable pull consumer `predictor`, explicit ack |
+//! | `PREDICTIONS` | `predictions.current` | limits: `predictions_max_age` (15 min), `predictions_max_bytes` (1 GiB), file, direct get |
+//! | `HISTORY` | `history.tick`, `alerts.>` | limits: `history_max_age` (7 d), `history_max_bytes` (8 GiB), file |
+//! | KV `windows` | `$KV.windows.>` | history 1, `kv_max_age` (8 d); layout in `chunk.rs` |
+//! | KV `forecasts` | `$KV.forecasts.>` | history 1, `kv_max_age`; key = server, value = `ServerForecast` msgpack |
+
+use std::time::Duration;
+
+use anyhow::Context;
+use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
+use async_nats::jetstream::stream::{self, DiscardPolicy, RetentionPolicy, StorageType};
+use async_nats::jetstream::{self, kv};
+use schemas::subjects;
+
+use crate::config::Config;
+
+fn limits(name: &str, subjects: &[&str], max_age: Duration, max_bytes: i64) -> stream::Config {
+    stream::Config {
+        name: name.to_string(),
+        subjects: subjects.iter().map(|s| s.to_string()).collect(),
+        retention: RetentionPolicy::Limits,
+        storage: StorageType::File,
+        discard: DiscardPolicy::Old,
+        max_age,
+        max_bytes,
+        allow_direct: true,
+        num_replicas: 1,
+        ..Default::default()
+    }
+}
+
+pub fn metrics_stream(c: &Config) -> stream::Config {
+    limits(subjects::STREAM_METRICS, &[subjects::METRICS_BATCH_ALL], c.metrics_max_age, c.metrics_max_bytes)
+}
+
+pub fn predictions_stream(c: &Config) -> stream::Config {
+    limits(subjects::STREAM_PREDICTIONS, &[subjects::PREDICTIONS_CURRENT], c.predictions_max_age, c.predictions_max_bytes)
+}
+
+pub fn history_stream(c: &Config) -> stream::Config {
+    let alerts = format!("{}.>", subjects::ALERTS_PREFIX);
+    limits(subjects::STREAM_HISTORY, &[subjects::HISTORY_TICK, &alerts], c.history_max_age, c.history_max_bytes)
+}
+
+pub fn consumer_config(c: &Config) -> pull::Config {
+    pull::Config {
+        durable_name: Some(c.consumer.clone()),
+        description: Some("Fleetcast predictor: every metric batch, acked once its windows are stored".into()),
+        deliver_policy: DeliverPolicy::All,
+        ack_policy: AckPolicy::Explicit,
+        ack_wait: Duration::from_secs(60),
+        max_ack_pending: 20_000,
+        filter_subject: subjects::METRICS_BATCH_ALL.to_string(),
+        ..Default::default()
+    }
+}
+
+/// The handles the predictor works with.
+pub struct Streams {
+    pub consumer: jetstream::consumer::Consumer<pull::Config>,
+    pub predictions: jetstream::stream::Stream,
+    pub forecasts: kv::Store,
+}
+
+pub async fn ensure(js: &jetstream::Context, c: &Config) -> anyhow::Result<Streams> {
+    let metrics = js.get_or_create_stream(metrics_stream(c)).await.context("creating stream METRICS")?;
+    let predictions = js.get_or_create_stream(predictions_stream(c)).await.context("creating stream PREDICTIONS")?;
+    js.get_or_create_stream(history_stream(c)).await.context("creating stream HISTORY")?;
+    let consumer = metrics
+        .get_or_create_consumer(&c.consumer, consumer_config(c))
+        .await
+        .with_context(|| format!("creating consumer {}", c.consumer))?;
+    let forecasts = match js.get_key_value(subjects::BUCKET_FORECASTS).await {
+        Ok(kv) => kv,
+        Err(_) => js
+            .create_key_value(kv::Config {
+                bucket: subjects::BUCKET_FORECASTS.to_string(),
+                description: "Fleetcast: each server's latest ServerForecast (MessagePack)".into(),
+                history: 1,
+                max_age: c.kv_max_age,
+                storage: StorageType::File,
+                ..Default::default()
+            })
+            .await
+            .context("creating KV bucket forecasts")?,
+    };
+    Ok(Streams { consumer, predictions, forecasts })
+}

@@ -1,0 +1,246 @@
+//! One tick, the CPU part: for every server whose step just closed, build its model inputs in
+//! the reused buffers, run the model in chunks, turn each output row into a forecast, assess
+//! it (the domain seam), encode its `ServerForecast` once, then write the snapshot parts from
+//! every server's cached bytes and the tick summary. Publishing is `publish.rs`'s job.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use schemas::history::TickSummary;
+use schemas::{AlertEvent, AlertState, ModelInfo, ServerForecast, Warmup, SCHEMA_VERSION};
+
+use crate::domain::Domain;
+use crate::features::FeatureBuilder;
+use crate::fleet::ServerStatus;
+use crate::model::{Manifest, Model, Outputs};
+use crate::registry::Registry;
+use crate::risk::Assessment;
+use crate::snapshot::{explanation_from, forecast_from, recent_of, write_parts, Header};
+use crate::stats::{ms, Stages};
+use crate::step::step_start;
+
+/// A server's latest output, kept until its next step closes.
+pub struct ServerOut {
+    /// Its `ServerForecast`, MessagePack.
+    pub encoded: Bytes,
+    pub assessment: Assessment,
+    pub warming: bool,
+}
+
+/// What a tick produced, ready to publish.
+pub struct TickOutput {
+    pub seq: u64,
+    pub tick_ms: i64,
+    /// Snapshot parts, in order.
+    pub parts: Vec<Bytes>,
+    /// `(server, ServerForecast msgpack)` of the servers updated on this tick.
+    pub forecasts: Vec<(String, Bytes)>,
+    pub summary: TickSummary,
+    pub events: Vec<AlertEvent>,
+    /// Servers forecast (ready) and warming on this tick.
+    pub forecast_count: usize,
+    pub warming_count: usize,
+    pub stages: Stages,
+}
+
+pub struct Engine {
+    model: Model,
+    features: FeatureBuilder,
+    outputs: Outputs,
+    info: ModelInfo,
+    recent_steps: usize,
+    chunk: usize,
+    outs: Vec<Option<ServerOut>>,
+    domain: Domain,
+    seq: u64,
+    enc: Vec<u8>,
+}
+
+impl Engine {
+    /// `seq`: the last snapshot number published (the next tick publishes `seq + 1`).
+    pub fn new(model: Model, recent_steps: usize, chunk: usize, seq: u64) -> Engine {
+        let m = &model.manifest;
+        let features = FeatureBuilder::new(m.encoder_steps, m.horizon_steps, model.sizes());
+        let info = m.model_info();
+        let chunk = chunk.clamp(1, model.capacity());
+        Engine {
+            model,
+            features,
+            outputs: Outputs::default(),
+            info,
+            recent_steps,
+            chunk,
+            outs: Vec::new(),
+            domain: Domain::default(),
+            seq,
+            enc: Vec::with_capacity(32 * 1024),
+        }
+    }
+
+    pub fn manifest(&self) -> &Manifest {
+        &self.model.manifest
+    }
+
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// Servers whose latest output is a warm-up (no forecast yet).
+    pub fn warming(&self) -> usize {
+        self.outs.iter().flatten().filter(|o| o.warming).count()
+    }
+
+    fn keep(&mut self, id: u32, sf: &ServerForecast, assessment: Assessment, forecasts: &mut Vec<(String, Bytes)>) -> anyhow::Result<()> {
+        schemas::codec::encode_into(&mut self.enc, sf)?;
+        let encoded = Bytes::copy_from_slice(&self.enc);
+        forecasts.push((sf.server.clone(), encoded.clone()));
+        self.outs[id as usize] = Some(ServerOut { encoded, assessment, warming: sf.warmup.is_some() });
+        Ok(())
+    }
+
+    /// Runs the tick for the servers in `due`; `wall_ms` stamps the snapshot.
+    pub fn compute(&mut self, reg: &Registry, due: &[u32], wall_ms: i64, max_payload: usize) -> anyhow::Result<TickOutput> {
+        let mut stages = Stages::default();
+        self.outs.resize_with(reg.len(), || None);
+        let (t, h, min) = (self.info.encoder_steps as usize, self.info.horizon_steps as usize, self.info.min_history_steps as usize);
+        let (ready, warming): (Vec<u32>, Vec<u32>) = due
+            .iter()
+            .copied()
+            .filter(|id| reg.server(*id).last_closed().is_some())
+            .partition(|id| reg.server(*id).observed_steps() >= min);
+        let tick_ms = due.iter().filter_map(|id| reg.server(*id).last_closed()).max().map_or(wall_ms, step_start);
+        let sq = self.model.sizes().quantiles;
+        let mut forecasts = Vec::with_capacity(due.len());
+        for chunk in ready.chunks(self.chunk) {
+            let clock = Instant::now();
+            for (row, id) in chunk.iter().enumerate() {
+                self.features.fill(&mut self.model.inputs, row, reg.server(*id));
+            }
+            stages.features_ms += ms(clock.elapsed());
+            let clock = Instant::now();
+            self.outputs.quantiles.clear();
+            self.outputs.var_weights.clear();
+            self.outputs.attention.clear();
+            self.model.run(chunk.len(), &mut self.outputs)?;
+            stages.inference_ms += ms(clock.elapsed());
+            for (row, &id) in chunk.iter().enumerate() {
+                let clock = Instant::now();
+                let w = reg.server(id);
+                let last_ms = w.last_closed().map_or(tick_ms, step_start);
+                let current = w.latest().map(|v| v.to_metrics()).unwrap_or_default();
+                let mut forecast = Vec::with_capacity(schemas::TARGET_COUNT);
+                forecast_from(&self.outputs.quantiles[row * sq..(row + 1) * sq], h, &mut forecast);
+                let a = self.domain.forecast(tick_ms, &w.name, w.profile, last_ms, &current, &forecast);
+                stages.risk_ms += ms(clock.elapsed());
+                let clock = Instant::now();
+                let explanation = explanation_from(
+                    &self.outputs.var_weights[row * schemas::METRIC_COUNT..(row + 1) * schemas::METRIC_COUNT],
+                    &self.outputs.attention[row * t..(row + 1) * t],
+                );
+                let sf = ServerForecast {
+                    server: w.name.clone(),
+                    profile: w.profile,
+                    last_ms,
+                    risk: a.risk,
+                    level: a.level,
+                    reasons: a.reasons.clone(),
+                    current,
+                    recent: recent_of(w, self.recent_steps),
+                    warmup: None,
+                    forecast,
+                    explanation: Some(explanation),
+                    alerts: self.domain.alerts_of(&w.name),
+                    thresholds: Domain::thresholds_of(w.profile),
+                };
+                self.keep(id, &sf, a, &mut forecasts)?;
+                stages.encode_ms += ms(clock.elapsed());
+            }
+        }
+        for &id in &warming {
+            let clock = Instant::now();
+            let w = reg.server(id);
+            let last_ms = w.last_closed().map_or(tick_ms, step_start);
+            let current = w.latest().map(|v| v.to_metrics()).unwrap_or_default();
+            let a = self.domain.warming(&w.name, last_ms, w.profile, &current);
+            stages.risk_ms += ms(clock.elapsed());
+            let clock = Instant::now();
+            let sf = ServerForecast {
+                server: w.name.clone(),
+                profile: w.profile,
+                last_ms,
+                risk: a.risk,
+                level: a.level,
+                reasons: a.reasons.clone(),
+                current,
+                recent: recent_of(w, self.recent_steps),
+                warmup: Some(Warmup { have_steps: w.observed_steps() as u16, need_steps: min as u16 }),
+                forecast: Vec::new(),
+                explanation: None,
+                alerts: Vec::new(),
+                thresholds: Domain::thresholds_of(w.profile),
+            };
+            self.keep(id, &sf, a, &mut forecasts)?;
+            stages.encode_ms += ms(clock.elapsed());
+        }
+
+        let clock = Instant::now();
+        let outs = &self.outs;
+        let statuses = outs.iter().zip(reg.servers()).filter_map(|(o, w)| {
+            o.as_ref().map(|o| ServerStatus { server: &w.name, assessment: &o.assessment, warming: o.warming })
+        });
+        let (fleet, accuracy) = self.domain.finish(tick_ms, statuses);
+        let events = self.domain.take_events();
+        stages.risk_ms += ms(clock.elapsed());
+
+        let clock = Instant::now();
+        self.seq += 1;
+        let mut order: Vec<u32> = (0..reg.len() as u32).filter(|id| self.outs[*id as usize].is_some()).collect();
+        order.sort_unstable_by(|a, b| reg.server(*a).name.cmp(&reg.server(*b).name));
+        let header = Header { seq: self.seq, tick_ms, published_ms: wall_ms, model: self.info.clone(), fleet, accuracy };
+        let refs: Vec<&[u8]> = order.iter().filter_map(|id| self.outs[*id as usize].as_ref().map(|o| &o.encoded[..])).collect();
+        let parts = write_parts(&header, &refs, max_payload)?;
+        let summary = summary_of(&header, reg, &order, &self.outs, &events);
+        stages.encode_ms += ms(clock.elapsed());
+
+        Ok(TickOutput {
+            seq: self.seq,
+            tick_ms,
+            parts,
+            forecasts,
+            summary,
+            events,
+            forecast_count: ready.len(),
+            warming_count: warming.len(),
+            stages,
+        })
+    }
+}
+
+fn summary_of(h: &Header, reg: &Registry, order: &[u32], outs: &[Option<ServerOut>], events: &[AlertEvent]) -> TickSummary {
+    let mut s = TickSummary {
+        v: SCHEMA_VERSION,
+        seq: h.seq,
+        tick_ms: h.tick_ms,
+        fleet: h.fleet.clone(),
+        servers: Vec::with_capacity(order.len()),
+        risk: Vec::with_capacity(order.len()),
+        level: Vec::with_capacity(order.len()),
+        opened: Vec::new(),
+        resolved: Vec::new(),
+    };
+    for id in order {
+        if let Some(o) = &outs[*id as usize] {
+            s.servers.push(reg.server(*id).name.clone());
+            s.risk.push(o.assessment.risk.round().clamp(0.0, 100.0) as u8);
+            s.level.push(o.assessment.level);
+        }
+    }
+    for e in events {
+        match e.alert.state {
+            AlertState::Opened => s.opened.push(e.alert.id.clone()),
+            AlertState::Resolved => s.resolved.push(e.alert.id.clone()),
+            AlertState::Updated => {}
+        }
+    }
+    s
+}

@@ -1,0 +1,118 @@
+//! Batches for 50 servers in, forecasts out: every server warms up with progress, then gets a
+//! 96-step P10/P50/P90 forecast of every target in valid ranges on `predictions.current`;
+//! the same server is readable alone from KV `forecasts`, the latest snapshot from the
+//! `PREDICTIONS` stream, the tick summaries from `HISTORY`, and the figures from the service.
+//! Real nats-server, real ONNX Runtime, the tiny test model.
+
+mod common;
+
+use std::time::Duration;
+
+use async_nats::jetstream;
+use common::*;
+use schemas::metric::Unit;
+use schemas::{ServerForecast, Snapshot, Target, STEP_MS};
+
+const SERVERS: usize = 50;
+
+fn check_forecast(s: &ServerForecast, horizon: usize) {
+    assert!(s.warmup.is_none(), "{} still warming", s.server);
+    assert_eq!(s.forecast.len(), Target::ALL.len(), "{}: every target", s.server);
+    for f in &s.forecast {
+        assert_eq!((f.p10.len(), f.p50.len(), f.p90.len()), (horizon, horizon, horizon), "{} {:?}", s.server, f.target);
+        for k in 0..horizon {
+            let (a, b, c) = (f.p10[k], f.p50[k], f.p90[k]);
+            assert!(a.is_finite() && b.is_finite() && c.is_finite(), "{} {:?} step {k}", s.server, f.target);
+            assert!(a <= b && b <= c, "{} {:?} step {k}: {a} {b} {c}", s.server, f.target);
+            assert!(a >= 0.0, "{} {:?} step {k}: P10 {a} < 0", s.server, f.target);
+            if f.target.unit() == Unit::Percent {
+                assert!(c <= 100.0, "{} {:?} step {k}: P90 {c} > 100 %", s.server, f.target);
+            }
+        }
+    }
+    let e = s.explanation.as_ref().expect("explanation from var_weights/attention");
+    assert_eq!(e.variables.len(), 14);
+    assert!((e.variables.iter().map(|v| v.weight).sum::<f32>() - 1.0).abs() < 1e-3);
+    assert!(e.variables.windows(2).all(|w| w[0].weight >= w[1].weight), "largest first");
+    assert!((0.0..=100.0).contains(&s.risk));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_servers_get_full_forecasts() {
+    let nats = testkit::NatsServer::start().expect("nats-server");
+    let client = nats.connect().await.expect("connect");
+    let js = jetstream::new(client.clone());
+    let running = predictor::start(config(&nats.url())).await.expect("predictor starts");
+    let mut snaps = Snapshots::subscribe(&client).await;
+    let names = server_names(SERVERS);
+    let (t0, min_history, horizon) = (t0(), 6usize, 96usize);
+
+    // Warm-up: progress counts up with each step, no forecast.
+    for s in 0..3 {
+        publish_batch(&js, &step_batch(&names, t0 + s * STEP_MS, s as u64)).await;
+        let want = (s + 1) as u16;
+        let snap = snaps.until(Duration::from_secs(20), |x| x.tick_ms == t0 + s * STEP_MS).await;
+        assert_eq!(snap.servers.len(), SERVERS);
+        assert_eq!(snap.fleet.warming, SERVERS as u32);
+        for srv in &snap.servers {
+            let w = srv.warmup.expect("warming up");
+            assert_eq!((w.have_steps, w.need_steps), (want, min_history as u16), "{}", srv.server);
+            assert!(srv.forecast.is_empty(), "no fake forecast while warming");
+        }
+    }
+    for s in 3..(min_history as i64 + 2) {
+        publish_batch(&js, &step_batch(&names, t0 + s * STEP_MS, s as u64)).await;
+    }
+    let last = t0 + (min_history as i64 + 1) * STEP_MS;
+    let snap: Snapshot = snaps.until(Duration::from_secs(20), |x| x.tick_ms == last).await;
+    assert_eq!(snap.servers.len(), SERVERS);
+    assert_eq!((snap.fleet.servers, snap.fleet.ready, snap.fleet.warming), (SERVERS as u32, SERVERS as u32, 0));
+    assert_eq!(snap.model.version, "tiny-test-0001");
+    assert_eq!(snap.model.horizon_steps as usize, horizon);
+    let mut seen: Vec<&str> = snap.servers.iter().map(|s| s.server.as_str()).collect();
+    seen.sort();
+    let mut want: Vec<&str> = names.iter().map(String::as_str).collect();
+    want.sort();
+    assert_eq!(seen, want);
+    for (i, name) in names.iter().enumerate() {
+        let s = snap.servers.iter().find(|s| &s.server == name).unwrap();
+        check_forecast(s, horizon);
+        assert_eq!(s.last_ms, last);
+        assert_eq!(s.profile, profile_of(name));
+        // The tiny model centres P50 on the last observed value (plus small calendar terms).
+        let mem_now = metrics(i, last / STEP_MS).mem_used_pct.unwrap();
+        assert_eq!(s.current.mem_used_pct, Some(mem_now));
+        assert!((s.forecast_of(Target::Mem).unwrap().p50[0] - mem_now).abs() < 2.5, "{name}");
+        let recent = &s.recent.iter().find(|r| r.target == Target::Mem).unwrap().values;
+        assert_eq!(recent.len(), min_history + 2, "every step so far is in the chart history");
+        assert!(recent.iter().all(Option::is_some));
+        assert!(!s.thresholds.is_empty(), "{name}: profile thresholds for the charts");
+    }
+
+    // One server alone from KV `forecasts`.
+    let kv = js.get_key_value("forecasts").await.expect("forecasts bucket");
+    let one: ServerForecast = schemas::decode(&kv.get(names[7].as_str()).await.unwrap().expect("key")).unwrap();
+    assert_eq!(one.last_ms, last);
+    check_forecast(&one, horizon);
+
+    // A late subscriber reads the newest snapshot from the stream.
+    let late = predictor::publish::latest_snapshot(&js).await.unwrap().expect("a snapshot in PREDICTIONS");
+    assert_eq!(late.seq, snap.seq);
+    assert_eq!(late.servers.len(), SERVERS);
+
+    // Every tick left a summary in HISTORY.
+    let history = js.get_stream("HISTORY").await.unwrap();
+    let tick = history.get_last_raw_message_by_subject("history.tick").await.unwrap();
+    let summary: schemas::history::TickSummary = schemas::decode(&tick.payload).unwrap();
+    assert_eq!(summary.seq, snap.seq);
+    assert_eq!((summary.servers.len(), summary.risk.len(), summary.level.len()), (SERVERS, SERVERS, SERVERS));
+
+    let st = stats(&client).await;
+    assert_eq!(st["batches"], (min_history + 2) as u64);
+    assert_eq!(st["accepted"], (SERVERS * (min_history + 2)) as u64);
+    assert_eq!(st["rejected"], 0);
+    assert_eq!(st["windows"], SERVERS as u64);
+    assert_eq!(st["warming"], 0);
+    assert!(st["tick_latency_ms"]["samples"].as_u64().unwrap() >= 1);
+    running.stop().await.expect("graceful stop");
+}
