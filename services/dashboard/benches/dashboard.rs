@@ -1,0 +1,2 @@
+//! Dashboard benchmark (filled in below).
+fn main() {}

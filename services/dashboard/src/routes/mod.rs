@@ -1,0 +1,40 @@
+//! The HTTP surface: one URL per view (each works as plain HTML without JavaScript), the
+//! SSE stream, the two operator POSTs, login/logout, static assets and a health probe.
+//! Layers: session/auth/CSRF gate, security headers, gzip/br compression.
+
+mod actions;
+mod login;
+mod pages;
+
+use axum::routing::{get, post};
+use axum::Router;
+use tower_http::compression::CompressionLayer;
+
+use crate::state::Shared;
+use crate::{assets, auth, security, sse};
+
+pub fn router(state: Shared) -> Router {
+    let app = Router::new()
+        .route("/", get(pages::overview))
+        .route("/heatmap", get(pages::heatmap))
+        .route("/servers/{name}", get(pages::server))
+        .route("/alerts", get(pages::alerts))
+        .route("/alerts/routing", post(actions::routing))
+        .route("/history", get(pages::history))
+        .route("/history.csv", get(pages::history_csv))
+        .route("/cost", get(pages::cost))
+        .route("/remediation", get(pages::remediation))
+        .route("/model", get(pages::model))
+        .route("/demo", get(pages::demo))
+        .route("/demo/scenario", post(actions::scenario))
+        .route("/login", get(login::page).post(login::submit))
+        .route("/logout", post(login::logout))
+        .route("/events", get(sse::events))
+        .route("/healthz", get(pages::healthz))
+        .route("/static/{file}", get(assets::serve))
+        .fallback(pages::not_found)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::middleware))
+        .with_state(state);
+    // Compression skips text/event-stream by default, so SSE events are never buffered.
+    security::apply(app).layer(CompressionLayer::new().gzip(true).br(true))
+}

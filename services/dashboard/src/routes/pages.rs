@@ -1,0 +1,181 @@
+//! GET handlers: each picks the latest snapshot from memory, builds its view and responds
+//! with the page (or just the fragment for htmx). Nothing here touches NATS or the model.
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Extension;
+
+use crate::auth::Session;
+use crate::cost::CostForm;
+use crate::history_agg::{self, Range};
+use crate::state::{lock, read, Shared};
+use crate::views::{self, query_suffix, render, respond, Rendered, ViewId};
+
+type Sess = Extension<Session>;
+
+pub async fn overview(State(st): State<Shared>, Extension(s): Sess, headers: HeaderMap, uri: Uri, Query(q): Query<views::overview::OverviewQuery>) -> Response {
+    let latest = st.latest();
+    let live = render(&views::overview::build(latest.as_deref(), &q));
+    respond(&st, &s, &headers, ViewId::Overview, Rendered::new("Fleet overview", live, format!("/{}", query_suffix(&uri))))
+}
+
+pub async fn heatmap(State(st): State<Shared>, Extension(s): Sess, headers: HeaderMap, uri: Uri, Query(q): Query<views::heatmap::HeatmapQuery>) -> Response {
+    let by = views::heatmap::By::parse(q.by.as_deref());
+    let latest = st.latest();
+    let mut r = Rendered::new("Heatmap", render(&views::heatmap::build(latest.as_deref(), by)), format!("/heatmap{}", query_suffix(&uri)));
+    r.controls = render(&views::heatmap::controls(by));
+    respond(&st, &s, &headers, ViewId::Heatmap, r)
+}
+
+pub async fn server(State(st): State<Shared>, Extension(s): Sess, headers: HeaderMap, Path(name): Path<String>) -> Response {
+    let latest = st.latest();
+    let url = crate::format::server_url(&name);
+    let found = latest.as_deref().and_then(|l| l.server(&name).map(|srv| (l, srv)));
+    let r = match found {
+        Some((l, srv)) => Rendered::new(format!("Server {name}"), render(&views::server::build(l, srv)), url),
+        None => {
+            let mut r = Rendered::new(
+                format!("Server {name}"),
+                format!(
+                    "<div class=\"panel\"><p>No server named <code>{}</code> in the latest snapshot. <a href=\"/heatmap\">Find it on the heatmap</a>.</p></div>",
+                    crate::format::escape_html(&name)
+                ),
+                url,
+            );
+            r.status = StatusCode::NOT_FOUND;
+            r
+        }
+    };
+    respond(&st, &s, &headers, ViewId::Server, r)
+}
+
+pub async fn alerts(State(st): State<Shared>, Extension(s): Sess, headers: HeaderMap, uri: Uri, Query(q): Query<views::alerts::AlertsQuery>) -> Response {
+    let routing = read(&st.routing).clone();
+    let latest = st.latest();
+    let mut r = Rendered::new("Predicted alerts", render(&views::alerts::build(latest.as_deref(), &q, &routing)), format!("/alerts{}", query_suffix(&uri)));
+    r.controls = render(&views::alerts::controls(&q, &routing, &s.csrf));
+    if q.error.is_some() {
+        r.status = StatusCode::BAD_REQUEST;
+    }
+    respond(&st, &s, &headers, ViewId::Alerts, r)
+}
+
+/// Runs polars work on the blocking pool: polars blocks on its own async runtime inside
+/// `collect`, which must not happen on (and would stall) an async worker thread.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Response> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, format!("aggregation failed: {e}")).into_response())
+}
+
+pub async fn history(State(st): State<Shared>, Extension(s): Sess, headers: HeaderMap, uri: Uri, Query(q): Query<views::history::HistoryQuery>) -> Response {
+    let (st2, q2) = (st.clone(), q.clone());
+    let live = match blocking(move || render(&views::history::build(&read(&st2.history), &q2))).await {
+        Ok(html) => html,
+        Err(resp) => return resp,
+    };
+    let mut r = Rendered::new("History", live, format!("/history{}", query_suffix(&uri)));
+    r.controls = render(&views::history::controls(&q));
+    // Aggregation costs more than a fragment; a summary arrives once per tick anyway.
+    r.trigger = "sse:snapshot throttle:10s";
+    respond(&st, &s, &headers, ViewId::History, r)
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct CsvQuery {
+    pub table: Option<String>,
+    pub range: Option<String>,
+    pub server: Option<String>,
+}
+
+pub async fn history_csv(State(st): State<Shared>, Query(q): Query<CsvQuery>) -> Response {
+    blocking(move || history_csv_now(&st, &q)).await.unwrap_or_else(|resp| resp)
+}
+
+fn history_csv_now(st: &Shared, q: &CsvQuery) -> Response {
+    let range = Range::parse(q.range.as_deref());
+    let store = read(&st.history);
+    let table = q.table.as_deref().unwrap_or("fleet");
+    let frame = match table {
+        "fleet" => history_agg::fleet(&store, range),
+        "servers" => history_agg::top_servers(&store, range, 10_000),
+        "server" => match q.server.as_deref().and_then(|n| store.id_of(n)) {
+            Some(id) => history_agg::server(&store, range, id),
+            None => return (StatusCode::NOT_FOUND, "server: no history for that server").into_response(),
+        },
+        other => {
+            return (StatusCode::BAD_REQUEST, format!("table: {other:?} is not one of fleet, servers, server")).into_response()
+        }
+    };
+    let bytes = frame.and_then(|mut df| history_agg::csv(&mut df));
+    match bytes {
+        Ok(b) => {
+            let name = format!("attachment; filename=\"fleetcast-{table}-{}.csv\"", range.name());
+            (
+                [(header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()), (header::CONTENT_DISPOSITION, name), (header::CACHE_CONTROL, "no-store".into())],
+                b,
+            )
+                .into_response()
+        }
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("aggregation failed: {e}")).into_response(),
+    }
+}
+
+pub async fn cost(State(st): State<Shared>, Extension(s): Sess, headers: HeaderMap, uri: Uri, Query(form): Query<CostForm>) -> Response {
+    let (inputs, errors) = form.parse();
+    let bad = !errors.is_empty();
+    let latest = st.latest();
+    let mut r = Rendered::new("Cost avoidance", render(&views::cost::build(latest.as_deref(), &inputs)), format!("/cost{}", query_suffix(&uri)));
+    r.controls = render(&views::cost::controls(&form, &inputs, errors));
+    if bad {
+        r.status = StatusCode::BAD_REQUEST;
+    }
+    respond(&st, &s, &headers, ViewId::Cost, r)
+}
+
+pub async fn remediation(State(st): State<Shared>, Extension(s): Sess, headers: HeaderMap) -> Response {
+    let latest = st.latest();
+    let r = Rendered::new("Auto-remediation", render(&views::remediation::build(latest.as_deref())), "/remediation".into());
+    respond(&st, &s, &headers, ViewId::Remediation, r)
+}
+
+pub async fn model(State(st): State<Shared>, Extension(s): Sess, headers: HeaderMap) -> Response {
+    let latest = st.latest();
+    let card = st.card.get();
+    let r = Rendered::new("Model", render(&views::model::build(latest.as_deref(), &card, st.args.drift_margin)), "/model".into());
+    respond(&st, &s, &headers, ViewId::Model, r)
+}
+
+pub async fn demo(State(st): State<Shared>, Extension(s): Sess, headers: HeaderMap) -> Response {
+    let available = st.generator_available();
+    let g = lock(&st.generator).clone();
+    let outcome = lock(&st.last_switch).clone();
+    let live = render(&views::demo::build(&g, available, outcome.as_ref(), &s.csrf));
+    let mut r = Rendered::new("Demo controls", live, "/demo".into());
+    // The generator's status changes with each probe, not with snapshots; follow both.
+    r.trigger = "sse:snapshot, every 5s";
+    respond(&st, &s, &headers, ViewId::Demo, r)
+}
+
+pub async fn healthz(State(st): State<Shared>) -> Response {
+    let h = st.health();
+    let body = serde_json::json!({
+        "link": format!("{:?}", h.link),
+        "snapshot": st.latest().map(|l| l.snapshot.seq),
+        "bad_messages": h.bad_messages,
+        "history_ticks": read(&st.history).tick_count(),
+    });
+    ([(header::CACHE_CONTROL, "no-store")], axum::Json(body)).into_response()
+}
+
+pub async fn not_found(State(st): State<Shared>, Extension(s): Sess, headers: HeaderMap, uri: Uri) -> Response {
+    let mut r = Rendered::new(
+        "Not found",
+        format!("<div class=\"panel\"><p>Nothing at <code>{}</code>. <a href=\"/\">Back to the overview</a>.</p></div>", crate::format::escape_html(uri.path())),
+        uri.path().to_string(),
+    );
+    r.status = StatusCode::NOT_FOUND;
+    r.trigger = "none";
+    respond(&st, &s, &headers, ViewId::Overview, r)
+}

@@ -1,0 +1,100 @@
+//! Starting and stopping the dashboard: bind (loopback only without a key), spawn the NATS
+//! tasks (or the demo fixture), serve, and shut down gracefully.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+
+use crate::config::{effective_listen, Args};
+use crate::state::{write, AppState, Shared};
+use crate::{control, fixture, history_feed, routes, subscribe};
+
+pub struct Running {
+    pub addr: SocketAddr,
+    pub state: Shared,
+    server: JoinHandle<()>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Ends SSE streams and background tasks, lets in-flight requests finish (up to 5 s).
+    pub async fn stop(self) {
+        self.state.begin_shutdown();
+        if tokio::time::timeout(Duration::from_secs(5), self.server).await.is_err() {
+            tracing::warn!("open connections did not close within 5 s");
+        }
+        for t in self.tasks {
+            t.abort();
+        }
+        if let Some(c) = self.state.nats() {
+            let _ = c.drain().await;
+        }
+    }
+}
+
+pub async fn start(args: Args) -> anyhow::Result<Running> {
+    let has_key = args.access_key().is_some();
+    let (listen, narrowed) = effective_listen(args.listen, has_key);
+    if narrowed {
+        tracing::warn!(requested = %args.listen, using = %listen, "no DASHBOARD_KEY: refusing to listen beyond loopback");
+    }
+    if has_key {
+        tracing::info!("access key configured: login required, session cookie + CSRF tokens");
+    } else {
+        tracing::warn!(%listen, "no DASHBOARD_KEY: the dashboard is open to anyone who can reach it, so it listens on loopback only");
+    }
+    let state = AppState::new(args);
+    let mut tasks = Vec::new();
+    if state.args.demo_fixture {
+        tracing::info!(servers = state.args.demo_servers, "demo fixture mode: no NATS, generated snapshots");
+        tasks.push(tokio::spawn(demo_fixture(state.clone())));
+    } else {
+        let client = subscribe::connect(&state).await?;
+        tasks.push(tokio::spawn(subscribe::watch_link(state.clone(), client.clone())));
+        tasks.push(tokio::spawn(subscribe::run(state.clone(), client)));
+        tasks.push(tokio::spawn(history_feed::run(state.clone())));
+        tasks.push(tokio::spawn(control::probe_loop(state.clone())));
+    }
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let addr = listener.local_addr()?;
+    let app = routes::router(state.clone());
+    let mut shutdown = state.shutdown_signal();
+    let server = tokio::spawn(async move {
+        let graceful = async move {
+            let _ = shutdown.wait_for(|stop| *stop).await;
+        };
+        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(graceful).await {
+            tracing::error!(error = %e, "HTTP server failed");
+        }
+    });
+    Ok(Running { addr, state, server, tasks })
+}
+
+/// `--demo-fixture`: a week of synthetic history, then a new fixture snapshot every 5 s.
+async fn demo_fixture(state: Shared) {
+    let servers = state.args.demo_servers;
+    let mut spec = fixture::Spec { servers, seq: 3000, warming: servers / 30, ..Default::default() };
+    {
+        let mut h = write(&state.history);
+        for t in fixture::ticks(&spec, 7 * 288) {
+            let _ = h.push_tick(t);
+        }
+        for e in fixture::alert_events(&fixture::snapshot(&spec)) {
+            h.push_alert(e);
+        }
+    }
+    let mut shutdown = state.shutdown_signal();
+    loop {
+        state.publish(fixture::snapshot(&spec));
+        spec.seq += 1;
+        spec.tick_ms += schemas::STEP_MS;
+        if let Some(t) = fixture::ticks(&spec, 1).pop() {
+            let _ = write(&state.history).push_tick(t);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}

@@ -1,0 +1,277 @@
+//! The dashboard's shared in-memory state: the latest decoded snapshot (with the indexes every
+//! view needs, built once per snapshot rather than per request), link health for the "stale
+//! since" banner, and the small bits of operator state (routing, sessions, generator status).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, SystemTime};
+
+use schemas::{ServerForecast, Snapshot};
+use tokio::sync::watch;
+
+use crate::auth::Sessions;
+use crate::config::Args;
+use crate::control::{GeneratorStatus, SwitchOutcome};
+use crate::format;
+use crate::history::HistoryStore;
+use crate::model_card::CardCache;
+use crate::routing::Routing;
+
+pub type Shared = Arc<AppState>;
+
+/// A snapshot as received, with its lookup tables.
+#[derive(Debug)]
+pub struct Latest {
+    pub snapshot: Snapshot,
+    /// Wall-clock time it arrived here.
+    pub received: SystemTime,
+    /// Counts snapshots received by this process (the predictor's `seq` restarts with it).
+    pub update: u64,
+    by_name: HashMap<String, usize>,
+    /// Server indexes, riskiest first (non-finite risks last, then by name).
+    pub by_risk: Vec<usize>,
+}
+
+impl Latest {
+    pub fn new(snapshot: Snapshot, received: SystemTime, update: u64) -> Latest {
+        let by_name = snapshot.servers.iter().enumerate().map(|(i, s)| (s.server.clone(), i)).collect();
+        let mut by_risk: Vec<usize> = (0..snapshot.servers.len()).collect();
+        let key = |s: &ServerForecast| if s.risk.is_finite() { s.risk } else { f32::NEG_INFINITY };
+        by_risk.sort_by(|&a, &b| {
+            let (sa, sb) = (&snapshot.servers[a], &snapshot.servers[b]);
+            key(sb).total_cmp(&key(sa)).then_with(|| sa.server.cmp(&sb.server))
+        });
+        Latest { snapshot, received, update, by_name, by_risk }
+    }
+
+    pub fn server(&self, name: &str) -> Option<&ServerForecast> {
+        self.by_name.get(name).and_then(|&i| self.snapshot.servers.get(i))
+    }
+
+    /// Servers riskiest first.
+    pub fn riskiest(&self) -> impl Iterator<Item = &ServerForecast> {
+        self.by_risk.iter().filter_map(|&i| self.snapshot.servers.get(i))
+    }
+}
+
+/// The NATS link as the banner reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Link {
+    Connecting,
+    Connected,
+    Disconnected { since: SystemTime },
+    /// `--demo-fixture`: no broker, snapshots are generated in-process.
+    Fixture,
+}
+
+#[derive(Debug, Clone)]
+pub struct Health {
+    pub link: Link,
+    pub last_snapshot: Option<SystemTime>,
+    /// Messages on `predictions.current` that did not decode (counted, logged, skipped).
+    pub bad_messages: u64,
+    pub last_error: Option<String>,
+}
+
+/// What the banner says, if anything is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Banner {
+    /// `waiting`, `down` or `stale` (a CSS class).
+    pub kind: &'static str,
+    pub text: String,
+}
+
+/// Decides the banner from link health; pure, the caller passes the clock. The text names
+/// moments, not elapsed times, so it only changes (and is only pushed) when the state does.
+pub fn banner(h: &Health, stale_after: Duration, now: SystemTime) -> Option<Banner> {
+    let age = |t: SystemTime| now.duration_since(t).unwrap_or_default();
+    if let Link::Disconnected { since } = h.link {
+        let shown = match h.last_snapshot {
+            Some(t) => format!(" Showing the snapshot received at {}.", format::utc(t)),
+            None => String::new(),
+        };
+        return Some(Banner {
+            kind: "down",
+            text: format!("Stale since {}: the NATS connection is down.{shown}", format::utc(since)),
+        });
+    }
+    match h.last_snapshot {
+        None if h.link == Link::Connecting => Some(Banner { kind: "waiting", text: "Connecting to NATS…".into() }),
+        None => Some(Banner {
+            kind: "waiting",
+            text: "Waiting for the first forecast snapshot on predictions.current.".into(),
+        }),
+        Some(t) if age(t) > stale_after => Some(Banner {
+            kind: "stale",
+            text: format!(
+                "Stale since {}: no new snapshot for over {} (is the predictor running?).",
+                format::utc(t),
+                format::span(stale_after)
+            ),
+        }),
+        Some(_) => None,
+    }
+}
+
+pub struct AppState {
+    pub args: Args,
+    latest: RwLock<Option<Arc<Latest>>>,
+    updates: watch::Sender<u64>,
+    health: Mutex<Health>,
+    pub generator: Mutex<GeneratorStatus>,
+    pub last_switch: Mutex<Option<SwitchOutcome>>,
+    pub history: RwLock<HistoryStore>,
+    pub routing: RwLock<Routing>,
+    pub sessions: Sessions,
+    pub card: CardCache,
+    nats: OnceLock<async_nats::Client>,
+    shutdown: watch::Sender<bool>,
+}
+
+/// Locks that shrug off poisoning: a panicked request must not take the dashboard down.
+pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+pub fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|e| e.into_inner())
+}
+pub fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|e| e.into_inner())
+}
+
+impl AppState {
+    pub fn new(args: Args) -> Shared {
+        let link = if args.demo_fixture { Link::Fixture } else { Link::Connecting };
+        let card = CardCache::new(args.model_card.clone());
+        Arc::new(AppState {
+            args,
+            latest: RwLock::new(None),
+            updates: watch::channel(0).0,
+            health: Mutex::new(Health { link, last_snapshot: None, bad_messages: 0, last_error: None }),
+            generator: Mutex::new(GeneratorStatus::default()),
+            last_switch: Mutex::new(None),
+            history: RwLock::new(HistoryStore::default()),
+            routing: RwLock::new(Routing::default()),
+            sessions: Sessions::default(),
+            card,
+            nats: OnceLock::new(),
+            shutdown: watch::channel(false).0,
+        })
+    }
+
+    pub fn latest(&self) -> Option<Arc<Latest>> {
+        read(&self.latest).clone()
+    }
+
+    /// Installs a whole snapshot as the latest and wakes every SSE stream.
+    pub fn publish(&self, snapshot: Snapshot) {
+        let now = SystemTime::now();
+        let update = *self.updates.borrow() + 1;
+        let latest = Arc::new(Latest::new(snapshot, now, update));
+        *write(&self.latest) = Some(latest);
+        lock(&self.health).last_snapshot = Some(now);
+        self.updates.send_replace(update);
+    }
+
+    /// Receives the update counter each time a snapshot is installed.
+    pub fn subscribe_updates(&self) -> watch::Receiver<u64> {
+        self.updates.subscribe()
+    }
+
+    pub fn health(&self) -> Health {
+        lock(&self.health).clone()
+    }
+
+    pub fn set_link(&self, link: Link) {
+        let mut h = lock(&self.health);
+        // Keep the first moment of an outage, not the last reconnect attempt.
+        if matches!((h.link, link), (Link::Disconnected { .. }, Link::Disconnected { .. })) {
+            return;
+        }
+        h.link = link;
+    }
+
+    pub fn count_bad_message(&self, error: String) -> u64 {
+        let mut h = lock(&self.health);
+        h.bad_messages += 1;
+        h.last_error = Some(error);
+        h.bad_messages
+    }
+
+    pub fn banner(&self) -> Option<Banner> {
+        banner(&self.health(), self.args.stale_after, SystemTime::now())
+    }
+
+    pub fn set_nats(&self, client: async_nats::Client) {
+        let _ = self.nats.set(client);
+    }
+
+    pub fn nats(&self) -> Option<&async_nats::Client> {
+        self.nats.get()
+    }
+
+    /// Whether the generator's control service answered recently.
+    pub fn generator_available(&self) -> bool {
+        lock(&self.generator).available(std::time::Instant::now(), self.args.generator_probe)
+    }
+
+    /// Tells long-lived responses (SSE) to finish so a graceful shutdown completes.
+    pub fn begin_shutdown(&self) {
+        self.shutdown.send_replace(true);
+    }
+
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixture;
+
+    fn health(link: Link, last: Option<SystemTime>) -> Health {
+        Health { link, last_snapshot: last, bad_messages: 0, last_error: None }
+    }
+
+    #[test]
+    fn banner_says_why_data_is_stale() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_764_000_000);
+        let after = Duration::from_secs(30);
+        assert_eq!(banner(&health(Link::Connected, Some(t0)), after, t0 + Duration::from_secs(5)), None);
+        let stale = banner(&health(Link::Connected, Some(t0)), after, t0 + Duration::from_secs(90)).unwrap();
+        assert_eq!(stale.kind, "stale");
+        assert!(stale.text.starts_with("Stale since 2025-11-24 16:00:00 UTC"), "{}", stale.text);
+        assert!(stale.text.contains("over 30 s"));
+        let later = banner(&health(Link::Connected, Some(t0)), after, t0 + Duration::from_secs(95)).unwrap();
+        assert_eq!(later, stale, "no ticking clock in the text: pushed only on change");
+        let down = banner(&health(Link::Disconnected { since: t0 }, Some(t0)), after, t0 + Duration::from_secs(2)).unwrap();
+        assert_eq!(down.kind, "down");
+        assert!(down.text.contains("NATS connection is down"));
+        let waiting = banner(&health(Link::Connected, None), after, t0).unwrap();
+        assert_eq!(waiting.kind, "waiting");
+        assert_eq!(banner(&health(Link::Fixture, Some(t0)), after, t0), None);
+    }
+
+    #[test]
+    fn latest_orders_by_risk_and_finds_by_name() {
+        let snap = fixture::snapshot(&fixture::Spec { servers: 30, ..Default::default() });
+        let l = Latest::new(snap, SystemTime::now(), 1);
+        let risks: Vec<f32> = l.riskiest().map(|s| s.risk).collect();
+        assert!(risks.windows(2).all(|w| w[0] >= w[1]));
+        let name = l.snapshot.servers[7].server.clone();
+        assert_eq!(l.server(&name).map(|s| s.server.as_str()), Some(name.as_str()));
+        assert!(l.server("nope").is_none());
+    }
+
+    #[test]
+    fn first_outage_moment_is_kept() {
+        let s = AppState::new(Args::for_tests("nats://x"));
+        let t1 = SystemTime::UNIX_EPOCH + Duration::from_secs(10);
+        s.set_link(Link::Disconnected { since: t1 });
+        s.set_link(Link::Disconnected { since: t1 + Duration::from_secs(5) });
+        assert_eq!(s.health().link, Link::Disconnected { since: t1 });
+        s.set_link(Link::Connected);
+        assert_eq!(s.health().link, Link::Connected);
+    }
+}

@@ -1,0 +1,180 @@
+//! Alerts: every active predicted alert with its lifecycle and time to breach, filterable by
+//! level, profile and target, each with the channel it would be routed to; plus the fleet
+//! routing rules. Routing is simulated (nothing is sent) and editable on the page.
+
+use askama::Template;
+use serde::Deserialize;
+
+use schemas::{Alert, Level, Profile, Target};
+
+use super::{level_class, level_label, Stamp};
+use crate::format;
+use crate::routing::{Channel, Routing};
+use crate::state::Latest;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct AlertsQuery {
+    pub level: Option<String>,
+    pub profile: Option<String>,
+    pub target: Option<String>,
+    /// Set after a routing form was saved (or refused: `error`).
+    pub saved: Option<String>,
+    pub error: Option<String>,
+}
+
+pub struct Filter {
+    pub level: Option<Level>,
+    pub profile: Option<Profile>,
+    pub target: Option<Target>,
+}
+
+impl AlertsQuery {
+    pub fn filter(&self) -> Filter {
+        let pick = |s: &Option<String>| s.as_deref().filter(|s| !s.is_empty() && *s != "all").map(str::to_string);
+        Filter {
+            level: pick(&self.level).and_then(|s| Level::from_name(&s)),
+            profile: pick(&self.profile).and_then(|s| Profile::from_name(&s)),
+            target: pick(&self.target).and_then(|s| Target::from_name(&s)),
+        }
+    }
+}
+
+impl Filter {
+    pub fn matches(&self, a: &Alert) -> bool {
+        self.level.is_none_or(|l| a.severity == l)
+            && self.profile.is_none_or(|p| a.profile == p)
+            && self.target.is_none_or(|t| a.target == t)
+    }
+}
+
+pub struct Choice {
+    pub value: &'static str,
+    pub label: &'static str,
+    pub selected: bool,
+}
+
+pub struct RouteSelect {
+    pub field: &'static str,
+    pub label: &'static str,
+    pub options: Vec<Choice>,
+}
+
+#[derive(Template)]
+#[template(path = "alerts_controls.html")]
+pub struct AlertsControls {
+    pub levels: Vec<Choice>,
+    pub profiles: Vec<Choice>,
+    pub targets: Vec<Choice>,
+    pub routes: Vec<RouteSelect>,
+    pub page_30m: String,
+    pub chat_30m: String,
+    pub email_8h: String,
+    pub csrf: String,
+    pub notice: Option<String>,
+    pub error: Option<String>,
+}
+
+fn choices<T: Copy + PartialEq>(all: &[T], current: Option<T>, value: fn(T) -> &'static str, label: fn(T) -> &'static str) -> Vec<Choice> {
+    let mut v = vec![Choice { value: "all", label: "All", selected: current.is_none() }];
+    v.extend(all.iter().map(|x| Choice { value: value(*x), label: label(*x), selected: current == Some(*x) }));
+    v
+}
+
+pub fn controls(q: &AlertsQuery, routing: &Routing, csrf: &str) -> AlertsControls {
+    let f = q.filter();
+    let route = |field, label, cur: Channel| RouteSelect {
+        field,
+        label,
+        options: Channel::ALL.iter().map(|c| Choice { value: c.name(), label: c.label(), selected: *c == cur }).collect(),
+    };
+    AlertsControls {
+        levels: choices(&[Level::Critical, Level::Warning], f.level, Level::name, level_label),
+        profiles: choices(&Profile::ALL, f.profile, Profile::name, Profile::label),
+        targets: choices(&Target::ALL, f.target, Target::name, Target::label),
+        routes: vec![
+            route("critical", "Critical", routing.critical),
+            route("warning", "Warning", routing.warning),
+            route("watch", "Watch", routing.watch),
+        ],
+        page_30m: format!("{:.0}", routing.page_30m * 100.0),
+        chat_30m: format!("{:.0}", routing.chat_30m * 100.0),
+        email_8h: format!("{:.0}", routing.email_8h * 100.0),
+        csrf: csrf.to_string(),
+        notice: q.saved.as_ref().map(|_| "Routing saved (simulated: no notifications are sent).".to_string()),
+        error: q.error.clone(),
+    }
+}
+
+pub struct Line {
+    pub class: &'static str,
+    pub severity: &'static str,
+    pub server: String,
+    pub href: String,
+    pub profile: &'static str,
+    pub target: &'static str,
+    pub predicted: String,
+    pub threshold: String,
+    pub basis: &'static str,
+    pub current: String,
+    pub breach: String,
+    pub state: &'static str,
+    pub open_for: String,
+    pub route: &'static str,
+}
+
+#[derive(Template)]
+#[template(path = "alerts_live.html")]
+pub struct AlertsLive {
+    pub stamp: Option<Stamp>,
+    pub lines: Vec<Line>,
+    pub total: usize,
+    pub fleet_routes: Vec<(&'static str, String)>,
+    pub p30: String,
+    pub p8h: String,
+}
+
+/// Most alerts listed at once (critical first, then soonest breach).
+pub const MAX_LINES: usize = 500;
+
+pub fn build(latest: Option<&Latest>, q: &AlertsQuery, routing: &Routing) -> AlertsLive {
+    let Some(latest) = latest else {
+        return AlertsLive { stamp: None, lines: vec![], total: 0, fleet_routes: vec![], p30: "—".into(), p8h: "—".into() };
+    };
+    let f = q.filter();
+    let tick = latest.snapshot.tick_ms;
+    let mut all: Vec<&Alert> = latest.snapshot.servers.iter().flat_map(|s| s.alerts.iter()).filter(|a| f.matches(a)).collect();
+    all.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.minutes_ahead.cmp(&b.minutes_ahead)).then(a.id.cmp(&b.id)));
+    let total = all.len();
+    let lines = all
+        .into_iter()
+        .take(MAX_LINES)
+        .map(|a| Line {
+            class: level_class(a.severity),
+            severity: level_label(a.severity),
+            server: a.server.clone(),
+            href: format::server_url(&a.server),
+            profile: a.profile.label(),
+            target: a.target.label(),
+            predicted: format::target_value(a.target, Some(a.predicted)),
+            threshold: format::target_value(a.target, Some(a.threshold)),
+            basis: match a.basis {
+                schemas::AlertBasis::P50 => "P50",
+                schemas::AlertBasis::P90 => "P90",
+            },
+            current: format::target_value(a.target, a.current),
+            breach: format::ahead(a.minutes_ahead),
+            state: a.state.name(),
+            open_for: format::span(std::time::Duration::from_millis(u64::try_from(tick - a.opened_ms).unwrap_or(0))),
+            route: routing.for_level(a.severity).label(),
+        })
+        .collect();
+    let fleet = &latest.snapshot.fleet;
+    AlertsLive {
+        stamp: Some(Stamp::of(latest)),
+        lines,
+        total,
+        fleet_routes: routing.fleet(fleet).into_iter().map(|r| (r.channel.label(), r.why)).collect(),
+        p30: format::prob(fleet.prob_incident_30m),
+        p8h: format::prob(fleet.prob_incident_8h),
+    }
+}

@@ -1,0 +1,277 @@
+//! Chart models built from snapshot and history data with the geometry in `charts.rs`:
+//! the per-target forecast chart (P10-P90 band, P50, recent actuals, thresholds, a "now"
+//! line), the overview sparkline, and time-series charts for the historical view.
+
+use schemas::snapshot::TargetHistory;
+use schemas::{Target, TargetForecast};
+
+use crate::charts::{self, Frame, Scale};
+use crate::format;
+
+pub struct Tick {
+    pub at: f32,
+    pub label: String,
+}
+
+pub struct HLine {
+    pub y: f32,
+    pub label: String,
+}
+
+pub struct ForecastChart {
+    pub id: &'static str,
+    pub title: &'static str,
+    pub width: f32,
+    pub height: f32,
+    pub left: f32,
+    pub right: f32,
+    pub top: f32,
+    pub bottom: f32,
+    pub band: String,
+    pub p50: String,
+    pub hist: String,
+    pub now_x: f32,
+    pub y_ticks: Vec<Tick>,
+    pub x_ticks: Vec<Tick>,
+    pub warn: Option<HLine>,
+    pub crit: Option<HLine>,
+    /// Text alternative: what the chart says in one sentence.
+    pub summary: String,
+}
+
+const STEPS_PER_HOUR: i32 = 12;
+
+/// One target's chart. x is in steps relative to now (past <= 0 < future).
+pub fn forecast(
+    target: Target,
+    recent: Option<&TargetHistory>,
+    fc: Option<&TargetForecast>,
+    (warn, crit): (Option<f32>, Option<f32>),
+) -> ForecastChart {
+    let frame = Frame { width: 560.0, height: 190.0, left: 44.0, right: 10.0, top: 10.0, bottom: 24.0 };
+    let hist: &[Option<f32>] = recent.map(|r| r.values.as_slice()).unwrap_or(&[]);
+    let horizon = fc.map(|f| f.p50.len()).unwrap_or(0);
+    let x_min = -(hist.len().saturating_sub(1) as f32).max(if horizon == 0 { 1.0 } else { 0.0 });
+    let x_max = (horizon as f32).max(1.0);
+    let mut values: Vec<f32> = hist.iter().flatten().copied().collect();
+    if let Some(f) = fc {
+        values.extend(f.p10.iter().chain(&f.p90).copied());
+    }
+    values.extend(warn.iter().chain(crit.iter()).copied());
+    let (floor, ceil) = if target.unit().is_percent() { (Some(0.0), Some(100.0)) } else { (Some(0.0), None) };
+    let (y_min, y_max) = charts::nice_range(values, floor, ceil);
+    let s = Scale { frame, x_min, x_max, y_min, y_max };
+
+    let n = hist.len() as i32;
+    let hist_d = charts::line_path(hist.iter().enumerate().map(|(i, v)| ((i as i32 - n + 1) as f32, *v)), &s);
+    let (band, p50, summary) = match fc {
+        Some(f) if !f.p50.is_empty() => {
+            let xs: Vec<f32> = (1..=f.p50.len()).map(|k| k as f32).collect();
+            let band = charts::band_path(&xs, &f.p10, &f.p90, &s);
+            let p50 = charts::line_path(xs.iter().zip(&f.p50).map(|(x, v)| (*x, Some(*v))), &s);
+            let last = f.p50.len() - 1;
+            let hours = f.p50.len() as f32 / STEPS_PER_HOUR as f32;
+            let summary = format!(
+                "{} in {:.0} h: P50 {}, P10–P90 {} – {}",
+                target.label(),
+                hours,
+                format::target_value(target, f.p50.get(last).copied()),
+                format::target_value(target, f.p10.get(last).copied()),
+                format::target_value(target, f.p90.get(last).copied()),
+            );
+            (band, p50, summary)
+        }
+        _ => (String::new(), String::new(), format!("{}: no forecast yet (warming up)", target.label())),
+    };
+    let y_ticks = charts::ticks(y_min, y_max, 4)
+        .into_iter()
+        .map(|v| Tick { at: charts::px(s.y(v)), label: axis_label(v) })
+        .collect();
+    let first_hour = (x_min as i32).div_euclid(STEPS_PER_HOUR * 2) * 2;
+    let x_ticks = (first_hour..=(x_max as i32 / STEPS_PER_HOUR))
+        .step_by(2)
+        .map(|h| h * STEPS_PER_HOUR)
+        .filter(|st| (*st as f32) >= x_min && (*st as f32) <= x_max)
+        .map(|st| Tick {
+            at: charts::px(s.x(st as f32)),
+            label: match st {
+                0 => "now".into(),
+                st if st > 0 => format!("+{}h", st / STEPS_PER_HOUR),
+                st => format!("{}h", st / STEPS_PER_HOUR),
+            },
+        })
+        .collect();
+    let line = |v: Option<f32>, name: &str| {
+        v.filter(|v| v.is_finite() && *v >= y_min && *v <= y_max)
+            .map(|v| HLine { y: charts::px(s.y(v)), label: format!("{name} {}", format::target_value(target, Some(v))) })
+    };
+    ForecastChart {
+        id: target.name(),
+        title: target.label(),
+        width: frame.width,
+        height: frame.height,
+        left: frame.plot_left(),
+        right: frame.plot_right(),
+        top: frame.plot_top(),
+        bottom: frame.plot_bottom(),
+        band,
+        p50,
+        hist: hist_d,
+        now_x: charts::px(s.x(0.0)),
+        y_ticks,
+        x_ticks,
+        warn: line(warn, "warning"),
+        crit: line(crit, "critical"),
+        summary,
+    }
+}
+
+fn axis_label(v: f32) -> String {
+    if v.abs() >= 100.0 || v.fract().abs() < 1e-3 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.1}")
+    }
+}
+
+/// A 120x28 P10-P90 band with the P50 line, for table rows.
+pub struct Sparkline {
+    pub band: String,
+    pub p50: String,
+    pub label: &'static str,
+}
+
+pub fn sparkline(fc: Option<&TargetForecast>) -> Option<Sparkline> {
+    let f = fc.filter(|f| !f.p50.is_empty())?;
+    let frame = Frame { width: 120.0, height: 28.0, left: 1.0, right: 1.0, top: 2.0, bottom: 2.0 };
+    let ceil = if f.target.unit().is_percent() { Some(100.0) } else { None };
+    let (y_min, y_max) = charts::nice_range(f.p10.iter().chain(&f.p90).copied(), Some(0.0), ceil);
+    let n = f.p50.len();
+    let s = Scale { frame, x_min: 1.0, x_max: n.max(2) as f32, y_min, y_max };
+    // Every 4th step (20 min) is plenty at 120 px and keeps a 200-row table small.
+    let mut idx: Vec<usize> = (0..n).step_by(4).collect();
+    if idx.last() != Some(&(n - 1)) {
+        idx.push(n - 1);
+    }
+    let pick = |v: &[f32]| idx.iter().map(|&i| v.get(i).copied().unwrap_or(f32::NAN)).collect::<Vec<f32>>();
+    let xs: Vec<f32> = idx.iter().map(|&i| (i + 1) as f32).collect();
+    let p50 = pick(&f.p50);
+    Some(Sparkline {
+        band: charts::band_path(&xs, &pick(&f.p10), &pick(&f.p90), &s),
+        p50: charts::line_path(xs.iter().zip(&p50).map(|(x, v)| (*x, Some(*v))), &s),
+        label: f.target.label(),
+    })
+}
+
+pub struct SeriesPath {
+    pub class: &'static str,
+    pub d: String,
+}
+
+/// A time-series chart: lines and/or stacked areas over Unix-ms x values.
+pub struct SeriesChart {
+    pub width: f32,
+    pub height: f32,
+    pub left: f32,
+    pub right: f32,
+    pub top: f32,
+    pub bottom: f32,
+    pub areas: Vec<SeriesPath>,
+    pub lines: Vec<SeriesPath>,
+    pub y_ticks: Vec<Tick>,
+    pub x_ticks: Vec<Tick>,
+}
+
+/// `lines`: (css class, values); `stack`: (css class, values) layered bottom-up.
+pub fn series(xs_ms: &[i64], lines: &[(&'static str, Vec<Option<f64>>)], stack: &[(&'static str, Vec<f64>)], y_ceil: Option<f32>) -> SeriesChart {
+    let frame = Frame { width: 900.0, height: 200.0, left: 40.0, right: 12.0, top: 10.0, bottom: 24.0 };
+    let xs: Vec<f32> = xs_ms.iter().map(|&t| ((t - xs_ms.first().copied().unwrap_or(0)) / 1000) as f32).collect();
+    let mut values: Vec<f32> = lines.iter().flat_map(|(_, v)| v.iter().flatten().map(|x| *x as f32)).collect();
+    let totals: Vec<f32> = (0..xs.len()).map(|i| stack.iter().map(|(_, v)| v.get(i).copied().unwrap_or(0.0) as f32).sum()).collect();
+    values.extend(totals);
+    values.push(0.0);
+    let (y_min, y_max) = charts::nice_range(values, Some(0.0), y_ceil);
+    let x_max = xs.last().copied().unwrap_or(1.0).max(1.0);
+    let s = Scale { frame, x_min: 0.0, x_max, y_min, y_max };
+    let layers: Vec<Vec<f32>> = stack.iter().map(|(_, v)| v.iter().map(|x| *x as f32).collect()).collect();
+    let areas = charts::stacked_paths(&xs, &layers, &s)
+        .into_iter()
+        .zip(stack)
+        .map(|(d, (class, _))| SeriesPath { class, d })
+        .collect();
+    let lines = lines
+        .iter()
+        .map(|(class, v)| SeriesPath {
+            class,
+            d: charts::line_path(xs.iter().zip(v).map(|(x, y)| (*x, y.map(|y| y as f32))), &s),
+        })
+        .collect();
+    let y_ticks = charts::ticks(y_min, y_max, 4).into_iter().map(|v| Tick { at: charts::px(s.y(v)), label: axis_label(v) }).collect();
+    let n = xs_ms.len();
+    let x_ticks = if n == 0 {
+        vec![]
+    } else {
+        let picks = [0, n / 4, n / 2, 3 * n / 4, n - 1];
+        let mut seen = Vec::new();
+        picks
+            .iter()
+            .filter(|i| if seen.contains(*i) { false } else { seen.push(**i); true })
+            .map(|&i| Tick { at: charts::px(s.x(xs[i])), label: format::utc_ms(xs_ms[i]).get(5..16).unwrap_or("").to_string() })
+            .collect()
+    };
+    SeriesChart {
+        width: frame.width,
+        height: frame.height,
+        left: frame.plot_left(),
+        right: frame.plot_right(),
+        top: frame.plot_top(),
+        bottom: frame.plot_bottom(),
+        areas,
+        lines,
+        y_ticks,
+        x_ticks,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixture;
+
+    #[test]
+    fn forecast_chart_has_every_part() {
+        let s = fixture::server("ppweb001", schemas::Profile::WebApi, 80.0, 0);
+        let t = Target::Cpu;
+        let c = forecast(t, s.recent.iter().find(|r| r.target == t), s.forecast_of(t), (Some(85.0), Some(95.0)));
+        assert!(c.band.starts_with('M') && c.band.ends_with('Z'));
+        assert!(c.p50.starts_with('M'));
+        assert!(c.hist.starts_with('M'));
+        assert!(c.hist.matches('M').count() >= 2, "the fixture's gap breaks the history line");
+        assert!(c.now_x > c.left && c.now_x < c.right);
+        assert!(c.crit.is_some() && c.warn.is_some());
+        let labels: Vec<&str> = c.x_ticks.iter().map(|t| t.label.as_str()).collect();
+        assert!(labels.contains(&"now") && labels.contains(&"+8h") && labels.contains(&"-2h"), "{labels:?}");
+        assert!(c.summary.starts_with("CPU used in 8 h: P50"));
+    }
+
+    #[test]
+    fn warming_server_draws_history_only() {
+        let s = fixture::server("ppdb001", schemas::Profile::Database, 10.0, 0);
+        let c = forecast(Target::Mem, s.recent.first(), None, (None, None));
+        assert!(c.band.is_empty() && c.p50.is_empty());
+        assert!(!c.hist.is_empty());
+        assert!(c.summary.contains("warming up"));
+        let empty = forecast(Target::Mem, None, None, (None, None));
+        assert!(empty.hist.is_empty() && empty.now_x.is_finite());
+    }
+
+    #[test]
+    fn series_stacks_and_lines() {
+        let xs = [0, 300_000, 600_000];
+        let c = series(&xs, &[("avg", vec![Some(10.0), None, Some(30.0)])], &[("f-healthy", vec![5.0, 5.0, 5.0]), ("f-critical", vec![1.0, 2.0, 3.0])], None);
+        assert_eq!(c.areas.len(), 2);
+        assert_eq!(c.lines[0].d.matches('M').count(), 2);
+        assert_eq!(c.x_ticks.len(), 3);
+        assert!(sparkline(None).is_none());
+    }
+}

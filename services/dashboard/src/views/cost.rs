@@ -1,0 +1,65 @@
+//! Cost avoidance: the original's inputs as a GET form (bookmarkable), projections computed
+//! from the live snapshot's servers at critical and warning risk.
+
+use askama::Template;
+
+use crate::cost::{self, CostForm, CostInputs, FieldError, Projection};
+use crate::format;
+use crate::state::Latest;
+
+use super::Stamp;
+
+#[derive(Template)]
+#[template(path = "cost_controls.html")]
+pub struct CostControls {
+    pub cost_per_hour: String,
+    pub hours_per_outage: String,
+    pub prevention_rate: String,
+    pub project_cost: String,
+    pub errors: Vec<FieldError>,
+}
+
+pub fn controls(form: &CostForm, inputs: &CostInputs, errors: Vec<FieldError>) -> CostControls {
+    let shown = |raw: &Option<String>, v: f64| raw.clone().filter(|s| !s.trim().is_empty()).unwrap_or_else(|| format!("{v}"));
+    CostControls {
+        cost_per_hour: shown(&form.cost_per_hour, inputs.cost_per_hour),
+        hours_per_outage: shown(&form.hours_per_outage, inputs.hours_per_outage),
+        prevention_rate: shown(&form.prevention_rate, inputs.prevention_rate),
+        project_cost: shown(&form.project_cost, inputs.project_cost),
+        errors,
+    }
+}
+
+#[derive(Template)]
+#[template(path = "cost_live.html")]
+pub struct CostLive {
+    pub stamp: Option<Stamp>,
+    pub critical: u32,
+    pub warning: u32,
+    pub prevented: String,
+    pub daily: String,
+    pub monthly: String,
+    pub annual: String,
+    pub payback: String,
+    pub rate: String,
+}
+
+pub fn build(latest: Option<&Latest>, inputs: &CostInputs) -> CostLive {
+    let (critical, warning) = latest.map(|l| cost::count_at_risk(l.snapshot.servers.iter().map(|s| &s.risk))).unwrap_or((0, 0));
+    let p: Projection = cost::project(inputs, critical, warning);
+    CostLive {
+        stamp: latest.map(Stamp::of),
+        critical,
+        warning,
+        prevented: format!("{:.2}", p.prevented_per_day),
+        daily: format::money(p.daily),
+        monthly: format::money(p.monthly),
+        annual: format::money(p.annual),
+        payback: match p.payback_months {
+            Some(m) if m < 1.0 => format!("{:.0} days", m * 30.0),
+            Some(m) => format!("{m:.1} months"),
+            None => "never (nothing at risk now)".into(),
+        },
+        rate: format!("{}", inputs.prevention_rate),
+    }
+}

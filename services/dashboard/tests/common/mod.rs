@@ -1,0 +1,82 @@
+//! Helpers shared by the dashboard's integration tests: an app over a fixture snapshot and
+//! requests through the real router (middleware, headers, compression included).
+#![allow(dead_code)]
+
+use axum::body::Body;
+use axum::http::{header, HeaderMap, Method, Request, StatusCode};
+use axum::Router;
+use dashboard::{fixture, AppState, Args, Shared};
+use tower::ServiceExt;
+
+pub struct Resp {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> &str {
+        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+    }
+    /// The session cookie pair (`fc_session=...`) set by this response, if any.
+    pub fn cookie(&self) -> Option<String> {
+        self.headers
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|c| c.starts_with("fc_session=") && !c.starts_with("fc_session=;"))
+            .and_then(|c| c.split(';').next())
+            .map(str::to_string)
+    }
+    /// The CSRF token embedded in a form on the page.
+    pub fn csrf(&self) -> Option<String> {
+        let at = self.body.find("name=\"csrf\" value=\"")? + "name=\"csrf\" value=\"".len();
+        Some(self.body[at..].chars().take_while(|c| *c != '"').collect())
+    }
+}
+
+pub fn args() -> Args {
+    Args::for_tests("nats://127.0.0.1:1")
+}
+
+/// State holding one fixture snapshot (no NATS).
+pub fn state_with(spec: &fixture::Spec, args: Args) -> Shared {
+    let st = AppState::new(args);
+    st.publish(fixture::snapshot(spec));
+    st
+}
+
+pub fn router(st: &Shared) -> Router {
+    dashboard::routes::router(st.clone())
+}
+
+pub async fn send(app: &Router, method: Method, path: &str, headers: &[(&str, &str)], body: Option<&str>) -> Resp {
+    let mut req = Request::builder().method(method).uri(path).header(header::HOST, "127.0.0.1:8080");
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let body = match body {
+        Some(b) => {
+            req = req.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+            Body::from(b.to_string())
+        }
+        None => Body::empty(),
+    };
+    let resp = app.clone().oneshot(req.body(body).expect("request")).await.expect("router never fails");
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let bytes = axum::body::to_bytes(resp.into_body(), 64 << 20).await.expect("body");
+    Resp { status, headers, body: String::from_utf8_lossy(&bytes).into_owned() }
+}
+
+pub async fn get(app: &Router, path: &str) -> Resp {
+    send(app, Method::GET, path, &[], None).await
+}
+
+pub async fn get_with(app: &Router, path: &str, headers: &[(&str, &str)]) -> Resp {
+    send(app, Method::GET, path, headers, None).await
+}
+
+pub async fn post(app: &Router, path: &str, headers: &[(&str, &str)], body: &str) -> Resp {
+    send(app, Method::POST, path, headers, Some(body)).await
+}
