@@ -10,8 +10,9 @@ use clap::Parser;
 #[derive(Debug, Clone, Parser)]
 #[command(name = "dashboard", about = "Fleetcast operator dashboard (askama + htmx, live over SSE)")]
 pub struct Args {
-    /// NATS server to read snapshots, history and the generator's control service from.
-    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    /// NATS server to read snapshots, history and the generator's control service from;
+    /// `nats://dashboard:<password>@host:4222` with the least-privilege `dashboard` user.
+    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222", hide_env_values = true)]
     pub nats_url: String,
 
     /// Address to listen on. Without DASHBOARD_KEY only a loopback address is used.

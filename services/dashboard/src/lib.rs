@@ -27,6 +27,7 @@ pub mod server;
 pub mod sse;
 pub mod state;
 pub mod subscribe;
+pub mod testing;
 pub mod thresholds;
 pub mod views;
 

@@ -13,13 +13,11 @@ use schemas::{Snapshot, SnapshotAssembler, SCHEMA_VERSION};
 
 use crate::state::{Link, Shared};
 
-/// Connects with retries in the background; the link state feeds the banner.
+/// Connects through `fleetbus` (credentials may sit in the URL: the `dashboard` user only
+/// reads predictions and history and calls the generator's control subject). The first
+/// connection is retried in the background; the link state feeds the banner.
 pub async fn connect(state: &Shared) -> anyhow::Result<async_nats::Client> {
-    let client = async_nats::ConnectOptions::new()
-        .name("fleetcast-dashboard")
-        .retry_on_initial_connect()
-        .connect(state.args.nats_url.as_str())
-        .await?;
+    let client = fleetbus::connect("dashboard", &state.args.nats_url).await?;
     state.set_nats(client.clone());
     Ok(client)
 }
@@ -131,34 +129,35 @@ async fn read_retained_until_found(state: Shared, client: async_nats::Client) {
     }
 }
 
-/// The last whole snapshot in the `PREDICTIONS` stream: the last message, and for a split
-/// snapshot the parts before it (walking back by stream sequence).
+/// The newest whole snapshot in the `PREDICTIONS` stream. The last message says which part it
+/// is; the parts of its snapshot precede it back to back (the stream holds only this
+/// subject). A snapshot still being published is skipped for the one before it.
 pub async fn read_retained(client: &async_nats::Client) -> anyhow::Result<Option<Snapshot>> {
     let js = jetstream::new(client.clone());
     let stream = js.get_stream(STREAM_PREDICTIONS).await?;
-    let last = stream.get_last_raw_message_by_subject(PREDICTIONS_CURRENT).await?;
-    let mut asm = SnapshotAssembler::default();
-    let first: Snapshot = schemas::decode(&last.payload)?;
-    if first.part.count <= 1 {
-        return Ok(asm.push(first));
-    }
-    let (want_seq, count) = (first.seq, first.part.count);
-    let mut parts = vec![first];
-    let mut seq = last.sequence;
-    while parts.len() < count as usize && seq > 1 {
-        seq -= 1;
-        let Ok(m) = stream.get_raw_message(seq).await else { continue };
-        if m.subject.as_str() != PREDICTIONS_CURRENT {
-            continue;
+    let mut last = stream.get_last_raw_message_by_subject(PREDICTIONS_CURRENT).await?.sequence;
+    for _ in 0..4 {
+        let tail: Snapshot = schemas::decode(&stream.get_raw_message(last).await?.payload)?;
+        let (index, count) = (u64::from(tail.part.index), u64::from(tail.part.count.max(1)));
+        if index + 1 != count {
+            match last.checked_sub(index + 1) {
+                Some(prev) if prev > 0 => {
+                    last = prev;
+                    continue;
+                }
+                _ => return Ok(None),
+            }
         }
-        let p: Snapshot = schemas::decode(&m.payload)?;
-        if p.seq != want_seq {
-            break;
+        let Some(start) = last.checked_sub(index).filter(|s| *s > 0) else { return Ok(None) };
+        let mut asm = SnapshotAssembler::default();
+        let mut whole = None;
+        for seq in start..=last {
+            let part: Snapshot = schemas::decode(&stream.get_raw_message(seq).await?.payload)?;
+            whole = asm.push(part);
         }
-        parts.push(p);
+        return Ok(whole);
     }
-    parts.sort_by_key(|p| p.part.index);
-    Ok(parts.into_iter().filter_map(|p| asm.push(p)).last())
+    Ok(None)
 }
 
 #[cfg(test)]
