@@ -1,0 +1,1 @@
+"""Fleetcast trainer: a small Temporal Fusion Transformer, its evaluation and its ONNX export."""

@@ -1,0 +1,4 @@
+"""`python -m fleetcast_trainer ...`"""
+from .cli import main
+
+main()

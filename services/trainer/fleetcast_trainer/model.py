@@ -1,0 +1,176 @@
+"""The Temporal Fusion Transformer that Fleetcast ships (inputs/outputs per models/CONTRACT.md).
+
+Why the normalisation looks the way it does: a server's metrics are scaled inside the graph by the
+server's own window (masked mean and standard deviation per metric, with a per-metric floor learnt
+from the training data), so a caller passes raw values and gets raw units back, and one model serves
+machines whose levels differ by orders of magnitude (0.1 % CPU on one NAB instance, 50 % on another).
+The absolute level is not thrown away: it goes into the static covariates, next to the profile.
+"""
+
+from dataclasses import dataclass, asdict
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from . import schema
+from .layers import GRN, GateAddNorm, InterpretableAttention, VariableSelection
+
+
+@dataclass
+class TFTConfig:
+    encoder_steps: int = 288
+    horizon: int = schema.HORIZON
+    hidden: int = 16
+    var_hidden: int = 16
+    heads: int = 4
+    dropout: float = 0.1
+    clamp: float = 10.0
+
+    def to_dict(self):
+        return asdict(self)
+
+
+N_METRICS = len(schema.METRICS)
+N_TARGETS = len(schema.TARGETS)
+N_CAL = 2  # known inputs: time of day (sin, cos) and day of week (sin, cos)
+
+
+class TFT(nn.Module):
+    def __init__(self, cfg: TFTConfig, global_scale, floor):
+        super().__init__()
+        self.cfg = cfg
+        d, t, h = cfg.hidden, cfg.encoder_steps, cfg.horizon
+        self.register_buffer("global_scale", torch.as_tensor(global_scale, dtype=torch.float32))
+        self.register_buffer("floor", torch.as_tensor(floor, dtype=torch.float32))
+        self.register_buffer("target_idx", torch.tensor(schema.TARGET_METRIC_INDEX, dtype=torch.long))
+        self.register_buffer("target_sign", torch.tensor(schema.TARGET_SIGN))
+        self.register_buffer("target_offset", torch.tensor(schema.TARGET_OFFSET))
+        self.register_buffer("target_upper", torch.tensor(schema.TARGET_UPPER))
+        # Decoder step i (position t + i) may attend to every key j <= t + i.
+        keys = torch.arange(t + h)[None, :]
+        queries = torch.arange(t, t + h)[:, None]
+        self.register_buffer("causal_bias", ((keys > queries).float() * -1.0e4)[None])
+
+        # Per-variable input embeddings (scalar -> d); unknown metrics get a learnt "missing" vector.
+        # Metric rows: weight of the value, bias when observed, vector when unknown, applied to
+        # [z*m, m, 1-m]; calendar rows: weights of sin and cos, bias, applied to [sin, cos, 1].
+        # One batched matmul embeds all 16 past variables (cheaper in ONNX than broadcasts).
+        self.metric_emb = nn.Parameter(torch.cat([torch.randn(N_METRICS, 1, d) * 0.5,
+                                                  torch.zeros(N_METRICS, 1, d),
+                                                  torch.randn(N_METRICS, 1, d) * 0.1], 1))
+        self.cal_emb = nn.Parameter(torch.cat([torch.randn(N_CAL, 2, d) * 0.5, torch.zeros(N_CAL, 1, d)], 1))
+        # Static covariates: the profile, and per metric (level, log-scale, observed fraction).
+        self.profile_emb = nn.Embedding(len(schema.PROFILES), d)
+        self.static_w = nn.Parameter(torch.randn(N_METRICS, 3, d) * 0.5)
+        self.static_b = nn.Parameter(torch.zeros(N_METRICS, 1, d))
+
+        self.static_vsn = VariableSelection(N_METRICS + 1, d, d, dropout=cfg.dropout)
+        self.ctx_select = GRN(d, d, d, dropout=cfg.dropout)
+        self.ctx_enrich = GRN(d, d, d, dropout=cfg.dropout)
+        self.ctx_h = GRN(d, d, d, dropout=cfg.dropout)
+        self.ctx_c = GRN(d, d, d, dropout=cfg.dropout)
+        self.past_vsn = VariableSelection(N_METRICS + N_CAL, d, cfg.var_hidden, d_context=d, dropout=cfg.dropout)
+        self.future_vsn = VariableSelection(N_CAL, d, cfg.var_hidden, d_context=d, dropout=cfg.dropout)
+
+        self.encoder = nn.LSTM(d, d, batch_first=True)
+        self.decoder = nn.LSTM(d, d, batch_first=True)
+        self.lstm_gate = GateAddNorm(d, d, cfg.dropout)
+        self.enrich = GRN(d, d, d, d_context=d, dropout=cfg.dropout)
+        self.attention = InterpretableAttention(d, cfg.heads, cfg.dropout)
+        self.attn_gate = GateAddNorm(d, d, cfg.dropout)
+        self.pos_grn = GRN(d, d, d, dropout=cfg.dropout)
+        self.out_gate = GateAddNorm(d, d)
+        self.head = nn.Linear(d, N_TARGETS * len(schema.QUANTILES))
+
+    # --- pieces -----------------------------------------------------------------------------
+
+    def _window_stats(self, x, m):
+        cnt = m.sum(1)
+        denom = cnt.clamp(min=1.0)
+        loc = (x * m).sum(1) / denom
+        var = (((x - loc[:, None, :]) * m) ** 2).sum(1) / denom
+        scale = torch.sqrt(var + self.floor**2)
+        return loc, scale, cnt
+
+    @staticmethod
+    def _calendar_feats(feat):  # [B, L, 4] -> [2, B*L, 3]: (sin, cos, 1) per calendar variable
+        pairs = feat.reshape(-1, N_CAL, 2).transpose(0, 1)
+        return torch.cat([pairs, torch.ones_like(pairs[..., :1])], -1)
+
+    def forward(self, past, past_mask, time_feat, profile):
+        cfg = self.cfg
+        b = past.shape[0]
+        t, h, d = cfg.encoder_steps, cfg.horizon, cfg.hidden
+        m = past_mask
+        x = torch.where(m > 0.5, past, torch.zeros_like(past))
+        loc, scale, cnt = self._window_stats(x, m)
+        z = ((x - loc[:, None, :]) / scale[:, None, :]).clamp(-cfg.clamp, cfg.clamp)
+
+        # Static covariate encoders.
+        seen = (cnt > 0).float()
+        g = self.global_scale
+        stat = torch.stack([loc / g, torch.log(scale / g), cnt / t], dim=-1) * seen[..., None]
+        stat_emb = torch.matmul(stat.transpose(0, 1), self.static_w) + self.static_b  # [14, B, d]
+        stat_emb = torch.cat([stat_emb, self.profile_emb(profile)[None]], 0)
+        allow_static = torch.cat([seen, torch.ones_like(seen[:, :1])], -1)
+        static, _ = self.static_vsn(stat_emb, allow=allow_static)
+        c_s, c_e = self.ctx_select(static), self.ctx_enrich(static)
+        c_h, c_c = self.ctx_h(static), self.ctx_c(static)
+
+        # Past variable selection: 14 metrics + 2 calendar variables per step.
+        feats = torch.stack([z * m, m, 1.0 - m], -1).permute(2, 0, 1, 3).reshape(N_METRICS, -1, 3)
+        feats = torch.cat([feats, self._calendar_feats(time_feat[:, :t])], 0)  # [16, B*T, 3]
+        past_emb = torch.matmul(feats, torch.cat([self.metric_emb, self.cal_emb], 0))
+        allow_past = torch.cat([m.reshape(-1, N_METRICS), torch.ones_like(m.reshape(-1, N_METRICS)[:, :N_CAL])], -1)
+        ctx_past = c_s[:, None, :].expand(-1, t, -1).reshape(-1, d)
+        past_sel, past_w = self.past_vsn(past_emb, ctx_past, allow_past)
+        past_sel = past_sel.reshape(b, t, d)
+        ctx_fut = c_s[:, None, :].expand(-1, h, -1).reshape(-1, d)
+        fut_emb = torch.matmul(self._calendar_feats(time_feat[:, t:]), self.cal_emb)
+        fut_sel, _ = self.future_vsn(fut_emb, ctx_fut)
+        fut_sel = fut_sel.reshape(b, h, d)
+
+        # Sequence-to-sequence LSTM, seeded with the static context, then a gated skip.
+        enc, state = self.encoder(past_sel, (c_h[None], c_c[None]))
+        dec, _ = self.decoder(fut_sel, state)
+        lstm_feat = self.lstm_gate(torch.cat([enc, dec], 1), torch.cat([past_sel, fut_sel], 1))
+
+        # Static enrichment, then masked interpretable attention from the decoder steps.
+        enriched = self.enrich(lstm_feat, c_e[:, None, :])
+        step_seen = m.amax(-1)  # [B, T]: 0 on left padding
+        pad = torch.cat([(step_seen - 1.0) * 1.0e4, torch.zeros_like(step_seen[:, :1]).expand(-1, h)], 1)
+        query = enriched[:, t:]
+        att, attn = self.attention(query, enriched, self.causal_bias + pad[:, None, :])
+        y = self.pos_grn(self.attn_gate(att, query))
+        y = self.out_gate(y, lstm_feat[:, t:])
+
+        # Quantile head: P50 plus positive offsets, so P10 <= P50 <= P90 by construction.
+        raw = self.head(y).reshape(b, h, N_TARGETS, 3)
+        t_loc = self.target_offset + self.target_sign * loc[:, self.target_idx]
+        t_scale = scale[:, self.target_idx]
+        p50 = t_loc[:, None, :] + t_scale[:, None, :] * raw[..., 1]
+        p10 = p50 - t_scale[:, None, :] * F.softplus(raw[..., 0])
+        p90 = p50 + t_scale[:, None, :] * F.softplus(raw[..., 2])
+        q = torch.stack([p10, p50, p90], -1)
+        q = torch.minimum(torch.clamp(q, min=0.0), self.target_upper[None, None, :, None])
+
+        w = past_w[:, :N_METRICS].reshape(b, t, N_METRICS) * step_seen[..., None]
+        var_weights = w.sum(1) / w.sum((1, 2)).clamp(min=1e-9)[:, None]
+        past_attn = attn.mean(1)[:, :t]
+        attention = past_attn / past_attn.sum(-1, keepdim=True).clamp(min=1e-9)
+        return q, var_weights, attention
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def quantile_loss(q, y, y_mask, global_scale_t):
+    """Pinball loss over P10/P50/P90 in units of each target's global scale (matches q-risk's
+    weighting: absolute errors, not errors relative to each window). `y_mask` selects the
+    future values that exist and whose metric the input window had."""
+    err = (y[..., None] - q) / global_scale_t[None, None, :, None]
+    qs = torch.tensor(schema.QUANTILES, dtype=q.dtype, device=q.device)
+    loss = torch.maximum(qs * err, (qs - 1.0) * err).sum(-1)
+    return (loss * y_mask).sum() / y_mask.sum().clamp(min=1.0)

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# `just train`: generate training and held-out data with the generator's `export`, train the TFT,
+# evaluate it (held-out generated fleet + NAB), export models/tft.onnx + tft.json + golden.json and
+# write the model card models/README.md. Finishes in well under 60 minutes on the 2-core CPU.
+#
+#   train.sh                              generate data (cached under data/trainer/) and train
+#   train.sh --data T.parquet --eval-data E.parquet   use given files instead of generating
+#   train.sh --sweep                      train several sizes briefly, write models/sweep.json
+#   train.sh --time-budget 900 ...        other options go to `python -m fleetcast_trainer run`
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/venv.sh"
+
+# Training set: one seed and month; held-out set: another seed and another month.
+TRAIN_SEED=7 TRAIN_START=2026-01-05 TRAIN_DAYS=30 TRAIN_SERVERS=200
+EVAL_SEED=11 EVAL_START=2026-03-02 EVAL_DAYS=14 EVAL_SERVERS=200
+
+data="" eval_data="" cmd="run" extra=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --data) data="$2"; shift 2 ;;
+    --eval-data) eval_data="$2"; shift 2 ;;
+    --sweep) cmd="sweep"; shift ;;
+    *) extra+=("$1"); shift ;;
+  esac
+done
+
+generate() {  # seed start days servers -> path of the cached parquet
+  local out="$repo_root/data/trainer/fleet-s$1-$2-d$3-n$4.parquet"
+  if [ ! -s "$out" ]; then
+    mkdir -p "$(dirname "$out")"
+    echo "trainer: generating $out" >&2
+    (cd "$repo_root" && cargo run --quiet --release -p generator -- export \
+      --days "$3" --servers "$4" --seed "$1" --start "$2" --out "$out.tmp") >&2
+    mv "$out.tmp" "$out"
+  fi
+  echo "$out"
+}
+[ -n "$data" ] || data="$(generate $TRAIN_SEED $TRAIN_START $TRAIN_DAYS $TRAIN_SERVERS)"
+[ -n "$eval_data" ] || eval_data="$(generate $EVAL_SEED $EVAL_START $EVAL_DAYS $EVAL_SERVERS)"
+
+nab="${FLEETCAST_NAB_DIR:-$repo_root/../shared/data/nab}"
+cd "$trainer_dir"
+exec "$PY" -m fleetcast_trainer "$cmd" --train-data "$data" --eval-data "$eval_data" \
+  --nab-dir "$nab" --out "$repo_root/models" --seed "$TRAIN_SEED" "${extra[@]}"
