@@ -1,0 +1,26 @@
+//! Fleetcast's fleet generator: a seeded simulation of the original system's fleet (profiles,
+//! states, calendar, incidents, cascades) that streams MessagePack batches to NATS in live
+//! mode and writes the same process to parquet for training.
+//!
+//! The simulation (`fleet` .. `simulator`) is pure and tested without I/O; `publish`,
+//! `control`, `live` and `export` are the edges.
+
+pub mod baseline;
+pub mod calendar;
+pub mod control;
+pub mod cascade;
+pub mod episode;
+pub mod export;
+pub mod fleet;
+pub mod incident;
+pub mod live;
+pub mod publish;
+pub mod scenario;
+pub mod seeds;
+pub mod shutdown;
+pub mod sim;
+pub mod simulator;
+pub mod state;
+
+pub use fleet::{Fleet, FleetError, Server};
+pub use simulator::{align, Row, SimConfig, Simulator, Step, Switch};

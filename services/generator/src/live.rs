@@ -1,0 +1,169 @@
+//! Live mode: connect, start the control service, backfill `backfill_steps` steps as fast as
+//! the stream acknowledges them, then stream one step per `tick` until shutdown.
+//!
+//! The simulated clock starts at a step boundary `backfill_steps` steps before now, so the
+//! backfill ends just before the present and forecasts are possible at once; after that the
+//! clock advances one 5-minute step per tick (`--tick 5m` is real time).
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context};
+use schemas::{Scenario, STEP_MS};
+use tokio::time::MissedTickBehavior;
+use tracing::{debug, info, warn};
+
+use crate::control;
+use crate::publish::{PublishError, Publisher};
+use crate::shutdown::Shutdown;
+use crate::simulator::{align, SimConfig, Simulator};
+
+#[derive(Debug, Clone)]
+pub struct LiveOptions {
+    pub nats_url: String,
+    pub servers: usize,
+    pub seed: u64,
+    /// Wall time per simulated step; zero runs as fast as the stream acknowledges.
+    pub tick: Duration,
+    pub backfill_steps: u64,
+    /// Last token of the subject, `metrics.batch.<source>`.
+    pub source: String,
+    /// Scenario to switch to once the backfill is done.
+    pub scenario: Option<Scenario>,
+    /// Start of the first step; default: `backfill_steps` steps before now.
+    pub start_ms: Option<i64>,
+    /// Stop after this many steps in all (backfill included).
+    pub max_steps: Option<u64>,
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LiveSummary {
+    pub steps: u64,
+    pub records: u64,
+    pub messages: u64,
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// A source name must be one subject token.
+pub fn check_source(source: &str) -> anyhow::Result<()> {
+    if source.is_empty() || !source.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+        bail!("source {source:?}: must be 1 or more of [A-Za-z0-9_-] (it is the last token of metrics.batch.<source>)");
+    }
+    Ok(())
+}
+
+/// Runs until `shutdown` fires or `max_steps` steps are published.
+pub async fn run(opts: LiveOptions, mut shutdown: Shutdown) -> anyhow::Result<LiveSummary> {
+    check_source(&opts.source)?;
+    let start_ms = opts.start_ms.unwrap_or_else(|| align(now_ms()) - opts.backfill_steps as i64 * STEP_MS);
+    let sim = Simulator::new(SimConfig { servers: opts.servers, seed: opts.seed, start_ms })?;
+    let client = async_nats::ConnectOptions::new()
+        .name(format!("fleetcast-generator-{}", opts.source))
+        .connect(opts.nats_url.as_str())
+        .await
+        .with_context(|| format!("connecting to NATS at {}", opts.nats_url))?;
+    let sim = Arc::new(Mutex::new(sim));
+    let control = control::start(&client, sim.clone()).await?;
+    let run_id = format!("{:x}-{:x}", now_ms(), std::process::id());
+    let mut publisher = Publisher::new(client.clone(), &opts.source, run_id);
+    info!(
+        servers = opts.servers,
+        seed = opts.seed,
+        subject = publisher.subject(),
+        max_message = publisher.limit(),
+        "backfilling {} steps from {}",
+        opts.backfill_steps,
+        fmt_ms(start_ms)
+    );
+
+    let mut summary = LiveSummary::default();
+    let limit = opts.max_steps.unwrap_or(u64::MAX);
+    let result = async {
+        while summary.steps < opts.backfill_steps.min(limit) && !shutdown.is_set() {
+            one_step(&sim, &mut publisher, &mut shutdown, &mut summary).await?;
+        }
+        if shutdown.is_set() || summary.steps >= limit {
+            return Ok(());
+        }
+        info!(
+            steps = summary.steps,
+            records = summary.records,
+            tick = %humantime::format_duration(opts.tick),
+            "generator ready: backfill done, streaming one 5-minute step per tick; scenario control on {}",
+            schemas::subjects::CONTROL_SCENARIO_SET
+        );
+        if let Some(s) = opts.scenario {
+            let switch = lock(&sim).set_scenario(s);
+            info!(scenario = s.name(), affected = switch.current.affected.len(), "initial scenario set");
+        }
+        let mut interval = tokio::time::interval(opts.tick.max(Duration::from_millis(1)));
+        interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        while summary.steps < limit {
+            if opts.tick.is_zero() {
+                tokio::task::yield_now().await;
+            } else {
+                tokio::select! {
+                    _ = interval.tick() => {}
+                    _ = shutdown.wait() => break,
+                }
+            }
+            if shutdown.is_set() {
+                break;
+            }
+            one_step(&sim, &mut publisher, &mut shutdown, &mut summary).await?;
+        }
+        Ok::<(), anyhow::Error>(())
+    }
+    .await;
+    control.stop().await;
+    if let Err(e) = client.flush().await {
+        warn!("flushing the NATS connection: {e}");
+    }
+    info!(steps = summary.steps, records = summary.records, messages = summary.messages, "generator stopped");
+    result.map(|()| summary)
+}
+
+fn lock(sim: &Mutex<Simulator>) -> std::sync::MutexGuard<'_, Simulator> {
+    sim.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Simulates and publishes one step. A tick that can never be sent (a record larger than
+/// any message) is logged and skipped; shutdown during retries ends the run.
+async fn one_step(
+    sim: &Mutex<Simulator>,
+    publisher: &mut Publisher,
+    shutdown: &mut Shutdown,
+    summary: &mut LiveSummary,
+) -> anyhow::Result<()> {
+    let (seq, clock_ms, records) = {
+        let mut s = lock(sim);
+        let step = s.step();
+        // Every step ending at or before clock_ms is complete, so the predictor closes it.
+        (step.index, step.ts_ms + STEP_MS, step.records())
+    };
+    let n = records.len() as u64;
+    match publisher.publish(seq, clock_ms, records, shutdown).await {
+        Ok(r) => {
+            summary.records += n;
+            summary.messages += r.parts as u64;
+            debug!(seq, records = n, parts = r.parts, bytes = r.bytes, publish_ms = r.publish.as_secs_f64() * 1e3, "tick published");
+            if seq % 12 == 11 {
+                info!(seq, ts = %fmt_ms(clock_ms - STEP_MS), records = n, parts = r.parts, "published through simulated {}", fmt_ms(clock_ms));
+            }
+        }
+        Err(PublishError::Aborted { .. }) => return Ok(()),
+        Err(e) => warn!(seq, "tick skipped: {e}"),
+    }
+    summary.steps += 1;
+    Ok(())
+}
+
+/// RFC 3339 rendering of Unix ms, for logs.
+pub fn fmt_ms(ms: i64) -> String {
+    let t = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_seconds(t).to_string()
+}

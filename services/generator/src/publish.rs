@@ -1,0 +1,258 @@
+//! Publishing one tick through JetStream: the tick's batch is split so every message fits the
+//! server's `max_payload`, the parts are pipelined, and the tick counts as sent only once the
+//! METRICS stream has acknowledged every part. When no stream answers (the predictor, which
+//! creates it, is not up yet) the same parts are retried with backoff, never dropped; message
+//! ids let the stream discard a part it already stored.
+
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, context::PublishErrorKind, message::PublishMessage};
+use bytes::Bytes;
+use futures::future::join_all;
+use schemas::{MetricRecord, MetricsBatch, CONTENT_TYPE, CONTENT_TYPE_HEADER};
+use tracing::warn;
+
+use crate::shutdown::Shutdown;
+
+/// Bytes kept free under `max_payload` for the headers and protocol framing.
+pub const HEADER_MARGIN: usize = 512;
+/// What to assume before the server has said its `max_payload` (the NATS default).
+pub const DEFAULT_MAX_PAYLOAD: usize = 1024 * 1024;
+const BACKOFF_FIRST: Duration = Duration::from_millis(200);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("record of server {server:?} alone encodes to {bytes} bytes, over the {limit}-byte limit")]
+    RecordTooLarge { server: String, bytes: usize, limit: usize },
+    #[error("encoding the batch: {0}")]
+    Encode(#[from] schemas::CodecError),
+    #[error("shutting down before tick {seq} was acknowledged")]
+    Aborted { seq: u64 },
+}
+
+/// Splits a tick's records into encoded batches (same `seq` and `clock_ms`) of at most
+/// `limit` bytes each. Remembers the bytes per record of the last tick, so a tick that needs
+/// splitting is usually encoded once, not twice.
+#[derive(Debug, Default)]
+pub struct Splitter {
+    bytes_per_record: Option<f64>,
+}
+
+impl Splitter {
+    pub fn split(
+        &mut self,
+        source: &str,
+        seq: u64,
+        clock_ms: i64,
+        records: Vec<MetricRecord>,
+        limit: usize,
+    ) -> Result<Vec<Bytes>, PublishError> {
+        let n = records.len();
+        let mut out = Vec::new();
+        let first_chunk = match self.bytes_per_record {
+            // Aim under the limit: record sizes vary a little (names, rounding of values).
+            Some(b) if b * n as f64 > limit as f64 * 0.9 => ((limit as f64 * 0.85 / b) as usize).max(1),
+            _ => n.max(1),
+        };
+        let mut total = 0usize;
+        let mut rest = records;
+        while !rest.is_empty() || (n == 0 && out.is_empty()) {
+            let tail = rest.split_off(first_chunk.min(rest.len()));
+            let chunk = std::mem::replace(&mut rest, tail);
+            for part in encode_within(source, seq, clock_ms, chunk, limit)? {
+                total += part.len();
+                out.push(part);
+            }
+        }
+        if n > 0 {
+            self.bytes_per_record = Some(total as f64 / n as f64);
+        }
+        Ok(out)
+    }
+}
+
+/// Encodes `records` as one batch, or halves them until every part fits.
+fn encode_within(source: &str, seq: u64, clock_ms: i64, records: Vec<MetricRecord>, limit: usize) -> Result<Vec<Bytes>, PublishError> {
+    let batch = MetricsBatch::new(source, seq, clock_ms, records);
+    let bytes = schemas::encode(&batch)?;
+    if bytes.len() <= limit {
+        return Ok(vec![Bytes::from(bytes)]);
+    }
+    let mut records = batch.records;
+    if records.len() <= 1 {
+        let server = records.pop().map(|r| r.server).unwrap_or_default();
+        return Err(PublishError::RecordTooLarge { server, bytes: bytes.len(), limit });
+    }
+    let parts = bytes.len().div_ceil(limit * 9 / 10).max(2);
+    let size = records.len().div_ceil(parts);
+    let mut out = Vec::with_capacity(parts);
+    while !records.is_empty() {
+        let tail = records.split_off(size.min(records.len()));
+        let chunk = std::mem::replace(&mut records, tail);
+        out.extend(encode_within(source, seq, clock_ms, chunk, limit)?);
+    }
+    Ok(out)
+}
+
+/// How one tick went out.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct TickReport {
+    pub parts: usize,
+    pub bytes: usize,
+    /// Time spent encoding and splitting.
+    pub encode: Duration,
+    /// Time from the first publish to the last acknowledgement (retries included).
+    pub publish: Duration,
+    /// Rounds that failed and were retried.
+    pub retries: u32,
+}
+
+/// Publishes ticks of one source on `metrics.batch.<source>`.
+pub struct Publisher {
+    client: async_nats::Client,
+    js: jetstream::Context,
+    subject: String,
+    source: String,
+    run_id: String,
+    splitter: Splitter,
+}
+
+impl Publisher {
+    /// `run_id` makes message ids unique to this run, so a restarted generator is never
+    /// mistaken for a duplicate of the previous one.
+    pub fn new(client: async_nats::Client, source: &str, run_id: impl Into<String>) -> Self {
+        Publisher {
+            js: jetstream::new(client.clone()),
+            client,
+            subject: schemas::subjects::metrics_batch(source),
+            source: source.to_owned(),
+            run_id: run_id.into(),
+            splitter: Splitter::default(),
+        }
+    }
+
+    pub fn subject(&self) -> &str {
+        &self.subject
+    }
+
+    /// The largest message this publisher sends: the server's `max_payload` less a margin.
+    pub fn limit(&self) -> usize {
+        let max = match self.client.server_info().max_payload {
+            0 => DEFAULT_MAX_PAYLOAD,
+            m => m,
+        };
+        max.saturating_sub(HEADER_MARGIN).max(1024)
+    }
+
+    /// Sends one tick and waits until the stream has acknowledged all of it.
+    pub async fn publish(
+        &mut self,
+        seq: u64,
+        clock_ms: i64,
+        records: Vec<MetricRecord>,
+        shutdown: &mut Shutdown,
+    ) -> Result<TickReport, PublishError> {
+        let t0 = Instant::now();
+        let parts = self.splitter.split(&self.source, seq, clock_ms, records, self.limit())?;
+        let mut report = TickReport { parts: parts.len(), bytes: parts.iter().map(Bytes::len).sum(), encode: t0.elapsed(), ..Default::default() };
+        let t1 = Instant::now();
+        let mut pending: Vec<usize> = (0..parts.len()).collect();
+        let mut backoff = BACKOFF_FIRST;
+        loop {
+            let failed = self.send_round(seq, &parts, &pending).await;
+            if failed.is_empty() {
+                report.publish = t1.elapsed();
+                return Ok(report);
+            }
+            let (_, err) = &failed[0];
+            if err.kind() == PublishErrorKind::StreamNotFound {
+                warn!(subject = %self.subject, seq, "no JetStream stream answers on {} (the predictor creates stream {}); retrying the tick in {:?}", self.subject, schemas::subjects::STREAM_METRICS, backoff);
+            } else {
+                warn!(subject = %self.subject, seq, parts = failed.len(), "publishing failed: {err}; retrying in {backoff:?}");
+            }
+            pending = failed.into_iter().map(|(i, _)| i).collect();
+            report.retries += 1;
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = shutdown.wait() => return Err(PublishError::Aborted { seq }),
+            }
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
+    }
+
+    /// Publishes the `pending` parts back to back, then awaits their acks; returns failures.
+    async fn send_round(&self, seq: u64, parts: &[Bytes], pending: &[usize]) -> Vec<(usize, jetstream::context::PublishError)> {
+        let mut failed = Vec::new();
+        let mut acks = Vec::with_capacity(pending.len());
+        for &i in pending {
+            let msg = PublishMessage::build()
+                .payload(parts[i].clone())
+                .header(CONTENT_TYPE_HEADER, CONTENT_TYPE)
+                .message_id(format!("{}.{}.{}", self.run_id, seq, i));
+            match self.js.send_publish(self.subject.clone(), msg).await {
+                Ok(ack) => acks.push(async move { (i, ack.await) }),
+                Err(e) => failed.push((i, e)),
+            }
+        }
+        for (i, res) in join_all(acks).await {
+            if let Err(e) = res {
+                failed.push((i, e));
+            }
+        }
+        failed.sort_by_key(|(i, _)| *i);
+        failed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::simulator::{SimConfig, Simulator};
+
+    fn tick(servers: usize) -> Vec<MetricRecord> {
+        let mut sim = Simulator::new(SimConfig { servers, seed: 1, start_ms: 1_767_571_200_000 }).unwrap();
+        sim.step().records()
+    }
+
+    #[test]
+    fn small_ticks_stay_whole() {
+        let recs = tick(20);
+        let parts = Splitter::default().split("generator", 3, 9, recs.clone(), 1 << 20).unwrap();
+        assert_eq!(parts.len(), 1);
+        let b = MetricsBatch::decode_lenient(&parts[0]).unwrap();
+        assert_eq!((b.seq, b.clock_ms, b.records.len()), (3, 9, recs.len()));
+    }
+
+    #[test]
+    fn big_ticks_split_under_the_limit_and_keep_every_record() {
+        let recs = tick(500);
+        let mut splitter = Splitter::default();
+        for limit in [8_000, 20_000, 65_536] {
+            for _ in 0..2 {
+                // The second round uses the remembered record size.
+                let parts = splitter.split("generator", 1, 2, recs.clone(), limit).unwrap();
+                assert!(parts.len() > 1);
+                assert!(parts.iter().all(|p| p.len() <= limit), "limit {limit}");
+                let back: Vec<MetricRecord> = parts
+                    .iter()
+                    .flat_map(|p| MetricsBatch::decode_lenient(p).unwrap().records.into_iter().map(Result::unwrap))
+                    .collect();
+                assert_eq!(back, recs);
+            }
+        }
+    }
+
+    #[test]
+    fn a_record_too_big_for_any_message_is_an_error() {
+        let err = Splitter::default().split("generator", 1, 2, tick(20), 50).unwrap_err();
+        assert!(matches!(err, PublishError::RecordTooLarge { limit: 50, .. }), "{err}");
+    }
+
+    #[test]
+    fn an_empty_tick_is_one_empty_batch() {
+        let parts = Splitter::default().split("generator", 1, 2, Vec::new(), 1 << 20).unwrap();
+        assert_eq!(parts.len(), 1);
+        assert!(MetricsBatch::decode_lenient(&parts[0]).unwrap().records.is_empty());
+    }
+}
