@@ -33,13 +33,15 @@ def _args(argv):
         s.add_argument("--out", required=True, help="models/ directory")
         s.add_argument("--encoder-steps", type=int, default=144)
         s.add_argument("--hidden", type=int, default=16)
-        s.add_argument("--heads", type=int, default=4)
+        s.add_argument("--heads", type=int, default=2)
         s.add_argument("--time-budget", type=float, default=25 * 60, help="training seconds")
         s.add_argument("--max-epochs", type=int, default=60)
         s.add_argument("--steps-per-epoch", type=int, default=100)
         s.add_argument("--seed", type=int, default=7)
         s.add_argument("--eval-every", type=int, default=36, help="steps between rolling origins")
         s.add_argument("--no-progress", action="store_true")
+    c = sub.add_parser("card", help="re-render models/README.md from tft.json, evaluation.json, sweep.json")
+    c.add_argument("--out", required=True)
     sub.choices["sweep"].add_argument("--sizes", default="144x8,144x16,144x32,288x16",
                                       help="comma list of <encoder_steps>x<hidden>")
     return p.parse_args(argv)
@@ -178,10 +180,17 @@ def sweep(args):
         print(f"[sweep] {row}", flush=True)
 
 
+def render_card(args):
+    manifest = json.load(open(os.path.join(args.out, "tft.json")))
+    full = json.load(open(os.path.join(args.out, "evaluation.json")))
+    card.write_card(args.out, manifest, full, None, None, None)
+    print(f"[trainer] re-rendered {os.path.join(args.out, 'README.md')}")
+
+
 def main(argv=None):
     args = _args(sys.argv[1:] if argv is None else argv)
     torch.set_num_threads(2)
-    {"run": run, "sweep": sweep}[args.cmd](args)
+    {"run": run, "sweep": sweep, "card": render_card}[args.cmd](args)
 
 
 if __name__ == "__main__":

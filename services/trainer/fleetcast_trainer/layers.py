@@ -151,11 +151,13 @@ class InterpretableAttention(nn.Module):
         self.drop = nn.Dropout(dropout)
 
     def forward(self, query, key, bias):
-        # query [B, H, d], key [B, L, d], bias [B or 1, H, L] additive (causal + padding mask)
+        # query [B, H, d], key [B, L, d], bias [B, H, L] additive (causal + padding mask).
+        # Heads lead ([heads, B, ...]) so the mask broadcasts over the leading axis, which ONNX
+        # Runtime adds at memory speed (a mid-axis broadcast was the graph's slowest node).
         b, hq, _ = query.shape
-        q = self.q(query).reshape(b, hq, self.heads, self.dk).transpose(1, 2)  # [B, h, H, dk]
-        k = self.k(key).reshape(b, -1, self.heads, self.dk).transpose(1, 2)  # [B, h, L, dk]
-        scores = torch.matmul(q, k.transpose(-1, -2)) * (1.0 / math.sqrt(self.dk)) + bias.unsqueeze(1)
-        attn = torch.softmax(scores, dim=-1).mean(1)  # [B, H, L]
+        q = self.q(query).reshape(b, hq, self.heads, self.dk).permute(2, 0, 1, 3)  # [h, B, H, dk]
+        k = self.k(key).reshape(b, -1, self.heads, self.dk).permute(2, 0, 3, 1)  # [h, B, dk, L]
+        scores = torch.matmul(q, k) * (1.0 / math.sqrt(self.dk)) + bias
+        attn = torch.softmax(scores, dim=-1).mean(0)  # [B, H, L]
         out = torch.matmul(self.drop(attn), self.v(key))  # [B, H, dk]
         return self.out(out), attn

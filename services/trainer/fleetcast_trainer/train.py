@@ -30,7 +30,7 @@ class TrainConfig:
     time_budget_s: float = 25 * 60
     val_windows: int = 2048
     val_fraction: float = 0.2
-    floor_fraction: float = 0.01
+    floor_fraction: float = 1e-4
     threads: int = 2
 
     def to_dict(self):
@@ -59,7 +59,8 @@ def set_seed(seed: int):
 
 def _to_torch(batch, device):
     t = lambda a: torch.from_numpy(a).to(device)
-    return t(batch.past), t(batch.past_mask), t(batch.time_feat), t(batch.profile), t(batch.y), t(batch.y_mask)
+    return (t(batch.past), t(batch.past_mask), t(batch.time_feat), t(batch.profile), t(batch.y), t(batch.y_mask),
+            t(batch.y_unit))
 
 
 def _split(fleet: Fleet, t: int, h: int, val_fraction: float):
@@ -107,10 +108,10 @@ def train(fleet: Fleet, cfg: TFTConfig, tc: TrainConfig, augment: Augment = None
         model.eval()
         tot, cnt = 0.0, 0.0
         with torch.no_grad():
-            for past, mask, tf, prof, y, ym in val_batches:
+            for past, mask, tf, prof, y, ym, yu in val_batches:
                 q, _, _ = model(past, mask, tf, prof)
                 n = float(ym.sum())
-                tot += float(quantile_loss(q, y, ym, g_t)) * n
+                tot += float(quantile_loss(q, y, ym, g_t, yu)) * n
                 cnt += n
         model.train()
         return tot / max(cnt, 1.0)
@@ -127,9 +128,9 @@ def train(fleet: Fleet, cfg: TFTConfig, tc: TrainConfig, augment: Augment = None
         for _ in range(tc.steps_per_epoch):
             bs = rng.integers(0, s, tc.batch_size)
             bo = rng.integers(tr_lo, tr_hi + 1, tc.batch_size)
-            past, mask, tf, prof, y, ym = _to_torch(make_batch(fleet, bs, bo, t, h, rng, augment), device)
+            past, mask, tf, prof, y, ym, yu = _to_torch(make_batch(fleet, bs, bo, t, h, rng, augment), device)
             q, _, _ = model(past, mask, tf, prof)
-            loss = quantile_loss(q, y, ym, g_t)
+            loss = quantile_loss(q, y, ym, g_t, yu)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)

@@ -15,6 +15,8 @@ from . import schema
 from .data import Fleet
 
 DAY_MS = 86_400_000
+# Physical zero of each metric (idle's "nothing used" is 100 %), the fixed point of rescaling.
+_ZERO = np.array([100.0 if m == "cpu_idle_pct" else 0.0 for m in schema.METRICS], np.float32)
 
 
 def calendar_features(ts_ms: np.ndarray) -> np.ndarray:
@@ -35,6 +37,7 @@ class Batch:
     profile: np.ndarray  # [B] int64
     y: np.ndarray  # [B, H, 8] raw target values (0 where unknown)
     y_mask: np.ndarray  # [B, H, 8]
+    y_unit: np.ndarray = None  # [B] factor the sample was rescaled by (1 = as recorded)
 
     def inputs(self):
         return {"past": self.past, "past_mask": self.past_mask, "time_feat": self.time_feat, "profile": self.profile}
@@ -49,6 +52,10 @@ class Augment:
     p_single_metric: float = 0.1
     p_sporadic: float = 0.2
     sporadic_rate: float = 0.03
+    # Servers far smaller than the generated fleet (NAB's network series are ~1e-4 of it): scale a
+    # sample's metrics by 10^U(lo, 0) around their physical zero (100 for cpu_idle, else 0).
+    p_rescale: float = 0.25
+    rescale_log10: tuple = (-5.0, 0.0)
 
 
 def make_batch(fleet: Fleet, servers, origins, t: int, h: int = schema.HORIZON,
@@ -64,6 +71,11 @@ def make_batch(fleet: Fleet, servers, origins, t: int, h: int = schema.HORIZON,
     inside = (steps >= 0) & (steps < n)
     win = fleet.values[servers[:, None], np.clip(steps, 0, n - 1)]  # [B, T+H, 14]
     win = np.where(inside[..., None], win, np.nan)
+    unit = np.ones(b, np.float32)
+    if augment is not None and augment.p_rescale > 0:
+        pick = rng.random(b) < augment.p_rescale
+        unit[pick] = 10.0 ** rng.uniform(*augment.rescale_log10, pick.sum())
+        win = _ZERO + (win - _ZERO) * unit[:, None, None]
     past, fut = win[:, :t], win[:, t:]
     mask = np.isfinite(past)
 
@@ -85,6 +97,7 @@ def make_batch(fleet: Fleet, servers, origins, t: int, h: int = schema.HORIZON,
         profile=fleet.profiles[servers].astype(np.int64),
         y=np.where(y_mask, np.nan_to_num(y), 0.0).astype(np.float32),
         y_mask=y_mask.astype(np.float32),
+        y_unit=unit,
     )
 
 
