@@ -18,7 +18,17 @@ use crate::views::render_banner;
 /// How often a stream re-checks the banner (staleness needs no event to appear).
 const BANNER_CHECK: Duration = Duration::from_secs(1);
 
+/// Counts an open stream for `/healthz` while it lives.
+struct Open(Shared);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.sse_clients.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 struct Cursor {
+    _open: Open,
     state: Shared,
     updates: watch::Receiver<u64>,
     shutdown: watch::Receiver<bool>,
@@ -33,7 +43,8 @@ fn status(html: &str) -> Event {
 pub async fn events(State(state): State<Shared>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let mut updates = state.subscribe_updates();
     updates.mark_unchanged();
-    let cursor = Cursor { shutdown: state.shutdown_signal(), updates, state, banner: None, started: false };
+    state.sse_clients.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let cursor = Cursor { _open: Open(state.clone()), shutdown: state.shutdown_signal(), updates, state, banner: None, started: false };
     let s = stream::unfold(cursor, |mut c| async move {
         if !c.started {
             c.started = true;

@@ -126,6 +126,8 @@ pub struct AppState {
     pub card: CardCache,
     nats: OnceLock<async_nats::Client>,
     shutdown: watch::Sender<bool>,
+    /// Open `/events` streams (one per browser tab).
+    pub sse_clients: std::sync::atomic::AtomicUsize,
 }
 
 /// Locks that shrug off poisoning: a panicked request must not take the dashboard down.
@@ -156,6 +158,7 @@ impl AppState {
             card,
             nats: OnceLock::new(),
             shutdown: watch::channel(false).0,
+            sse_clients: Default::default(),
         })
     }
 

@@ -165,6 +165,7 @@ pub async fn healthz(State(st): State<Shared>) -> Response {
         "snapshot": st.latest().map(|l| l.snapshot.seq),
         "bad_messages": h.bad_messages,
         "history_ticks": read(&st.history).tick_count(),
+        "sse_clients": st.sse_clients.load(std::sync::atomic::Ordering::Relaxed),
     });
     ([(header::CACHE_CONTROL, "no-store")], axum::Json(body)).into_response()
 }

@@ -11,6 +11,16 @@ use crate::format;
 pub struct Tick {
     pub at: f32,
     pub label: String,
+    /// SVG text-anchor: edge labels hug the plot so they are not clipped.
+    pub anchor: &'static str,
+}
+
+/// Anchors the first x label at its start and the last at its end.
+fn anchor_edges(mut ticks: Vec<Tick>, left: f32, right: f32) -> Vec<Tick> {
+    for t in &mut ticks {
+        t.anchor = if t.at - left < 12.0 { "start" } else if right - t.at < 12.0 { "end" } else { "middle" };
+    }
+    ticks
 }
 
 pub struct HLine {
@@ -85,7 +95,7 @@ pub fn forecast(
     };
     let y_ticks = charts::ticks(y_min, y_max, 4)
         .into_iter()
-        .map(|v| Tick { at: charts::px(s.y(v)), label: axis_label(v) })
+        .map(|v| Tick { at: charts::px(s.y(v)), label: axis_label(v), anchor: "end" })
         .collect();
     let first_hour = (x_min as i32).div_euclid(STEPS_PER_HOUR * 2) * 2;
     let x_ticks = (first_hour..=(x_max as i32 / STEPS_PER_HOUR))
@@ -94,6 +104,7 @@ pub fn forecast(
         .filter(|st| (*st as f32) >= x_min && (*st as f32) <= x_max)
         .map(|st| Tick {
             at: charts::px(s.x(st as f32)),
+            anchor: "middle",
             label: match st {
                 0 => "now".into(),
                 st if st > 0 => format!("+{}h", st / STEPS_PER_HOUR),
@@ -119,7 +130,7 @@ pub fn forecast(
         hist: hist_d,
         now_x: charts::px(s.x(0.0)),
         y_ticks,
-        x_ticks,
+        x_ticks: anchor_edges(x_ticks, frame.plot_left(), frame.plot_right()),
         warn: line(warn, "warning"),
         crit: line(crit, "critical"),
         summary,
@@ -206,7 +217,7 @@ pub fn series(xs_ms: &[i64], lines: &[(&'static str, Vec<Option<f64>>)], stack: 
             d: charts::line_path(xs.iter().zip(v).map(|(x, y)| (*x, y.map(|y| y as f32))), &s),
         })
         .collect();
-    let y_ticks = charts::ticks(y_min, y_max, 4).into_iter().map(|v| Tick { at: charts::px(s.y(v)), label: axis_label(v) }).collect();
+    let y_ticks = charts::ticks(y_min, y_max, 4).into_iter().map(|v| Tick { at: charts::px(s.y(v)), label: axis_label(v), anchor: "end" }).collect();
     let n = xs_ms.len();
     let x_ticks = if n == 0 {
         vec![]
@@ -216,7 +227,7 @@ pub fn series(xs_ms: &[i64], lines: &[(&'static str, Vec<Option<f64>>)], stack: 
         picks
             .iter()
             .filter(|i| if seen.contains(*i) { false } else { seen.push(**i); true })
-            .map(|&i| Tick { at: charts::px(s.x(xs[i])), label: format::utc_ms(xs_ms[i]).get(5..16).unwrap_or("").to_string() })
+            .map(|&i| Tick { at: charts::px(s.x(xs[i])), label: format::utc_ms(xs_ms[i]).get(5..16).unwrap_or("").to_string(), anchor: "middle" })
             .collect()
     };
     SeriesChart {
@@ -229,7 +240,7 @@ pub fn series(xs_ms: &[i64], lines: &[(&'static str, Vec<Option<f64>>)], stack: 
         areas,
         lines,
         y_ticks,
-        x_ticks,
+        x_ticks: anchor_edges(x_ticks, frame.plot_left(), frame.plot_right()),
     }
 }
 
