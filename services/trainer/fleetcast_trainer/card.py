@@ -100,14 +100,14 @@ def write_card(out, manifest, full, arrays, eval_fleet, nab_items):
     L.append("## Model\n")
     L.append(f"Temporal Fusion Transformer (Lim et al., 2019) in PyTorch: per-variable embeddings (a learnt "
              f"`missing` vector for unreported metrics), gated residual networks, variable selection networks "
-             f"for static (profile + per-metric level, scale and observed fraction), past (14 metrics + time of "
+             f"for static (profile + per-metric level, scale, observed fraction and window mean vs last value), past (14 metrics + time of "
              f"day + day of week) and future (calendar) inputs, four static covariate encoders, an LSTM "
              f"encoder-decoder seeded with the static context and a gated skip, static enrichment, interpretable "
              f"multi-head attention (shared values, causal mask, left-padding masked), a position-wise GRN and a "
              f"quantile head that emits P10/P50/P90 of the 8 targets for all 96 steps at once; P10 = P50 - "
              f"softplus, P90 = P50 + softplus, so quantiles never cross. Normalisation is in the graph: each "
-             f"metric is centred and scaled by its own window (masked mean and std, floor = 1e-4 of the global "
-             f"std), quantiles come back in raw units and are clipped to the physical range.\n")
+             f"metric is centred on its last observed value and scaled by its window's masked std (floor = 1e-4 "
+             f"of the global std), quantiles come back in raw units and are clipped to the physical range.\n")
     L.append(_table(["setting", "value"], [
         ("encoder steps (T)", f"{t} ({t * 5 / 60:g} h)"), ("horizon", f"{manifest['horizon_steps']} (8 h)"),
         ("hidden size", cfg["hidden"]), ("attention heads", cfg["heads"]), ("dropout", cfg["dropout"]),
@@ -122,7 +122,8 @@ def write_card(out, manifest, full, arrays, eval_fleet, nab_items):
              f"in units of each target's global std. Augmentation: random history truncation down to 12 steps, "
              f"whole-metric dropout, single-metric servers and sporadic gaps (all as masks), and 25 % of windows "
              f"shrunk by 10^U(-5, 0) around each metric's zero (loss kept in the original units) so small "
-             f"machines like the NAB ones are in the training distribution. Best validation "
+             f"machines like the NAB ones are in the training distribution; 15 % get sparse bursts on one "
+             f"metric (half of them over a near-zero baseline) so bursty servers are too. Best validation "
              f"loss {_f(tr['best_val_loss'], 4)}. Whole pipeline (train, export, evaluate, benchmark, card): "
              f"{full['total_seconds'] / 60:.1f} min.\n")
     L.append(_table(["epoch", "train loss", "val loss", "lr", "elapsed s"],

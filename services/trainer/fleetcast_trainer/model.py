@@ -1,8 +1,8 @@
 """The Temporal Fusion Transformer that Fleetcast ships (inputs/outputs per models/CONTRACT.md).
 
 Why the normalisation looks the way it does: a server's metrics are scaled inside the graph by the
-server's own window (masked mean and standard deviation per metric, with a per-metric floor learnt
-from the training data), so a caller passes raw values and gets raw units back, and one model serves
+server's own window (centred on the metric's last observed value, scaled by the window's masked
+standard deviation with a per-metric floor from the training data), so a caller passes raw values and gets raw units back, and one model serves
 machines whose levels differ by orders of magnitude (0.1 % CPU on one NAB instance, 50 % on another).
 The absolute level is not thrown away: it goes into the static covariates, next to the profile.
 """
@@ -52,6 +52,7 @@ class TFT(nn.Module):
         # Decoder step i (position t + i) may attend to every key j <= t + i.
         keys = torch.arange(t + h)[None, :]
         queries = torch.arange(t, t + h)[:, None]
+        self.register_buffer("step_index", torch.arange(1, t + 1, dtype=torch.float32)[None, :, None])
         self.register_buffer("causal_bias", ((keys > queries).float() * -1.0e4)[None])
 
         # Per-variable input embeddings (scalar -> d); unknown metrics get a learnt "missing" vector.
@@ -62,9 +63,10 @@ class TFT(nn.Module):
                                                   torch.zeros(N_METRICS, 1, d),
                                                   torch.randn(N_METRICS, 1, d) * 0.1], 1))
         self.cal_emb = nn.Parameter(torch.cat([torch.randn(N_CAL, 2, d) * 0.5, torch.zeros(N_CAL, 1, d)], 1))
-        # Static covariates: the profile, and per metric (level, log-scale, observed fraction).
+        # Static covariates: the profile, and per metric (level, log-scale, observed fraction,
+        # window mean relative to the last value).
         self.profile_emb = nn.Embedding(len(schema.PROFILES), d)
-        self.static_w = nn.Parameter(torch.randn(N_METRICS, 3, d) * 0.5)
+        self.static_w = nn.Parameter(torch.randn(N_METRICS, 4, d) * 0.5)
         self.static_b = nn.Parameter(torch.zeros(N_METRICS, 1, d))
 
         self.static_vsn = VariableSelection(N_METRICS + 1, d, d, dropout=cfg.dropout)
@@ -88,12 +90,16 @@ class TFT(nn.Module):
     # --- pieces -----------------------------------------------------------------------------
 
     def _window_stats(self, x, m):
+        """Per metric: the last observed value (the anchor forecasts are made relative to, robust
+        to old spikes), the masked std of the window (floored) and the observed count."""
         cnt = m.sum(1)
         denom = cnt.clamp(min=1.0)
-        loc = (x * m).sum(1) / denom
-        var = (((x - loc[:, None, :]) * m) ** 2).sum(1) / denom
+        mean = (x * m).sum(1) / denom
+        var = (((x - mean[:, None, :]) * m) ** 2).sum(1) / denom
         scale = torch.sqrt(var + self.floor**2)
-        return loc, scale, cnt
+        last_idx = (m * self.step_index).argmax(1, keepdim=True)  # [B, 1, 14]
+        last = torch.gather(x, 1, last_idx)[:, 0]
+        return last, mean, scale, cnt
 
     @staticmethod
     def _calendar_feats(feat):  # [B, L, 4] -> [2, B*L, 3]: (sin, cos, 1) per calendar variable
@@ -106,13 +112,14 @@ class TFT(nn.Module):
         t, h, d = cfg.encoder_steps, cfg.horizon, cfg.hidden
         m = past_mask
         x = torch.where(m > 0.5, past, torch.zeros_like(past))
-        loc, scale, cnt = self._window_stats(x, m)
+        loc, mean, scale, cnt = self._window_stats(x, m)
         z = ((x - loc[:, None, :]) / scale[:, None, :]).clamp(-cfg.clamp, cfg.clamp)
 
         # Static covariate encoders.
         seen = (cnt > 0).float()
         g = self.global_scale
-        stat = torch.stack([loc / g, torch.log(scale / g).clamp(-14.0, 5.0), cnt / t], dim=-1) * seen[..., None]
+        stat = torch.stack([loc / g, torch.log(scale / g).clamp(-14.0, 5.0), cnt / t,
+                            ((mean - loc) / scale).clamp(-cfg.clamp, cfg.clamp)], dim=-1) * seen[..., None]
         stat_emb = torch.matmul(stat.transpose(0, 1), self.static_w) + self.static_b  # [14, B, d]
         stat_emb = torch.cat([stat_emb, self.profile_emb(profile)[None]], 0)
         allow_static = torch.cat([seen, torch.ones_like(seen[:, :1])], -1)

@@ -56,6 +56,9 @@ class Augment:
     # sample's metrics by 10^U(lo, 0) around their physical zero (100 for cpu_idle, else 0).
     p_rescale: float = 0.25
     rescale_log10: tuple = (-5.0, 0.0)
+    # Bursty servers (mostly idle, short large bursts, like NAB's byte counters): one metric of the
+    # sample gets sparse spikes in past and future alike, half the time over a near-zero baseline.
+    p_spikes: float = 0.15
 
 
 def make_batch(fleet: Fleet, servers, origins, t: int, h: int = schema.HORIZON,
@@ -71,6 +74,8 @@ def make_batch(fleet: Fleet, servers, origins, t: int, h: int = schema.HORIZON,
     inside = (steps >= 0) & (steps < n)
     win = fleet.values[servers[:, None], np.clip(steps, 0, n - 1)]  # [B, T+H, 14]
     win = np.where(inside[..., None], win, np.nan)
+    if augment is not None and augment.p_spikes > 0:
+        win = _spikes(win, rng, augment.p_spikes)
     unit = np.ones(b, np.float32)
     if augment is not None and augment.p_rescale > 0:
         pick = rng.random(b) < augment.p_rescale
@@ -99,6 +104,28 @@ def make_batch(fleet: Fleet, servers, origins, t: int, h: int = schema.HORIZON,
         y_mask=y_mask.astype(np.float32),
         y_unit=unit,
     )
+
+
+_SPIKY = [schema.METRICS.index(m) for m in ("net_in_mb_s", "net_out_mb_s", "load_average", "cpu_iowait_pct",
+                                               "back_close_wait", "front_close_wait")]
+
+
+def _spikes(win, rng, p):
+    win = win.copy()
+    for i in np.nonzero(rng.random(win.shape[0]) < p)[0]:
+        j = int(rng.choice(_SPIKY))
+        col = win[i, :, j]
+        level = np.nanmean(np.abs(col))
+        if not np.isfinite(level) or level <= 0:
+            continue
+        if rng.random() < 0.5:
+            col = col * 0.02
+        hits = rng.random(col.shape[0]) < rng.uniform(0.01, 0.08)
+        col = np.where(hits, col + level * 10.0 ** rng.uniform(0.0, 1.5, col.shape[0]), col)
+        if schema.METRICS[j] in schema.PERCENT_METRICS:
+            col = np.minimum(col, 100.0)
+        win[i, :, j] = col
+    return win
 
 
 def _augment_mask(mask, rng, a: Augment, t: int):
