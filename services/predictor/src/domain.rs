@@ -82,7 +82,7 @@ impl Domain {
     ) -> (FleetFigures, Vec<TargetAccuracy>) {
         self.book.finish_tick(tick_ms, &mut self.events);
         self.ticks += 1;
-        if self.ticks % 256 == 0 {
+        if self.ticks.is_multiple_of(256) {
             self.accuracy.prune(tick_ms);
         }
         (figures(servers, self.book.counts()), self.accuracy.report())

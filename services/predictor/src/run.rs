@@ -36,6 +36,7 @@ pub struct Running {
     pub stats: Stats,
     shutdown: watch::Sender<bool>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    service_task: tokio::task::AbortHandle,
 }
 
 impl Running {
@@ -48,6 +49,7 @@ impl Running {
     /// Drops the predictor where it stands, as a crash would (unacked messages are redelivered).
     pub fn abort(self) {
         self.task.abort();
+        self.service_task.abort();
     }
 
     /// Waits for the loop to end on its own (an error).
@@ -83,17 +85,21 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         .await
         .context("model loader")??;
     let streams = crate::streams::ensure(&js, &config).await?;
+    tracing::debug!("streams ready");
     let capacity = model.manifest.encoder_steps;
     let store = WindowStore::open(&js, subjects::BUCKET_WINDOWS, capacity, config.kv_max_age).await?;
     let mut reg = Registry::new(capacity);
     let clock = Instant::now();
     let restored = store.load(&mut reg, wall_ms()).await?;
     tracing::info!(servers = restored, ms = ms(clock.elapsed()), "windows rebuilt from KV");
+    tracing::debug!("reading the last snapshot number");
     let last_seq = crate::publish::latest_snapshot(&js).await.ok().flatten().map_or(0, |s| s.seq);
     let stats = Stats::default();
     stats.set_model(&model.manifest.version);
     let engine = Engine::new(model, config.recent_steps, chunk, last_seq);
     let (service, service_task) = crate::service::start(&client, &config.service_name, stats.clone()).await?;
+    let service_abort = service_task.abort_handle();
+    tracing::debug!("stats service registered");
     let messages = pull(&streams.consumer, config.group_messages).await?;
     let max_payload = config.max_payload.unwrap_or_else(|| client.server_info().max_payload).max(4096);
     let (shutdown, shutdown_rx) = watch::channel(false);
@@ -122,7 +128,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         }
         result
     });
-    Ok(Running { stats, shutdown, task })
+    Ok(Running { stats, shutdown, task, service_task: service_abort })
 }
 
 async fn pull(consumer: &jetstream::consumer::Consumer<jetstream::consumer::pull::Config>, group: usize) -> anyhow::Result<Messages> {

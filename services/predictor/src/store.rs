@@ -20,6 +20,7 @@ const IN_FLIGHT: usize = 512;
 pub struct WindowStore {
     js: jetstream::Context,
     kv: kv::Store,
+    bucket: String,
     prefix: String,
     n_slots: i64,
     scratch: Vec<i64>,
@@ -52,6 +53,7 @@ impl WindowStore {
         Ok(WindowStore {
             js: js.clone(),
             kv,
+            bucket: bucket.to_string(),
             prefix: format!("$KV.{bucket}."),
             n_slots: chunk::n_slots(capacity),
             scratch: Vec::new(),
@@ -100,13 +102,20 @@ impl WindowStore {
 
     /// Reads the whole bucket (last value per key) into `reg`. Returns the servers restored.
     pub async fn load(&self, reg: &mut Registry, wall_ms: i64) -> anyhow::Result<usize> {
-        let status = self.kv.status().await.context("windows bucket status")?;
-        if status.values() == 0 {
+        // Fresh stream info: `kv::Store::status` answers from the info cached at open.
+        let stream = self.js.get_stream(format!("KV_{}", self.bucket)).await.context("windows bucket stream")?;
+        if stream.get_info().await.context("windows bucket info")?.state.messages == 0 {
             return Ok(0);
         }
         let mut chunks: HashMap<String, Vec<Chunk>> = HashMap::new();
-        let mut watch = self.kv.watch_all().await.context("reading the windows bucket")?;
-        while let Some(entry) = watch.next().await {
+        // Last value per key, then stop at the newest (delta 0); `watch_all` would only
+        // deliver changes from now on.
+        let mut watch = self.kv.watch_with_history(">").await.context("reading the windows bucket")?;
+        loop {
+            let next = tokio::time::timeout(Duration::from_secs(30), watch.next()).await;
+            let Ok(Some(entry)) = next else {
+                anyhow::bail!("reading the windows bucket: no entry for 30 s before its end");
+            };
             let entry = entry.context("reading the windows bucket")?;
             let done = entry.delta == 0;
             if entry.operation == kv::Operation::Put {

@@ -90,5 +90,20 @@ pub async fn ensure(js: &jetstream::Context, c: &Config) -> anyhow::Result<Strea
             .await
             .context("creating KV bucket forecasts")?,
     };
+    reset_to_ack_floor(js, &c.consumer).await;
     Ok(Streams { consumer, predictions, forecasts })
+}
+
+/// Takes back deliveries a previous (crashed) instance pulled but never acked, so they come
+/// again at once and in order rather than after `ack_wait`, when newer batches would already
+/// have closed their steps (ADR-60 consumer reset, nats-server >= 2.14; acked messages above
+/// the floor come again too and are ignored as late).
+async fn reset_to_ack_floor(js: &jetstream::Context, consumer: &str) {
+    let subject = format!("CONSUMER.RESET.{}.{consumer}", subjects::STREAM_METRICS);
+    let reply: Result<serde_json::Value, _> = js.request(subject, &serde_json::json!({ "seq": 0 })).await;
+    match reply {
+        Ok(v) if v.get("error").is_none() => tracing::debug!(reply = %v, "consumer reset to its ack floor"),
+        Ok(v) => tracing::warn!(reply = %v, "could not reset the consumer to its ack floor"),
+        Err(e) => tracing::warn!(error = %e, "could not reset the consumer to its ack floor"),
+    }
 }

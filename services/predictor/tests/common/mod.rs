@@ -22,7 +22,14 @@ pub fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
 }
 
+/// Logs of the predictor under test, shown with `RUST_LOG=predictor=debug` and `--no-capture`.
+pub fn logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+}
+
 pub fn config(url: &str) -> Config {
+    logs();
     let mut c = Config::new(url, fixture("tiny.onnx"));
     c.ort_dylib = testkit::ort_dylib();
     c.intra_threads = 1;
