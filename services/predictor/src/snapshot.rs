@@ -38,6 +38,15 @@ pub fn forecast_from(row: &[f32], h: usize, out: &mut Vec<TargetForecast>) {
     }
 }
 
+/// Drops the targets whose source metric was never observed in the window: the model still
+/// gives numbers for them, but they carry no information (models/CONTRACT.md).
+pub fn drop_unobserved(forecast: &mut Vec<TargetForecast>, observed: u16) {
+    forecast.retain(|f| {
+        let metric = f.target.source_metric();
+        Metric::ALL.iter().position(|m| *m == metric).is_some_and(|i| observed & (1 << i) != 0)
+    });
+}
+
 fn median3(a: f32, b: f32, c: f32) -> f32 {
     a.min(b).max(a.max(b).min(c))
 }
@@ -211,6 +220,16 @@ mod tests {
         for t in &f {
             assert_eq!((t.p10[0], t.p50[0], t.p90[0]), (1.0, 2.0, 3.0));
         }
+    }
+
+    #[test]
+    fn unobserved_targets_are_not_shown() {
+        let mut f = Vec::new();
+        forecast_from(&[1.0; TARGET_COUNT * QUANTILES], 1, &mut f);
+        // Only cpu_idle_pct (bit 3) and mem_used_pct (bit 5) were observed.
+        drop_unobserved(&mut f, (1 << 3) | (1 << 5));
+        let targets: Vec<Target> = f.iter().map(|t| t.target).collect();
+        assert_eq!(targets, [Target::Cpu, Target::Mem]);
     }
 
     #[test]

@@ -15,7 +15,7 @@ use crate::fleet::ServerStatus;
 use crate::model::{Manifest, Model, Outputs};
 use crate::registry::Registry;
 use crate::risk::Assessment;
-use crate::snapshot::{explanation_from, forecast_from, recent_of, write_parts, Header};
+use crate::snapshot::{drop_unobserved, explanation_from, forecast_from, recent_of, write_parts, Header};
 use crate::stats::{ms, Stages};
 use crate::step::step_start;
 
@@ -130,6 +130,7 @@ impl Engine {
                 let current = w.latest().map(|v| v.to_metrics()).unwrap_or_default();
                 let mut forecast = Vec::with_capacity(schemas::TARGET_COUNT);
                 forecast_from(&self.outputs.quantiles[row * sq..(row + 1) * sq], h, &mut forecast);
+                drop_unobserved(&mut forecast, w.observed_mask());
                 let a = self.domain.forecast(tick_ms, &w.name, w.profile, last_ms, &current, &forecast);
                 stages.risk_ms += ms(clock.elapsed());
                 let clock = Instant::now();

@@ -194,6 +194,14 @@ impl ServerWindow {
         }
     }
 
+    /// The metrics observed at least once in the window (bit `i` = `Metric::ALL[i]`).
+    pub fn observed_mask(&self) -> u16 {
+        if self.last_closed.is_none() {
+            return 0;
+        }
+        self.ring.iter().fold(0, |m, v| m | v.mask)
+    }
+
     /// How many of the last `n` closed steps lie at or after the oldest observed one among
     /// them (charts start at the first report, not at the window's empty start).
     pub fn known_span(&self, n: usize) -> usize {
@@ -280,6 +288,7 @@ mod tests {
         w.recent(Target::Cpu, 3, &mut recent);
         assert_eq!(recent, [None, Some(70.0), Some(70.0)]);
         assert_eq!(w.known_span(3), 2);
+        assert_eq!(w.observed_mask(), 1 << 3);
         assert_eq!(w.known_span(10), 2);
     }
 

@@ -18,45 +18,54 @@ fn flat(v: &Value, out: &mut Vec<f64>) {
     }
 }
 
-fn tensor(case: &Value, group: &str, name: &str) -> Vec<f64> {
-    let v = case.get(group).and_then(|g| g.get(name)).unwrap_or_else(|| panic!("golden case has no {group}.{name}"));
+/// A tensor of the golden file: `{"shape", "dtype", "data"}` with `data` flattened row-major
+/// (models/CONTRACT.md); nested arrays are accepted too.
+fn tensor(golden: &Value, group: &str, name: &str) -> (Vec<usize>, Vec<f64>) {
+    let v = golden.get(group).and_then(|g| g.get(name)).unwrap_or_else(|| panic!("golden has no {group}.{name}"));
+    let (shape, data) = match v.get("data") {
+        Some(data) => {
+            let shape: Option<Vec<usize>> = v.get("shape").and_then(Value::as_array).map(|s| s.iter().filter_map(Value::as_u64).map(|d| d as usize).collect());
+            (shape, data)
+        }
+        None => (None, v),
+    };
     let mut out = Vec::new();
-    flat(v, &mut out);
-    out
+    flat(data, &mut out);
+    if let Some(shape) = &shape {
+        assert_eq!(shape.iter().product::<usize>(), out.len(), "{group}.{name}: shape {shape:?} vs {} values", out.len());
+    }
+    (shape.unwrap_or_default(), out)
 }
 
-/// Runs every case of `golden` through `model` and returns the largest absolute difference.
+/// Runs the golden inputs through `model` and checks every output elementwise:
+/// `|got - expected| <= atol + rtol * |expected|`. Returns the worst absolute difference.
 fn check(model_path: &Path, manifest: &Path, golden: &Path) -> f64 {
     let text = std::fs::read_to_string(golden).expect("golden file");
     let golden: Value = serde_json::from_str(&text).expect("golden JSON");
-    let cases: Vec<&Value> = match golden.get("cases").and_then(Value::as_array) {
-        Some(cases) => cases.iter().collect(),
-        None => vec![&golden],
-    };
-    assert!(!cases.is_empty(), "golden has no cases");
-    let tolerance = golden.get("tolerance").and_then(Value::as_f64).unwrap_or(1e-4).max(1e-4);
+    let atol = golden.get("atol").and_then(Value::as_f64).unwrap_or(1e-4);
+    let rtol = golden.get("rtol").and_then(Value::as_f64).unwrap_or(1e-4);
+    let (_, profile) = tensor(&golden, "inputs", "profile");
+    let n = profile.len();
+    let mut model = Model::load(model_path, manifest, &testkit::ort_dylib(), n, 1).expect("model loads");
+    let s = model.sizes();
+    let (_, past) = tensor(&golden, "inputs", "past");
+    let (_, mask) = tensor(&golden, "inputs", "past_mask");
+    let (_, time) = tensor(&golden, "inputs", "time_feat");
+    assert_eq!((past.len(), mask.len(), time.len()), (n * s.past, n * s.past, n * s.time), "input sizes vs the manifest");
+    for (dst, src) in [(&mut model.inputs.past, &past), (&mut model.inputs.mask, &mask), (&mut model.inputs.time, &time)] {
+        dst.iter_mut().zip(src.iter()).for_each(|(d, s)| *d = *s as f32);
+    }
+    model.inputs.profile.iter_mut().zip(&profile).for_each(|(d, s)| *d = *s as i64);
+    let mut out = Outputs::default();
+    model.run(n, &mut out).expect("inference runs");
     let mut worst = 0.0f64;
-    for (k, case) in cases.iter().enumerate() {
-        let profile = tensor(case, "inputs", "profile");
-        let n = profile.len();
-        let mut model = Model::load(model_path, manifest, &testkit::ort_dylib(), n, 1).expect("model loads");
-        let s = model.sizes();
-        let (past, mask, time) = (tensor(case, "inputs", "past"), tensor(case, "inputs", "past_mask"), tensor(case, "inputs", "time_feat"));
-        assert_eq!((past.len(), mask.len(), time.len()), (n * s.past, n * s.past, n * s.time), "case {k}: input sizes");
-        for (dst, src) in [(&mut model.inputs.past, &past), (&mut model.inputs.mask, &mask), (&mut model.inputs.time, &time)] {
-            dst.iter_mut().zip(src.iter()).for_each(|(d, s)| *d = *s as f32);
-        }
-        model.inputs.profile.iter_mut().zip(&profile).for_each(|(d, s)| *d = *s as i64);
-        let mut out = Outputs::default();
-        model.run(n, &mut out).expect("inference runs");
-        for (name, got) in [("quantiles", &out.quantiles), ("var_weights", &out.var_weights), ("attention", &out.attention)] {
-            let want = tensor(case, "outputs", name);
-            assert_eq!(got.len(), want.len(), "case {k}: {name} size");
-            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-                let d = (f64::from(*g) - w).abs();
-                assert!(d <= tolerance, "case {k}: {name}[{i}] = {g}, golden {w} (diff {d:e} > {tolerance:e})");
-                worst = worst.max(d);
-            }
+    for (name, got) in [("quantiles", &out.quantiles), ("var_weights", &out.var_weights), ("attention", &out.attention)] {
+        let (shape, want) = tensor(&golden, "outputs", name);
+        assert_eq!(got.len(), want.len(), "{name}: {} values, golden {shape:?}", got.len());
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            let d = (f64::from(*g) - w).abs();
+            assert!(d <= atol + rtol * w.abs(), "{name}[{i}] = {g}, golden {w} (diff {d:e})");
+            worst = worst.max(d);
         }
     }
     worst
