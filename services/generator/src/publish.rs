@@ -18,6 +18,8 @@ use crate::shutdown::Shutdown;
 pub const HEADER_MARGIN: usize = 512;
 /// What to assume before the server has said its `max_payload` (the NATS default).
 pub const DEFAULT_MAX_PAYLOAD: usize = 1024 * 1024;
+/// Bytes per encoded record before the first tick has measured it.
+const FIRST_GUESS_PER_RECORD: f64 = 320.0;
 const BACKOFF_FIRST: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
@@ -60,7 +62,8 @@ impl Splitter {
         while !rest.is_empty() || (n == 0 && out.is_empty()) {
             let tail = rest.split_off(first_chunk.min(rest.len()));
             let chunk = std::mem::replace(&mut rest, tail);
-            for part in encode_within(source, seq, clock_ms, chunk, limit)? {
+            let hint = self.bytes_per_record.unwrap_or(FIRST_GUESS_PER_RECORD);
+            for part in encode_within(source, seq, clock_ms, chunk, limit, hint)? {
                 total += part.len();
                 out.push(part);
             }
@@ -72,10 +75,19 @@ impl Splitter {
     }
 }
 
-/// Encodes `records` as one batch, or halves them until every part fits.
-fn encode_within(source: &str, seq: u64, clock_ms: i64, records: Vec<MetricRecord>, limit: usize) -> Result<Vec<Bytes>, PublishError> {
+/// Encodes `records` as one batch, or splits them until every part fits. The buffer is sized
+/// from the expected bytes per record, so a large batch is not copied as it grows.
+fn encode_within(
+    source: &str,
+    seq: u64,
+    clock_ms: i64,
+    records: Vec<MetricRecord>,
+    limit: usize,
+    per_record: f64,
+) -> Result<Vec<Bytes>, PublishError> {
     let batch = MetricsBatch::new(source, seq, clock_ms, records);
-    let bytes = schemas::encode(&batch)?;
+    let mut bytes = Vec::with_capacity((batch.records.len() as f64 * per_record * 1.05) as usize + 64);
+    schemas::codec::encode_into(&mut bytes, &batch)?;
     if bytes.len() <= limit {
         return Ok(vec![Bytes::from(bytes)]);
     }
@@ -90,7 +102,7 @@ fn encode_within(source: &str, seq: u64, clock_ms: i64, records: Vec<MetricRecor
     while !records.is_empty() {
         let tail = records.split_off(size.min(records.len()));
         let chunk = std::mem::replace(&mut records, tail);
-        out.extend(encode_within(source, seq, clock_ms, chunk, limit)?);
+        out.extend(encode_within(source, seq, clock_ms, chunk, limit, per_record)?);
     }
     Ok(out)
 }
