@@ -21,6 +21,9 @@ pub struct Figures {
     pub qrisk_p50: Option<f64>,
     pub qrisk_p90: Option<f64>,
     pub coverage: Option<f64>,
+    pub mase: Option<f64>,
+    /// Which method these are (the trainer names its best baseline).
+    pub name: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -58,13 +61,25 @@ impl ModelCard {
         serde_json::from_str(text).map_err(|e| e.to_string())
     }
 
-    /// Other evaluation entries that carry q-risk/coverage figures (baselines), by name.
+    /// Other evaluation entries with q-risk figures, labelled: a flat entry (`best_baseline`,
+    /// named by its `name`), or a group of methods (`nab: {tft: .., seasonal_naive: ..}`).
     pub fn comparisons(&self) -> Vec<(String, Figures)> {
         let Some(e) = &self.evaluation else { return vec![] };
-        e.other
-            .iter()
-            .filter_map(|(k, v)| serde_json::from_value::<Figures>(v.clone()).ok().filter(|f| f.qrisk_p50.is_some()).map(|f| (k.clone(), f)))
-            .collect()
+        let figures = |v: &serde_json::Value| serde_json::from_value::<Figures>(v.clone()).ok().filter(|f| f.qrisk_p50.is_some());
+        let mut out = Vec::new();
+        for (key, v) in &e.other {
+            let key = key.replace('_', " ");
+            if let Some(f) = figures(v) {
+                let label = match &f.name {
+                    Some(n) => format!("{key} ({})", n.replace('_', " ")),
+                    None => key,
+                };
+                out.push((label, f));
+            } else if let Some(group) = v.as_object() {
+                out.extend(group.iter().filter_map(|(m, v)| figures(v).map(|f| (format!("{key}: {}", m.replace('_', " ")), f))));
+            }
+        }
+        out
     }
 
     pub fn target(&self, t: Target) -> Option<&Figures> {
@@ -148,9 +163,8 @@ mod tests {
         let e = c.evaluation.as_ref().unwrap();
         assert_eq!(e.generated.as_ref().unwrap().coverage, Some(0.81));
         assert_eq!(c.target(Target::Cpu).unwrap().coverage, Some(0.8));
-        let cmp = c.comparisons();
-        assert_eq!(cmp.len(), 1);
-        assert_eq!(cmp[0].0, "naive_baseline");
+        let cmp: Vec<String> = c.comparisons().into_iter().map(|(l, _)| l).collect();
+        assert_eq!(cmp, ["best baseline (seasonal naive)", "nab: seasonal naive", "nab: tft"]);
         assert!(ModelCard::parse("{\"no\": 1}").is_err());
     }
 

@@ -170,7 +170,7 @@ async fn model_view_reads_the_card_and_warns_on_drift() {
     let app = router(&st);
     let r = get(&app, "/model").await;
     assert!(r.body.contains("id=\"card-version\">tft-20261126-fixture"));
-    assert!(r.body.contains("naive baseline"));
+    assert!(r.body.contains("best baseline (seasonal naive)") && r.body.contains("nab: tft"));
     assert!(r.body.contains("id=\"drift-warning\"") && r.body.contains("I/O wait"));
     let missing = get(&router(&state_with(&spec(), args())), "/model").await;
     assert!(missing.body.contains("No model card at"));

@@ -12,6 +12,7 @@ pub struct Headline {
     pub qrisk_p50: String,
     pub qrisk_p90: String,
     pub coverage: String,
+    pub mase: String,
 }
 
 pub struct Row {
@@ -46,7 +47,13 @@ fn opt(v: Option<f64>, digits: usize) -> String {
 }
 
 fn headline(name: &str, f: &Figures) -> Headline {
-    Headline { name: name.to_string(), qrisk_p50: opt(f.qrisk_p50, 3), qrisk_p90: opt(f.qrisk_p90, 3), coverage: opt(f.coverage.map(|c| c * 100.0), 1) }
+    Headline {
+        name: name.to_string(),
+        qrisk_p50: opt(f.qrisk_p50, 3),
+        qrisk_p90: opt(f.qrisk_p90, 3),
+        coverage: opt(f.coverage.map(|c| c * 100.0), 1),
+        mase: opt(f.mase, 2),
+    }
 }
 
 pub fn build(latest: Option<&Latest>, card: &Card, margin: f32) -> ModelLive {
@@ -83,7 +90,7 @@ pub fn build(latest: Option<&Latest>, card: &Card, margin: f32) -> ModelLive {
         if let Some(g) = c.evaluation.as_ref().and_then(|e| e.generated.as_ref()) {
             headlines.push(headline("TFT (held-out data)", g));
         }
-        headlines.extend(c.comparisons().iter().map(|(n, f)| headline(&n.replace('_', " "), f)));
+        headlines.extend(c.comparisons().iter().map(|(n, f)| headline(n, f)));
     }
     let live = latest.map(|l| l.snapshot.accuracy.as_slice()).unwrap_or(&[]);
     let drift = model_card::drift(loaded, live, margin);
