@@ -7,7 +7,9 @@
 use schemas::snapshot::TargetThresholds;
 use schemas::{Alert, AlertEvent, FleetFigures, Metrics, Profile, Target, TargetAccuracy, TargetForecast};
 
-use crate::accuracy::AccuracyTracker;
+use serde::{Deserialize, Serialize};
+
+use crate::accuracy::{AccuracyTracker, Scores};
 use crate::alerts::{breaches_into, AlertBook, Breach, BookConfig};
 use crate::fleet::{figures, ServerStatus};
 use crate::risk::{assess, Assessment};
@@ -33,7 +35,36 @@ impl Default for Domain {
     }
 }
 
+/// What survives a restart (KV `state`, key `domain`): the alert book, so alerts keep their
+/// identity and open time instead of re-opening, and the rolling accuracy sums. Forecasts
+/// still pending maturity are not kept (they would be up to 36 MB for 10,000 servers).
+#[derive(Serialize, Deserialize)]
+struct Saved {
+    book: AlertBook,
+    scores: Scores,
+}
+
 impl Domain {
+    /// The state to persist, MessagePack.
+    pub fn save(&self) -> Result<Vec<u8>, schemas::CodecError> {
+        #[derive(Serialize)]
+        struct SavedRef<'a> {
+            book: &'a AlertBook,
+            scores: &'a Scores,
+        }
+        schemas::encode(&SavedRef { book: &self.book, scores: self.accuracy.scores() })
+    }
+
+    /// Restores what [`Domain::save`] wrote; the current alert settings win over the saved.
+    pub fn restore(&mut self, bytes: &[u8]) -> Result<(), schemas::CodecError> {
+        let saved: Saved = schemas::decode(bytes)?;
+        let config = self.book.config();
+        self.book = saved.book;
+        self.book.set_config(config);
+        self.accuracy.set_scores(saved.scores);
+        Ok(())
+    }
+
     /// A server with a fresh forecast issued at the step starting `last_ms`, whose actual
     /// values are `current`: scores matured forecasts, keeps this one, assesses the risk and
     /// feeds the alert book.

@@ -48,7 +48,11 @@ impl Publisher {
         for ack in acks {
             ack.await?;
         }
-        let writes = out.forecasts.iter().map(|(server, v)| (format!("{}{server}", self.forecasts_prefix), v.clone())).collect();
+        let mut writes: Vec<(String, Bytes)> =
+            out.forecasts.iter().map(|(server, v)| (format!("{}{server}", self.forecasts_prefix), v.clone())).collect();
+        if let Some(state) = &out.state {
+            writes.push((format!("$KV.{}.{}", crate::streams::BUCKET_STATE, crate::streams::STATE_KEY), state.clone()));
+        }
         publish_all(&self.js, writes).await
     }
 

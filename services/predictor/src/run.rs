@@ -96,7 +96,15 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let last_seq = crate::publish::latest_snapshot(&js).await.ok().flatten().map_or(0, |s| s.seq);
     let stats = Stats::default();
     stats.set_model(&model.manifest.version);
-    let engine = Engine::new(model, config.recent_steps, chunk, last_seq);
+    let mut engine = Engine::new(model, config.recent_steps, chunk, last_seq);
+    match streams.state.get(crate::streams::STATE_KEY).await {
+        Ok(Some(bytes)) => match engine.restore_domain(&bytes) {
+            Ok(()) => tracing::info!(bytes = bytes.len(), "alert book and accuracy restored"),
+            Err(e) => tracing::warn!(error = %e, "ignoring unreadable saved state"),
+        },
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = %e, "reading saved state"),
+    }
     let (service, service_task) = crate::service::start(&client, &config.service_name, stats.clone()).await?;
     let service_abort = service_task.abort_handle();
     tracing::debug!("stats service registered");

@@ -36,20 +36,8 @@ pub struct FlushStats {
 impl WindowStore {
     /// Opens (creating if needed) the bucket for windows of `capacity` steps.
     pub async fn open(js: &jetstream::Context, bucket: &str, capacity: usize, max_age: Duration) -> anyhow::Result<WindowStore> {
-        let kv = match js.get_key_value(bucket).await {
-            Ok(kv) => kv,
-            Err(_) => js
-                .create_key_value(kv::Config {
-                    bucket: bucket.to_string(),
-                    description: "Fleetcast predictor: per-server windows in one-hour chunks (see chunk.rs)".into(),
-                    history: 1,
-                    max_age,
-                    storage: jetstream::stream::StorageType::File,
-                    ..Default::default()
-                })
-                .await
-                .with_context(|| format!("creating KV bucket {bucket}"))?,
-        };
+        let description = "Fleetcast predictor: per-server windows in one-hour chunks (see chunk.rs)";
+        let kv = crate::streams::open_bucket(js, bucket, description, max_age).await?;
         Ok(WindowStore {
             js: js.clone(),
             kv,

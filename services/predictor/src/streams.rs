@@ -9,6 +9,7 @@
 //! | `HISTORY` | `history.tick`, `alerts.>` | limits: `history_max_age` (7 d), `history_max_bytes` (8 GiB), file |
 //! | KV `windows` | `$KV.windows.>` | history 1, `kv_max_age` (8 d); layout in `chunk.rs` |
 //! | KV `forecasts` | `$KV.forecasts.>` | history 1, `kv_max_age`; key = server, value = `ServerForecast` msgpack |
+//! | KV `state` | `$KV.state.>` | history 1; key `domain` = alert book and accuracy sums (msgpack) |
 
 use std::time::Duration;
 
@@ -19,6 +20,10 @@ use async_nats::jetstream::{self, kv};
 use schemas::subjects;
 
 use crate::config::Config;
+
+/// Predictor-private state that survives a restart.
+pub const BUCKET_STATE: &str = "state";
+pub const STATE_KEY: &str = "domain";
 
 fn limits(name: &str, subjects: &[&str], max_age: Duration, max_bytes: i64) -> stream::Config {
     stream::Config {
@@ -66,6 +71,7 @@ pub struct Streams {
     pub consumer: jetstream::consumer::Consumer<pull::Config>,
     pub predictions: jetstream::stream::Stream,
     pub forecasts: kv::Store,
+    pub state: kv::Store,
 }
 
 pub async fn ensure(js: &jetstream::Context, c: &Config) -> anyhow::Result<Streams> {
@@ -76,22 +82,28 @@ pub async fn ensure(js: &jetstream::Context, c: &Config) -> anyhow::Result<Strea
         .get_or_create_consumer(&c.consumer, consumer_config(c))
         .await
         .with_context(|| format!("creating consumer {}", c.consumer))?;
-    let forecasts = match js.get_key_value(subjects::BUCKET_FORECASTS).await {
-        Ok(kv) => kv,
-        Err(_) => js
-            .create_key_value(kv::Config {
-                bucket: subjects::BUCKET_FORECASTS.to_string(),
-                description: "Fleetcast: each server's latest ServerForecast (MessagePack)".into(),
-                history: 1,
-                max_age: c.kv_max_age,
-                storage: StorageType::File,
-                ..Default::default()
-            })
-            .await
-            .context("creating KV bucket forecasts")?,
-    };
+    let forecasts =
+        open_bucket(js, subjects::BUCKET_FORECASTS, "Fleetcast: each server's latest ServerForecast (MessagePack)", c.kv_max_age).await?;
+    let state = open_bucket(js, BUCKET_STATE, "Fleetcast predictor: alert book and accuracy sums across restarts", c.kv_max_age).await?;
     reset_to_ack_floor(js, &c.consumer).await;
-    Ok(Streams { consumer, predictions, forecasts })
+    Ok(Streams { consumer, predictions, forecasts, state })
+}
+
+/// Opens a history-1 KV bucket, creating it when missing.
+pub async fn open_bucket(js: &jetstream::Context, bucket: &str, description: &str, max_age: Duration) -> anyhow::Result<kv::Store> {
+    if let Ok(kv) = js.get_key_value(bucket).await {
+        return Ok(kv);
+    }
+    js.create_key_value(kv::Config {
+        bucket: bucket.to_string(),
+        description: description.to_string(),
+        history: 1,
+        max_age,
+        storage: StorageType::File,
+        ..Default::default()
+    })
+    .await
+    .with_context(|| format!("creating KV bucket {bucket}"))
 }
 
 /// Takes back deliveries a previous (crashed) instance pulled but never acked, so they come

@@ -41,6 +41,8 @@ pub struct TickOutput {
     pub forecast_count: usize,
     pub warming_count: usize,
     pub stages: Stages,
+    /// The domain state to persist (alert book, accuracy sums).
+    pub state: Option<Bytes>,
 }
 
 pub struct Engine {
@@ -79,6 +81,11 @@ impl Engine {
 
     pub fn manifest(&self) -> &Manifest {
         &self.model.manifest
+    }
+
+    /// Restores the persisted domain state (see [`Domain::restore`]).
+    pub fn restore_domain(&mut self, bytes: &[u8]) -> Result<(), schemas::CodecError> {
+        self.domain.restore(bytes)
     }
 
     pub fn seq(&self) -> u64 {
@@ -213,6 +220,7 @@ impl Engine {
             forecast_count: ready.len(),
             warming_count: warming.len(),
             stages,
+            state: self.domain.save().ok().map(Bytes::from),
         })
     }
 }

@@ -122,3 +122,37 @@ async fn a_predictor_started_on_a_populated_bucket_forecasts_at_once() {
     }
     second.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_keep_their_identity_across_a_restart() {
+    let nats = testkit::NatsServer::start().expect("nats-server");
+    let client = nats.connect().await.unwrap();
+    let js = jetstream::new(client.clone());
+    let t0 = t0();
+    let hot = |s: i64| {
+        let mut m = metrics(0, s);
+        m.mem_used_pct = Some(97.0); // critical for a web server (from 95 %)
+        MetricsBatch::new(SOURCE, s as u64, t0 + (s + 1) * STEP_MS, vec![MetricRecord { server: "ppweb0001".into(), ts_ms: t0 + s * STEP_MS, profile: None, metrics: m }])
+    };
+    let mut snaps = Snapshots::subscribe(&client).await;
+    let first = predictor::start(config(&nats.url())).await.unwrap();
+    for s in 0..8 {
+        publish_batch(&js, &hot(s)).await;
+    }
+    let before = snaps.until(Duration::from_secs(20), |s| s.tick_ms == t0 + 7 * STEP_MS).await;
+    let alert = before.servers[0].alerts.iter().find(|a| a.target == Target::Mem).cloned().expect("a memory alert");
+    assert_eq!(alert.severity, schemas::Level::Critical);
+    first.stop().await.unwrap();
+
+    publish_batch(&js, &hot(8)).await;
+    let second = predictor::start(config(&nats.url())).await.unwrap();
+    let after = snaps.until(Duration::from_secs(20), |s| s.tick_ms == t0 + 8 * STEP_MS).await;
+    let again = after.servers[0].alerts.iter().find(|a| a.target == Target::Mem).expect("still alerted");
+    assert_eq!((again.id.as_str(), again.opened_ms), (alert.id.as_str(), alert.opened_ms), "the same alert, not a new one");
+    second.stop().await.unwrap();
+
+    let history = js.get_stream("HISTORY").await.unwrap();
+    let opened = history.info_with_subjects("alerts.opened.>").await.unwrap();
+    let opened: u64 = futures::TryStreamExt::try_fold(opened, 0u64, |n, (_, c)| async move { Ok(n + c as u64) }).await.unwrap();
+    assert_eq!(opened, 1, "opened once");
+}

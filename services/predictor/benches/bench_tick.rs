@@ -1,0 +1,259 @@
+//! Tick benchmark: drives the real pipeline (the release `predictor` binary against a real
+//! nats-server, real ONNX Runtime) with 100, 1,000 and 10,000 servers and prints, per fleet
+//! size, the tick latency percentiles, the per-stage timing (decode, KV, features, inference,
+//! risk, encode, publish) and the predictor's resident memory. First it measures inference
+//! alone per chunk size and runs the fleets with the fastest.
+//!
+//!     cargo bench -p predictor --bench bench_tick -- [--sizes 100,1000,10000] [--ticks 20]
+//!         [--chunks 8,16,32,64,128] [--model models/tft.onnx]
+//!
+//! Uses `models/tft.onnx` when it exists, else the tiny test model (numbers then say little
+//! about inference). Latency = from the first batch part's publish to the tick's summary on
+//! `history.tick`, which the predictor sends right after the snapshot's last part.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream;
+use clap::Parser;
+use futures::StreamExt;
+use predictor::model::{Model, Outputs};
+use schemas::history::TickSummary;
+use schemas::{MetricRecord, Metrics, MetricsBatch, STEP_MS};
+
+#[derive(Parser)]
+struct Args {
+    #[arg(long, value_delimiter = ',', default_value = "100,1000,10000")]
+    sizes: Vec<usize>,
+    /// Measured ticks per size (10,000 servers: a third of it).
+    #[arg(long, default_value_t = 20)]
+    ticks: usize,
+    #[arg(long, value_delimiter = ',', default_value = "8,16,32,64,128,256")]
+    chunks: Vec<usize>,
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Pause between measured ticks.
+    #[arg(long, default_value_t = 500)]
+    gap_ms: u64,
+    /// Cargo passes `--bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+fn model_path(arg: Option<PathBuf>) -> PathBuf {
+    arg.unwrap_or_else(|| {
+        let real = testkit::workspace_root().join("models/tft.onnx");
+        if real.exists() && real.with_extension("json").exists() {
+            real
+        } else {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny.onnx")
+        }
+    })
+}
+
+/// Inference alone: milliseconds per server for each chunk size; returns the fastest.
+fn sweep(model: &Path, chunks: &[usize]) -> anyhow::Result<usize> {
+    println!("\n## inference alone (one session, {} cores)", std::thread::available_parallelism().map_or(0, |n| n.get()));
+    println!("| chunk | ms/call | ms/server | servers/s |");
+    println!("|---:|---:|---:|---:|");
+    let mut best = (f64::MAX, chunks.first().copied().unwrap_or(64));
+    for &chunk in chunks {
+        let mut m = Model::load(model, &model.with_extension("json"), &testkit::ort_dylib(), chunk, 0)?;
+        let t = m.manifest.encoder_steps;
+        for (i, v) in m.inputs.past.iter_mut().enumerate() {
+            *v = (i % 97) as f32 * 0.5;
+        }
+        m.inputs.mask.fill(1.0);
+        for k in 0..chunk {
+            m.inputs.mask[k * t * 14..k * t * 14 + (k % t) * 14].fill(0.0);
+            m.inputs.profile[k] = (k % 7) as i64;
+        }
+        let mut out = Outputs::default();
+        m.run(chunk, &mut out)?; // warm-up
+        let calls = (1024 / chunk).max(3);
+        let start = Instant::now();
+        for _ in 0..calls {
+            out = Outputs::default();
+            m.run(chunk, &mut out)?;
+        }
+        let per_call = start.elapsed().as_secs_f64() * 1000.0 / calls as f64;
+        let per_server = per_call / chunk as f64;
+        println!("| {chunk} | {per_call:.1} | {per_server:.3} | {:.0} |", 1000.0 / per_server);
+        if per_server < best.0 {
+            best = (per_server, chunk);
+        }
+    }
+    println!("fastest chunk: {}", best.1);
+    Ok(best.1)
+}
+
+fn names(n: usize) -> Vec<String> {
+    let kinds = ["ppml", "ppdb", "ppweb", "ppcon", "ppetl", "pprisk", "ppgen"];
+    (0..n).map(|i| format!("{}{:05}", kinds[i % kinds.len()], i)).collect()
+}
+
+fn metrics(i: usize, s: i64) -> Metrics {
+    let wave = ((s as f32) * 0.2 + i as f32 * 0.37).sin();
+    let busy = 25.0 + 15.0 * wave + (i % 5) as f32 * 4.0;
+    Metrics {
+        cpu_user_pct: Some(busy * 0.7),
+        cpu_sys_pct: Some(busy * 0.2),
+        cpu_iowait_pct: Some(busy * 0.1),
+        cpu_idle_pct: Some(100.0 - busy),
+        java_cpu_pct: Some(busy * 0.4),
+        mem_used_pct: Some(45.0 + 25.0 * wave.abs()),
+        swap_used_pct: Some(3.0),
+        disk_usage_pct: Some(40.0 + (i % 40) as f32),
+        net_in_mb_s: Some(20.0 + 10.0 * wave.abs()),
+        net_out_mb_s: Some(12.0),
+        back_close_wait: Some(2.0),
+        front_close_wait: Some(1.0),
+        load_average: Some(2.0 + 2.0 * wave.abs()),
+        uptime_days: Some(40.0),
+    }
+}
+
+/// One step of the fleet as the generator sends it: parts of at most 1,000 records, same seq.
+async fn publish_step(js: &jetstream::Context, names: &[String], step: i64) -> anyhow::Result<()> {
+    let start = step * STEP_MS;
+    let mut acks = Vec::new();
+    for (p, part) in names.chunks(1000).enumerate() {
+        let records = part
+            .iter()
+            .enumerate()
+            .map(|(k, n)| MetricRecord { server: n.clone(), ts_ms: start, profile: None, metrics: metrics(p * 1000 + k, step) })
+            .collect();
+        let batch = MetricsBatch::new("bench", step as u64, start + STEP_MS, records);
+        acks.push(js.publish("metrics.batch.bench", schemas::encode(&batch)?.into()).await?);
+    }
+    for a in acks {
+        a.await?;
+    }
+    Ok(())
+}
+
+fn rss_mb(pid: u32) -> (f64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status.lines().find(|l| l.starts_with(name)).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0) / 1024.0
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+fn pct(v: &mut [f64], q: f64) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[((v.len() as f64 * q).ceil() as usize).clamp(1, v.len()) - 1]
+}
+
+/// The summary of the tick for `step` (all `n` servers in it).
+async fn wait_tick(summaries: &mut async_nats::Subscriber, n: usize, step: i64) -> anyhow::Result<TickSummary> {
+    let want = step * STEP_MS;
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(120), summaries.next())
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("summary subscription closed"))?;
+        let s: TickSummary = schemas::decode(&msg.payload)?;
+        if s.tick_ms >= want && s.servers.len() == n {
+            return Ok(s);
+        }
+    }
+}
+
+struct Run {
+    latency: Vec<f64>,
+    stages: Vec<serde_json::Value>,
+    rss: (f64, f64),
+    bytes: u64,
+    parts: u64,
+}
+
+async fn run_fleet(n: usize, ticks: usize, model: &Path, chunk: usize, gap: Duration) -> anyhow::Result<Run> {
+    let nats = testkit::NatsServer::start()?;
+    let dir = tempfile::tempdir()?;
+    let log = std::fs::File::create(dir.path().join("predictor.log"))?;
+    let mut child: Child = Command::new(env!("CARGO_BIN_EXE_predictor"))
+        .args(["--nats-url", &nats.url(), "--chunk-size", &chunk.to_string(), "--model"])
+        .arg(model)
+        .env("ORT_DYLIB_PATH", testkit::ort_dylib())
+        .env("RUST_LOG", "warn")
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .stdin(Stdio::null())
+        .spawn()?;
+    let pid = child.id();
+    let result = drive(&nats, n, ticks, gap, pid, model).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    if result.is_err() {
+        eprintln!("{}", std::fs::read_to_string(dir.path().join("predictor.log")).unwrap_or_default());
+    }
+    result
+}
+
+async fn drive(nats: &testkit::NatsServer, n: usize, ticks: usize, gap: Duration, pid: u32, model: &Path) -> anyhow::Result<Run> {
+    let client = nats.connect().await?;
+    let js = jetstream::new(client.clone());
+    let manifest = predictor::model::Manifest::load(&model.with_extension("json"))?;
+    let mut summaries = client.subscribe("history.tick").await?;
+    // Wait for the predictor's streams and service.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while client.request(predictor::service::stats_subject("predictor"), "".into()).await.is_err() {
+        anyhow::ensure!(Instant::now() < deadline, "the predictor did not start");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let fleet = names(n);
+    let now = predictor::run::wall_ms();
+    let first = now / STEP_MS - 48 - manifest.min_history_steps as i64 - ticks as i64;
+    let warm = manifest.min_history_steps as i64 + 1;
+    let clock = Instant::now();
+    for s in first..first + warm {
+        publish_step(&js, &fleet, s).await?;
+    }
+    let s = wait_tick(&mut summaries, n, first + warm - 1).await?;
+    anyhow::ensure!(s.fleet.ready as usize == n, "after warm-up {} of {n} ready", s.fleet.ready);
+    eprintln!("  {n} servers: warm-up of {warm} steps took {:.1} s", clock.elapsed().as_secs_f64());
+    let mut run = Run { latency: Vec::new(), stages: Vec::new(), rss: (0.0, 0.0), bytes: 0, parts: 0 };
+    for k in 0..ticks {
+        let step = first + warm + k as i64;
+        let t = Instant::now();
+        publish_step(&js, &fleet, step).await?;
+        let s = wait_tick(&mut summaries, n, step).await?;
+        run.latency.push(t.elapsed().as_secs_f64() * 1000.0);
+        anyhow::ensure!(s.fleet.ready as usize == n, "tick {k}: {} of {n} forecast", s.fleet.ready);
+        let reply = client.request(predictor::service::stats_subject("predictor"), "".into()).await?;
+        let st: serde_json::Value = serde_json::from_slice(&reply.payload)?;
+        run.bytes = st["last_snapshot_bytes"].as_u64().unwrap_or(0);
+        run.parts = st["last_snapshot_parts"].as_u64().unwrap_or(0);
+        run.stages.push(st["last_tick"].clone());
+        let rss = rss_mb(pid);
+        run.rss = (run.rss.0.max(rss.0), rss.1);
+        tokio::time::sleep(gap).await;
+    }
+    Ok(run)
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let model = model_path(args.model);
+    println!("# predictor tick benchmark\nmodel: {}", model.display());
+    let chunk = sweep(&model, &args.chunks)?;
+    println!("\n## ticks through the pipeline (release predictor binary, real nats-server, chunk {chunk})");
+    println!("| servers | ticks | latency p50 / p95 / p99 / max (ms) | decode | KV | features | inference | risk | encode | publish | snapshot | RSS (peak) MB |");
+    println!("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---:|");
+    for &n in &args.sizes {
+        let ticks = if n >= 10_000 { (args.ticks / 3).max(3) } else { args.ticks };
+        let run = run_fleet(n, ticks, &model, chunk, Duration::from_millis(args.gap_ms)).await?;
+        let mut lat = run.latency.clone();
+        let avg = |key: &str| run.stages.iter().filter_map(|s| s[key].as_f64()).sum::<f64>() / run.stages.len().max(1) as f64;
+        println!(
+            "| {n} | {ticks} | {:.0} / {:.0} / {:.0} / {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} MB in {} parts | {:.0} ({:.0}) |",
+            pct(&mut lat, 0.5), pct(&mut lat, 0.95), pct(&mut lat, 0.99), pct(&mut lat, 1.0),
+            avg("decode_ms"), avg("kv_ms"), avg("features_ms"), avg("inference_ms"), avg("risk_ms"), avg("encode_ms"), avg("publish_ms"),
+            run.bytes as f64 / 1e6, run.parts, run.rss.0, run.rss.1,
+        );
+    }
+    println!("\nstage columns: mean ms per tick inside the predictor; latency: first batch part published -> tick summary received");
+    Ok(())
+}
