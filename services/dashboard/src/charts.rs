@@ -58,7 +58,7 @@ pub fn px(v: f32) -> f32 {
 
 fn lerp(v: f32, d0: f32, d1: f32, p0: f32, p1: f32) -> f32 {
     let span = d1 - d0;
-    if !(span.abs() > f32::EPSILON) || !span.is_finite() {
+    if !span.is_finite() || span.abs() <= f32::EPSILON {
         return (p0 + p1) / 2.0;
     }
     p0 + (v - d0) / span * (p1 - p0)
@@ -97,7 +97,7 @@ pub fn nice_range(values: impl IntoIterator<Item = f32>, floor: Option<f32>, cei
 
 /// The nearest "nice" step (1, 2, 2.5 or 5 times a power of ten) at or above `raw`.
 pub fn nice_step(raw: f32) -> f32 {
-    if !(raw > 0.0) || !raw.is_finite() {
+    if !raw.is_finite() || raw <= 0.0 {
         return 1.0;
     }
     let mag = 10f32.powf(raw.log10().floor());
@@ -111,7 +111,7 @@ pub fn nice_step(raw: f32) -> f32 {
 
 /// Evenly spaced tick values covering `[lo, hi]` with about `n` intervals.
 pub fn ticks(lo: f32, hi: f32, n: usize) -> Vec<f32> {
-    if !(hi > lo) || n == 0 {
+    if hi.is_nan() || lo.is_nan() || hi <= lo || n == 0 {
         return vec![lo];
     }
     let step = nice_step((hi - lo) / n as f32);
@@ -244,7 +244,7 @@ mod tests {
     #[test]
     fn nice_ranges_cover_data_and_thresholds() {
         let (lo, hi) = nice_range([12.0, 47.0, 95.0], Some(0.0), Some(100.0));
-        assert!(lo <= 12.0 && hi >= 95.0 && hi <= 100.0 && lo >= 0.0, "{lo} {hi}");
+        assert!((0.0..=12.0).contains(&lo) && (95.0..=100.0).contains(&hi), "{lo} {hi}");
         let (lo, hi) = nice_range([3.3, 3.3], None, None);
         assert!(lo < 3.3 && hi > 3.3);
         assert_eq!(nice_range([f32::NAN], Some(0.0), None), (0.0, 1.0));

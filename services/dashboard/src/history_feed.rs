@@ -70,7 +70,7 @@ async fn consume(js: &jetstream::Context, state: &Shared, bad: &mut u64, last_se
                     }
                     if let Err(e) = apply(state, m.subject.as_str(), &m.payload) {
                         *bad += 1;
-                        if *bad <= 5 || *bad % 100 == 0 {
+                        if crate::subscribe::worth_logging(*bad) {
                             tracing::warn!(error = %e, skipped = *bad, "skipping a history message");
                         }
                     }

@@ -91,7 +91,7 @@ impl ModelCard {
 pub enum Card {
     Missing(PathBuf),
     Invalid(PathBuf, String),
-    Loaded(ModelCard),
+    Loaded(Box<ModelCard>),
 }
 
 /// Reads the card again only when the file's modification time changes.
@@ -117,7 +117,7 @@ impl CardCache {
         let card = Arc::new(match std::fs::read_to_string(&self.path) {
             Err(_) => Card::Missing(self.path.clone()),
             Ok(text) => match ModelCard::parse(&text) {
-                Ok(c) => Card::Loaded(c),
+                Ok(c) => Card::Loaded(Box::new(c)),
                 Err(e) => Card::Invalid(self.path.clone(), e),
             },
         });

@@ -66,10 +66,16 @@ pub fn decode_part(asm: &mut SnapshotAssembler, payload: &[u8]) -> Result<Option
     Ok(asm.push(part))
 }
 
+/// Whether the `n`th bad message is logged: the first few, then every hundredth, so a bad
+/// publisher cannot flood the log.
+#[allow(clippy::manual_is_multiple_of)] // `is_multiple_of` needs Rust 1.87; the MSRV is 1.85
+pub fn worth_logging(n: u64) -> bool {
+    n <= 5 || n % 100 == 0
+}
+
 fn skip(state: &Shared, err: BadSnapshot) {
     let n = state.count_bad_message(err.to_string());
-    // Log the first few and then every hundredth, so a bad publisher cannot flood the log.
-    if n <= 5 || n % 100 == 0 {
+    if worth_logging(n) {
         tracing::warn!(error = %err, skipped = n, "skipping a message on predictions.current");
     }
 }

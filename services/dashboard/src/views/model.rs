@@ -58,7 +58,7 @@ fn headline(name: &str, f: &Figures) -> Headline {
 
 pub fn build(latest: Option<&Latest>, card: &Card, margin: f32) -> ModelLive {
     let loaded = match card {
-        Card::Loaded(c) => Some(c),
+        Card::Loaded(c) => Some(c.as_ref()),
         _ => None,
     };
     let card_problem = match card {
