@@ -9,7 +9,10 @@ use bytes::Bytes;
 use schemas::{subjects, Rejection, Snapshot, CONTENT_TYPE, CONTENT_TYPE_HEADER};
 
 use crate::store::publish_all;
-use crate::tick::TickOutput;
+use crate::tick::{Engine, TickOutput};
+
+/// Snapshot parts sent but not yet acknowledged (bounds the memory a large snapshot takes).
+const PARTS_IN_FLIGHT: usize = 4;
 
 fn headers() -> HeaderMap {
     let mut h = HeaderMap::new();
@@ -33,13 +36,24 @@ impl Publisher {
         Ok(())
     }
 
-    /// Publishes a tick: the snapshot parts back to back (in order, on one connection), then
-    /// the summary and alert events, then the forecasts; returns once all are stored.
-    pub async fn tick(&self, out: &TickOutput) -> anyhow::Result<()> {
-        let mut acks = Vec::with_capacity(out.parts.len() + out.events.len() + 1);
-        for part in &out.parts {
-            self.send(subjects::PREDICTIONS_CURRENT.to_string(), part.clone(), &mut acks).await?;
+    /// Publishes a tick: the snapshot parts in order on one connection (each written just
+    /// before it is sent, with a few acks in flight, so the snapshot is never held whole a
+    /// second time), then the summary and alert events, then the forecasts and saved state;
+    /// returns once all are stored. Returns the snapshot's size in bytes.
+    pub async fn tick(&self, engine: &Engine, out: &TickOutput) -> anyhow::Result<usize> {
+        let mut bytes = 0;
+        let mut in_flight = std::collections::VecDeque::new();
+        for k in 0..out.plan.count() {
+            let part = engine.part(out, k)?;
+            bytes += part.len();
+            in_flight.push_back(self.js.publish_with_headers(subjects::PREDICTIONS_CURRENT, headers(), part).await?);
+            if in_flight.len() > PARTS_IN_FLIGHT {
+                if let Some(ack) = in_flight.pop_front() {
+                    ack.await?;
+                }
+            }
         }
+        let mut acks: Vec<PublishAckFuture> = in_flight.into_iter().collect();
         self.send(subjects::HISTORY_TICK.to_string(), Bytes::from(schemas::encode(&out.summary)?), &mut acks).await?;
         for e in &out.events {
             let subject = subjects::alert_event(e.alert.state, &e.alert.server);
@@ -53,7 +67,8 @@ impl Publisher {
         if let Some(state) = &out.state {
             writes.push((format!("$KV.{}.{}", crate::streams::BUCKET_STATE, crate::streams::STATE_KEY), state.clone()));
         }
-        publish_all(&self.js, writes).await
+        publish_all(&self.js, writes).await?;
+        Ok(bytes)
     }
 
     /// Rejections go out on core NATS: they are for watching, not for replay.

@@ -311,22 +311,43 @@ impl Loop {
             }
         };
         let clock = Instant::now();
-        if let Err(e) = self.publisher.tick(&out).await {
-            tracing::error!(error = %format!("{e:#}"), seq = out.seq, "publishing the tick failed");
-        }
+        let bytes = match self.publisher.tick(&self.engine, &out).await {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), seq = out.seq, "publishing the tick failed");
+                0
+            }
+        };
         let mut stages = std::mem::take(&mut self.acc);
         stages.add(&out.stages);
         stages.publish_ms += ms(clock.elapsed());
-        let bytes = out.parts.iter().map(|p| p.len()).sum();
         self.stats.tick(&TickRecord {
             seq: out.seq,
             stages,
             servers: out.forecast_count,
-            parts: out.parts.len(),
+            parts: out.plan.count(),
             bytes,
             latency_ms: published_ms.map(|p| (wall_ms() - p) as f64),
         });
         self.stats.windows(self.reg.len(), self.engine.warming());
-        tracing::debug!(seq = out.seq, forecast = out.forecast_count, warming = out.warming_count, parts = out.parts.len(), "tick");
+        tracing::debug!(seq = out.seq, forecast = out.forecast_count, warming = out.warming_count, parts = out.plan.count(), "tick");
+        drop(out);
+        release_memory();
     }
 }
+
+/// A large tick allocates and frees hundreds of MB (outputs, encodings, parts); glibc keeps
+/// freed memory in its arenas unless asked, so resident memory would stay at the peak.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn release_memory() {
+    extern "C" {
+        fn malloc_trim(pad: usize) -> i32;
+    }
+    // SAFETY: malloc_trim only hands free heap pages back to the kernel; no preconditions.
+    unsafe {
+        malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn release_memory() {}

@@ -6,7 +6,7 @@
 //! holding that part's servers, so any reader (and `schemas::SnapshotAssembler`) sees
 //! ordinary snapshots; the servers' bytes are copied, never re-encoded.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use schemas::snapshot::{TargetHistory, VariableWeight};
 use schemas::{
     Explanation, FleetFigures, Metric, ModelInfo, PartInfo, Snapshot, TargetAccuracy, TargetForecast, Target,
@@ -134,30 +134,56 @@ pub fn write_part(out: &mut Vec<u8>, h: &Header, part: PartInfo, servers: &[&[u8
     Ok(())
 }
 
-/// Splits the servers into parts of at most `max_payload` bytes each and writes them.
-/// A server too large for any part on its own still goes out, alone in its part.
-pub fn write_parts(h: &Header, servers: &[&[u8]], max_payload: usize) -> Result<Vec<Bytes>, rmp_serde::encode::Error> {
-    let mut probe = Vec::new();
-    write_part(&mut probe, h, PartInfo { index: u16::MAX, count: u16::MAX }, &[])?;
-    let budget = max_payload.saturating_sub(HEADER_ROOM + probe.len() + 5).max(1);
-    let mut groups: Vec<std::ops::Range<usize>> = Vec::new();
-    let (mut start, mut size) = (0, 0);
-    for (i, s) in servers.iter().enumerate() {
-        if i > start && size + s.len() > budget {
-            groups.push(start..i);
-            (start, size) = (i, 0);
+/// Which servers go in which part: consecutive runs whose encoding stays under max_payload.
+/// Parts are then written one at a time, so a 10,000-server snapshot is never held twice.
+#[derive(Debug, Clone, Default)]
+pub struct PartPlan {
+    groups: Vec<std::ops::Range<usize>>,
+}
+
+impl PartPlan {
+    /// Plans parts of at most `max_payload` bytes for servers of the given encoded sizes. A
+    /// server too large for any part on its own still goes out, alone in its part.
+    pub fn new(h: &Header, sizes: impl Iterator<Item = usize>, max_payload: usize) -> Result<PartPlan, rmp_serde::encode::Error> {
+        let mut probe = Vec::new();
+        write_part(&mut probe, h, PartInfo { index: u16::MAX, count: u16::MAX }, &[])?;
+        let budget = max_payload.saturating_sub(HEADER_ROOM + probe.len() + 5).max(1);
+        let mut groups = Vec::new();
+        let (mut start, mut size, mut n) = (0, 0, 0);
+        for (i, len) in sizes.enumerate() {
+            if i > start && size + len > budget {
+                groups.push(start..i);
+                (start, size) = (i, 0);
+            }
+            size += len;
+            n = i + 1;
         }
-        size += s.len();
+        groups.push(start..n);
+        Ok(PartPlan { groups })
     }
-    groups.push(start..servers.len());
-    let count = groups.len().min(u16::MAX as usize) as u16;
-    let mut buf = Vec::new();
-    let mut parts = Vec::with_capacity(groups.len());
-    for (index, g) in groups.into_iter().enumerate() {
-        write_part(&mut buf, h, PartInfo { index: index as u16, count }, &servers[g])?;
-        parts.push(BytesMut::from(&buf[..]).freeze());
+
+    pub fn count(&self) -> usize {
+        self.groups.len()
     }
-    Ok(parts)
+
+    /// The servers (indexes into the planned list) of part `k`.
+    pub fn range(&self, k: usize) -> std::ops::Range<usize> {
+        self.groups[k].clone()
+    }
+
+    /// Writes part `k` of `servers` (the whole planned list).
+    pub fn write(&self, k: usize, h: &Header, servers: &[&[u8]]) -> Result<Bytes, rmp_serde::encode::Error> {
+        let count = self.groups.len().min(u16::MAX as usize) as u16;
+        let mut buf = Vec::new();
+        write_part(&mut buf, h, PartInfo { index: k as u16, count }, servers)?;
+        Ok(Bytes::from(buf))
+    }
+}
+
+/// Splits the servers into parts of at most `max_payload` bytes each and writes them all.
+pub fn write_parts(h: &Header, servers: &[&[u8]], max_payload: usize) -> Result<Vec<Bytes>, rmp_serde::encode::Error> {
+    let plan = PartPlan::new(h, servers.iter().map(|s| s.len()), max_payload)?;
+    (0..plan.count()).map(|k| plan.write(k, h, &servers[plan.range(k)])).collect()
 }
 
 /// A whole snapshot from its header and servers (tests and small fleets).

@@ -15,7 +15,7 @@ use crate::fleet::ServerStatus;
 use crate::model::{Manifest, Model, Outputs};
 use crate::registry::Registry;
 use crate::risk::Assessment;
-use crate::snapshot::{drop_unobserved, explanation_from, forecast_from, recent_of, write_parts, Header};
+use crate::snapshot::{drop_unobserved, explanation_from, forecast_from, recent_of, Header, PartPlan};
 use crate::stats::{ms, Stages};
 use crate::step::step_start;
 
@@ -31,8 +31,11 @@ pub struct ServerOut {
 pub struct TickOutput {
     pub seq: u64,
     pub tick_ms: i64,
-    /// Snapshot parts, in order.
-    pub parts: Vec<Bytes>,
+    /// The snapshot's header; its servers are every kept output in `order` (by name), split
+    /// as `plan` says. [`Engine::part`] writes each part when it is published.
+    pub header: Header,
+    pub order: Vec<u32>,
+    pub plan: PartPlan,
     /// `(server, ServerForecast msgpack)` of the servers updated on this tick.
     pub forecasts: Vec<(String, Bytes)>,
     pub summary: TickSummary,
@@ -90,6 +93,15 @@ impl Engine {
 
     pub fn seq(&self) -> u64 {
         self.seq
+    }
+
+    /// Writes part `k` of a tick's snapshot from the cached server bytes.
+    pub fn part(&self, out: &TickOutput, k: usize) -> anyhow::Result<Bytes> {
+        let servers: Vec<&[u8]> = out.order[out.plan.range(k)]
+            .iter()
+            .filter_map(|id| self.outs.get(*id as usize).and_then(Option::as_ref).map(|o| &o.encoded[..]))
+            .collect();
+        Ok(out.plan.write(k, &out.header, &servers)?)
     }
 
     /// Servers whose latest output is a warm-up (no forecast yet).
@@ -205,15 +217,17 @@ impl Engine {
         let mut order: Vec<u32> = (0..reg.len() as u32).filter(|id| self.outs[*id as usize].is_some()).collect();
         order.sort_unstable_by(|a, b| reg.server(*a).name.cmp(&reg.server(*b).name));
         let header = Header { seq: self.seq, tick_ms, published_ms: wall_ms, model: self.info.clone(), fleet, accuracy };
-        let refs: Vec<&[u8]> = order.iter().filter_map(|id| self.outs[*id as usize].as_ref().map(|o| &o.encoded[..])).collect();
-        let parts = write_parts(&header, &refs, max_payload)?;
+        let sizes = order.iter().map(|id| self.outs[*id as usize].as_ref().map_or(0, |o| o.encoded.len()));
+        let plan = PartPlan::new(&header, sizes, max_payload)?;
         let summary = summary_of(&header, reg, &order, &self.outs, &events);
         stages.encode_ms += ms(clock.elapsed());
 
         Ok(TickOutput {
             seq: self.seq,
             tick_ms,
-            parts,
+            header,
+            order,
+            plan,
             forecasts,
             summary,
             events,
