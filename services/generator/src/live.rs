@@ -61,11 +61,8 @@ pub async fn run(opts: LiveOptions, mut shutdown: Shutdown) -> anyhow::Result<Li
     check_source(&opts.source)?;
     let start_ms = opts.start_ms.unwrap_or_else(|| align(now_ms()) - opts.backfill_steps as i64 * STEP_MS);
     let sim = Simulator::new(SimConfig { servers: opts.servers, seed: opts.seed, start_ms })?;
-    let client = async_nats::ConnectOptions::new()
-        .name(format!("fleetcast-generator-{}", opts.source))
-        .connect(opts.nats_url.as_str())
-        .await
-        .with_context(|| format!("connecting to NATS at {}", opts.nats_url))?;
+    // fleetbus takes the credentials from the URL (async-nats ignores them there) and retries.
+    let client = fleetbus::connect(&format!("fleetcast-generator-{}", opts.source), &opts.nats_url).await?;
     let sim = Arc::new(Mutex::new(sim));
     let control = control::start(&client, sim.clone()).await?;
     let run_id = format!("{:x}-{:x}", now_ms(), std::process::id());
