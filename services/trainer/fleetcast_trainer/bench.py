@@ -67,7 +67,9 @@ def random_inputs(b: int, t: int, rng=None):
 
 
 def throughput(path: str, t: int, batches=(1, 100, 1000), threads: int = 2, min_seconds: float = 3.0) -> list:
-    """Median server-forecasts per second over repeated runs, per batch size."""
+    """Server-forecasts per second per batch size: from the best (least disturbed) run, as timeit
+    recommends, and from the median run; plus the process CPU time per run (what the work costs,
+    whatever else the machine is doing) and the load average while measuring."""
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
@@ -76,13 +78,22 @@ def throughput(path: str, t: int, batches=(1, 100, 1000), threads: int = 2, min_
     for b in batches:
         feed = random_inputs(b, t)
         sess.run(None, feed)
-        times = []
+        times, cpu = [], []
         start = time.perf_counter()
-        while len(times) < 3 or (time.perf_counter() - start < min_seconds and len(times) < 200):
-            t0 = time.perf_counter()
+        while len(times) < 5 or (time.perf_counter() - start < min_seconds and len(times) < 200):
+            t0, c0 = time.perf_counter(), time.process_time()
             sess.run(None, feed)
             times.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)
         med = float(np.median(times))
         rows.append({"batch": b, "runs": len(times), "median_ms": med * 1000, "best_ms": min(times) * 1000,
-                     "servers_per_s": b / med, "servers_per_s_best": b / min(times)})
+                     "servers_per_s": b / min(times), "servers_per_s_median": b / med,
+                     "cpu_ms_per_server": float(np.median(cpu)) * 1000 / b, "load_avg_1m": _load()})
     return rows
+
+
+def _load() -> float:
+    try:
+        return float(open("/proc/loadavg").read().split()[0])
+    except (OSError, ValueError):
+        return float("nan")

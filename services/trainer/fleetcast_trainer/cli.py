@@ -19,7 +19,7 @@ from .train import TrainConfig, train
 from .windows import Augment, rolling_origins
 
 MAX_ONNX_BYTES = 10 * 1024 * 1024
-HISTORY_GRID = [12, 24, 36, 72]
+HISTORY_GRID = [12, 24, 36, 48, 72]
 
 
 def _args(argv):
@@ -31,7 +31,7 @@ def _args(argv):
         s.add_argument("--eval-data", required=True)
         s.add_argument("--nab-dir", default=None)
         s.add_argument("--out", required=True, help="models/ directory")
-        s.add_argument("--encoder-steps", type=int, default=144)
+        s.add_argument("--encoder-steps", type=int, default=96)
         s.add_argument("--hidden", type=int, default=16)
         s.add_argument("--heads", type=int, default=2)
         s.add_argument("--time-budget", type=float, default=25 * 60, help="training seconds")
@@ -42,7 +42,7 @@ def _args(argv):
         s.add_argument("--no-progress", action="store_true")
     c = sub.add_parser("card", help="re-render models/README.md from tft.json, evaluation.json, sweep.json")
     c.add_argument("--out", required=True)
-    sub.choices["sweep"].add_argument("--sizes", default="144x8,144x16,144x32,288x16",
+    sub.choices["sweep"].add_argument("--sizes", default="96x8,96x16,96x32,144x16",
                                       help="comma list of <encoder_steps>x<hidden>")
     return p.parse_args(argv)
 

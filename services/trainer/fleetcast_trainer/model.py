@@ -2,7 +2,7 @@
 
 Why the normalisation looks the way it does: a server's metrics are scaled inside the graph by the
 server's own window (centred on the metric's last observed value, scaled by the window's masked
-standard deviation with a per-metric floor from the training data), so a caller passes raw values and gets raw units back, and one model serves
+mean absolute deviation with a per-metric floor from the training data), so a caller passes raw values and gets raw units back, and one model serves
 machines whose levels differ by orders of magnitude (0.1 % CPU on one NAB instance, 50 % on another).
 The absolute level is not thrown away: it goes into the static covariates, next to the profile.
 """
@@ -19,7 +19,7 @@ from .layers import GRN, GateAddNorm, InterpretableAttention, VariableSelection
 
 @dataclass
 class TFTConfig:
-    encoder_steps: int = 288
+    encoder_steps: int = 96
     horizon: int = schema.HORIZON
     hidden: int = 16
     var_hidden: int = 16
@@ -91,12 +91,13 @@ class TFT(nn.Module):
 
     def _window_stats(self, x, m):
         """Per metric: the last observed value (the anchor forecasts are made relative to, robust
-        to old spikes), the masked std of the window (floored) and the observed count."""
+        to old spikes), the window's masked mean absolute deviation (floored; unlike the std, one
+        burst in a quiet window barely moves it) and the observed count."""
         cnt = m.sum(1)
         denom = cnt.clamp(min=1.0)
         mean = (x * m).sum(1) / denom
-        var = (((x - mean[:, None, :]) * m) ** 2).sum(1) / denom
-        scale = torch.sqrt(var + self.floor**2)
+        mad = ((x - mean[:, None, :]).abs() * m).sum(1) / denom
+        scale = torch.sqrt(mad**2 + self.floor**2)
         last_idx = (m * self.step_index).argmax(1, keepdim=True)  # [B, 1, 14]
         last = torch.gather(x, 1, last_idx)[:, 0]
         return last, mean, scale, cnt
