@@ -11,7 +11,8 @@ async fn main() -> anyhow::Result<()> {
     let args = dashboard::Args::parse();
     let running = dashboard::start(args).await?;
     println!("Fleetcast dashboard: http://{}/", running.addr);
-    tracing::info!(url = %format!("http://{}/", running.addr), "dashboard listening");
+    // `just up` and the end-to-end tests wait for this line.
+    tracing::info!(url = %format!("http://{}/", running.addr), "dashboard ready");
     shutdown_signal().await;
     tracing::info!("shutting down");
     running.stop().await;

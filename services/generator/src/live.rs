@@ -8,7 +8,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use schemas::{Scenario, STEP_MS};
 use tokio::time::MissedTickBehavior;
 use tracing::{debug, info, warn};
