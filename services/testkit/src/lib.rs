@@ -11,9 +11,19 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
-/// The workspace root (two levels above this crate).
+/// The workspace root: the nearest directory holding `Cargo.lock` above the running test's
+/// package (cargo sets `CARGO_MANIFEST_DIR` at run time), else above the working directory.
+/// Resolved at run time, so a test binary built in one checkout never reads another's files.
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap_or_else(|_| PathBuf::from("."))
+    let start = std::env::var("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .or_else(|_| std::env::current_dir())
+        .unwrap_or_else(|_| PathBuf::from("."));
+    start
+        .ancestors()
+        .find(|d| d.join("Cargo.lock").exists())
+        .map(Path::to_path_buf)
+        .unwrap_or(start)
 }
 
 /// Path of the nats-server binary to use.
