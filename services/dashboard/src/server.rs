@@ -28,7 +28,8 @@ impl Running {
             t.abort();
         }
         if let Some(c) = self.state.nats() {
-            let _ = c.drain().await;
+            // Drain flushes what we published; never wait long for a broker that is gone.
+            let _ = tokio::time::timeout(Duration::from_secs(1), c.drain()).await;
         }
     }
 }
