@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# `just bench`: builds in release, runs every benchmark of the product side by side on this
+# machine, prints the tables and writes them with the machine's description to BENCHMARKS.md.
+# Ratios against the original stack's way of working come from the same run.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+"$root/deploy/bootstrap.sh"
+export ORT_DYLIB_PATH="${ORT_DYLIB_PATH:-$root/.tools/ortlib/libonnxruntime.so}"
+export NATS_SERVER_BIN="${NATS_SERVER_BIN:-$root/.tools/bin/nats-server}"
+work="$(mktemp -d)"; trap 'rm -rf "$work"' EXIT
+
+echo "building (release)..." >&2
+cargo build --release --workspace --bins --examples >&2
+cargo bench --no-run -p predictor -p dashboard >&2 2>&1 | tail -n 2 >&2
+
+section() { printf '\n## %s\n\n' "$1"; }
+{
+  echo "# Fleetcast benchmarks"
+  echo
+  echo "Written by \`just bench\` (deploy/bench.sh); numbers from one run, side by side."
+  echo
+  echo "| machine | |"
+  echo "|---|---|"
+  echo "| date | $(date -u +%Y-%m-%dT%H:%MZ) |"
+  echo "| commit | $(git rev-parse --short HEAD 2>/dev/null || echo unknown) |"
+  echo "| CPU | $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //') |"
+  echo "| cores | $(nproc) |"
+  echo "| memory | $(free -g | awk '/Mem:/ {print $2}') GiB |"
+  echo "| kernel | $(uname -r) |"
+  echo "| ONNX Runtime | $(basename "$(readlink -f "$ORT_DYLIB_PATH")") |"
+
+  section "Generator: simulate, encode and publish one tick (JetStream-acknowledged)"
+  cargo run --quiet --release -p generator --example bench_publish 2>/dev/null
+
+  section "Predictor: tick latency per stage, 100 / 1,000 / 10,000 servers"
+  cargo bench --quiet -p predictor --bench bench_tick 2>/dev/null | tee "$work/predictor.txt"
+
+  section "Dashboard: render, page weight, SSE fan-out (1,000 servers)"
+  cargo bench --quiet -p dashboard --bench dashboard 2>/dev/null
+
+  section "Baselines in Python (same machine, same threads)"
+  # shellcheck source=/dev/null
+  source "$root/services/trainer/venv.sh"
+  (cd "$root" && "$PY" deploy/bench/compare_python.py) | tee "$work/python.txt" | grep -v '^RESULT '
+
+  section "Resident memory of each service (release stack, 1,000 servers, 60 s)"
+  deploy/bench/rss.sh 1000 60
+
+  section "Ratios"
+  "$root/.tools/bin/python" deploy/bench/ratios.py "$work/predictor.txt" "$work/python.txt"
+} | tee "$root/BENCHMARKS.md"
