@@ -63,6 +63,9 @@ pub async fn run(opts: LiveOptions, mut shutdown: Shutdown) -> anyhow::Result<Li
     let sim = Simulator::new(SimConfig { servers: opts.servers, seed: opts.seed, start_ms })?;
     // fleetbus takes the credentials from the URL (async-nats ignores them there) and retries.
     let client = fleetbus::connect(&format!("fleetcast-generator-{}", opts.source), &opts.nats_url).await?;
+    if !wait_connected(&client, &opts.nats_url, &mut shutdown).await {
+        return Ok(LiveSummary::default());
+    }
     let sim = Arc::new(Mutex::new(sim));
     let control = control::start(&client, sim.clone()).await?;
     let run_id = format!("{:x}-{:x}", now_ms(), std::process::id());
@@ -122,6 +125,24 @@ pub async fn run(opts: LiveOptions, mut shutdown: Shutdown) -> anyhow::Result<Li
     }
     info!(steps = summary.steps, records = summary.records, messages = summary.messages, "generator stopped");
     result.map(|()| summary)
+}
+
+/// Waits for the first connection (the client retries it), so the first tick is cut to the
+/// server's real max_payload. False when shutdown comes first.
+async fn wait_connected(client: &async_nats::Client, url: &str, shutdown: &mut Shutdown) -> bool {
+    let t0 = std::time::Instant::now();
+    let mut warned = false;
+    while client.connection_state() != async_nats::connection::State::Connected {
+        if !warned && t0.elapsed() > Duration::from_secs(2) {
+            warn!("waiting for NATS at {}", fleetbus::redact(url));
+            warned = true;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+            _ = shutdown.wait() => return false,
+        }
+    }
+    true
 }
 
 fn lock(sim: &Mutex<Simulator>) -> std::sync::MutexGuard<'_, Simulator> {

@@ -116,8 +116,10 @@ pub struct TickReport {
     pub encode: Duration,
     /// Time from the first publish to the last acknowledgement (retries included).
     pub publish: Duration,
-    /// Rounds that failed and were retried.
+    /// Rounds that failed and were retried after a backoff.
     pub retries: u32,
+    /// Parts cut again because the server's max_payload turned out lower.
+    pub resplit: usize,
 }
 
 /// Publishes ticks of one source on `metrics.batch.<source>`.
@@ -148,9 +150,10 @@ impl Publisher {
         &self.subject
     }
 
-    /// The largest message this publisher sends: the server's `max_payload` less a margin.
+    /// The largest message this publisher sends: the `max_payload` the client enforces (the
+    /// server's, once its INFO has arrived) less a margin for headers.
     pub fn limit(&self) -> usize {
-        let max = match self.client.server_info().max_payload {
+        let max = match self.client.max_payload() {
             0 => DEFAULT_MAX_PAYLOAD,
             m => m,
         };
@@ -166,7 +169,7 @@ impl Publisher {
         shutdown: &mut Shutdown,
     ) -> Result<TickReport, PublishError> {
         let t0 = Instant::now();
-        let parts = self.splitter.split(&self.source, seq, clock_ms, records, self.limit())?;
+        let mut parts = self.splitter.split(&self.source, seq, clock_ms, records, self.limit())?;
         let mut report = TickReport { parts: parts.len(), bytes: parts.iter().map(Bytes::len).sum(), encode: t0.elapsed(), ..Default::default() };
         let t1 = Instant::now();
         let mut pending: Vec<usize> = (0..parts.len()).collect();
@@ -175,15 +178,38 @@ impl Publisher {
             let failed = self.send_round(seq, &parts, &pending).await;
             if failed.is_empty() {
                 report.publish = t1.elapsed();
+                report.parts = parts.len() - report.resplit;
                 return Ok(report);
             }
-            let (_, err) = &failed[0];
-            if err.kind() == PublishErrorKind::StreamNotFound {
-                warn!(subject = %self.subject, seq, "no JetStream stream answers on {} (the predictor creates stream {}); retrying the tick in {:?}", self.subject, schemas::subjects::STREAM_METRICS, backoff);
-            } else {
-                warn!(subject = %self.subject, seq, parts = failed.len(), "publishing failed: {err}; retrying in {backoff:?}");
+            pending.clear();
+            let mut wait = false;
+            for (i, err) in failed {
+                if err.kind() == PublishErrorKind::MaxPayloadExceeded {
+                    // The server's limit is lower than the one this part was cut for (its INFO
+                    // came late, or it changed on reconnect): cut the part again, at once.
+                    let limit = self.limit();
+                    warn!(subject = %self.subject, seq, bytes = parts[i].len(), limit, "part over the server's max_payload; splitting it again");
+                    let batch: MetricsBatch = schemas::decode(&parts[i])?;
+                    report.resplit += 1;
+                    for part in self.splitter.split(&self.source, seq, clock_ms, batch.records, limit)? {
+                        parts.push(part);
+                        pending.push(parts.len() - 1);
+                    }
+                    continue;
+                }
+                if !wait {
+                    if err.kind() == PublishErrorKind::StreamNotFound {
+                        warn!(subject = %self.subject, seq, "no JetStream stream answers on {} (the predictor creates stream {}); retrying the tick in {:?}", self.subject, schemas::subjects::STREAM_METRICS, backoff);
+                    } else {
+                        warn!(subject = %self.subject, seq, "publishing failed: {err}; retrying in {backoff:?}");
+                    }
+                }
+                wait = true;
+                pending.push(i);
             }
-            pending = failed.into_iter().map(|(i, _)| i).collect();
+            if !wait {
+                continue;
+            }
             report.retries += 1;
             tokio::select! {
                 _ = tokio::time::sleep(backoff) => {}
