@@ -33,6 +33,9 @@ struct Args {
     chunks: Vec<usize>,
     #[arg(long)]
     model: Option<PathBuf>,
+    /// Run the fleets with this chunk instead of the sweep's fastest.
+    #[arg(long)]
+    chunk: Option<usize>,
     /// Pause between measured ticks.
     #[arg(long, default_value_t = 500)]
     gap_ms: u64,
@@ -210,8 +213,14 @@ async fn drive(nats: &testkit::NatsServer, n: usize, ticks: usize, gap: Duration
     for s in first..first + warm {
         publish_step(&js, &fleet, s).await?;
     }
-    let s = wait_tick(&mut summaries, n, first + warm - 1).await?;
-    anyhow::ensure!(s.fleet.ready as usize == n, "after warm-up {} of {n} ready", s.fleet.ready);
+    // Ticks run while the backlog drains; the warm-up ends with the tick that has them all ready.
+    loop {
+        let s = wait_tick(&mut summaries, n, first + warm - 1).await?;
+        if s.fleet.ready as usize == n {
+            break;
+        }
+        anyhow::ensure!(clock.elapsed() < Duration::from_secs(600), "after warm-up {} of {n} ready", s.fleet.ready);
+    }
     eprintln!("  {n} servers: warm-up of {warm} steps took {:.1} s", clock.elapsed().as_secs_f64());
     let mut run = Run { latency: Vec::new(), stages: Vec::new(), rss: (0.0, 0.0), bytes: 0, parts: 0 };
     for k in 0..ticks {
@@ -238,7 +247,8 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let model = model_path(args.model);
     println!("# predictor tick benchmark\nmodel: {}", model.display());
-    let chunk = sweep(&model, &args.chunks)?;
+    let fastest = sweep(&model, &args.chunks)?;
+    let chunk = args.chunk.unwrap_or(fastest);
     println!("\n## ticks through the pipeline (release predictor binary, real nats-server, chunk {chunk})");
     println!("| servers | ticks | latency p50 / p95 / p99 / max (ms) | decode | KV | features | inference | risk | encode | publish | snapshot | RSS (peak) MB |");
     println!("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---:|");

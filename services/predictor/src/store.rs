@@ -13,6 +13,7 @@ use futures::{StreamExt, TryStreamExt};
 
 use crate::chunk::{self, decode_chunk, decode_clock, encode_chunk, parse_key, Chunk, Key};
 use crate::registry::Registry;
+use crate::window::chunk_of;
 
 /// JetStream publishes in flight at once during a flush.
 const IN_FLIGHT: usize = 512;
@@ -62,7 +63,10 @@ impl WindowStore {
             reg.server_mut(id).take_dirty(&mut self.scratch);
             let w = reg.server(id);
             let source = &reg.source(w.source).name;
-            for &c in &self.scratch {
+            // A backlog can change more chunks than there are slots; only the newest
+            // `n_slots` are the window (older ones would race them for the same key).
+            let newest = w.open().map(|o| o.step).or(w.last_closed()).map_or(i64::MIN, chunk_of);
+            for &c in self.scratch.iter().filter(|c| **c > newest - self.n_slots) {
                 tmp.clear();
                 encode_chunk(w, source, c, &mut tmp);
                 buf.extend_from_slice(&tmp);
