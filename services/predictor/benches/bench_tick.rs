@@ -29,13 +29,16 @@ struct Args {
     /// Measured ticks per size (10,000 servers: a third of it).
     #[arg(long, default_value_t = 20)]
     ticks: usize,
-    #[arg(long, value_delimiter = ',', default_value = "8,16,32,64,128,256")]
+    #[arg(long, value_delimiter = ',', default_value = "16,64,256")]
     chunks: Vec<usize>,
     #[arg(long)]
     model: Option<PathBuf>,
     /// Run the fleets with this chunk instead of the sweep's fastest.
     #[arg(long)]
     chunk: Option<usize>,
+    /// ONNX Runtime intra-op threads for the sweep and the predictor (0 = one per core).
+    #[arg(long, value_delimiter = ',', default_value = "1,2")]
+    threads: Vec<usize>,
     /// Pause between measured ticks.
     #[arg(long, default_value_t = 500)]
     gap_ms: u64,
@@ -55,39 +58,42 @@ fn model_path(arg: Option<PathBuf>) -> PathBuf {
     })
 }
 
-/// Inference alone: milliseconds per server for each chunk size; returns the fastest.
-fn sweep(model: &Path, chunks: &[usize]) -> anyhow::Result<usize> {
+/// Inference alone: milliseconds per server for each thread count and chunk size; returns
+/// the fastest (threads, chunk).
+fn sweep(model: &Path, threads: &[usize], chunks: &[usize]) -> anyhow::Result<(usize, usize)> {
     println!("\n## inference alone (one session, {} cores)", std::thread::available_parallelism().map_or(0, |n| n.get()));
-    println!("| chunk | ms/call | ms/server | servers/s |");
-    println!("|---:|---:|---:|---:|");
-    let mut best = (f64::MAX, chunks.first().copied().unwrap_or(64));
-    for &chunk in chunks {
-        let mut m = Model::load(model, &model.with_extension("json"), &testkit::ort_dylib(), chunk, 0)?;
-        let t = m.manifest.encoder_steps;
-        for (i, v) in m.inputs.past.iter_mut().enumerate() {
-            *v = (i % 97) as f32 * 0.5;
-        }
-        m.inputs.mask.fill(1.0);
-        for k in 0..chunk {
-            m.inputs.mask[k * t * 14..k * t * 14 + (k % t) * 14].fill(0.0);
-            m.inputs.profile[k] = (k % 7) as i64;
-        }
-        let mut out = Outputs::default();
-        m.run(chunk, &mut out)?; // warm-up
-        let calls = (1024 / chunk).max(3);
-        let start = Instant::now();
-        for _ in 0..calls {
-            out = Outputs::default();
-            m.run(chunk, &mut out)?;
-        }
-        let per_call = start.elapsed().as_secs_f64() * 1000.0 / calls as f64;
-        let per_server = per_call / chunk as f64;
-        println!("| {chunk} | {per_call:.1} | {per_server:.3} | {:.0} |", 1000.0 / per_server);
-        if per_server < best.0 {
-            best = (per_server, chunk);
+    println!("| threads | chunk | ms/call | ms/server | servers/s |");
+    println!("|---:|---:|---:|---:|---:|");
+    let mut best = (f64::MAX, (1, 64));
+    for &th in threads {
+        for &chunk in chunks {
+            let mut m = Model::load(model, &model.with_extension("json"), &testkit::ort_dylib(), chunk, th)?;
+            let t = m.manifest.encoder_steps;
+            for (i, v) in m.inputs.past.iter_mut().enumerate() {
+                *v = (i % 97) as f32 * 0.5;
+            }
+            m.inputs.mask.fill(1.0);
+            for k in 0..chunk {
+                m.inputs.mask[k * t * 14..k * t * 14 + (k % t) * 14].fill(0.0);
+                m.inputs.profile[k] = (k % 7) as i64;
+            }
+            let mut out = Outputs::default();
+            m.run(chunk, &mut out)?; // warm-up
+            let calls = (1024 / chunk).max(3);
+            let start = Instant::now();
+            for _ in 0..calls {
+                out = Outputs::default();
+                m.run(chunk, &mut out)?;
+            }
+            let per_call = start.elapsed().as_secs_f64() * 1000.0 / calls as f64;
+            let per_server = per_call / chunk as f64;
+            println!("| {th} | {chunk} | {per_call:.1} | {per_server:.3} | {:.0} |", 1000.0 / per_server);
+            if per_server < best.0 {
+                best = (per_server, (th, chunk));
+            }
         }
     }
-    println!("fastest chunk: {}", best.1);
+    println!("fastest: {} thread(s), chunk {}", best.1 .0, best.1 .1);
     Ok(best.1)
 }
 
@@ -171,12 +177,12 @@ struct Run {
     parts: u64,
 }
 
-async fn run_fleet(n: usize, ticks: usize, model: &Path, chunk: usize, gap: Duration) -> anyhow::Result<Run> {
+async fn run_fleet(n: usize, ticks: usize, model: &Path, chunk: usize, threads: usize, gap: Duration) -> anyhow::Result<Run> {
     let nats = testkit::NatsServer::start()?;
     let dir = tempfile::tempdir()?;
     let log = std::fs::File::create(dir.path().join("predictor.log"))?;
     let mut child: Child = Command::new(env!("CARGO_BIN_EXE_predictor"))
-        .args(["--nats-url", &nats.url(), "--chunk-size", &chunk.to_string(), "--model"])
+        .args(["--nats-url", &nats.url(), "--chunk-size", &chunk.to_string(), "--intra-threads", &threads.to_string(), "--model"])
         .arg(model)
         .env("ORT_DYLIB_PATH", testkit::ort_dylib())
         .env("RUST_LOG", "warn")
@@ -247,14 +253,14 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let model = model_path(args.model);
     println!("# predictor tick benchmark\nmodel: {}", model.display());
-    let fastest = sweep(&model, &args.chunks)?;
+    let (threads, fastest) = sweep(&model, &args.threads, &args.chunks)?;
     let chunk = args.chunk.unwrap_or(fastest);
-    println!("\n## ticks through the pipeline (release predictor binary, real nats-server, chunk {chunk})");
+    println!("\n## ticks through the pipeline (release predictor binary, real nats-server, {threads} thread(s), chunk {chunk})");
     println!("| servers | ticks | latency p50 / p95 / p99 / max (ms) | decode | KV | features | inference | risk | encode | publish | snapshot | RSS (peak) MB |");
     println!("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---:|");
     for &n in &args.sizes {
         let ticks = if n >= 10_000 { (args.ticks / 3).max(3) } else { args.ticks };
-        let run = run_fleet(n, ticks, &model, chunk, Duration::from_millis(args.gap_ms)).await?;
+        let run = run_fleet(n, ticks, &model, chunk, threads, Duration::from_millis(args.gap_ms)).await?;
         let mut lat = run.latency.clone();
         let avg = |key: &str| run.stages.iter().filter_map(|s| s[key].as_f64()).sum::<f64>() / run.stages.len().max(1) as f64;
         println!(

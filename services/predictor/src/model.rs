@@ -140,6 +140,10 @@ impl Model {
         };
         let mut builder = Session::builder(env).map_err(|e| anyhow!("session builder: {e}"))?;
         builder = builder.with_optimization_level(GraphOptimizationLevel::Level3).map_err(err("optimization level"))?;
+        // Idle ORT threads spin by default; on a small box shared with nats-server that burns
+        // the CPU the broker and the loop need (measured: 2 spinning threads were slower per
+        // server than 1 thread on a busy 2-core machine).
+        builder = builder.with_intra_op_spinning(false).map_err(err("intra-op spinning"))?;
         if threads > 0 {
             builder = builder.with_intra_threads(threads).map_err(err("intra threads"))?;
         }
