@@ -52,21 +52,25 @@ pub fn breaches_into(profile: Profile, current: &Metrics, forecast: &[TargetFore
         if out[start..].iter().any(|b| b.target == f.target) {
             continue;
         }
-        for severity in [Level::Critical, Level::Warning] {
-            let threshold = th.of(severity);
-            let p50 = first_crossing(&f.p50, threshold);
-            let p90 = first_crossing(&f.p90, threshold);
-            let pick = match (p50, p90) {
-                (Some(a), Some(b)) if b.0 < a.0 => Some((AlertBasis::P90, b)),
-                (Some(a), _) => Some((AlertBasis::P50, a)),
-                (None, Some(b)) => Some((AlertBasis::P90, b)),
-                (None, None) => None,
-            };
-            if let Some((basis, (steps_ahead, predicted))) = pick {
-                let current = current.target(f.target).filter(|v| v.is_finite());
-                out.push(Breach { target: f.target, severity, basis, threshold, predicted, current, steps_ahead });
-                break;
-            }
+        let current = current.target(f.target).filter(|v| v.is_finite());
+        // Critical needs the expected path (P50) to cross the critical line. The P90 alone
+        // crossing it is a plausible worst case: a warning, or on a fleet of hundreds the
+        // critical list fills with servers that merely have wide intervals.
+        let critical = th.of(Level::Critical);
+        let pick = if let Some(p50) = first_crossing(&f.p50, critical) {
+            Some((Level::Critical, AlertBasis::P50, critical, p50))
+        } else {
+            let warning = th.of(Level::Warning);
+            let candidates = [
+                first_crossing(&f.p90, critical).map(|b| (AlertBasis::P90, critical, b)),
+                first_crossing(&f.p50, warning).map(|b| (AlertBasis::P50, warning, b)),
+                first_crossing(&f.p90, warning).map(|b| (AlertBasis::P90, warning, b)),
+            ];
+            // The earliest warning sign; on a tie the first listed (the more severe story).
+            candidates.into_iter().flatten().min_by_key(|(_, _, (step, _))| *step).map(|(basis, th, b)| (Level::Warning, basis, th, b))
+        };
+        if let Some((severity, basis, threshold, (steps_ahead, predicted))) = pick {
+            out.push(Breach { target: f.target, severity, basis, threshold, predicted, current, steps_ahead });
         }
     }
 }

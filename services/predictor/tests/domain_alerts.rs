@@ -30,20 +30,28 @@ fn p50_and_p90_crossing_the_same_target_make_one_alert() {
     let b = generic_mem(mem_rising(10, 4, 99.0));
     assert_eq!(b.len(), 1, "{b:?}");
     let b = b[0];
-    assert_eq!((b.target, b.severity, b.basis), (Target::Mem, Level::Critical, AlertBasis::P90));
-    assert_eq!((b.steps_ahead, b.minutes_ahead()), (4, 20), "steps are 5 minutes");
-    assert_eq!((b.threshold, b.predicted, b.current), (98.0, 100.0, Some(50.0)));
+    // Critical rests on the expected path: the P50's crossing, not the P90's earlier one.
+    assert_eq!((b.target, b.severity, b.basis), (Target::Mem, Level::Critical, AlertBasis::P50));
+    assert_eq!((b.steps_ahead, b.minutes_ahead()), (10, 50), "steps are 5 minutes");
+    assert_eq!((b.threshold, b.predicted, b.current), (98.0, 99.0, Some(50.0)));
 }
 
 #[test]
 fn worst_severity_wins_then_earliest_then_p50() {
-    // P50 reaches warning at step 2; P90 reaches critical only at step 50.
+    // P50 reaches warning at step 2; P90 reaches critical only at step 50: a P90-only
+    // critical crossing is a warning, and the earliest warning sign is the P50's.
     let mut f = mem_rising(2, 96, 92.0);
     for k in 49..96 {
         f.p90[k] = 99.0;
     }
     let b = generic_mem(f)[0];
-    assert_eq!((b.severity, b.basis, b.steps_ahead, b.minutes_ahead()), (Level::Critical, AlertBasis::P90, 50, 250));
+    assert_eq!((b.severity, b.basis, b.steps_ahead, b.minutes_ahead()), (Level::Warning, AlertBasis::P50, 2, 10));
+    // Only the P90 reaches critical: a warning at the critical line.
+    let b = generic_mem(mem_rising(96, 30, 97.5))[0];
+    assert_eq!((b.severity, b.basis, b.threshold, b.steps_ahead), (Level::Warning, AlertBasis::P90, 98.0, 30));
+    // The P50 reaches critical: critical, however late.
+    let b = generic_mem(mem_rising(80, 30, 98.5))[0];
+    assert_eq!((b.severity, b.basis, b.steps_ahead), (Level::Critical, AlertBasis::P50, 80));
     // Both cross at the same step: the expected path (P50) is the basis.
     let b = generic_mem(mem_rising(7, 7, 92.0))[0];
     assert_eq!((b.severity, b.basis, b.steps_ahead), (Level::Warning, AlertBasis::P50, 7));
