@@ -23,7 +23,7 @@ def rows(text, header_start):
 def main(predictor_path, python_path):
     pred = open(predictor_path).read()
     result = next(json.loads(l[len("RESULT "):]) for l in open(python_path) if l.startswith("RESULT "))
-    rust_best = max(float(r[3]) for r in rows(pred, "| chunk |"))
+    rust_best = max(float(r[-1]) for r in rows(pred, "| threads | chunk |"))
     ticks = {int(r[0].replace(",", "")): float(re.split(r"\s*/\s*", r[2])[0]) for r in rows(pred, "| servers |")}
     torch_1000 = next(r["torch_per_s"] for r in result["inference"] if r["batch"] == 1000)
     ort_1000 = next(r["ort_per_s"] for r in result["inference"] if r["batch"] == 1000)

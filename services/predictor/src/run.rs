@@ -58,6 +58,9 @@ impl Running {
     }
 }
 
+/// How long a graceful stop may take before the process gives up waiting for the broker.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Runs until `shutdown` resolves (then stops gracefully) or the loop fails.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let Running { shutdown: stop, mut task, .. } = start(config).await?;
@@ -70,7 +73,16 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         None => {
             tracing::info!("shutting down: finishing the current messages");
             let _ = stop.send(true);
-            task.await.context("predictor task")?
+            // Bounded: with the broker gone the final flush would wait forever. Exiting is
+            // safe, because what was not stored was not acked and JetStream redelivers it.
+            match tokio::time::timeout(SHUTDOWN_GRACE, &mut task).await {
+                Ok(r) => r.context("predictor task")?,
+                Err(_) => {
+                    tracing::warn!(grace = ?SHUTDOWN_GRACE, "shutdown did not finish in time (NATS unreachable?); exiting, unacked batches will be redelivered");
+                    task.abort();
+                    Ok(())
+                }
+            }
         }
     }
 }
