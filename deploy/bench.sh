@@ -42,7 +42,7 @@ section() { printf '\n## %s\n\n' "$1"; }
   section "Baselines in Python (same machine, same threads)"
   # shellcheck source=/dev/null
   source "$root/services/trainer/venv.sh"
-  (cd "$root" && "$PY" deploy/bench/compare_python.py) | tee "$work/python.txt" | grep -v '^RESULT ' || true
+  (cd "$root" && "$PY" deploy/bench/compare_python.py) | tee "$work/python.txt" | { grep -v '^RESULT ' || true; }
 
   section "Resident memory of each service (release stack, 1,000 servers, 60 s)"
   deploy/bench/rss.sh 1000 60
