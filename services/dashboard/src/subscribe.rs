@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use async_nats::jetstream;
 use futures::StreamExt;
-use schemas::subjects::{PREDICTIONS_CURRENT, STREAM_PREDICTIONS};
+use schemas::subjects::PREDICTIONS_CURRENT;
 use schemas::{Snapshot, SnapshotAssembler, SCHEMA_VERSION};
 
 use crate::state::{Link, Shared};
@@ -139,31 +139,7 @@ async fn read_retained_until_found(state: Shared, client: async_nats::Client) {
 /// is; the parts of its snapshot precede it back to back (the stream holds only this
 /// subject). A snapshot still being published is skipped for the one before it.
 pub async fn read_retained(client: &async_nats::Client) -> anyhow::Result<Option<Snapshot>> {
-    let js = jetstream::new(client.clone());
-    let stream = js.get_stream(STREAM_PREDICTIONS).await?;
-    let mut last = stream.get_last_raw_message_by_subject(PREDICTIONS_CURRENT).await?.sequence;
-    for _ in 0..4 {
-        let tail: Snapshot = schemas::decode(&stream.get_raw_message(last).await?.payload)?;
-        let (index, count) = (u64::from(tail.part.index), u64::from(tail.part.count.max(1)));
-        if index + 1 != count {
-            match last.checked_sub(index + 1) {
-                Some(prev) if prev > 0 => {
-                    last = prev;
-                    continue;
-                }
-                _ => return Ok(None),
-            }
-        }
-        let Some(start) = last.checked_sub(index).filter(|s| *s > 0) else { return Ok(None) };
-        let mut asm = SnapshotAssembler::default();
-        let mut whole = None;
-        for seq in start..=last {
-            let part: Snapshot = schemas::decode(&stream.get_raw_message(seq).await?.payload)?;
-            whole = asm.push(part);
-        }
-        return Ok(whole);
-    }
-    Ok(None)
+    fleetbus::latest_snapshot(&jetstream::new(client.clone())).await
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! How every Fleetcast process connects to NATS, in one place: the user and password may sit in
 //! the URL (`nats://predictor:secret@host:4222`, which async-nats itself ignores) or in
 //! `NATS_USER`/`NATS_PASSWORD`; the client retries the first connection and reconnects forever,
-//! and connection events are logged with the service's name.
+//! and connection events are logged with the service's name. Also the one reader of the
+//! newest complete snapshot retained in JetStream, used by every late subscriber.
 
 use async_nats::{ConnectOptions, Event};
 
@@ -115,6 +116,41 @@ pub async fn connect(service: &str, url: &str) -> Result<async_nats::Client, Con
         .connect(parsed.address.as_str())
         .await
         .map_err(|source| ConnectError::Connect { url: redact(url), source })
+}
+
+/// The newest complete snapshot kept in the `PREDICTIONS` stream, for a late subscriber: the
+/// last message tells which part it is; the parts of its snapshot precede it back to back.
+/// A snapshot still being published is skipped for the one before it.
+pub async fn latest_snapshot(js: &async_nats::jetstream::Context) -> anyhow::Result<Option<schemas::Snapshot>> {
+    let stream = js.get_stream(schemas::subjects::STREAM_PREDICTIONS).await?;
+    let info = stream.get_info().await?;
+    if info.state.messages == 0 {
+        return Ok(None);
+    }
+    let (first, mut last) = (info.state.first_sequence, info.state.last_sequence);
+    for _ in 0..4 {
+        if last < first {
+            return Ok(None);
+        }
+        let tail: schemas::Snapshot = schemas::decode(&stream.get_raw_message(last).await?.payload)?;
+        let (index, count) = (u64::from(tail.part.index), u64::from(tail.part.count.max(1)));
+        if index + 1 != count {
+            last = last.saturating_sub(index + 1);
+            continue;
+        }
+        let start = last - index;
+        if start < first {
+            return Ok(None);
+        }
+        let mut asm = schemas::SnapshotAssembler::default();
+        let mut whole = None;
+        for seq in start..=last {
+            let part: schemas::Snapshot = schemas::decode(&stream.get_raw_message(seq).await?.payload)?;
+            whole = asm.push(part);
+        }
+        return Ok(whole);
+    }
+    Ok(None)
 }
 
 #[cfg(test)]

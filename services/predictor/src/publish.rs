@@ -6,7 +6,7 @@
 use async_nats::jetstream::{self, context::PublishAckFuture};
 use async_nats::HeaderMap;
 use bytes::Bytes;
-use schemas::{subjects, Rejection, Snapshot, CONTENT_TYPE, CONTENT_TYPE_HEADER};
+use schemas::{subjects, Rejection, CONTENT_TYPE, CONTENT_TYPE_HEADER};
 
 use crate::store::publish_all;
 use crate::tick::{Engine, TickOutput};
@@ -81,37 +81,5 @@ impl Publisher {
     }
 }
 
-/// The newest complete snapshot kept in the `PREDICTIONS` stream, for a late subscriber: the
-/// last message tells which part it is; the parts of its snapshot precede it back to back.
-/// A snapshot still being published is skipped for the one before it.
-pub async fn latest_snapshot(js: &jetstream::Context) -> anyhow::Result<Option<Snapshot>> {
-    let stream = js.get_stream(subjects::STREAM_PREDICTIONS).await?;
-    let info = stream.get_info().await?;
-    if info.state.messages == 0 {
-        return Ok(None);
-    }
-    let (first, mut last) = (info.state.first_sequence, info.state.last_sequence);
-    for _ in 0..4 {
-        if last < first {
-            return Ok(None);
-        }
-        let tail: Snapshot = schemas::decode(&stream.get_raw_message(last).await?.payload)?;
-        let (index, count) = (u64::from(tail.part.index), u64::from(tail.part.count.max(1)));
-        if index + 1 != count {
-            last = last.saturating_sub(index + 1);
-            continue;
-        }
-        let start = last - index;
-        if start < first {
-            return Ok(None);
-        }
-        let mut asm = schemas::SnapshotAssembler::default();
-        let mut whole = None;
-        for seq in start..=last {
-            let part: Snapshot = schemas::decode(&stream.get_raw_message(seq).await?.payload)?;
-            whole = asm.push(part);
-        }
-        return Ok(whole);
-    }
-    Ok(None)
-}
+/// The newest complete snapshot retained in `PREDICTIONS` (shared with the dashboard).
+pub use fleetbus::latest_snapshot;
