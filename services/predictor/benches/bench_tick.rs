@@ -2,10 +2,11 @@
 //! nats-server, real ONNX Runtime) with 100, 1,000 and 10,000 servers and prints, per fleet
 //! size, the tick latency percentiles, the per-stage timing (decode, KV, features, inference,
 //! risk, encode, publish) and the predictor's resident memory. First it measures inference
-//! alone per chunk size and runs the fleets with the fastest.
+//! alone per worker count, intra-op thread count and chunk size, and runs the fleets with the
+//! fastest.
 //!
 //!     cargo bench -p predictor --bench bench_tick -- [--sizes 100,1000,10000] [--ticks 20]
-//!         [--chunks 8,16,32,64,128] [--model models/tft.onnx]
+//!         [--chunks 16,32,64,128,256] [--threads 1,2] [--workers 1,2] [--model models/tft.onnx]
 //!
 //! Uses `models/tft.onnx` when it exists, else the tiny test model (numbers then say little
 //! about inference). Latency = from the first batch part's publish to the tick's summary on
@@ -29,16 +30,19 @@ struct Args {
     /// Measured ticks per size (10,000 servers: a third of it).
     #[arg(long, default_value_t = 20)]
     ticks: usize,
-    #[arg(long, value_delimiter = ',', default_value = "16,64,256")]
+    #[arg(long, value_delimiter = ',', default_value = "16,32,64,128,256")]
     chunks: Vec<usize>,
     #[arg(long)]
     model: Option<PathBuf>,
     /// Run the fleets with this chunk instead of the sweep's fastest.
     #[arg(long)]
     chunk: Option<usize>,
-    /// ONNX Runtime intra-op threads for the sweep and the predictor (0 = one per core).
+    /// ONNX Runtime intra-op threads per worker for the sweep (0 = one per core).
     #[arg(long, value_delimiter = ',', default_value = "1,2")]
     threads: Vec<usize>,
+    /// Inference workers (sessions side by side) for the sweep; default 1 and one per core.
+    #[arg(long, value_delimiter = ',')]
+    workers: Vec<usize>,
     /// Pause between measured ticks.
     #[arg(long, default_value_t = 500)]
     gap_ms: u64,
@@ -58,43 +62,76 @@ fn model_path(arg: Option<PathBuf>) -> PathBuf {
     })
 }
 
-/// Inference alone: milliseconds per server for each thread count and chunk size; returns
-/// the fastest (threads, chunk).
-fn sweep(model: &Path, threads: &[usize], chunks: &[usize]) -> anyhow::Result<(usize, usize)> {
-    println!("\n## inference alone (one session, {} cores)", std::thread::available_parallelism().map_or(0, |n| n.get()));
-    println!("| threads | chunk | ms/call | ms/server | servers/s |");
-    println!("|---:|---:|---:|---:|---:|");
-    let mut best = (f64::MAX, (1, 64));
-    for &th in threads {
-        for &chunk in chunks {
-            let mut m = Model::load(model, &model.with_extension("json"), &testkit::ort_dylib(), chunk, th)?;
-            let t = m.manifest.encoder_steps;
-            for (i, v) in m.inputs.past.iter_mut().enumerate() {
-                *v = (i % 97) as f32 * 0.5;
-            }
-            m.inputs.mask.fill(1.0);
-            for k in 0..chunk {
-                m.inputs.mask[k * t * 14..k * t * 14 + (k % t) * 14].fill(0.0);
-                m.inputs.profile[k] = (k % 7) as i64;
-            }
-            let mut out = Outputs::default();
-            m.run(chunk, &mut out)?; // warm-up
-            let calls = (1024 / chunk).max(3);
-            let start = Instant::now();
-            for _ in 0..calls {
-                out = Outputs::default();
-                m.run(chunk, &mut out)?;
-            }
-            let per_call = start.elapsed().as_secs_f64() * 1000.0 / calls as f64;
-            let per_server = per_call / chunk as f64;
-            println!("| {th} | {chunk} | {per_call:.1} | {per_server:.3} | {:.0} |", 1000.0 / per_server);
-            if per_server < best.0 {
-                best = (per_server, (th, chunk));
+/// One session with `chunk` servers of plausible inputs (a few windows partly masked).
+fn session(model: &Path, chunk: usize, threads: usize) -> anyhow::Result<Model> {
+    let mut m = Model::load(model, &model.with_extension("json"), &testkit::ort_dylib(), chunk, threads)?;
+    let t = m.manifest.encoder_steps;
+    for (i, v) in m.inputs.past.iter_mut().enumerate() {
+        *v = (i % 97) as f32 * 0.5;
+    }
+    m.inputs.mask.fill(1.0);
+    for k in 0..chunk {
+        m.inputs.mask[k * t * 14..k * t * 14 + (k % t) * 14].fill(0.0);
+        m.inputs.profile[k] = (k % 7) as i64;
+    }
+    Ok(m)
+}
+
+/// `calls` runs of a full chunk on `m`, reusing one output buffer as the predictor does.
+fn runs(m: &mut Model, calls: usize) -> anyhow::Result<()> {
+    let mut out = Outputs::default();
+    for _ in 0..calls {
+        out.quantiles.clear();
+        out.var_weights.clear();
+        out.attention.clear();
+        m.run(m.capacity(), &mut out)?;
+    }
+    Ok(())
+}
+
+/// Inference alone, as the predictor's workers run it: `workers` sessions side by side (one
+/// thread each), every one running chunks of `chunk` servers with `threads` intra-op threads.
+/// Returns milliseconds per round (one call on every worker) and per server.
+fn measure(model: &Path, workers: usize, threads: usize, chunk: usize) -> anyhow::Result<(f64, f64)> {
+    let mut sessions = (0..workers).map(|_| session(model, chunk, threads)).collect::<anyhow::Result<Vec<_>>>()?;
+    for m in &mut sessions {
+        runs(m, 1)?; // warm-up
+    }
+    let calls = (1024 / chunk).max(3);
+    let start = Instant::now();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = sessions.iter_mut().map(|m| scope.spawn(move || runs(m, calls))).collect();
+        handles.into_iter().try_for_each(|h| h.join().map_err(|_| anyhow::anyhow!("a worker panicked"))?)
+    })?;
+    let wall = start.elapsed().as_secs_f64() * 1000.0;
+    Ok((wall / calls as f64, wall / (calls * chunk * workers) as f64))
+}
+
+/// Inference alone: milliseconds per server for each worker count, thread count and chunk
+/// size; returns the fastest (workers, threads, chunk).
+fn sweep(model: &Path, workers: &[usize], threads: &[usize], chunks: &[usize]) -> anyhow::Result<(usize, usize, usize)> {
+    println!("\n## inference alone (one session per worker, {} cores)", cores());
+    println!("| threads | chunk | workers | ms/call | ms/server | servers/s |");
+    println!("|---:|---:|---:|---:|---:|---:|");
+    let mut best = (f64::MAX, (1, 1, 64));
+    for &w in workers {
+        for &th in threads {
+            for &chunk in chunks {
+                let (per_call, per_server) = measure(model, w, th, chunk)?;
+                println!("| {th} | {chunk} | {w} | {per_call:.1} | {per_server:.3} | {:.0} |", 1000.0 / per_server);
+                if per_server < best.0 {
+                    best = (per_server, (w, th, chunk));
+                }
             }
         }
     }
-    println!("fastest: {} thread(s), chunk {}", best.1 .0, best.1 .1);
+    let (w, th, chunk) = best.1;
+    println!("fastest: {w} worker(s) x {th} thread(s), chunk {chunk}");
     Ok(best.1)
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 fn names(n: usize) -> Vec<String> {
@@ -177,12 +214,21 @@ struct Run {
     parts: u64,
 }
 
-async fn run_fleet(n: usize, ticks: usize, model: &Path, chunk: usize, threads: usize, gap: Duration) -> anyhow::Result<Run> {
+/// How the predictor runs inference: workers, intra-op threads per worker, most servers per call.
+#[derive(Clone, Copy)]
+struct Setup {
+    workers: usize,
+    threads: usize,
+    chunk: usize,
+}
+
+async fn run_fleet(n: usize, ticks: usize, model: &Path, setup: Setup, gap: Duration) -> anyhow::Result<Run> {
     let nats = testkit::NatsServer::start()?;
     let dir = tempfile::tempdir()?;
     let log = std::fs::File::create(dir.path().join("predictor.log"))?;
     let mut child: Child = Command::new(env!("CARGO_BIN_EXE_predictor"))
-        .args(["--nats-url", &nats.url(), "--chunk-size", &chunk.to_string(), "--intra-threads", &threads.to_string(), "--model"])
+        .args(["--nats-url", &nats.url(), "--chunk-size", &setup.chunk.to_string(), "--intra-threads", &setup.threads.to_string()])
+        .args(["--inference-workers", &setup.workers.to_string(), "--model"])
         .arg(model)
         .env("ORT_DYLIB_PATH", testkit::ort_dylib())
         .env("RUST_LOG", "warn")
@@ -253,14 +299,22 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let model = model_path(args.model);
     println!("# predictor tick benchmark\nmodel: {}", model.display());
-    let (threads, fastest) = sweep(&model, &args.threads, &args.chunks)?;
-    let chunk = args.chunk.unwrap_or(fastest);
-    println!("\n## ticks through the pipeline (release predictor binary, real nats-server, {threads} thread(s), chunk {chunk})");
+    let mut workers = args.workers.clone();
+    if workers.is_empty() {
+        workers = vec![1, cores()];
+        workers.dedup();
+    }
+    let (w, threads, fastest) = sweep(&model, &workers, &args.threads, &args.chunks)?;
+    let setup = Setup { workers: w, threads, chunk: args.chunk.unwrap_or(fastest) };
+    println!(
+        "\n## ticks through the pipeline (release predictor binary, real nats-server, {w} worker(s) x {threads} thread(s), chunk {})",
+        setup.chunk
+    );
     println!("| servers | ticks | latency p50 / p95 / p99 / max (ms) | decode | KV | features | inference | risk | encode | publish | snapshot | RSS (peak) MB |");
     println!("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---:|");
     for &n in &args.sizes {
         let ticks = if n >= 10_000 { (args.ticks / 3).max(3) } else { args.ticks };
-        let run = run_fleet(n, ticks, &model, chunk, threads, Duration::from_millis(args.gap_ms)).await?;
+        let run = run_fleet(n, ticks, &model, setup, Duration::from_millis(args.gap_ms)).await?;
         let mut lat = run.latency.clone();
         let avg = |key: &str| run.stages.iter().filter_map(|s| s[key].as_f64()).sum::<f64>() / run.stages.len().max(1) as f64;
         println!(

@@ -28,12 +28,19 @@ pub struct Config {
     #[arg(long, env = "ORT_DYLIB_PATH", default_value = ".tools/ortlib/libonnxruntime.so")]
     pub ort_dylib: PathBuf,
 
-    /// Servers per inference call; the benchmark measures the fastest.
+    /// Most servers per inference call (a tick's servers are split evenly into chunks of at
+    /// most this many); the benchmark measures the fastest.
     #[arg(long, env = "PREDICTOR_CHUNK", default_value_t = 64)]
     pub chunk_size: usize,
 
-    /// ONNX Runtime intra-op threads (0 = one per core).
-    #[arg(long, env = "PREDICTOR_THREADS", default_value_t = 0)]
+    /// Inference workers: independent model sessions that run a tick's chunks side by side
+    /// (0 = one per core).
+    #[arg(long, env = "PREDICTOR_WORKERS", default_value_t = 0)]
+    pub inference_workers: usize,
+
+    /// ONNX Runtime intra-op threads per worker (0 = one per core). One: this small model
+    /// scales far better over workers than over intra-op threads.
+    #[arg(long, env = "PREDICTOR_THREADS", default_value_t = 1)]
     pub intra_threads: usize,
 
     /// Durable consumer name on the METRICS stream.
@@ -116,6 +123,14 @@ impl Config {
         c.nats_url = nats_url.into();
         c.model = model.into();
         c
+    }
+
+    /// The number of inference workers, `inference_workers` with 0 resolved to the cores.
+    pub fn workers(&self) -> usize {
+        match self.inference_workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
     }
 
     pub fn manifest_path(&self) -> PathBuf {

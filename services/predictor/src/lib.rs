@@ -25,6 +25,7 @@ pub mod store;
 pub mod streams;
 pub mod tick;
 pub mod window;
+pub mod workers;
 
 pub use config::Config;
 pub use run::{run, start, Running};

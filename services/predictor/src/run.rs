@@ -20,12 +20,12 @@ use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::ingest::{ingest, Limits};
-use crate::model::Model;
 use crate::publish::Publisher;
 use crate::registry::Registry;
 use crate::stats::{ms, Stages, Stats, TickRecord};
 use crate::store::WindowStore;
 use crate::tick::Engine;
+use crate::workers::Workers;
 
 pub fn wall_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
@@ -92,13 +92,13 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let client = fleetbus::connect("predictor", &config.nats_url).await?;
     let js = jetstream::new(client.clone());
     let (model_path, manifest_path, dylib) = (config.model.clone(), config.manifest_path(), config.ort_dylib.clone());
-    let (chunk, threads) = (config.chunk_size.max(1), config.intra_threads);
-    let model = tokio::task::spawn_blocking(move || Model::load(&model_path, &manifest_path, &dylib, chunk, threads))
+    let (workers, chunk, threads) = (config.workers(), config.chunk_size.max(1), config.intra_threads);
+    let workers = tokio::task::spawn_blocking(move || Workers::load(&model_path, &manifest_path, &dylib, workers, chunk, threads))
         .await
         .context("model loader")??;
     let streams = crate::streams::ensure(&js, &config).await?;
     tracing::debug!("streams ready");
-    let capacity = model.manifest.encoder_steps;
+    let capacity = workers.manifest().encoder_steps;
     let store = WindowStore::open(&js, subjects::BUCKET_WINDOWS, capacity, config.kv_max_age).await?;
     let mut reg = Registry::new(capacity);
     let clock = Instant::now();
@@ -107,8 +107,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     tracing::debug!("reading the last snapshot number");
     let last_seq = crate::publish::latest_snapshot(&js).await.ok().flatten().map_or(0, |s| s.seq);
     let stats = Stats::default();
-    stats.set_model(&model.manifest.version);
-    let mut engine = Engine::new(model, config.recent_steps, chunk, last_seq);
+    stats.set_model(&workers.manifest().version);
+    let mut engine = Engine::new(workers, config.recent_steps, last_seq);
     match streams.state.get(crate::streams::STATE_KEY).await {
         Ok(Some(bytes)) => match engine.restore_domain(&bytes) {
             Ok(()) => tracing::info!(bytes = bytes.len(), "alert book and accuracy restored"),

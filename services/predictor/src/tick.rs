@@ -1,7 +1,8 @@
-//! One tick, the CPU part: for every server whose step just closed, build its model inputs in
-//! the reused buffers, run the model in chunks, turn each output row into a forecast, assess
-//! it (the domain seam), encode its `ServerForecast` once, then write the snapshot parts from
-//! every server's cached bytes and the tick summary. Publishing is `publish.rs`'s job.
+//! One tick, the CPU part: for every server whose step just closed, the inference workers
+//! build its model inputs and run the model in chunks, concurrently (`workers.rs`); this
+//! thread turns each output row into a forecast, assesses it (the domain seam) and encodes its
+//! `ServerForecast` once, chunk by chunk in order, then writes the snapshot parts from every
+//! server's cached bytes and the tick summary. Publishing is `publish.rs`'s job.
 
 use std::time::Instant;
 
@@ -10,14 +11,14 @@ use schemas::history::TickSummary;
 use schemas::{AlertEvent, AlertState, ModelInfo, ServerForecast, Warmup, SCHEMA_VERSION};
 
 use crate::domain::Domain;
-use crate::features::FeatureBuilder;
 use crate::fleet::ServerStatus;
-use crate::model::{Manifest, Model, Outputs};
+use crate::model::Manifest;
 use crate::registry::Registry;
 use crate::risk::Assessment;
 use crate::snapshot::{drop_unobserved, explanation_from, forecast_from, recent_of, Header, PartPlan};
 use crate::stats::{ms, Stages};
 use crate::step::step_start;
+use crate::workers::Workers;
 
 /// A server's latest output, kept until its next step closes.
 pub struct ServerOut {
@@ -49,12 +50,9 @@ pub struct TickOutput {
 }
 
 pub struct Engine {
-    model: Model,
-    features: FeatureBuilder,
-    outputs: Outputs,
+    workers: Workers,
     info: ModelInfo,
     recent_steps: usize,
-    chunk: usize,
     outs: Vec<Option<ServerOut>>,
     domain: Domain,
     seq: u64,
@@ -63,18 +61,12 @@ pub struct Engine {
 
 impl Engine {
     /// `seq`: the last snapshot number published (the next tick publishes `seq + 1`).
-    pub fn new(model: Model, recent_steps: usize, chunk: usize, seq: u64) -> Engine {
-        let m = &model.manifest;
-        let features = FeatureBuilder::new(m.encoder_steps, m.horizon_steps, model.sizes());
-        let info = m.model_info();
-        let chunk = chunk.clamp(1, model.capacity());
+    pub fn new(workers: Workers, recent_steps: usize, seq: u64) -> Engine {
+        let info = workers.manifest().model_info();
         Engine {
-            model,
-            features,
-            outputs: Outputs::default(),
+            workers,
             info,
             recent_steps,
-            chunk,
             outs: Vec::new(),
             domain: Domain::default(),
             seq,
@@ -83,7 +75,7 @@ impl Engine {
     }
 
     pub fn manifest(&self) -> &Manifest {
-        &self.model.manifest
+        self.workers.manifest()
     }
 
     /// Restores the persisted domain state (see [`Domain::restore`]).
@@ -109,14 +101,6 @@ impl Engine {
         self.outs.iter().flatten().filter(|o| o.warming).count()
     }
 
-    fn keep(&mut self, id: u32, sf: &ServerForecast, assessment: Assessment, forecasts: &mut Vec<(String, Bytes)>) -> anyhow::Result<()> {
-        schemas::codec::encode_into(&mut self.enc, sf)?;
-        let encoded = Bytes::copy_from_slice(&self.enc);
-        forecasts.push((sf.server.clone(), encoded.clone()));
-        self.outs[id as usize] = Some(ServerOut { encoded, assessment, warming: sf.warmup.is_some() });
-        Ok(())
-    }
-
     /// Runs the tick for the servers in `due`; `wall_ms` stamps the snapshot.
     pub fn compute(&mut self, reg: &Registry, due: &[u32], wall_ms: i64, max_payload: usize) -> anyhow::Result<TickOutput> {
         let mut stages = Stages::default();
@@ -128,34 +112,27 @@ impl Engine {
             .filter(|id| reg.server(*id).last_closed().is_some())
             .partition(|id| reg.server(*id).observed_steps() >= min);
         let tick_ms = due.iter().filter_map(|id| reg.server(*id).last_closed()).max().map_or(wall_ms, step_start);
-        let sq = self.model.sizes().quantiles;
+        let sq = self.workers.sizes().quantiles;
         let mut forecasts = Vec::with_capacity(due.len());
-        for chunk in ready.chunks(self.chunk) {
-            let clock = Instant::now();
-            for (row, id) in chunk.iter().enumerate() {
-                self.features.fill(&mut self.model.inputs, row, reg.server(*id));
-            }
-            stages.features_ms += ms(clock.elapsed());
-            let clock = Instant::now();
-            self.outputs.quantiles.clear();
-            self.outputs.var_weights.clear();
-            self.outputs.attention.clear();
-            self.model.run(chunk.len(), &mut self.outputs)?;
-            stages.inference_ms += ms(clock.elapsed());
+        // The workers run the chunks; this thread assesses and encodes each chunk's servers in
+        // order as its outputs arrive (the domain is stateful, the snapshot must not depend on
+        // which worker ran what).
+        let Engine { workers, domain, recent_steps, enc, outs, .. } = self;
+        let timing = workers.run(reg, &ready, |chunk, out| {
             for (row, &id) in chunk.iter().enumerate() {
                 let clock = Instant::now();
                 let w = reg.server(id);
                 let last_ms = w.last_closed().map_or(tick_ms, step_start);
                 let current = w.latest().map(|v| v.to_metrics()).unwrap_or_default();
                 let mut forecast = Vec::with_capacity(schemas::TARGET_COUNT);
-                forecast_from(&self.outputs.quantiles[row * sq..(row + 1) * sq], h, &mut forecast);
+                forecast_from(&out.quantiles[row * sq..(row + 1) * sq], h, &mut forecast);
                 drop_unobserved(&mut forecast, w.observed_mask());
-                let a = self.domain.forecast(tick_ms, &w.name, w.profile, last_ms, &current, &forecast);
+                let a = domain.forecast(tick_ms, &w.name, w.profile, last_ms, &current, &forecast);
                 stages.risk_ms += ms(clock.elapsed());
                 let clock = Instant::now();
                 let explanation = explanation_from(
-                    &self.outputs.var_weights[row * schemas::METRIC_COUNT..(row + 1) * schemas::METRIC_COUNT],
-                    &self.outputs.attention[row * t..(row + 1) * t],
+                    &out.var_weights[row * schemas::METRIC_COUNT..(row + 1) * schemas::METRIC_COUNT],
+                    &out.attention[row * t..(row + 1) * t],
                 );
                 let sf = ServerForecast {
                     server: w.name.clone(),
@@ -165,17 +142,20 @@ impl Engine {
                     level: a.level,
                     reasons: a.reasons.clone(),
                     current,
-                    recent: recent_of(w, self.recent_steps),
+                    recent: recent_of(w, *recent_steps),
                     warmup: None,
                     forecast,
                     explanation: Some(explanation),
-                    alerts: self.domain.alerts_of(&w.name),
+                    alerts: domain.alerts_of(&w.name),
                     thresholds: Domain::thresholds_of(w.profile),
                 };
-                self.keep(id, &sf, a, &mut forecasts)?;
+                keep(enc, outs, id, &sf, a, &mut forecasts)?;
                 stages.encode_ms += ms(clock.elapsed());
             }
-        }
+            Ok(())
+        })?;
+        stages.features_ms += timing.features_ms;
+        stages.inference_ms += timing.inference_ms;
         for &id in &warming {
             let clock = Instant::now();
             let w = reg.server(id);
@@ -199,7 +179,7 @@ impl Engine {
                 alerts: Vec::new(),
                 thresholds: Domain::thresholds_of(w.profile),
             };
-            self.keep(id, &sf, a, &mut forecasts)?;
+            keep(&mut self.enc, &mut self.outs, id, &sf, a, &mut forecasts)?;
             stages.encode_ms += ms(clock.elapsed());
         }
 
@@ -237,6 +217,22 @@ impl Engine {
             state: self.domain.save().ok().map(Bytes::from),
         })
     }
+}
+
+/// Encodes `sf` once and keeps the bytes as server `id`'s latest output.
+fn keep(
+    enc: &mut Vec<u8>,
+    outs: &mut [Option<ServerOut>],
+    id: u32,
+    sf: &ServerForecast,
+    assessment: Assessment,
+    forecasts: &mut Vec<(String, Bytes)>,
+) -> anyhow::Result<()> {
+    schemas::codec::encode_into(enc, sf)?;
+    let encoded = Bytes::copy_from_slice(enc);
+    forecasts.push((sf.server.clone(), encoded.clone()));
+    outs[id as usize] = Some(ServerOut { encoded, assessment, warming: sf.warmup.is_some() });
+    Ok(())
 }
 
 fn summary_of(h: &Header, reg: &Registry, order: &[u32], outs: &[Option<ServerOut>], events: &[AlertEvent]) -> TickSummary {

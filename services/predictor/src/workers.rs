@@ -1,0 +1,229 @@
+//! Inference workers: N independent `ort` sessions, each with its own input and output
+//! buffers and feature builder, that run the chunks of a tick concurrently.
+//!
+//! Why data parallelism and not more intra-op threads: the model is small (hidden 16) and
+//! elementwise-bound, so one session with 2 intra-op threads gains far less than 2x over one
+//! thread (see BENCHMARKS.md), while two single-threaded sessions on two chunks scale almost
+//! linearly. Each worker also fills its own chunk's features, so that work is parallel too.
+//!
+//! The chunks' outputs are handed to the caller on the calling thread in chunk order, as soon
+//! as each is ready, so the caller's post-processing (the stateful domain, encoding) stays
+//! sequential and deterministic while it overlaps the inference of later chunks.
+//!
+//! Threads are scoped and started per tick (tens of microseconds against a tick of tens of
+//! milliseconds or more); a session with one intra-op thread runs on the thread that calls it,
+//! so nothing spins or waits between ticks.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::anyhow;
+
+use crate::features::FeatureBuilder;
+use crate::model::{Manifest, Model, Outputs, Sizes};
+use crate::registry::Registry;
+
+struct Worker {
+    model: Model,
+    features: FeatureBuilder,
+}
+
+/// Where a tick's parallel part spent its time (milliseconds).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Timing {
+    /// Feature filling per worker (the mean over workers, as they run side by side).
+    pub features_ms: f64,
+    /// Wall time from the start until the last chunk's outputs were ready, less `features_ms`.
+    pub inference_ms: f64,
+}
+
+pub struct Workers {
+    workers: Vec<Worker>,
+    max_chunk: usize,
+    /// Output buffers handed back after their chunk was processed, reused on the next chunks.
+    spare: Vec<Outputs>,
+}
+
+/// Chunk size for `n` servers: the fewest chunks of at most `max_chunk`, evenly sized.
+///
+/// It must not depend on the number of workers: ONNX Runtime's vectorised kernels treat the
+/// tail of a tensor differently from its body, so a server's outputs can differ in the last
+/// bit with the batch it ran in (measured: chunks of 7 vs 16 changed a forecast). With the
+/// same chunks, which worker ran which chunk does not matter, and the snapshot is the same
+/// bytes on 1 or N workers (`tests/determinism.rs`).
+pub fn chunk_size(n: usize, max_chunk: usize) -> usize {
+    n.div_ceil(n.div_ceil(max_chunk.max(1)).max(1)).max(1)
+}
+
+impl Workers {
+    /// Loads `workers` sessions of the model, each taking up to `max_chunk` servers per run
+    /// with `threads` intra-op threads (0 = ONNX Runtime's default, one per core).
+    pub fn load(model: &Path, manifest: &Path, dylib: &Path, workers: usize, max_chunk: usize, threads: usize) -> anyhow::Result<Workers> {
+        let max_chunk = max_chunk.max(1);
+        let workers = (0..workers.max(1))
+            .map(|_| {
+                let model = Model::load(model, manifest, dylib, max_chunk, threads)?;
+                let m = &model.manifest;
+                let features = FeatureBuilder::new(m.encoder_steps, m.horizon_steps, model.sizes());
+                Ok(Worker { model, features })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        tracing::info!(workers = workers.len(), max_chunk, intra_threads = threads, "inference workers ready");
+        Ok(Workers { workers, max_chunk, spare: Vec::new() })
+    }
+
+    pub fn manifest(&self) -> &Manifest {
+        &self.workers[0].model.manifest
+    }
+
+    pub fn sizes(&self) -> Sizes {
+        self.workers[0].model.sizes()
+    }
+
+    pub fn count(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// Runs the servers `ready` (each must have a closed step) in chunks on the workers and
+    /// calls `each(chunk, outputs)` on this thread for every chunk, in order; `outputs` holds
+    /// the chunk's rows in the chunk's order. The first error (a worker's or `each`'s) stops
+    /// the remaining chunks and is returned.
+    pub fn run<F>(&mut self, reg: &Registry, ready: &[u32], mut each: F) -> anyhow::Result<Timing>
+    where
+        F: FnMut(&[u32], &Outputs) -> anyhow::Result<()>,
+    {
+        if ready.is_empty() {
+            return Ok(Timing::default());
+        }
+        let start = Instant::now();
+        let size = chunk_size(ready.len(), self.max_chunk);
+        let chunks: Vec<&[u32]> = ready.chunks(size).collect();
+        let next = AtomicUsize::new(0);
+        let stop = AtomicBool::new(false);
+        let spare = std::sync::Mutex::new(std::mem::take(&mut self.spare));
+        let (tx, rx) = mpsc::channel::<(usize, anyhow::Result<Outputs>)>();
+        let used = self.workers.len().min(chunks.len());
+        let result = std::thread::scope(|scope| {
+            let handles: Vec<_> = self.workers[..used]
+                .iter_mut()
+                .map(|w| {
+                    let (tx, chunks, next, stop, spare) = (tx.clone(), &chunks, &next, &stop, &spare);
+                    scope.spawn(move || w.work(reg, chunks, next, stop, spare, tx))
+                })
+                .collect();
+            drop(tx);
+            let delivered = deliver(start, &rx, &chunks, &stop, &spare, &mut each);
+            // Every worker has sent its last chunk when the channel closed; the join only
+            // collects their timings.
+            let filled: Duration = handles.into_iter().map(|h| h.join().unwrap_or_default()).sum();
+            delivered.map(|done| (done, filled))
+        });
+        self.spare = spare.into_inner().unwrap_or_default();
+        let (done, filled) = result?;
+        let features_ms = crate::stats::ms(filled) / used as f64;
+        Ok(Timing { features_ms, inference_ms: (crate::stats::ms(done) - features_ms).max(0.0) })
+    }
+}
+
+/// Receives the chunks' outputs and passes them to `each` in chunk order; returns the time
+/// from `start` until the last chunk's outputs arrived (the inference's wall time, whatever
+/// post-processing still follows).
+fn deliver<F>(
+    start: Instant,
+    rx: &mpsc::Receiver<(usize, anyhow::Result<Outputs>)>,
+    chunks: &[&[u32]],
+    stop: &AtomicBool,
+    spare: &std::sync::Mutex<Vec<Outputs>>,
+    each: &mut F,
+) -> anyhow::Result<Duration>
+where
+    F: FnMut(&[u32], &Outputs) -> anyhow::Result<()>,
+{
+    let mut pending: Vec<Option<Outputs>> = (0..chunks.len()).map(|_| None).collect();
+    let (mut next, mut arrived, mut last) = (0, 0, Duration::ZERO);
+    let fail = |e: anyhow::Error| {
+        stop.store(true, Ordering::Relaxed);
+        Err(e)
+    };
+    while next < chunks.len() {
+        let Ok((k, out)) = rx.recv() else {
+            return fail(anyhow!("an inference worker stopped before chunk {next} of {}", chunks.len()));
+        };
+        match out {
+            Ok(out) => pending[k] = Some(out),
+            Err(e) => return fail(e.context(format!("inference of chunk {k}"))),
+        }
+        arrived += 1;
+        if arrived == chunks.len() {
+            last = start.elapsed();
+        }
+        while let Some(out) = pending.get_mut(next).and_then(Option::take) {
+            if let Err(e) = each(chunks[next], &out) {
+                return fail(e);
+            }
+            if let Ok(mut spare) = spare.lock() {
+                spare.push(out);
+            }
+            next += 1;
+        }
+    }
+    Ok(last)
+}
+
+impl Worker {
+    /// Takes chunks until none are left (or `stop`), filling and running each; returns the
+    /// time spent filling features.
+    fn work(
+        &mut self,
+        reg: &Registry,
+        chunks: &[&[u32]],
+        next: &AtomicUsize,
+        stop: &AtomicBool,
+        spare: &std::sync::Mutex<Vec<Outputs>>,
+        tx: mpsc::Sender<(usize, anyhow::Result<Outputs>)>,
+    ) -> Duration {
+        let mut filled = Duration::ZERO;
+        while !stop.load(Ordering::Relaxed) {
+            let k = next.fetch_add(1, Ordering::Relaxed);
+            let Some(chunk) = chunks.get(k) else { break };
+            let clock = Instant::now();
+            for (row, id) in chunk.iter().enumerate() {
+                self.features.fill(&mut self.model.inputs, row, reg.server(*id));
+            }
+            filled += clock.elapsed();
+            let mut out = spare.lock().ok().and_then(|mut s| s.pop()).unwrap_or_default();
+            out.quantiles.clear();
+            out.var_weights.clear();
+            out.attention.clear();
+            let result = self.model.run(chunk.len(), &mut out).map(|()| out);
+            // The receiver is gone only when the tick already failed; nothing to report then.
+            if tx.send((k, result)).is_err() {
+                break;
+            }
+        }
+        filled
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::chunk_size;
+
+    #[test]
+    fn chunks_are_even_and_capped() {
+        assert_eq!(chunk_size(1000, 64), 63, "16 chunks of at most 63");
+        assert_eq!(chunk_size(100, 64), 50);
+        assert_eq!(chunk_size(64, 64), 64);
+        assert_eq!(chunk_size(65, 64), 33);
+        assert_eq!(chunk_size(1, 64), 1);
+        assert_eq!(chunk_size(0, 64), 1);
+        assert_eq!(chunk_size(10_000, 256), 250);
+        for (n, m) in [(1, 1), (7, 2), (999, 128), (10_000, 64)] {
+            let size = chunk_size(n, m);
+            assert!((1..=m).contains(&size), "{n}, max {m}: {size}");
+            assert_eq!(n.div_ceil(size), n.div_ceil(m), "{n}, max {m}: no more chunks than needed");
+        }
+    }
+}
