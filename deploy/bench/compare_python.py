@@ -3,8 +3,10 @@ thread count as the Rust benchmarks:
 
 1. the shipped model in ONNX Runtime vs the same architecture in eager PyTorch, batch 1/100/1000,
    plus the CPU's measured matmul peak, so inference FLOP/s can be read against it;
-2. one tick done the way the original stack did it (records into a pandas DataFrame, features
-   rebuilt from the whole window, eager PyTorch forward, JSON out), for 100 and 1,000 servers.
+2. one tick done the way the original stack did it (original_way.py: JSON ingest, records into a
+   pandas DataFrame, features rebuilt, eager PyTorch forward, risk/alerts/summary, JSON out), per
+   stage, for 100 and 1,000 servers; and a lean variant (no ingest, no fleet features, no risk or
+   alerts, vectorised groupby), the fastest Python tick we could write, as a floor.
 
 Prints markdown tables and, last, one `RESULT {json}` line that deploy/bench.sh reads.
 """
@@ -22,6 +24,7 @@ import torch
 from fleetcast_trainer import schema
 from fleetcast_trainer.bench import count_macs, random_inputs
 from fleetcast_trainer.model import TFT, TFTConfig
+from original_way import STAGES, original_tick
 
 THREADS = int(os.environ.get("BENCH_THREADS", "2"))
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -78,22 +81,27 @@ def main():
         print(f"| {r['batch']} | {r['ort_per_s']:.0f} | {r['torch_per_s']:.0f} | {r['ort_per_s'] / r['torch_per_s']:.2f}x "
               f"| {r['ort_gflops']:.2f} | {100 * r['ort_gflops'] * 1e9 / peak:.1f} % |")
 
-    ticks = {}
+    ticks, stages, lean = {}, {}, {}
     for n in (100, 1000):
-        ticks[n] = original_tick(model, n, t)
-    print("\n## One tick the original's way (pandas window, features rebuilt, eager PyTorch, JSON)\n")
-    print("| servers | tick (ms) |")
-    print("|---|---|")
+        ticks[n], stages[n] = original_tick(model, n, t, timed)
+        lean[n] = lean_tick(model, n, t)
+    print("\n## One tick the original's way (deploy/bench/original_way.py), mean ms per stage\n")
+    print("| servers | tick p50 (ms) | " + " | ".join(STAGES) + " | lean variant p50 (ms) |")
+    print("|---" * (len(STAGES) + 3) + "|")
     for n, sec in ticks.items():
-        print(f"| {n} | {sec * 1000:.0f} |")
+        cells = " | ".join(f"{stages[n][s] * 1000:.0f}" for s in STAGES)
+        print(f"| {n} | {sec * 1000:.0f} | {cells} | {lean[n] * 1000:.0f} |")
     print("RESULT " + json.dumps({
         "threads": THREADS, "macs": macs, "peak_flops": peak, "inference": rows,
         "original_tick_ms": {str(n): s * 1000 for n, s in ticks.items()},
+        "lean_tick_ms": {str(n): s * 1000 for n, s in lean.items()},
+        "original_stage_ms": {str(n): {k: v * 1000 for k, v in st.items()} for n, st in stages.items()},
     }))
 
 
-def original_tick(model, n, t):
-    """Records of the whole window in a DataFrame, features rebuilt, forward, JSON out."""
+def lean_tick(model, n, t):
+    """The floor: the window's records already parsed, one vectorised groupby into tensors, the
+    forward pass and the forecasts as JSON; none of the original's other per-tick work."""
     rng = np.random.default_rng(1)
     servers = [f"ppweb{i:04d}" for i in range(n)]
     step = 300_000

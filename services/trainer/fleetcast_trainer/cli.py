@@ -92,7 +92,7 @@ def run(args):
     print("[trainer] evaluating on held-out generated data", flush=True)
     origins = _eval_origins(eval_fleet, t, args.eval_every)
     gen = evaluate.evaluate_fleet(predict, eval_fleet, origins, t, keep_arrays=True)
-    curve = evaluate.history_curve(predict, eval_fleet, origins[::3], t, HISTORY_GRID + [t])
+    curve = evaluate.history_curve(predict, eval_fleet, origins[::3], t, [k for k in HISTORY_GRID if k < t] + [t])
     min_history = evaluate.choose_min_history(curve)
 
     nab, nab_items = {}, []
