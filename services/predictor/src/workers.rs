@@ -104,15 +104,26 @@ impl Workers {
         let (tx, rx) = mpsc::channel::<(usize, anyhow::Result<Outputs>)>();
         let used = self.workers.len().min(chunks.len());
         let result = std::thread::scope(|scope| {
-            let handles: Vec<_> = self.workers[..used]
+            // Named, so `top -H` and profilers tell them from the tokio thread that started them.
+            let spawned: std::io::Result<Vec<_>> = self.workers[..used]
                 .iter_mut()
-                .map(|w| {
+                .enumerate()
+                .map(|(i, w)| {
                     let (tx, chunks, next, stop, spare) = (tx.clone(), &chunks, &next, &stop, &spare);
-                    scope.spawn(move || w.work(reg, chunks, next, stop, spare, tx))
+                    std::thread::Builder::new()
+                        .name(format!("inference-{i}"))
+                        .spawn_scoped(scope, move || w.work(reg, chunks, next, stop, spare, tx))
                 })
                 .collect();
             drop(tx);
-            let delivered = deliver(start, &rx, &chunks, &stop, &spare, &mut each);
+            let (handles, delivered) = match spawned {
+                Ok(handles) => (handles, deliver(start, &rx, &chunks, &stop, &spare, &mut each)),
+                Err(e) => {
+                    // Threads already started stop at their next chunk; the scope joins them.
+                    stop.store(true, Ordering::Relaxed);
+                    return Err(anyhow!("starting the inference workers: {e}"));
+                }
+            };
             // When delivery ends every chunk was taken (or `stop` is set), so a join waits at
             // most for a chunk in progress. A worker that panicked already failed the delivery
             // (its chunk never arrived).
