@@ -25,7 +25,7 @@ down:
 # Every test: Rust (real nats-server, real ONNX model, headless Chromium) and the trainer's pytest.
 test:
     deploy/bootstrap.sh --with-browser
-    cargo nextest run --workspace --no-fail-fast
+    cargo nextest run --workspace --release --no-fail-fast
     services/trainer/test.sh
 
 # Train the TFT on generated data, evaluate it, export models/tft.onnx and write the model card.

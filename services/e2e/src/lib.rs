@@ -67,7 +67,7 @@ impl Service {
     async fn spawn(&mut self) -> anyhow::Result<()> {
         let bin = testkit::bin_path(&self.name);
         if !bin.exists() {
-            bail!("{} is missing: run `cargo build --workspace --bins` first (just test does)", bin.display());
+            bail!("{} is missing: `cargo nextest run --workspace --release` (just test) builds it", bin.display());
         }
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log)?;
         let child = Command::new(&bin)

@@ -45,14 +45,22 @@ pub fn ort_dylib() -> PathBuf {
         .unwrap_or_else(|_| workspace_root().join(".tools/ortlib/libonnxruntime.so"))
 }
 
-/// A workspace binary built by `cargo build --workspace --bins` (`just test` builds them first):
-/// `$CARGO_TARGET_DIR` or `target/`, profile `$FLEETCAST_PROFILE` (default `debug`).
+/// A workspace binary of the same build profile as the running test (`cargo nextest run
+/// --workspace --release`, as `just test` does, builds every service binary next to the test
+/// binaries): the test runs from `<target>/<profile>/deps/`, so the binaries are one level up.
+/// `$FLEETCAST_PROFILE` (`debug`, `release`) picks another profile under `$CARGO_TARGET_DIR` or
+/// `target/`.
 pub fn bin_path(name: &str) -> PathBuf {
-    let target = std::env::var("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| workspace_root().join("target"));
-    let profile = std::env::var("FLEETCAST_PROFILE").unwrap_or_else(|_| "debug".into());
-    target.join(profile).join(name)
+    if let Ok(profile) = std::env::var("FLEETCAST_PROFILE") {
+        let target = std::env::var("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| workspace_root().join("target"));
+        return target.join(profile).join(name);
+    }
+    let profile_dir = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().filter(|d| d.ends_with("deps")).and_then(Path::parent).map(Path::to_path_buf));
+    profile_dir.unwrap_or_else(|| workspace_root().join("target/debug")).join(name)
 }
 
 /// A free TCP port on 127.0.0.1 (bound then released).
