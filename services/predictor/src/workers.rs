@@ -1,7 +1,7 @@
 //! Inference workers: N independent `ort` sessions, each with its own input and output
 //! buffers and feature builder, that run the chunks of a tick concurrently.
 //!
-//! Why data parallelism and not more intra-op threads: the model is small (hidden 16) and
+//! Why data parallelism and not more intra-op threads: the model is small (hidden 8) and
 //! elementwise-bound, so one session with 2 intra-op threads gains far less than 2x over one
 //! thread (see BENCHMARKS.md), while two single-threaded sessions on two chunks scale almost
 //! linearly. Each worker also fills its own chunk's features, so that work is parallel too.
