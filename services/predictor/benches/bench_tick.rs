@@ -130,6 +130,21 @@ fn sweep(model: &Path, workers: &[usize], threads: &[usize], chunks: &[usize]) -
     Ok(best.1)
 }
 
+/// Inference alone at the batch sizes the issue names (one session, whole batch per call),
+/// for each thread count: the same ONNX Runtime calls as the Python baseline's ORT table.
+fn batch_table(model: &Path, batches: &[usize], threads: &[usize]) -> anyhow::Result<()> {
+    println!("\n## inference alone per batch size (one session, the whole batch in one call)");
+    println!("| batch | intra-op threads | ms/call | servers/s |");
+    println!("|---:|---:|---:|---:|");
+    for &b in batches {
+        for &th in threads {
+            let (per_call, per_server) = measure(model, 1, th, b)?;
+            println!("| {b} | {th} | {per_call:.2} | {:.0} |", 1000.0 / per_server);
+        }
+    }
+    Ok(())
+}
+
 fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
@@ -304,6 +319,7 @@ async fn main() -> anyhow::Result<()> {
         workers = vec![1, cores()];
         workers.dedup();
     }
+    batch_table(&model, &[1, 100, 1000], &args.threads)?;
     let (w, threads, fastest) = sweep(&model, &workers, &args.threads, &args.chunks)?;
     let setup = Setup { workers: w, threads, chunk: args.chunk.unwrap_or(fastest) };
     println!(
