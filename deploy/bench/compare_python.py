@@ -24,7 +24,8 @@ import torch
 from fleetcast_trainer import schema
 from fleetcast_trainer.bench import count_macs, random_inputs
 from fleetcast_trainer.model import TFT, TFTConfig
-from original_way import STAGES, original_tick
+from fleetcast_trainer.windows import calendar_features
+from original_way import STAGES, fill_window, original_tick
 
 THREADS = int(os.environ.get("BENCH_THREADS", "2"))
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -120,14 +121,9 @@ def lean_tick(model, n, t):
         past = np.zeros((n, t, len(schema.METRICS)), np.float32)
         mask = np.zeros_like(past)
         for i, (_, g) in enumerate(df.groupby("server_name", sort=True)):
-            v = g[list(schema.METRICS)].to_numpy(np.float32)[-t:]
-            past[i, t - len(v):] = np.nan_to_num(v)
-            mask[i, t - len(v):] = ~np.isnan(v)
-        ts = t0 + np.arange(t + schema.HORIZON) * step
-        tod = (ts % 86_400_000) / 86_400_000
-        dow = ((ts // 86_400_000 + 3) % 7) / 7
-        cal = np.stack([np.sin(2 * np.pi * tod), np.cos(2 * np.pi * tod), np.sin(2 * np.pi * dow), np.cos(2 * np.pi * dow)], -1)
-        time_feat = np.broadcast_to(cal, (n, t + schema.HORIZON, 4)).astype(np.float32)
+            fill_window(past, mask, i, g, t)
+        cal = calendar_features(t0 + np.arange(t + schema.HORIZON) * step)
+        time_feat = np.broadcast_to(cal, (n, t + schema.HORIZON, 4))
         profile = np.full(n, schema.PROFILES.index("web_api"), np.int64)
         with torch.inference_mode():
             out = model(torch.from_numpy(past), torch.from_numpy(mask), torch.from_numpy(time_feat.copy()), torch.from_numpy(profile))

@@ -36,6 +36,7 @@ import pandas as pd
 import torch
 
 from fleetcast_trainer import schema
+from fleetcast_trainer.windows import calendar_features
 
 PROFILE_PATTERNS = [
     ("ml_compute", r"ppml|ppgpu|cptrain|ml-node-"),
@@ -82,6 +83,14 @@ def make_post(servers, when, rng):
         rec.update(zip(schema.METRICS, row))
         records.append(rec)
     return json.dumps({"records": records})
+
+
+def fill_window(past, mask, i, group, t):
+    """Row `i` of the model's past inputs from one server's rows (oldest first): the last `t`
+    steps, right-aligned, missing values masked."""
+    v = group[schema.METRICS].to_numpy(np.float32)[-t:]
+    past[i, t - len(v):] = np.nan_to_num(v)
+    mask[i, t - len(v):] = ~np.isnan(v)
 
 
 def points(value, table):
@@ -179,15 +188,10 @@ class OriginalDaemon:
         profile = np.zeros(n, np.int64)
         step = np.timedelta64(schema.STEP_MS, "ms")
         for i, (name, g) in enumerate(df.groupby("server_name", sort=True)):
-            v = g[schema.METRICS].to_numpy(np.float32)[-t:]
-            past[i, t - len(v):] = np.nan_to_num(v)
-            mask[i, t - len(v):] = ~np.isnan(v)
+            fill_window(past, mask, i, g, t)
             last = g["timestamp"].to_numpy()[-1]
             stamps = (last - (t - 1) * step + np.arange(t + h) * step).astype("datetime64[ms]").astype(np.int64)
-            tod = (stamps % 86_400_000) / 86_400_000
-            dow = ((stamps // 86_400_000 + 3) % 7) / 7
-            time_feat[i] = np.stack([np.sin(2 * np.pi * tod), np.cos(2 * np.pi * tod), np.sin(2 * np.pi * dow),
-                                     np.cos(2 * np.pi * dow)], -1)
+            time_feat[i] = calendar_features(stamps)
             profile[i] = schema.PROFILES.index(profiles[name])
             names.append(name)
             frames.append(g)
