@@ -182,8 +182,12 @@ impl Model {
         self.sizes
     }
 
-    /// Runs the first `n` servers of [`Model::inputs`] and appends their outputs to `out`.
+    /// Runs the first `n` servers of [`Model::inputs`]; `out` then holds their outputs (its
+    /// buffers are reused, not appended to).
     pub fn run(&mut self, n: usize, out: &mut Outputs) -> anyhow::Result<()> {
+        out.quantiles.clear();
+        out.var_weights.clear();
+        out.attention.clear();
         if n == 0 {
             return Ok(());
         }

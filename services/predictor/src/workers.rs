@@ -26,6 +26,7 @@ use anyhow::anyhow;
 use crate::features::FeatureBuilder;
 use crate::model::{Manifest, Model, Outputs, Sizes};
 use crate::registry::Registry;
+use crate::stats::ms;
 
 struct Worker {
     model: Model,
@@ -138,8 +139,8 @@ impl Workers {
         });
         self.spare = spare.into_inner().unwrap_or_default();
         let (done, filled) = result?;
-        let features_ms = crate::stats::ms(filled) / used as f64;
-        Ok(Timing { features_ms, inference_ms: (crate::stats::ms(done) - features_ms).max(0.0) })
+        let features_ms = ms(filled) / used as f64;
+        Ok(Timing { features_ms, inference_ms: (ms(done) - features_ms).max(0.0) })
     }
 }
 
@@ -210,9 +211,6 @@ impl Worker {
             }
             filled += clock.elapsed();
             let mut out = spare.lock().ok().and_then(|mut s| s.pop()).unwrap_or_default();
-            out.quantiles.clear();
-            out.var_weights.clear();
-            out.attention.clear();
             let result = self.model.run(chunk.len(), &mut out).map(|()| out);
             // The receiver is gone only when the tick already failed; nothing to report then.
             if tx.send((k, result)).is_err() {
