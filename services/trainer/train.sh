@@ -8,6 +8,7 @@
 #   train.sh --sweep                      train several sizes briefly, write models/sweep.json
 #   train.sh --card                       re-render models/README.md from the saved numbers
 #   train.sh --bench                      re-measure ONNX Runtime throughput (keeps the best run)
+#   train.sh --compile                    re-export the shipped weights in the inference form
 #   train.sh --time-budget 900 ...        other options go to `python -m fleetcast_trainer run`
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/venv.sh"
@@ -24,6 +25,7 @@ while [ $# -gt 0 ]; do
     --sweep) cmd="sweep"; shift ;;
     --card) cd "$trainer_dir"; exec "$PY" -m fleetcast_trainer card --out "$repo_root/models" ;;
     --bench) cd "$trainer_dir"; exec "$PY" -m fleetcast_trainer bench --out "$repo_root/models" ;;
+    --compile) cd "$trainer_dir"; exec "$PY" -m fleetcast_trainer compile --out "$repo_root/models" ;;
     *) extra+=("$1"); shift ;;
   esac
 done

@@ -1,5 +1,6 @@
-"""Command line: `run` (train -> export -> parity -> evaluate -> benchmark -> card) and `sweep`
-(the size trade-off table). train.sh calls these; see services/trainer/README.md."""
+"""Command line: `run` (train -> export -> parity -> evaluate -> benchmark -> card), `sweep`
+(the size trade-off table) and `compile` (re-export the shipped model in its inference form).
+train.sh calls these; see services/trainer/README.md."""
 
 import argparse
 import glob
@@ -12,7 +13,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from . import bench, card, evaluate, export, schema
+from . import bench, card, compiled, evaluate, export, recover, schema
 from .data import file_fingerprint, load_nab, load_parquet
 from .model import TFTConfig, count_parameters
 from .train import TrainConfig, train
@@ -45,6 +46,9 @@ def _args(argv):
     bm = sub.add_parser("bench", help="re-measure ONNX Runtime cost of the shipped model, update the card")
     bm.add_argument("--out", required=True)
     bm.add_argument("--rounds", type=int, default=3, help="measurements; the one with the fastest batch-1000 run is kept")
+    cp = sub.add_parser("compile", help="re-export models/tft.onnx in the inference form (compiled.py) "
+                                         "from its own weights; checks golden parity, re-benchmarks")
+    cp.add_argument("--out", required=True)
     sub.choices["sweep"].add_argument("--sizes", default="96x8,96x16,96x32,144x16",
                                       help="comma list of <encoder_steps>x<hidden>")
     return p.parse_args(argv)
@@ -74,7 +78,8 @@ def run(args):
     print(f"[trainer] trained {result.epochs} epochs in {result.seconds:.0f}s ({result.stopped})", flush=True)
 
     onnx_path = os.path.join(args.out, "tft.onnx")
-    export.export_onnx(model, onnx_path)
+    export.export_onnx(compiled.CompiledTFT(model), onnx_path)
+    recover.save_weights(model, args.out)
     size = os.path.getsize(onnx_path)
     if size > MAX_ONNX_BYTES:
         raise SystemExit(f"exported model is {size} bytes, over the {MAX_ONNX_BYTES} limit")
@@ -119,7 +124,8 @@ def run(args):
     manifest = export.write_manifest(
         os.path.join(args.out, "tft.json"), model, "tft.onnx", version, min_history, training, eval_summary,
         extra={"eval_data": {"data": os.path.basename(args.eval_data),
-                             "data_fingerprint": file_fingerprint(args.eval_data)}})
+                             "data_fingerprint": file_fingerprint(args.eval_data)},
+               "graph": _graph_note(parity)})
     full = {"generated": gen, "nab": nab, "history_curve": curve, "min_history_steps": min_history,
             "cost": cost, "throughput": tput, "parity": parity, "onnx_bytes": size,
             "parameters": count_parameters(model), "total_seconds": round(time.time() - t0, 1)}
@@ -138,6 +144,45 @@ def _parity(path, golden):
     if not ok:
         raise SystemExit(f"ONNX Runtime does not match PyTorch on the golden windows: {diffs}")
     return {"max_abs_diff": max(diffs.values()), "per_output": diffs}
+
+
+def _graph_note(parity):
+    return {"form": "compiled (fleetcast_trainer/compiled.py)", "table_knots": compiled.TABLE_KNOTS,
+            "max_abs_diff_vs_training_form": parity["max_abs_diff"]}
+
+
+def compile_shipped(args):
+    """The shipped weights, re-exported in the inference form: same function (golden parity),
+    new file and version; the evaluation numbers carry over, the cost and throughput are re-measured."""
+    man_path = os.path.join(args.out, "tft.json")
+    manifest = json.load(open(man_path))
+    golden_path = os.path.join(args.out, "golden.json")
+    model = recover.load_shipped(args.out)
+    onnx_path = os.path.join(args.out, manifest["onnx"])
+    tmp = onnx_path + ".compiled"
+    export.export_onnx(compiled.CompiledTFT(model), tmp)
+    parity = _parity(tmp, golden_path)
+    os.replace(tmp, onnx_path)
+    recover.save_weights(model, args.out)
+    old, version = manifest["version"], export.model_version(onnx_path)
+    manifest["version"] = version
+    manifest["graph"] = {**_graph_note(parity), "weights_of": manifest.get("graph", {}).get("weights_of", old)}
+    with open(man_path, "w") as f:
+        json.dump(manifest, f, indent=1, allow_nan=False)
+        f.write("\n")
+    golden = json.load(open(golden_path))
+    golden["model_version"] = version
+    with open(golden_path, "w") as f:
+        json.dump(golden, f, separators=(",", ":"))
+    path = os.path.join(args.out, "evaluation.json")
+    full = json.load(open(path))
+    full["cost"], full["throughput"] = bench.count_macs(onnx_path), bench.throughput(onnx_path, manifest["encoder_steps"])
+    full["parity"], full["onnx_bytes"] = parity, os.path.getsize(onnx_path)
+    with open(path, "w") as f:
+        json.dump(full, f, indent=1, default=float)
+    card.write_card(args.out, manifest, full, None, None, None)
+    print(f"[trainer] {old} -> {version}: parity max abs diff {parity['max_abs_diff']:.2e}, "
+          f"{os.path.getsize(onnx_path) / 1e6:.2f} MB")
 
 
 def _summary(gen, nab):
@@ -209,7 +254,7 @@ def rebench(args):
 def main(argv=None):
     args = _args(sys.argv[1:] if argv is None else argv)
     torch.set_num_threads(2)
-    {"run": run, "sweep": sweep, "card": render_card, "bench": rebench}[args.cmd](args)
+    {"run": run, "sweep": sweep, "card": render_card, "bench": rebench, "compile": compile_shipped}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -107,26 +107,20 @@ class TFT(nn.Module):
         pairs = feat.reshape(-1, N_CAL, 2).transpose(0, 1)
         return torch.cat([pairs, torch.ones_like(pairs[..., :1])], -1)
 
+    def normalise(self, past, m):
+        """The window in the server's own units: (z, loc, mean, scale, cnt), see `_window_stats`."""
+        x = torch.where(m > 0.5, past, torch.zeros_like(past))
+        loc, mean, scale, cnt = self._window_stats(x, m)
+        z = ((x - loc[:, None, :]) / scale[:, None, :]).clamp(-self.cfg.clamp, self.cfg.clamp)
+        return z, loc, mean, scale, cnt
+
     def forward(self, past, past_mask, time_feat, profile):
         cfg = self.cfg
         b = past.shape[0]
         t, h, d = cfg.encoder_steps, cfg.horizon, cfg.hidden
         m = past_mask
-        x = torch.where(m > 0.5, past, torch.zeros_like(past))
-        loc, mean, scale, cnt = self._window_stats(x, m)
-        z = ((x - loc[:, None, :]) / scale[:, None, :]).clamp(-cfg.clamp, cfg.clamp)
-
-        # Static covariate encoders.
-        seen = (cnt > 0).float()
-        g = self.global_scale
-        stat = torch.stack([loc / g, torch.log(scale / g).clamp(-14.0, 5.0), cnt / t,
-                            ((mean - loc) / scale).clamp(-cfg.clamp, cfg.clamp)], dim=-1) * seen[..., None]
-        stat_emb = torch.matmul(stat.transpose(0, 1), self.static_w) + self.static_b  # [14, B, d]
-        stat_emb = torch.cat([stat_emb, self.profile_emb(profile)[None]], 0)
-        allow_static = torch.cat([seen, torch.ones_like(seen[:, :1])], -1)
-        static, _ = self.static_vsn(stat_emb, allow=allow_static)
-        c_s, c_e = self.ctx_select(static), self.ctx_enrich(static)
-        c_h, c_c = self.ctx_h(static), self.ctx_c(static)
+        z, loc, mean, scale, cnt = self.normalise(past, m)
+        c_s, c_e, c_h, c_c = self.static_contexts(loc, mean, scale, cnt, profile)
 
         # Past variable selection: 14 metrics + 2 calendar variables per step.
         feats = torch.stack([z * m, m, 1.0 - m], -1).permute(2, 0, 1, 3).reshape(N_METRICS, -1, 3)
@@ -155,19 +149,38 @@ class TFT(nn.Module):
         y = self.pos_grn(self.attn_gate(att, query))
         y = self.out_gate(y, lstm_feat[:, t:])
 
+        past_attn = attn.mean(1)[:, :t]
+        return self.outputs(y, loc, scale, past_w[:, :N_METRICS].reshape(b, t, N_METRICS), step_seen, past_attn)
+
+    def static_contexts(self, loc, mean, scale, cnt, profile):
+        """Static covariate encoders: the four context vectors (selection, enrichment, LSTM h, c)."""
+        cfg = self.cfg
+        seen = (cnt > 0).float()
+        g = self.global_scale
+        stat = torch.stack([loc / g, torch.log(scale / g).clamp(-14.0, 5.0), cnt / cfg.encoder_steps,
+                            ((mean - loc) / scale).clamp(-cfg.clamp, cfg.clamp)], dim=-1) * seen[..., None]
+        stat_emb = torch.matmul(stat.transpose(0, 1), self.static_w) + self.static_b  # [14, B, d]
+        stat_emb = torch.cat([stat_emb, self.profile_emb(profile)[None]], 0)
+        allow_static = torch.cat([seen, torch.ones_like(seen[:, :1])], -1)
+        static, _ = self.static_vsn(stat_emb, allow=allow_static)
+        return self.ctx_select(static), self.ctx_enrich(static), self.ctx_h(static), self.ctx_c(static)
+
+    def outputs(self, y, loc, scale, past_w, step_seen, past_attn, softplus=F.softplus):
+        """Quantile head and the explanations. `past_w` [B, T, 14] metric selection weights,
+        `past_attn` [B, T] attention mass on each past step (any positive scale)."""
+        b, h = y.shape[0], self.cfg.horizon
         # Quantile head: P50 plus positive offsets, so P10 <= P50 <= P90 by construction.
         raw = self.head(y).reshape(b, h, N_TARGETS, 3)
         t_loc = self.target_offset + self.target_sign * loc[:, self.target_idx]
         t_scale = scale[:, self.target_idx]
         p50 = t_loc[:, None, :] + t_scale[:, None, :] * raw[..., 1]
-        p10 = p50 - t_scale[:, None, :] * F.softplus(raw[..., 0])
-        p90 = p50 + t_scale[:, None, :] * F.softplus(raw[..., 2])
+        p10 = p50 - t_scale[:, None, :] * softplus(raw[..., 0])
+        p90 = p50 + t_scale[:, None, :] * softplus(raw[..., 2])
         q = torch.stack([p10, p50, p90], -1)
         q = torch.minimum(torch.clamp(q, min=0.0), self.target_upper)
 
-        w = past_w[:, :N_METRICS].reshape(b, t, N_METRICS) * step_seen[..., None]
+        w = past_w * step_seen[..., None]
         var_weights = w.sum(1) / w.sum((1, 2)).clamp(min=1e-9)[:, None]
-        past_attn = attn.mean(1)[:, :t]
         attention = past_attn / past_attn.sum(-1, keepdim=True).clamp(min=1e-9)
         return q, var_weights, attention
 
