@@ -7,6 +7,7 @@
 pub mod alert;
 pub mod codec;
 pub mod control;
+pub mod curves;
 pub mod history;
 pub mod metric;
 pub mod profile;

@@ -127,8 +127,9 @@ pub struct Warmup {
     pub need_steps: u16,
 }
 
-/// P10/P50/P90 for one target over the horizon, in the target's raw unit.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// P10/P50/P90 for one target over the horizon, in the target's raw unit. On the wire the
+/// three curves are one compact blob (see [`crate::curves`]).
+#[derive(Debug, Clone, PartialEq)]
 pub struct TargetForecast {
     pub target: Target,
     pub p10: Vec<f32>,

@@ -51,3 +51,30 @@ fn garbage_is_a_clear_error() {
     assert!(!ok);
     assert!(err.contains("not valid JSON"), "{err}");
 }
+
+#[test]
+fn forecast_curves_print_as_plain_arrays() {
+    use schemas::{Level, Profile, ServerForecast, Target, TargetForecast};
+    let sf = ServerForecast {
+        server: "ppdb001".into(),
+        profile: Profile::Database,
+        last_ms: 1_764_000_000_000,
+        risk: 12.5,
+        level: Level::Healthy,
+        reasons: vec![],
+        current: Metrics::default(),
+        recent: vec![],
+        warmup: None,
+        forecast: vec![TargetForecast { target: Target::Mem, p10: vec![40.0, 41.0], p50: vec![50.0, 51.0], p90: vec![60.0, 61.0] }],
+        explanation: None,
+        alerts: vec![],
+        thresholds: vec![],
+    };
+    let wire = encode(&sf).unwrap();
+    assert!(!String::from_utf8_lossy(&wire).contains("p50"), "on the wire the curves are one blob");
+    let (ok, json, err) = run(&["decode", "--compact"], &wire);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    assert_eq!(v["forecast"][0]["p50"], serde_json::json!([50.0, 51.0]), "{v}");
+    assert_eq!(v["forecast"][0]["p90"], serde_json::json!([60.0, 61.0]));
+}

@@ -28,6 +28,18 @@ enum Cmd {
     Encode,
 }
 
+/// Snapshots and per-server forecasts are decoded as what they are, so their compact forecast
+/// curves print as plain `p10`/`p50`/`p90` arrays; anything else generically.
+fn readable(input: &[u8]) -> anyhow::Result<serde_json::Value> {
+    if let Ok(s) = schemas::decode::<schemas::Snapshot>(input) {
+        return Ok(serde_json::to_value(s)?);
+    }
+    if let Ok(s) = schemas::decode::<schemas::ServerForecast>(input) {
+        return Ok(serde_json::to_value(s)?);
+    }
+    rmp_serde::from_slice(input).context("stdin is not valid MessagePack")
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let mut input = Vec::new();
@@ -35,7 +47,7 @@ fn main() -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     match cli.cmd {
         Cmd::Decode { compact } => {
-            let value: serde_json::Value = rmp_serde::from_slice(&input).context("stdin is not valid MessagePack")?;
+            let value = readable(&input)?;
             let text = if compact { serde_json::to_string(&value)? } else { serde_json::to_string_pretty(&value)? };
             writeln!(out, "{text}")?;
         }
