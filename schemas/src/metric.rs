@@ -47,6 +47,11 @@ macro_rules! metrics {
             /// All metrics in canonical order (the model's input order).
             pub const ALL: [Metric; METRIC_COUNT] = [ $( Metric::$variant ),* ];
 
+            /// Position in [`Metric::ALL`] (the variants are declared in that order).
+            pub fn index(self) -> usize {
+                self as usize
+            }
+
             /// The wire name, e.g. `cpu_user_pct`.
             pub fn name(self) -> &'static str {
                 match self { $( Metric::$variant => stringify!($field) ),* }
@@ -105,10 +110,7 @@ impl Metrics {
 
     /// The value of a forecast target, derived where needed (CPU used = 100 - idle).
     pub fn target(&self, t: Target) -> Option<f32> {
-        match t {
-            Target::Cpu => self.cpu_idle_pct.map(|idle| 100.0 - idle),
-            other => self.get(other.source_metric()),
-        }
+        self.get(t.source_metric()).map(|v| t.from_source(v))
     }
 }
 
@@ -185,6 +187,14 @@ impl Target {
     }
 
     /// The reported metric a target reads (CPU reads idle and inverts it).
+    /// The target's value from its source metric's (CPU used = 100 − idle).
+    pub fn from_source(self, value: f32) -> f32 {
+        match self {
+            Target::Cpu => 100.0 - value,
+            _ => value,
+        }
+    }
+
     pub fn source_metric(self) -> Metric {
         match self {
             Target::Cpu => Metric::CpuIdle,
@@ -209,6 +219,19 @@ impl Target {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn index_is_the_position_in_all() {
+        for (i, m) in Metric::ALL.iter().enumerate() {
+            assert_eq!(m.index(), i);
+        }
+        for t in Target::ALL {
+            let mut m = Metrics::default();
+            m.set(t.source_metric(), Some(30.0));
+            assert_eq!(m.target(t), Some(t.from_source(30.0)));
+        }
+        assert_eq!(Target::Cpu.from_source(30.0), 70.0);
+    }
 
     #[test]
     fn names_round_trip() {

@@ -27,6 +27,25 @@ pub const BUCKET_WINDOWS: &str = "windows";
 /// KV bucket of per-server forecasts, for clients that want one server.
 pub const BUCKET_FORECASTS: &str = "forecasts";
 
+/// Header on each part of a metrics batch: `<part>/<parts>`, 1-based (`3/8`). The part that
+/// reads `n/n` ends the source's tick, so the predictor need not wait to see whether more
+/// parts follow. Optional: without it the predictor waits its `coalesce` time instead.
+pub const PART_HEADER: &str = "Fleetcast-Part";
+
+/// The value of [`PART_HEADER`] for part `index` (0-based) of `count`.
+pub fn part_header(index: usize, count: usize) -> String {
+    format!("{}/{}", index + 1, count)
+}
+
+/// Whether a [`PART_HEADER`] value marks the last part of its tick (`n/n`, n >= 1).
+pub fn is_last_part(value: &str) -> bool {
+    let Some((part, parts)) = value.split_once('/') else { return false };
+    match (part.trim().parse::<u32>(), parts.trim().parse::<u32>()) {
+        (Ok(p), Ok(n)) => n >= 1 && p == n,
+        _ => false,
+    }
+}
+
 /// The subject a source publishes its batches on.
 pub fn metrics_batch(source: &str) -> String {
     format!("{METRICS_BATCH_PREFIX}.{source}")
@@ -35,4 +54,20 @@ pub fn metrics_batch(source: &str) -> String {
 /// The subject of one alert event.
 pub fn alert_event(state: crate::AlertState, server: &str) -> String {
     format!("{ALERTS_PREFIX}.{}.{server}", state.name())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn part_header_round_trip() {
+        assert_eq!(part_header(0, 3), "1/3");
+        assert!(!is_last_part(&part_header(1, 3)));
+        assert!(is_last_part(&part_header(2, 3)));
+        assert!(is_last_part("1/1"));
+        for bad in ["", "3", "0/0", "a/b", "4/3x", "/"] {
+            assert!(!is_last_part(bad), "{bad:?}");
+        }
+    }
 }

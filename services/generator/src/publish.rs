@@ -227,6 +227,7 @@ impl Publisher {
             let msg = PublishMessage::build()
                 .payload(parts[i].clone())
                 .header(CONTENT_TYPE_HEADER, CONTENT_TYPE)
+                .header(schemas::subjects::PART_HEADER, schemas::subjects::part_header(i, parts.len()).as_str())
                 .message_id(format!("{}.{}.{}", self.run_id, seq, i));
             match self.js.send_publish(self.subject.clone(), msg).await {
                 Ok(ack) => acks.push(async move { (i, ack.await) }),

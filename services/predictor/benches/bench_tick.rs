@@ -172,10 +172,12 @@ fn metrics(i: usize, s: i64) -> Metrics {
     }
 }
 
-/// One step of the fleet as the generator sends it: parts of at most 1,000 records, same seq.
+/// One step of the fleet as the generator sends it: parts of at most 1,000 records, same seq,
+/// each with its `Fleetcast-Part` header.
 async fn publish_step(js: &jetstream::Context, names: &[String], step: i64) -> anyhow::Result<()> {
     let start = step * STEP_MS;
     let mut acks = Vec::new();
+    let parts = names.len().div_ceil(1000);
     for (p, part) in names.chunks(1000).enumerate() {
         let records = part
             .iter()
@@ -183,7 +185,9 @@ async fn publish_step(js: &jetstream::Context, names: &[String], step: i64) -> a
             .map(|(k, n)| MetricRecord { server: n.clone(), ts_ms: start, profile: None, metrics: metrics(p * 1000 + k, step) })
             .collect();
         let batch = MetricsBatch::new("bench", step as u64, start + STEP_MS, records);
-        acks.push(js.publish("metrics.batch.bench", schemas::encode(&batch)?.into()).await?);
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(schemas::subjects::PART_HEADER, schemas::subjects::part_header(p, parts).as_str());
+        acks.push(js.publish_with_headers("metrics.batch.bench", headers, schemas::encode(&batch)?.into()).await?);
     }
     for a in acks {
         a.await?;

@@ -45,16 +45,27 @@ pub struct IncidentOdds {
 /// `P(X ≥ threshold)` at one step, from its P10/P50/P90 (see the module doc). Non-finite
 /// quantiles give 0.
 pub fn exceedance(p10: f32, p50: f32, p90: f32, threshold: f32) -> f64 {
+    match exceedance_z(p10, p50, p90, threshold) {
+        Some(z) => normal_sf(z),
+        None => 0.0,
+    }
+}
+
+/// The standard score whose upper tail is [`exceedance`]: `±∞` where the spread is nil (certain
+/// either way), `None` where a quantile is not finite (odds 0). The tail falls as `z` grows, so
+/// the largest odds over many steps are the tail of their smallest `z`: one `exp` per target
+/// instead of one per step.
+fn exceedance_z(p10: f32, p50: f32, p90: f32, threshold: f32) -> Option<f64> {
     if !(p10.is_finite() && p50.is_finite() && p90.is_finite() && threshold.is_finite()) {
-        return 0.0;
+        return None;
     }
     let (m, c) = (f64::from(p50), f64::from(threshold));
     let spread = if c >= m { f64::from(p90) - m } else { m - f64::from(p10) };
     let sigma = spread.max(0.0) / Z90;
     if sigma <= 1e-9 * (1.0 + m.abs()) {
-        return if m >= c { 1.0 } else { 0.0 };
+        return Some(if m >= c { f64::NEG_INFINITY } else { f64::INFINITY });
     }
-    normal_sf((c - m) / sigma)
+    Some((c - m) / sigma)
 }
 
 /// Upper tail of the standard normal, `1 − Φ(z)`, via the Numerical Recipes erfc (relative
@@ -85,13 +96,18 @@ pub fn incident_odds(profile: Profile, current: &Metrics, forecast: &[TargetFore
         let (mut p30, mut p8h) = if now { (1.0, 1.0) } else { (0.0, 0.0) };
         if let Some(f) = forecast.iter().find(|f| f.target == target) {
             let steps = f.p10.len().min(f.p50.len()).min(f.p90.len());
+            let (mut z30, mut z8h) = (f64::INFINITY, f64::INFINITY);
             for k in 0..steps {
-                let p = exceedance(f.p10[k], f.p50[k], f.p90[k], th.critical);
-                p8h = f64::max(p8h, p);
-                if k < NEAR_STEPS {
-                    p30 = f64::max(p30, p);
+                if let Some(z) = exceedance_z(f.p10[k], f.p50[k], f.p90[k], th.critical) {
+                    z8h = z8h.min(z);
+                    if k < NEAR_STEPS {
+                        z30 = z30.min(z);
+                    }
                 }
             }
+            // normal_sf(+inf) is 0, the same as no finite step.
+            p30 = f64::max(p30, normal_sf(z30));
+            p8h = f64::max(p8h, normal_sf(z8h));
         }
         calm_30m *= 1.0 - p30;
         calm_8h *= 1.0 - p8h;
@@ -191,6 +207,35 @@ mod tests {
             last = o;
         }
         assert!(last.within_30m > 0.99);
+    }
+
+    /// The odds are the largest per-step exceedance, computed from the smallest z: same numbers
+    /// as taking the max of `exceedance` over the steps, on forecasts of every shape.
+    #[test]
+    fn odds_equal_the_largest_step_exceedance() {
+        let mut seed = 0x9e37_79b9_u64;
+        let mut next = move || {
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            (seed >> 33) as f32 / (1u64 << 31) as f32
+        };
+        for case in 0..300 {
+            let mut f = flat(Target::Cpu, 0.0, 0.0, 0.0);
+            for k in 0..f.p50.len() {
+                let m = 60.0 + 45.0 * next();
+                let (lo, hi) = if case % 7 == 0 { (0.0, 0.0) } else { (8.0 * next(), 8.0 * next()) };
+                (f.p10[k], f.p50[k], f.p90[k]) = (m - lo, m, m + hi);
+            }
+            if case % 11 == 0 {
+                f.p90[case % 96] = f32::NAN;
+            }
+            let th = thresholds(Profile::Generic, Target::Cpu).unwrap();
+            let step = |k: usize| exceedance(f.p10[k], f.p50[k], f.p90[k], th.critical);
+            let want_8h = (0..f.p50.len()).map(step).fold(0.0, f64::max);
+            let want_30m = (0..NEAR_STEPS).map(step).fold(0.0, f64::max);
+            let o = incident_odds(Profile::Generic, &Metrics::default(), std::slice::from_ref(&f));
+            assert_eq!(o.within_8h, want_8h as f32, "case {case}");
+            assert_eq!(o.within_30m, want_30m as f32, "case {case}");
+        }
     }
 
     #[test]

@@ -204,7 +204,10 @@ impl Loop {
                             _ => break,
                         }
                     }
-                    self.group(group).await?;
+                    if self.group(group).await? && self.reg.due_count() > 0 {
+                        // The source said this was its tick's last part: no coalesce wait.
+                        self.tick().await;
+                    }
                 }
                 Ok(Some(Err(e))) => tracing::warn!(error = %e, "pulling from METRICS"),
                 Ok(None) => {
@@ -239,8 +242,13 @@ impl Loop {
         Ok(())
     }
 
-    /// Applies, stores and acks one group of messages.
-    async fn group(&mut self, group: Vec<jetstream::Message>) -> anyhow::Result<()> {
+    /// Applies, stores and acks one group of messages. Returns whether the group drained the
+    /// stream (it is not full) and ends with a part its source marked as its tick's last
+    /// ([`subjects::PART_HEADER`]): then nothing is worth waiting for. A backlog keeps
+    /// coalescing, because its groups come full.
+    async fn group(&mut self, group: Vec<jetstream::Message>) -> anyhow::Result<bool> {
+        let ends_tick = group.len() < self.config.group_messages
+            && group.last().and_then(|m| m.headers.as_ref()).and_then(|h| h.get(subjects::PART_HEADER)).is_some_and(|v| subjects::is_last_part(v.as_str()));
         let clock = Instant::now();
         let mut reports = Vec::with_capacity(group.len());
         for msg in &group {
@@ -272,7 +280,7 @@ impl Loop {
         if self.reg.due_count() > 0 {
             self.due_since.get_or_insert_with(Instant::now);
         }
-        Ok(())
+        Ok(ends_tick)
     }
 
     /// Stores the changed windows. While the broker is away it keeps retrying (nothing is

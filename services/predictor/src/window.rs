@@ -217,8 +217,9 @@ impl ServerWindow {
         out.clear();
         let Some(last) = self.last_closed else { return };
         let n = n.min(self.ring.len()) as i64;
+        let source = target.source_metric().index();
         for s in last - n + 1..=last {
-            out.push(self.step(s).and_then(|v| v.to_metrics().target(target)));
+            out.push(self.step(s).and_then(|v| v.get(source)).map(|v| target.from_source(v)));
         }
     }
 }
