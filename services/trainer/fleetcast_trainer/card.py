@@ -106,13 +106,18 @@ def write_card(out, manifest, full, arrays, eval_fleet, nab_items):
              f"day + day of week) and future (calendar) inputs, four static covariate encoders, an LSTM "
              f"encoder-decoder seeded with the static context and a gated skip, static enrichment, interpretable "
              f"multi-head attention (shared values, causal mask, left-padding masked), a position-wise GRN and a "
-             f"quantile head that emits P10/P50/P90 of the 8 targets for all 96 steps at once; P10 = P50 - "
+             f"quantile head that emits P10/P50/P90 of the 8 targets for all 96 steps at once"
+             + (f" (each of the {manifest['horizon_steps'] // cfg.get('patch', 1)} decoder positions emits "
+                f"{cfg.get('patch', 1)} consecutive 5-minute steps, so the decoder side costs 1/{cfg.get('patch', 1)} "
+                f"of one position per step)" if cfg.get("patch", 1) > 1 else "")
+             + f"; P10 = P50 - "
              f"softplus, P90 = P50 + softplus, so quantiles never cross. Normalisation is in the graph: each "
              f"metric is centred on its last observed value and scaled by its window's masked mean absolute "
              f"deviation (floor = 1e-4 of the global std), quantiles come back in raw units and are clipped to the physical range.\n")
     L.append(_table(["setting", "value"], [
         ("encoder steps (T)", f"{t} ({t * 5 / 60:g} h)"), ("horizon", f"{manifest['horizon_steps']} (8 h)"),
         ("hidden size", cfg["hidden"]), ("attention heads", cfg["heads"]), ("dropout", cfg["dropout"]),
+        ("steps per decoder position", cfg.get("patch", 1)),
         ("parameters", f"{manifest['model']['parameters']:,}"), ("ONNX file", f"{full['onnx_bytes'] / 1e6:.2f} MB, opset {manifest['opset']}"),
         ("min history", f"{manifest['min_history_steps']} steps ({manifest['min_history_steps'] * 5} min)")]))
     L.append("")

@@ -35,6 +35,7 @@ def _args(argv):
         s.add_argument("--encoder-steps", type=int, default=48)
         s.add_argument("--hidden", type=int, default=8)
         s.add_argument("--heads", type=int, default=2)
+        s.add_argument("--patch", type=int, default=2, help="future steps per decoder position")
         s.add_argument("--time-budget", type=float, default=25 * 60, help="training seconds")
         s.add_argument("--max-epochs", type=int, default=60)
         s.add_argument("--steps-per-epoch", type=int, default=100)
@@ -60,7 +61,7 @@ def _eval_origins(fleet, t, every):
 
 
 def _train(args, fleet, t, d, budget, progress=True):
-    cfg = TFTConfig(encoder_steps=t, hidden=d, var_hidden=d, heads=args.heads)
+    cfg = TFTConfig(encoder_steps=t, hidden=d, var_hidden=d, heads=args.heads, patch=args.patch)
     tc = TrainConfig(seed=args.seed, time_budget_s=budget, max_epochs=args.max_epochs,
                      steps_per_epoch=args.steps_per_epoch)
     return train(fleet, cfg, tc, Augment(min_history=HISTORY_GRID[0]), progress=progress), tc

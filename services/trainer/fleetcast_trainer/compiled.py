@@ -142,13 +142,13 @@ class CompiledTFT(nn.Module):
     def forward(self, past, past_mask, time_feat, profile):
         mdl, cfg = self.m, self.cfg
         b = past.shape[0]
-        t, h, d = cfg.encoder_steps, cfg.horizon, cfg.hidden
+        t, h, d = cfg.encoder_steps, cfg.positions, cfg.hidden
         m = past_mask
         z, loc, mean, scale, cnt = mdl.normalise(past, m)
         c_s, c_e, c_h, c_c = mdl.static_contexts(loc, mean, scale, cnt, profile)
 
         # Variable selection: weights from the folded flat GRNs, values from the tables.
-        tf_past, tf_fut = time_feat[:, :t], time_feat[:, t:]
+        tf_past, tf_fut = time_feat[:, :t], mdl.future_calendar(time_feat)
         allow = torch.cat([m, torch.ones_like(m[..., :N_CAL])], -1)
         w = self.past_flat(torch.cat([z * m, m, tf_past], -1), c_s[:, None, :], allow)  # [B, T, 16]
         to_grid = lambda x, lo, hi: (x - lo) * ((self.knots - 1) / (hi - lo))

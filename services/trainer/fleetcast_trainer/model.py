@@ -26,6 +26,15 @@ class TFTConfig:
     heads: int = 2
     dropout: float = 0.1
     clamp: float = 10.0
+    # Future steps per decoder position: the decoder runs horizon / patch positions and each
+    # emits `patch` consecutive steps (their calendar input is the first step's). 1 = one
+    # position per step, as in the TFT paper; 2 halves the decoder-side work of every forecast.
+    patch: int = 1
+
+    @property
+    def positions(self) -> int:
+        """Decoder positions."""
+        return self.horizon // self.patch
 
     def to_dict(self):
         return asdict(self)
@@ -40,7 +49,8 @@ class TFT(nn.Module):
     def __init__(self, cfg: TFTConfig, global_scale, floor):
         super().__init__()
         self.cfg = cfg
-        d, t, h = cfg.hidden, cfg.encoder_steps, cfg.horizon
+        assert cfg.horizon % cfg.patch == 0, "the horizon must be a whole number of patches"
+        d, t, h = cfg.hidden, cfg.encoder_steps, cfg.positions
         self.register_buffer("global_scale", torch.as_tensor(global_scale, dtype=torch.float32))
         self.register_buffer("floor", torch.as_tensor(floor, dtype=torch.float32))
         self.register_buffer("target_idx", torch.tensor(schema.TARGET_METRIC_INDEX, dtype=torch.long))
@@ -85,7 +95,7 @@ class TFT(nn.Module):
         self.attn_gate = GateAddNorm(d, d, cfg.dropout)
         self.pos_grn = GRN(d, d, d, dropout=cfg.dropout)
         self.out_gate = GateAddNorm(d, d)
-        self.head = nn.Linear(d, N_TARGETS * len(schema.QUANTILES))
+        self.head = nn.Linear(d, cfg.patch * N_TARGETS * len(schema.QUANTILES))
 
     # --- pieces -----------------------------------------------------------------------------
 
@@ -117,7 +127,7 @@ class TFT(nn.Module):
     def forward(self, past, past_mask, time_feat, profile):
         cfg = self.cfg
         b = past.shape[0]
-        t, h, d = cfg.encoder_steps, cfg.horizon, cfg.hidden
+        t, h, d = cfg.encoder_steps, cfg.positions, cfg.hidden
         m = past_mask
         z, loc, mean, scale, cnt = self.normalise(past, m)
         c_s, c_e, c_h, c_c = self.static_contexts(loc, mean, scale, cnt, profile)
@@ -131,7 +141,7 @@ class TFT(nn.Module):
         past_sel, past_w = self.past_vsn(past_emb, ctx_past, allow_past)
         past_sel = past_sel.reshape(b, t, d)
         ctx_fut = c_s[:, None, :].expand(-1, h, -1).reshape(-1, d)
-        fut_emb = torch.matmul(self._calendar_feats(time_feat[:, t:]), self.cal_emb)
+        fut_emb = torch.matmul(self._calendar_feats(self.future_calendar(time_feat)), self.cal_emb)
         fut_sel, _ = self.future_vsn(fut_emb, ctx_fut)
         fut_sel = fut_sel.reshape(b, h, d)
 
@@ -151,6 +161,10 @@ class TFT(nn.Module):
 
         past_attn = attn.mean(1)[:, :t]
         return self.outputs(y, loc, scale, past_w[:, :N_METRICS].reshape(b, t, N_METRICS), step_seen, past_attn)
+
+    def future_calendar(self, time_feat):
+        """The calendar input of each decoder position: its first step's."""
+        return time_feat[:, self.cfg.encoder_steps::self.cfg.patch]
 
     def static_contexts(self, loc, mean, scale, cnt, profile):
         """Static covariate encoders: the four context vectors (selection, enrichment, LSTM h, c)."""

@@ -136,3 +136,18 @@ def test_zero_padding_and_nan_never_break_the_batch(tiny_model, tmp_path):
     inputs["past"][1, 3, 2] = np.nan
     q = sess.run(export.OUTPUTS, inputs)[0]
     assert np.isfinite(q[[0, 2]]).all()
+
+
+def test_patch_decoder_compiles_to_the_same_function(fleet):
+    """A model whose decoder positions emit two steps each (TFTConfig.patch): full 96-step
+    outputs, and the inference form still matches it."""
+    from fleetcast_trainer.data import global_scales
+    from fleetcast_trainer.model import TFT, TFTConfig
+    torch.manual_seed(1)
+    g = global_scales(fleet)
+    model = trained_like(TFT(TFTConfig(encoder_steps=TINY_T, hidden=8, var_hidden=8, heads=2, dropout=0.0, patch=2), g, g * 0.01).eval())
+    inputs = calendar_inputs(5, TINY_T, 8)
+    want = run_torch(model, inputs)
+    assert want[0].shape == (5, 96, 8, 3)
+    assert (want[0][..., 0] <= want[0][..., 1]).all() and (want[0][..., 1] <= want[0][..., 2]).all()
+    assert_close(run_torch(compiled.CompiledTFT(model, KNOTS), inputs), want)
