@@ -56,9 +56,20 @@ pub struct Workers {
 /// bit with the batch it ran in (measured: chunks of 7 vs 16 changed a forecast). With the
 /// same chunks, which worker ran which chunk does not matter, and the snapshot is the same
 /// bytes on 1 or N workers (`tests/determinism.rs`).
+///
+/// A fleet of at least [`MIN_CHUNK_SERVERS`] per chunk is cut into at least [`MIN_CHUNKS`]
+/// chunks, so a small fleet still spreads over the workers of a few cores (100 servers with a
+/// 128 cap: 4 chunks of 25, not one chunk on one worker). Like the rest, this depends on the
+/// fleet size only.
 pub fn chunk_size(n: usize, max_chunk: usize) -> usize {
-    n.div_ceil(n.div_ceil(max_chunk.max(1)).max(1)).max(1)
+    let chunks = n.div_ceil(max_chunk.max(1)).max((n / MIN_CHUNK_SERVERS).min(MIN_CHUNKS)).max(1);
+    n.div_ceil(chunks).max(1)
 }
+
+/// See [`chunk_size`].
+pub const MIN_CHUNKS: usize = 4;
+/// See [`chunk_size`].
+pub const MIN_CHUNK_SERVERS: usize = 16;
 
 impl Workers {
     /// Loads `workers` sessions of the model, each taking up to `max_chunk` servers per run
@@ -228,9 +239,12 @@ mod tests {
     #[test]
     fn chunks_are_even_and_capped() {
         assert_eq!(chunk_size(1000, 64), 63, "16 chunks of at most 63");
-        assert_eq!(chunk_size(100, 64), 50);
-        assert_eq!(chunk_size(64, 64), 64);
-        assert_eq!(chunk_size(65, 64), 33);
+        assert_eq!(chunk_size(100, 64), 25, "at least 4 chunks once each keeps 16 servers");
+        assert_eq!(chunk_size(100, 128), 25);
+        assert_eq!(chunk_size(64, 64), 16);
+        assert_eq!(chunk_size(40, 64), 20, "40 servers: 2 chunks of 20");
+        assert_eq!(chunk_size(15, 64), 15, "too few to split");
+        assert_eq!(chunk_size(65, 64), 17);
         assert_eq!(chunk_size(1, 64), 1);
         assert_eq!(chunk_size(0, 64), 1);
         assert_eq!(chunk_size(10_000, 256), 250);
