@@ -43,7 +43,7 @@ pub fn forecast_from(row: &[f32], h: usize, out: &mut Vec<TargetForecast>) {
 pub fn drop_unobserved(forecast: &mut Vec<TargetForecast>, observed: u16) {
     forecast.retain(|f| {
         let metric = f.target.source_metric();
-        Metric::ALL.iter().position(|m| *m == metric).is_some_and(|i| observed & (1 << i) != 0)
+        observed & (1 << metric.index()) != 0
     });
 }
 

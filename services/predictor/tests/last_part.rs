@@ -9,17 +9,7 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use common::*;
-use schemas::subjects::{metrics_batch, part_header, PART_HEADER};
 use schemas::STEP_MS;
-
-async fn publish_part(js: &jetstream::Context, batch: &schemas::MetricsBatch, header: Option<String>) {
-    let mut headers = async_nats::HeaderMap::new();
-    if let Some(h) = header {
-        headers.insert(PART_HEADER, h.as_str());
-    }
-    let payload = schemas::encode(batch).expect("encode");
-    js.publish_with_headers(metrics_batch(SOURCE), headers, payload.into()).await.expect("publish").await.expect("stored");
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_last_part_ticks_without_waiting() {
@@ -38,9 +28,9 @@ async fn the_last_part_ticks_without_waiting() {
     let step = step_batch(&names, t0, 1);
     let (a, b) = step.records.split_at(10);
     let part = |records: &[schemas::MetricRecord]| schemas::MetricsBatch::new(SOURCE, 1, t0 + STEP_MS, records.to_vec());
-    publish_part(&js, &part(a), Some(part_header(0, 2))).await;
+    publish_part(&js, &part(a), Some((0, 2))).await;
     assert!(snaps.next(Duration::from_secs(2)).await.is_none(), "a first part alone must wait for the rest");
-    publish_part(&js, &part(b), Some(part_header(1, 2))).await;
+    publish_part(&js, &part(b), Some((1, 2))).await;
     let snap = snaps.next(Duration::from_secs(3)).await.expect("the last part ends the tick at once");
     assert_eq!(snap.servers.len(), 20, "both parts in one snapshot");
 

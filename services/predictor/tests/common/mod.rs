@@ -77,8 +77,18 @@ pub fn step_batch(names: &[String], step_start: i64, seq: u64) -> MetricsBatch {
 }
 
 pub async fn publish_batch(js: &jetstream::Context, batch: &MetricsBatch) {
+    publish_part(js, batch, None).await;
+}
+
+/// Publishes `batch` as part `(index, count)` of its tick (the `Fleetcast-Part` header), or
+/// without the header.
+pub async fn publish_part(js: &jetstream::Context, batch: &MetricsBatch, part: Option<(usize, usize)>) {
+    let mut headers = async_nats::HeaderMap::new();
+    if let Some((index, count)) = part {
+        headers.insert(schemas::subjects::PART_HEADER, schemas::subjects::part_header(index, count).as_str());
+    }
     let payload = schemas::encode(batch).expect("encode");
-    js.publish(schemas::subjects::metrics_batch(SOURCE), payload.into())
+    js.publish_with_headers(schemas::subjects::metrics_batch(SOURCE), headers, payload.into())
         .await
         .expect("publish")
         .await
