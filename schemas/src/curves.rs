@@ -15,6 +15,7 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::ser::{SerializeStruct, Serializer};
 use serde::{Deserialize, Serialize};
 
+use crate::method::Method;
 use crate::metric::Target;
 use crate::snapshot::TargetForecast;
 
@@ -54,15 +55,17 @@ pub fn decode(bytes: &[u8]) -> Result<[Vec<f32>; 3], String> {
 impl Serialize for TargetForecast {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         if s.is_human_readable() {
-            let mut st = s.serialize_struct("TargetForecast", 4)?;
+            let mut st = s.serialize_struct("TargetForecast", 5)?;
             st.serialize_field("target", &self.target)?;
+            st.serialize_field("method", &self.method)?;
             st.serialize_field("p10", &self.p10)?;
             st.serialize_field("p50", &self.p50)?;
             st.serialize_field("p90", &self.p90)?;
             return st.end();
         }
-        let mut st = s.serialize_struct("TargetForecast", 2)?;
+        let mut st = s.serialize_struct("TargetForecast", 3)?;
         st.serialize_field("target", &self.target)?;
+        st.serialize_field("method", &self.method)?;
         st.serialize_field("curves", &Blob(encode(&self.p10, &self.p50, &self.p90)))?;
         st.end()
     }
@@ -112,12 +115,13 @@ impl<'de> Deserialize<'de> for TargetForecast {
                 f.write_str("a target forecast: {target, curves} or {target, p10, p50, p90}")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<TargetForecast, A::Error> {
-                let (mut target, mut curves) = (None::<Target>, None::<Blob>);
+                let (mut target, mut curves, mut method) = (None::<Target>, None::<Blob>, Method::default());
                 let (mut p10, mut p50, mut p90) = (None::<Vec<f32>>, None::<Vec<f32>>, None::<Vec<f32>>);
                 while let Some(key) = map.next_key::<String>()? {
                     match key.as_str() {
                         "target" => target = Some(map.next_value()?),
                         "curves" => curves = Some(map.next_value()?),
+                        "method" => method = map.next_value()?,
                         "p10" => p10 = Some(map.next_value()?),
                         "p50" => p50 = Some(map.next_value()?),
                         "p90" => p90 = Some(map.next_value()?),
@@ -129,10 +133,11 @@ impl<'de> Deserialize<'de> for TargetForecast {
                 let target = target.ok_or_else(|| de::Error::missing_field("target"))?;
                 if let Some(Blob(bytes)) = curves {
                     let [p10, p50, p90] = decode(&bytes).map_err(de::Error::custom)?;
-                    return Ok(TargetForecast { target, p10, p50, p90 });
+                    return Ok(TargetForecast { target, method, p10, p50, p90 });
                 }
                 Ok(TargetForecast {
                     target,
+                    method,
                     p10: p10.ok_or_else(|| de::Error::missing_field("p10"))?,
                     p50: p50.ok_or_else(|| de::Error::missing_field("p50"))?,
                     p90: p90.ok_or_else(|| de::Error::missing_field("p90"))?,
@@ -149,7 +154,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn forecast(p10: Vec<f32>, p50: Vec<f32>, p90: Vec<f32>) -> TargetForecast {
-        TargetForecast { target: Target::Mem, p10, p50, p90 }
+        TargetForecast { target: Target::Mem, method: Method::Trend, p10, p50, p90 }
     }
 
     fn round_trip(f: &TargetForecast) -> TargetForecast {
@@ -197,7 +202,7 @@ mod tests {
         }
         let old = rmp_serde::to_vec_named(&Old { target: Target::Cpu, p10: &[1.0], p50: &[2.0], p90: &[3.0] }).unwrap();
         let f: TargetForecast = crate::decode(&old).unwrap();
-        assert_eq!((f.target, f.p10, f.p50, f.p90), (Target::Cpu, vec![1.0], vec![2.0], vec![3.0]));
+        assert_eq!((f.target, f.method, f.p10, f.p50, f.p90), (Target::Cpu, Method::Model, vec![1.0], vec![2.0], vec![3.0]));
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod codec;
 pub mod control;
 pub mod curves;
 pub mod history;
+pub mod method;
 pub mod metric;
 pub mod profile;
 pub mod record;
@@ -20,12 +21,13 @@ pub mod validate;
 pub use alert::{Alert, AlertBasis, AlertEvent, AlertState, Level};
 pub use codec::{decode, encode, CodecError, CONTENT_TYPE, CONTENT_TYPE_HEADER};
 pub use control::{Scenario, ScenarioReply, ScenarioRequest, ServerState};
+pub use method::Method;
 pub use metric::{Metric, Metrics, Target, METRIC_COUNT, TARGET_COUNT};
 pub use profile::Profile;
 pub use record::{MetricRecord, MetricsBatch};
 pub use rejection::Rejection;
 pub use snapshot::{
-    Explanation, FleetFigures, ModelInfo, PartInfo, ServerForecast, Snapshot, SnapshotAssembler,
+    Explanation, FleetFigures, MethodAccuracy, ModelInfo, PartInfo, ServerForecast, Snapshot, SnapshotAssembler,
     TargetAccuracy, TargetForecast, TargetThresholds, Warmup,
 };
 pub use validate::{RejectReason, ValidationError, ValidationPolicy};

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::alert::{Alert, Level};
+use crate::method::Method;
 use crate::metric::{Metrics, Target};
 use crate::profile::Profile;
 
@@ -118,6 +119,20 @@ pub struct TargetAccuracy {
     pub qrisk_p90: f32,
     /// Share of actuals inside [P10, P90] (ideal 0.8).
     pub coverage: f32,
+    /// The same scores for every method the predictor runs, on the same matured steps (the
+    /// fields above score what was published, the per-target pick among them).
+    #[serde(default)]
+    pub methods: Vec<MethodAccuracy>,
+}
+
+/// One method's rolling accuracy for one target (same definitions as [`TargetAccuracy`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MethodAccuracy {
+    pub method: Method,
+    pub samples: u64,
+    pub qrisk_p50: f32,
+    pub qrisk_p90: f32,
+    pub coverage: f32,
 }
 
 /// Warm-up progress of a server without enough history.
@@ -132,6 +147,8 @@ pub struct Warmup {
 #[derive(Debug, Clone, PartialEq)]
 pub struct TargetForecast {
     pub target: Target,
+    /// The method that made these curves (absent on the wire before methods existed: `model`).
+    pub method: Method,
     pub p10: Vec<f32>,
     pub p50: Vec<f32>,
     pub p90: Vec<f32>,
@@ -186,6 +203,10 @@ pub struct ServerForecast {
     pub recent: Vec<TargetHistory>,
     /// Present while the server is warming up (then `forecast` is empty).
     pub warmup: Option<Warmup>,
+    /// Why the server has no forecast although it is past warm-up (e.g. no method gave finite
+    /// numbers); absent when it has one. Such a server's level comes from its current values.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_forecast: Option<String>,
     pub forecast: Vec<TargetForecast>,
     pub explanation: Option<Explanation>,
     /// Active predicted alerts for this server.
@@ -273,6 +294,7 @@ mod tests {
                     current: Metrics::default(),
                     recent: vec![],
                     warmup: None,
+                    no_forecast: None,
                     forecast: vec![],
                     explanation: None,
                     alerts: vec![],

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::metric::{Metric, Metrics};
+use crate::metric::{Metric, Metrics, Unit};
 
 /// Why a record (or a whole message) was rejected; the predictor counts rejects by this.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -36,10 +36,17 @@ pub enum RejectReason {
     /// A new server beyond the predictor's configured fleet limit (keeps memory bounded when a
     /// source sends endless distinct names).
     FleetLimit,
+    /// Within the unit's range but beyond what any real server reports (a NIC carrying
+    /// 10^5 MB/s, a load of 10^38): an agent's unsigned counter delta across a reset, or
+    /// garbage. Limits per metric: [`plausible_max`] and `schemas/README.md`.
+    Implausible,
+    /// Fields that contradict each other: a CPU breakdown whose parts do not sum to about
+    /// 100 (fractions sent as percent, a zeroed agent), or every metric exactly 0.
+    Inconsistent,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 13] = [
+    pub const ALL: [RejectReason; 15] = [
         RejectReason::Malformed,
         RejectReason::Oversize,
         RejectReason::UnsupportedVersion,
@@ -53,6 +60,8 @@ impl RejectReason {
         RejectReason::BadProfile,
         RejectReason::TimestampSkew,
         RejectReason::FleetLimit,
+        RejectReason::Implausible,
+        RejectReason::Inconsistent,
     ];
 
     pub fn name(self) -> &'static str {
@@ -70,6 +79,8 @@ impl RejectReason {
             RejectReason::BadProfile => "bad_profile",
             RejectReason::TimestampSkew => "timestamp_skew",
             RejectReason::FleetLimit => "fleet_limit",
+            RejectReason::Implausible => "implausible",
+            RejectReason::Inconsistent => "inconsistent",
         }
     }
 }
@@ -155,7 +166,29 @@ pub fn check_server_name(name: &str) -> Result<(), ValidationError> {
     }
 }
 
-/// Checks one metric value against its unit's range.
+/// The largest value of `metric` that a real server plausibly reports; above it a record is
+/// rejected as [`RejectReason::Implausible`]. Generous on purpose (a false reject loses real
+/// data): 200,000 MB/s is 1.6 Tbit/s, more than any server NIC carries; 10 million sockets in
+/// CLOSE_WAIT exceed any kernel's socket table; load 100,000 is 100 runnable tasks per core
+/// on a 1,000-core host; uptime 36,500 days is a century. Percentages are bounded by their
+/// range (0..=100) instead.
+pub fn plausible_max(metric: Metric) -> f32 {
+    match metric.unit() {
+        Unit::Percent => 100.0,
+        Unit::MegabytesPerSecond => 200_000.0,
+        Unit::Count => 10_000_000.0,
+        Unit::Load => 100_000.0,
+        Unit::Days => 36_500.0,
+    }
+}
+
+/// The band the four CPU parts (user + sys + iowait + idle) must sum into when all four are
+/// reported. Not exactly 100: node_exporter's modes leave steal (real on VMs) and guest out of
+/// the four, so real hosts sum below 100 (up to half the CPU stolen is accepted), and rounding
+/// can push a sum a little over. Fractions sent as percent sum to ~1 and a zeroed agent to 0.
+pub const CPU_SUM_RANGE: std::ops::RangeInclusive<f32> = 50.0..=102.0;
+
+/// Checks one metric value against its unit's range and plausibility limit.
 pub fn check_metric(metric: Metric, value: f32) -> Result<(), ValidationError> {
     let field = || format!("metrics.{}", metric.name());
     if !value.is_finite() {
@@ -167,13 +200,48 @@ pub fn check_metric(metric: Metric, value: f32) -> Result<(), ValidationError> {
         }
     } else if value < 0.0 {
         return Err(ValidationError::new(field(), value, RejectReason::OutOfRange, "must be >= 0"));
+    } else if value > plausible_max(metric) {
+        let rule = format!("must be at most {} {} (no real server reports more)", plausible_max(metric), metric.unit().symbol());
+        return Err(ValidationError::new(field(), value, RejectReason::Implausible, rule.trim_end().replace("  ", " ")));
     }
     Ok(())
 }
 
-/// Checks every reported metric.
+/// A record reporting at least this many metrics, all exactly 0, is a broken agent (a source
+/// that reports only one or two metrics, say network in, may well be at 0).
+pub const ALL_ZERO_MIN_METRICS: usize = 4;
+
+/// Checks every reported metric, then the record as a whole: the CPU breakdown's sum
+/// ([`CPU_SUM_RANGE`]) and a record whose every metric is exactly 0 (a broken agent; a real
+/// server at least reports memory in use; see [`ALL_ZERO_MIN_METRICS`]).
 pub fn check_metrics(metrics: &Metrics) -> Result<(), ValidationError> {
-    metrics.known().try_for_each(|(m, v)| check_metric(m, v))
+    metrics.known().try_for_each(|(m, v)| check_metric(m, v))?;
+    let parts = [Metric::CpuUser, Metric::CpuSys, Metric::CpuIowait, Metric::CpuIdle].map(|m| metrics.get(m));
+    if let [Some(user), Some(sys), Some(iowait), Some(idle)] = parts {
+        let sum = user + sys + iowait + idle;
+        if !CPU_SUM_RANGE.contains(&sum) {
+            return Err(ValidationError::new(
+                "metrics.cpu_user_pct+cpu_sys_pct+cpu_iowait_pct+cpu_idle_pct",
+                format!("sum {sum}"),
+                RejectReason::Inconsistent,
+                format!(
+                    "the CPU parts must sum to {}..={} percent (fractions of 1 or a zeroed agent are not percentages)",
+                    CPU_SUM_RANGE.start(),
+                    CPU_SUM_RANGE.end()
+                ),
+            ));
+        }
+    }
+    let known = metrics.known().count();
+    if known >= ALL_ZERO_MIN_METRICS && metrics.known().all(|(_, v)| v == 0.0) {
+        return Err(ValidationError::new(
+            "metrics",
+            "all 0",
+            RejectReason::Inconsistent,
+            "every reported metric is exactly 0: a broken agent, not a server",
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -201,6 +269,57 @@ mod tests {
         let e = check_metric(Metric::LoadAverage, f32::NAN).unwrap_err();
         assert_eq!(e.reason, RejectReason::NotFinite);
         assert_eq!(e.field, "metrics.load_average");
+    }
+
+    #[test]
+    fn implausible_values_have_their_own_reason() {
+        // An unsigned counter delta across a reset, as a NIC rate; 1e22; a load of 2e38.
+        for (m, v) in [(Metric::NetIn, 18446744073709551615.0_f64 as f32), (Metric::NetIn, 1e22), (Metric::LoadAverage, 2e38)] {
+            let e = check_metric(m, v).unwrap_err();
+            assert_eq!(e.reason, RejectReason::Implausible, "{m:?} {v}");
+            assert_eq!(e.field, format!("metrics.{}", m.name()));
+            assert!(e.rule.contains("at most"), "{}", e.rule);
+        }
+        assert!(check_metric(Metric::NetIn, 120.0).is_ok());
+        assert!(check_metric(Metric::LoadAverage, 512.0).is_ok());
+    }
+
+    fn cpu(user: f32, sys: f32, iowait: f32, idle: f32) -> Metrics {
+        Metrics {
+            cpu_user_pct: Some(user),
+            cpu_sys_pct: Some(sys),
+            cpu_iowait_pct: Some(iowait),
+            cpu_idle_pct: Some(idle),
+            mem_used_pct: Some(45.0),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_cpu_breakdown_must_sum_to_about_100() {
+        assert!(check_metrics(&cpu(20.0, 5.0, 2.0, 73.0)).is_ok());
+        assert!(check_metrics(&cpu(20.0, 5.0, 2.0, 60.0)).is_ok(), "13 % steal is real on VMs");
+        let e = check_metrics(&cpu(0.30, 0.08, 0.02, 0.60)).unwrap_err();
+        assert_eq!(e.reason, RejectReason::Inconsistent);
+        assert!(e.value.contains("sum 1"), "{}", e.value);
+        assert!(e.field.contains("cpu_idle_pct"));
+        // Idle alone (NAB-style sources) has nothing to sum.
+        assert!(check_metrics(&Metrics { cpu_idle_pct: Some(3.0), ..Default::default() }).is_ok());
+    }
+
+    #[test]
+    fn a_record_of_zeros_is_a_broken_agent() {
+        let mut m = Metrics::default();
+        for metric in Metric::ALL {
+            m.set(metric, Some(0.0));
+        }
+        assert_eq!(check_metrics(&m).unwrap_err().reason, RejectReason::Inconsistent);
+        // Without the CPU parts, still every metric 0.
+        let m = Metrics { mem_used_pct: Some(0.0), disk_usage_pct: Some(0.0), net_in_mb_s: Some(0.0), load_average: Some(0.0), ..Default::default() };
+        assert_eq!(check_metrics(&m).unwrap_err().field, "metrics");
+        // A source that reports network in alone may be idle.
+        assert!(check_metrics(&Metrics { net_in_mb_s: Some(0.0), ..Default::default() }).is_ok());
+        assert!(check_metrics(&Metrics { swap_used_pct: Some(0.0), mem_used_pct: Some(3.0), ..Default::default() }).is_ok());
     }
 
     #[test]

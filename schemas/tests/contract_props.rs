@@ -3,7 +3,7 @@
 //! decoder never panics on arbitrary or corrupted bytes.
 
 use proptest::prelude::*;
-use schemas::validate::RejectReason;
+use schemas::validate::{plausible_max, RejectReason};
 use schemas::{encode, Metric, MetricRecord, Metrics, MetricsBatch, Profile, ValidationPolicy};
 
 const NOW: i64 = 1_764_000_000_000;
@@ -13,11 +13,27 @@ fn server_name() -> impl Strategy<Value = String> {
 }
 
 fn valid_value(m: Metric) -> BoxedStrategy<f32> {
-    if m.unit().is_percent() {
-        (0.0f32..=100.0).boxed()
-    } else {
-        (0.0f32..1.0e6).boxed()
+    (0.0f32..=plausible_max(m)).boxed()
+}
+
+/// Makes a record consistent as a whole: the four CPU parts, when all present, scaled to sum
+/// to 100, and never four or more metrics that are all exactly 0 (`check_metrics`).
+fn consistent(mut m: Metrics) -> Metrics {
+    let cpu = [Metric::CpuUser, Metric::CpuSys, Metric::CpuIowait, Metric::CpuIdle];
+    if let [Some(a), Some(b), Some(c), Some(d)] = cpu.map(|x| m.get(x)) {
+        let sum = a + b + c + d;
+        if sum > 0.0 {
+            for x in cpu {
+                m.set(x, m.get(x).map(|v| (v * 100.0 / sum).min(100.0)));
+            }
+        } else {
+            m.set(Metric::CpuIdle, Some(100.0));
+        }
     }
+    if m.known().all(|(_, v)| v == 0.0) && m.known().count() >= 4 {
+        m.set(Metric::MemUsed, Some(1.0));
+    }
+    m
 }
 
 fn metrics() -> impl Strategy<Value = Metrics> {
@@ -27,7 +43,7 @@ fn metrics() -> impl Strategy<Value = Metrics> {
         for (m, v) in Metric::ALL.iter().zip(vals) {
             out.set(*m, v);
         }
-        out
+        consistent(out)
     })
 }
 
@@ -68,12 +84,18 @@ proptest! {
         rec.metrics.set(metric, Some(bad));
         let err = rec.validate(&ValidationPolicy::at(NOW));
         let in_range = !metric.unit().is_percent() && bad.is_finite() && bad >= 0.0;
-        if in_range {
+        if in_range && bad <= plausible_max(metric) {
             prop_assert!(err.is_ok());
         } else {
             let err = err.unwrap_err();
             prop_assert_eq!(err.field, format!("metrics.{}", metric.name()));
-            let want = if bad.is_finite() { RejectReason::OutOfRange } else { RejectReason::NotFinite };
+            let want = if !bad.is_finite() {
+                RejectReason::NotFinite
+            } else if in_range {
+                RejectReason::Implausible
+            } else {
+                RejectReason::OutOfRange
+            };
             prop_assert_eq!(err.reason, want);
         }
     }

@@ -1,5 +1,11 @@
 //! Time of day and day of week: the one diurnal table (with the original's per-profile
 //! modifiers) and the weekly table the original lacked. The simulated fleet lives in UTC.
+//!
+//! The tables give one value per hour; the activity between them is interpolated linearly
+//! between hour centres (across midnight into the next weekday too), so a simulated server's
+//! load changes gradually, as real ones do, instead of jumping at 7, 9, 16 and 19 h and at
+//! midnight. A model trained on step-shaped days learns to forecast those steps, and real
+//! servers have none of them.
 
 use schemas::{Metric, Profile, METRIC_COUNT};
 
@@ -59,9 +65,31 @@ fn weekly(profile: Profile, weekday: u32) -> f32 {
     W[profile.as_index()][weekday as usize % 7]
 }
 
-/// The activity factor of a profile at an instant: daily x weekly, clipped to 0.5-1.5.
+/// Five-minute steps in a week.
+const WEEK_STEPS: usize = 7 * 24 * 12;
+
+/// The five-minute step of the week (Monday 00:00 = 0) that `ts_ms` falls in.
+fn step_of_week(ts_ms: i64) -> usize {
+    weekday(ts_ms) as usize * 288 + (ts_ms.rem_euclid(DAY_MS) / 300_000) as usize
+}
+
+/// The activity factor of a profile at an instant: daily x weekly, clipped to 0.5-1.5, and
+/// interpolated between hour centres (see the module doc).
 pub fn activity(profile: Profile, ts_ms: i64) -> f32 {
-    activity_at(profile, hour(ts_ms), weekday(ts_ms))
+    smooth_activity(profile, step_of_week(ts_ms))
+}
+
+fn smooth_activity(profile: Profile, step_of_week: usize) -> f32 {
+    // Hours since Monday 00:00 at the step's start, measured from the first hour's centre.
+    let x = step_of_week as f32 / 12.0 - 0.5;
+    let h0 = x.floor();
+    let w = x - h0;
+    let at = |h: i64| {
+        let h = h.rem_euclid(7 * 24);
+        activity_at(profile, (h % 24) as u32, (h / 24) as u32)
+    };
+    let (a0, a1) = (at(h0 as i64), at(h0 as i64 + 1));
+    a0 + (a1 - a0) * w
 }
 
 fn activity_at(profile: Profile, hour: u32, weekday: u32) -> f32 {
@@ -80,7 +108,7 @@ pub fn sensitivity(metric: Metric) -> f32 {
     }
 }
 
-/// Per-metric factors for every (profile, weekday, hour), computed once.
+/// Per-metric factors for every (profile, five-minute step of the week), computed once.
 #[derive(Debug, Clone)]
 pub struct Calendar {
     table: Vec<[f32; METRIC_COUNT]>,
@@ -94,13 +122,11 @@ impl Default for Calendar {
 
 impl Calendar {
     pub fn new() -> Self {
-        let mut table = Vec::with_capacity(7 * 7 * 24);
+        let mut table = Vec::with_capacity(Profile::ALL.len() * WEEK_STEPS);
         for p in Profile::ALL {
-            for d in 0..7 {
-                for h in 0..24 {
-                    let a = activity_at(p, h, d);
-                    table.push(Metric::ALL.map(|m| a.powf(sensitivity(m))));
-                }
+            for step in 0..WEEK_STEPS {
+                let a = smooth_activity(p, step);
+                table.push(Metric::ALL.map(|m| a.powf(sensitivity(m))));
             }
         }
         Calendar { table }
@@ -108,8 +134,7 @@ impl Calendar {
 
     /// The factor of every metric (in `Metric::ALL` order) for a profile at an instant.
     pub fn factors(&self, profile: Profile, ts_ms: i64) -> &[f32; METRIC_COUNT] {
-        let i = (profile.as_index() * 7 + weekday(ts_ms) as usize) * 24 + hour(ts_ms) as usize;
-        &self.table[i]
+        &self.table[profile.as_index() * WEEK_STEPS + step_of_week(ts_ms)]
     }
 }
 
@@ -142,6 +167,21 @@ mod tests {
         let sunday_3am = MONDAY + 6 * DAY_MS + 3 * HOUR_MS;
         assert!((activity(Profile::WebApi, sunday_3am) - 0.5).abs() < 1e-6, "0.8 x 0.6 x 0.55 clipped to 0.5");
         assert!(at(Profile::DataIngest, 12) > at(Profile::DataIngest, 20));
+    }
+
+    #[test]
+    fn activity_changes_gradually_with_no_jump_at_any_hour() {
+        for p in Profile::ALL {
+            for k in 0..(7 * 288) {
+                let (a, b) = (activity(p, MONDAY + k * 300_000), activity(p, MONDAY + (k + 1) * 300_000));
+                // The largest hourly table step is 0.5 (e.g. 0.8 -> 1.3); spread over an hour
+                // of 12 steps that is under 0.05 per step.
+                assert!((a - b).abs() <= 0.05, "{p:?} step {k}: {a} -> {b}");
+            }
+        }
+        // Between 7 and 9 h the generic day ramps from 0.8 to 1.0 instead of jumping at 7.
+        let at = |min: i64| activity(Profile::Generic, MONDAY + min * 60_000);
+        assert!(at(6 * 60 + 30) < at(7 * 60) && at(7 * 60) < at(7 * 60 + 30));
     }
 
     #[test]

@@ -84,7 +84,25 @@ pub struct Pending {
     entries: Vec<Entry>,
     /// Newest issue step recorded, for pruning.
     last_issue: i64,
+    /// This server's recent record per target: pinball losses at P50 + P90 and the number of
+    /// scored points, both decayed by [`SERVER_DECAY`] per scored step (what `select.rs`
+    /// compares methods by).
+    #[serde(default)]
+    recent: [ServerScore; TARGET_COUNT],
 }
+
+/// A server's decayed record for one target (see [`Pending`]).
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct ServerScore {
+    /// Decayed sum of `pinball(0.5) + pinball(0.9)` over scored points, in the target's unit.
+    pub loss: f32,
+    /// Decayed count of scored points.
+    pub weight: f32,
+}
+
+/// Per scored step, a server's record keeps this share of its past: a half-life of one day of
+/// steps (0.5^(1/288)), so "recently" means about the last day or two.
+pub const SERVER_DECAY: f32 = 0.997_596_5;
 
 /// Sums of one target over one step.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
@@ -172,7 +190,11 @@ impl AccuracyTracker {
         let issue = issued_ms.div_euclid(STEP_MS);
         let p = match self.pending.get_mut(server) {
             Some(p) => p,
-            None => self.pending.entry(server.to_string()).or_insert_with(|| Pending { entries: vec![EMPTY; SLOTS], last_issue: issue }),
+            None => self.pending.entry(server.to_string()).or_insert_with(|| Pending {
+                entries: vec![EMPTY; SLOTS],
+                last_issue: issue,
+                recent: [ServerScore::default(); TARGET_COUNT],
+            }),
         };
         p.last_issue = p.last_issue.max(issue);
         for (li, &(lead, _)) in LEADS.iter().enumerate() {
@@ -218,6 +240,12 @@ impl AccuracyTracker {
         }
         let scored: u32 = add.iter().map(|s| s.n).sum();
         if scored > 0 {
+            for (r, a) in p.recent.iter_mut().zip(&add) {
+                if a.n > 0 {
+                    r.loss = r.loss * SERVER_DECAY + (a.pin50 + a.pin90) as f32;
+                    r.weight = r.weight * SERVER_DECAY + a.n as f32;
+                }
+            }
             if let Some(bucket) = self.scores.bucket(step) {
                 for (b, a) in bucket.iter_mut().zip(&add) {
                     b.add(a);
@@ -250,9 +278,16 @@ impl AccuracyTracker {
                     qrisk_p50: (2.0 * s.pin50 / denom) as f32,
                     qrisk_p90: (2.0 * s.pin90 / denom) as f32,
                     coverage: s.covered as f32 / s.n as f32,
+                    methods: Vec::new(),
                 }
             })
             .collect()
+    }
+
+    /// `server`'s decayed record for `target`, if any of its forecasts has been scored.
+    pub fn server_score(&self, server: &str, target: Target) -> Option<ServerScore> {
+        let r = self.pending.get(server)?.recent[target_index(target)];
+        (r.weight > 0.0).then_some(r)
     }
 
     /// Drops a server's pending forecasts.

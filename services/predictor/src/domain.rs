@@ -1,11 +1,12 @@
-//! The seam between the tick pipeline (I/O, buffers) and the pure domain modules: risk and
-//! level per server (`risk`), predicted alerts with their lifecycle (`alerts`), fleet figures
-//! (`fleet`) and live accuracy (`accuracy`). The pipeline calls these methods in this order
+//! The seam between the tick pipeline (I/O, buffers) and the pure domain modules: the choice
+//! of method per server and target (`select`), risk and level per server (`risk`), predicted
+//! alerts with their lifecycle (`alerts`), fleet figures (`fleet`) and live accuracy
+//! (`accuracy`, kept for what was published and for every method on its own). The pipeline calls these methods in this order
 //! each tick: [`Domain::forecast`] or [`Domain::warming`] per server that closed a step,
 //! then [`Domain::finish`] once.
 
 use schemas::snapshot::TargetThresholds;
-use schemas::{Alert, AlertEvent, FleetFigures, Metrics, Profile, Target, TargetAccuracy, TargetForecast};
+use schemas::{Alert, AlertEvent, FleetFigures, MethodAccuracy, Metrics, Method, Profile, Target, TargetAccuracy, TargetForecast};
 
 use serde::{Deserialize, Serialize};
 
@@ -13,11 +14,14 @@ use crate::accuracy::{AccuracyTracker, Scores};
 use crate::alerts::{breaches_into, AlertBook, Breach, BookConfig};
 use crate::fleet::{figures, ServerStatus};
 use crate::risk::{assess, Assessment};
+use crate::select::{publish, Candidates};
 use crate::thresholds::thresholds;
 
 pub struct Domain {
     book: AlertBook,
     accuracy: AccuracyTracker,
+    /// One tracker per [`Method::ALL`] entry: each method scored on its own forecasts.
+    methods: Vec<AccuracyTracker>,
     breaches: Vec<Breach>,
     events: Vec<AlertEvent>,
     ticks: u64,
@@ -28,6 +32,7 @@ impl Default for Domain {
         Domain {
             book: AlertBook::new(BookConfig::default()),
             accuracy: AccuracyTracker::default(),
+            methods: Method::ALL.iter().map(|_| AccuracyTracker::default()).collect(),
             breaches: Vec::new(),
             events: Vec::new(),
             ticks: 0,
@@ -36,12 +41,16 @@ impl Default for Domain {
 }
 
 /// What survives a restart (KV `state`, key `domain`): the alert book, so alerts keep their
-/// identity and open time instead of re-opening, and the rolling accuracy sums. Forecasts
-/// still pending maturity are not kept (they would be up to 36 MB for 10,000 servers).
+/// identity and open time instead of re-opening, and the rolling accuracy sums (published and
+/// per method). Forecasts still pending maturity and the per-server method records are not
+/// kept (they would be tens of MB for 10,000 servers): after a restart each server publishes
+/// the default method until the others have proven themselves again.
 #[derive(Serialize, Deserialize)]
 struct Saved {
     book: AlertBook,
     scores: Scores,
+    #[serde(default)]
+    method_scores: Vec<Scores>,
 }
 
 impl Domain {
@@ -51,8 +60,10 @@ impl Domain {
         struct SavedRef<'a> {
             book: &'a AlertBook,
             scores: &'a Scores,
+            method_scores: Vec<&'a Scores>,
         }
-        schemas::encode(&SavedRef { book: &self.book, scores: self.accuracy.scores() })
+        let method_scores = self.methods.iter().map(AccuracyTracker::scores).collect();
+        schemas::encode(&SavedRef { book: &self.book, scores: self.accuracy.scores(), method_scores })
     }
 
     /// Restores what [`Domain::save`] wrote; the current alert settings win over the saved.
@@ -62,13 +73,39 @@ impl Domain {
         self.book = saved.book;
         self.book.set_config(config);
         self.accuracy.set_scores(saved.scores);
+        for (tracker, scores) in self.methods.iter_mut().zip(saved.method_scores) {
+            tracker.set_scores(scores);
+        }
         Ok(())
     }
 
-    /// A server with a fresh forecast issued at the step starting `last_ms`, whose actual
-    /// values are `current`: scores matured forecasts, keeps this one, assesses the risk and
-    /// feeds the alert book.
+    /// A server with fresh forecasts from every method (`candidates`), issued at the step
+    /// starting `last_ms`, whose actual values are `current`: scores matured forecasts of every
+    /// method, picks each target's method (`select.rs`) into `forecast`, keeps it, assesses
+    /// the risk and feeds the alert book.
+    #[allow(clippy::too_many_arguments)]
     pub fn forecast(
+        &mut self,
+        tick_ms: i64,
+        server: &str,
+        profile: Profile,
+        last_ms: i64,
+        current: &Metrics,
+        candidates: &Candidates,
+        forecast: &mut Vec<TargetForecast>,
+    ) -> Assessment {
+        for (tracker, method) in self.methods.iter_mut().zip(Method::ALL) {
+            tracker.record_actual(server, last_ms, current);
+            tracker.record_forecast(server, last_ms, candidates.of(method));
+        }
+        let methods = &self.methods;
+        publish(candidates, |m, t| methods[m.index()].server_score(server, t), forecast);
+        self.assess_published(tick_ms, server, profile, last_ms, current, forecast)
+    }
+
+    /// Scores and keeps an already chosen forecast, assesses the risk and feeds the alert book
+    /// (the second half of [`Domain::forecast`]).
+    pub fn assess_published(
         &mut self,
         tick_ms: i64,
         server: &str,
@@ -88,6 +125,9 @@ impl Domain {
     /// A server still warming up: risk from its current values alone, no alerts.
     pub fn warming(&mut self, server: &str, last_ms: i64, profile: Profile, current: &Metrics) -> Assessment {
         self.accuracy.record_actual(server, last_ms, current);
+        for tracker in &mut self.methods {
+            tracker.record_actual(server, last_ms, current);
+        }
         assess(profile, current, &[])
     }
 
@@ -115,8 +155,23 @@ impl Domain {
         self.ticks += 1;
         if self.ticks.is_multiple_of(256) {
             self.accuracy.prune(tick_ms);
+            self.methods.iter_mut().for_each(|t| t.prune(tick_ms));
         }
-        (figures(servers, self.book.counts()), self.accuracy.report())
+        let mut accuracy = self.accuracy.report();
+        for (tracker, method) in self.methods.iter().zip(Method::ALL) {
+            for m in tracker.report() {
+                if let Some(a) = accuracy.iter_mut().find(|a| a.target == m.target) {
+                    a.methods.push(MethodAccuracy {
+                        method,
+                        samples: m.samples,
+                        qrisk_p50: m.qrisk_p50,
+                        qrisk_p90: m.qrisk_p90,
+                        coverage: m.coverage,
+                    });
+                }
+            }
+        }
+        (figures(servers, self.book.counts()), accuracy)
     }
 
     /// Alert events of this tick, in order.

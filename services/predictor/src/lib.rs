@@ -4,10 +4,13 @@
 pub mod accuracy;
 pub mod alerts;
 pub mod fleet;
+pub mod methods;
 pub mod risk;
+pub mod select;
 pub mod thresholds;
 
 // The I/O pipeline: ingest, windows in KV, batched inference, snapshot, publishing, stats.
+pub mod backtest;
 pub mod chunk;
 pub mod config;
 pub mod domain;

@@ -184,7 +184,7 @@ pub(crate) mod tests {
 
     /// A forecast with every quantile of `target` flat at `p10`/`p50`/`p90` over 96 steps.
     pub(crate) fn flat(target: Target, p10: f32, p50: f32, p90: f32) -> TargetForecast {
-        TargetForecast { target, p10: vec![p10; 96], p50: vec![p50; 96], p90: vec![p90; 96] }
+        TargetForecast { target, method: schemas::Method::Model, p10: vec![p10; 96], p50: vec![p50; 96], p90: vec![p90; 96] }
     }
 
     fn mem(v: f32) -> Metrics {

@@ -98,7 +98,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         .context("model loader")??;
     let streams = crate::streams::ensure(&js, &config).await?;
     tracing::debug!("streams ready");
-    let capacity = workers.manifest().encoder_steps;
+    // The window keeps what the model reads and what the statistical methods read (a day and
+    // the horizon), whichever is longer.
+    let capacity = workers.manifest().encoder_steps.max(crate::methods::HISTORY_STEPS);
     let store = WindowStore::open(&js, subjects::BUCKET_WINDOWS, capacity, config.kv_max_age).await?;
     let mut reg = Registry::new(capacity);
     let clock = Instant::now();

@@ -26,7 +26,7 @@ const HEADER_ROOM: usize = 512;
 pub fn forecast_from(row: &[f32], h: usize, out: &mut Vec<TargetForecast>) {
     out.clear();
     for (j, target) in Target::ALL.iter().enumerate() {
-        let mut f = TargetForecast { target: *target, p10: Vec::with_capacity(h), p50: Vec::with_capacity(h), p90: Vec::with_capacity(h) };
+        let mut f = TargetForecast { target: *target, method: schemas::Method::Model, p10: Vec::with_capacity(h), p50: Vec::with_capacity(h), p90: Vec::with_capacity(h) };
         for step in 0..h {
             let at = (step * TARGET_COUNT + j) * QUANTILES;
             let (a, b, c) = (row[at], row[at + 1], row[at + 2]);
@@ -220,6 +220,7 @@ mod tests {
             current: Metrics { cpu_idle_pct: Some(50.0), ..Default::default() },
             recent: vec![],
             warmup: (name.ends_with('w')).then_some(Warmup { have_steps: 3, need_steps: 6 }),
+            no_forecast: None,
             forecast,
             explanation: Some(explanation_from(&[0.5; 14], &[0.1; 10])),
             alerts: vec![],

@@ -8,16 +8,19 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use schemas::history::TickSummary;
-use schemas::{AlertEvent, AlertState, ModelInfo, ServerForecast, Warmup, SCHEMA_VERSION};
+use schemas::{AlertEvent, AlertState, Method, ModelInfo, ServerForecast, Warmup, SCHEMA_VERSION};
 
 use crate::domain::Domain;
 use crate::fleet::ServerStatus;
+use crate::methods::Statistical;
+use crate::select::Candidates;
 use crate::model::Manifest;
 use crate::registry::Registry;
 use crate::risk::Assessment;
 use crate::snapshot::{drop_unobserved, explanation_from, forecast_from, recent_of, Header, PartPlan};
 use crate::stats::{ms, Stages};
 use crate::step::step_start;
+use crate::window::ServerWindow;
 use crate::workers::Workers;
 
 /// A server's latest output, kept until its next step closes.
@@ -57,6 +60,8 @@ pub struct Engine {
     domain: Domain,
     seq: u64,
     enc: Vec<u8>,
+    candidates: Candidates,
+    statistical: Statistical,
 }
 
 impl Engine {
@@ -71,6 +76,8 @@ impl Engine {
             domain: Domain::default(),
             seq,
             enc: Vec::with_capacity(32 * 1024),
+            candidates: Candidates::default(),
+            statistical: Statistical::default(),
         }
     }
 
@@ -103,6 +110,19 @@ impl Engine {
 
     /// Runs the tick for the servers in `due`; `wall_ms` stamps the snapshot.
     pub fn compute(&mut self, reg: &Registry, due: &[u32], wall_ms: i64, max_payload: usize) -> anyhow::Result<TickOutput> {
+        self.compute_observed(reg, due, wall_ms, max_payload, &mut |_, _, _| {})
+    }
+
+    /// [`Engine::compute`], showing `observe` every forecast server's window, every method's
+    /// forecasts and what was published (the backtest scores them; `backtest/`).
+    pub fn compute_observed(
+        &mut self,
+        reg: &Registry,
+        due: &[u32],
+        wall_ms: i64,
+        max_payload: usize,
+        observe: &mut dyn FnMut(&ServerWindow, &Candidates, &[schemas::TargetForecast]),
+    ) -> anyhow::Result<TickOutput> {
         let mut stages = Stages::default();
         self.outs.resize_with(reg.len(), || None);
         let (t, h, min) = (self.info.encoder_steps as usize, self.info.horizon_steps as usize, self.info.min_history_steps as usize);
@@ -117,17 +137,24 @@ impl Engine {
         // The workers run the chunks; this thread assesses and encodes each chunk's servers in
         // order as its outputs arrive (the domain is stateful, the snapshot must not depend on
         // which worker ran what).
-        let Engine { workers, domain, recent_steps, enc, outs, .. } = self;
+        let Engine { workers, domain, recent_steps, enc, outs, candidates, statistical, .. } = self;
         let timing = workers.run(reg, &ready, |chunk, out| {
             for (row, &id) in chunk.iter().enumerate() {
                 let clock = Instant::now();
                 let w = reg.server(id);
                 let last_ms = w.last_closed().map_or(tick_ms, step_start);
                 let current = w.latest().map(|v| v.to_metrics()).unwrap_or_default();
+                candidates.clear();
+                let model = candidates.of_mut(Method::Model);
+                forecast_from(&out.quantiles[row * sq..(row + 1) * sq], h, model);
+                drop_unobserved(model, w.observed_mask());
+                let forecastable = !model.is_empty();
+                statistical.fill(w, h, candidates);
                 let mut forecast = Vec::with_capacity(schemas::TARGET_COUNT);
-                forecast_from(&out.quantiles[row * sq..(row + 1) * sq], h, &mut forecast);
-                drop_unobserved(&mut forecast, w.observed_mask());
-                let a = domain.forecast(tick_ms, &w.name, w.profile, last_ms, &current, &forecast);
+                let a = domain.forecast(tick_ms, &w.name, w.profile, last_ms, &current, candidates, &mut forecast);
+                observe(w, candidates, &forecast);
+                let no_forecast = (forecastable && forecast.is_empty())
+                    .then(|| "no method gave a finite forecast (the model's output was not finite)".to_string());
                 stages.risk_ms += ms(clock.elapsed());
                 let clock = Instant::now();
                 let explanation = explanation_from(
@@ -144,6 +171,7 @@ impl Engine {
                     current,
                     recent: recent_of(w, *recent_steps),
                     warmup: None,
+                    no_forecast,
                     forecast,
                     explanation: Some(explanation),
                     alerts: domain.alerts_of(&w.name),
@@ -174,6 +202,7 @@ impl Engine {
                 current,
                 recent: recent_of(w, self.recent_steps),
                 warmup: Some(Warmup { have_steps: w.observed_steps() as u16, need_steps: min as u16 }),
+                no_forecast: None,
                 forecast: Vec::new(),
                 explanation: None,
                 alerts: Vec::new(),

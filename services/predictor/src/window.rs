@@ -1,5 +1,6 @@
-//! One server's window: the last `T` closed steps (T = the model's `encoder_steps`) in a ring
-//! indexed by step number, plus the one open step still collecting reports.
+//! One server's window: its last closed steps in a ring indexed by step number (at least the
+//! model's `encoder_steps`, and the day-plus-horizon the statistical methods read:
+//! `methods::HISTORY_STEPS`), plus the one open step still collecting reports.
 //!
 //! A step closes when a report for a later step arrives, or when the source's clock passes
 //! its end ([`ServerWindow::close_until`]). Reports for a step that already closed are late
@@ -173,17 +174,14 @@ impl ServerWindow {
 
     /// Writes the window as the model reads it: `T` steps ending at the last closed step,
     /// oldest first, 14 values and 14 mask flags each; unknown and padding steps are 0.
-    /// `past` and `mask` must hold `T * 14` values.
+    /// `past` and `mask` hold `T * 14` values (`T` at most the capacity).
     pub fn fill_past(&self, past: &mut [f32], mask: &mut [f32]) {
         past.fill(0.0);
         mask.fill(0.0);
         let Some(last) = self.last_closed else { return };
-        let t = self.ring.len() as i64;
+        let t = (past.len().min(mask.len()) / METRIC_COUNT).min(self.ring.len()) as i64;
         for k in 0..t {
-            let v = &self.ring[self.slot(last - t + 1 + k)];
-            if !v.is_observed() {
-                continue;
-            }
+            let Some(v) = self.step(last - t + 1 + k).filter(|v| v.is_observed()) else { continue };
             let base = k as usize * METRIC_COUNT;
             for i in 0..METRIC_COUNT {
                 if v.mask & (1 << i) != 0 {
@@ -210,6 +208,16 @@ impl ServerWindow {
         (last - n + 1..=last)
             .find(|s| self.step(*s).is_some_and(StepValues::is_observed))
             .map_or(0, |first| (last - first + 1) as usize)
+    }
+
+    /// Every step the window holds of `target`, oldest first and the last closed step last,
+    /// NaN where it was not reported (the statistical methods' input, `methods.rs`).
+    pub fn history(&self, target: Target, out: &mut Vec<f32>) {
+        out.clear();
+        let Some(last) = self.last_closed else { return };
+        let n = self.ring.len() as i64;
+        let source = target.source_metric().index();
+        out.extend((last - n + 1..=last).map(|s| self.ring[self.slot(s)].get(source).map_or(f32::NAN, |v| target.from_source(v))));
     }
 
     /// The last `n` closed steps' values of `target`, oldest first (`None` = not reported).

@@ -23,7 +23,7 @@ fn mem_forecast(f: impl Fn(usize) -> (f32, f32, f32)) -> TargetForecast {
         p50.push(b);
         p90.push(c);
     }
-    TargetForecast { target: Target::Mem, p10, p50, p90 }
+    TargetForecast { target: Target::Mem, method: schemas::Method::Model, p10, p50, p90 }
 }
 
 #[test]
@@ -135,7 +135,7 @@ fn memory_stays_bounded_for_ten_thousand_servers() {
     let mut acc = AccuracyTracker::default();
     let full: Vec<TargetForecast> = Target::ALL
         .iter()
-        .map(|&target| TargetForecast { target, p10: vec![1.0; 96], p50: vec![2.0; 96], p90: vec![3.0; 96] })
+        .map(|&target| TargetForecast { target, method: schemas::Method::Model, p10: vec![1.0; 96], p50: vec![2.0; 96], p90: vec![3.0; 96] })
         .collect();
     let names: Vec<String> = (0..10_000).map(|i| format!("ppweb{i:05}")).collect();
     for s in 0..150 {

@@ -5,7 +5,7 @@ use predictor::alerts::{breaches, AlertBook, AlertCounts, BookConfig, Breach};
 use schemas::{AlertBasis, AlertEvent, AlertState, Level, Metrics, Profile, Target, TargetForecast, STEP_MS};
 
 fn flat(target: Target, p10: f32, p50: f32, p90: f32) -> TargetForecast {
-    TargetForecast { target, p10: vec![p10; 96], p50: vec![p50; 96], p90: vec![p90; 96] }
+    TargetForecast { target, method: schemas::Method::Model, p10: vec![p10; 96], p50: vec![p50; 96], p90: vec![p90; 96] }
 }
 
 /// Memory forecast on a generic server (warning 90, critical 98): P50 from step `p50_at`

@@ -22,6 +22,7 @@ fn forecast() -> impl Strategy<Value = Vec<TargetForecast>> {
                 let mid: Vec<f32> = (0..96).map(|k| ((level + drift * k as f32) * scale).max(0.0)).collect();
                 TargetForecast {
                     target,
+                    method: schemas::Method::Model,
                     p10: mid.iter().map(|m| (m - lo * scale).max(0.0)).collect(),
                     p90: mid.iter().map(|m| m + hi * scale).collect(),
                     p50: mid,
@@ -33,7 +34,7 @@ fn forecast() -> impl Strategy<Value = Vec<TargetForecast>> {
 
 fn shifted(fc: &[TargetForecast], by: f32) -> Vec<TargetForecast> {
     let up = |v: &Vec<f32>| v.iter().map(|x| x + by).collect();
-    fc.iter().map(|f| TargetForecast { target: f.target, p10: up(&f.p10), p50: up(&f.p50), p90: up(&f.p90) }).collect()
+    fc.iter().map(|f| TargetForecast { target: f.target, method: f.method, p10: up(&f.p10), p50: up(&f.p50), p90: up(&f.p90) }).collect()
 }
 
 fn current(fc: &[TargetForecast]) -> Metrics {

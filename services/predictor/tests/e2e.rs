@@ -79,11 +79,16 @@ async fn fifty_servers_get_full_forecasts() {
         check_forecast(s, horizon);
         assert_eq!(s.last_ms, last);
         assert_eq!(s.profile, profile_of(name));
-        // The tiny model centres P50 on the last observed value (plus small calendar terms).
         let mem_now = metrics(i, last / STEP_MS).mem_used_pct.unwrap();
         assert_eq!(s.current.mem_used_pct, Some(mem_now));
-        assert!((s.forecast_of(Target::Mem).unwrap().p50[0] - mem_now).abs() < 2.5, "{name}");
         let recent = &s.recent.iter().find(|r| r.target == Target::Mem).unwrap().values;
+        // Too few forecasts have matured for any method to prove itself, so every target
+        // publishes the default, the recent level: the median of the last 6 steps.
+        let mem = s.forecast_of(Target::Mem).unwrap();
+        assert_eq!(mem.method, predictor::select::DEFAULT, "{name}");
+        let last6: Vec<f32> = recent.iter().rev().take(6).flatten().copied().collect();
+        let (lo, hi) = last6.iter().fold((f32::MAX, f32::MIN), |(a, b), v| (a.min(*v), b.max(*v)));
+        assert!((lo..=hi).contains(&mem.p50[0]), "{name}: {} outside the last 6 steps {last6:?}", mem.p50[0]);
         assert_eq!(recent.len(), min_history + 2, "every step so far is in the chart history");
         assert!(recent.iter().all(Option::is_some));
         assert!(!s.thresholds.is_empty(), "{name}: profile thresholds for the charts");

@@ -72,7 +72,7 @@ async fn aborted_mid_stream_then_restarted_loses_nothing() {
     let last = t0 + (STEPS - 1) * STEP_MS;
     let after = snaps.until(Duration::from_secs(20), |s| s.tick_ms == last && s.servers.len() == SERVERS).await;
     assert!(after.seq > before.seq, "snapshot numbers continue: {} then {}", before.seq, after.seq);
-    assert_no_gap(&after, last, 24);
+    assert_no_gap(&after, last, config(&nats.url()).recent_steps);
     consumer_drained(&js).await;
     second.stop().await.expect("graceful stop");
 }
@@ -138,7 +138,7 @@ async fn binary_killed_with_sigkill_then_restarted_loses_nothing() {
     let last = t0 + (STEPS - 1) * STEP_MS;
     let after = snaps.until(Duration::from_secs(20), |s| s.tick_ms == last && s.servers.len() == SERVERS).await;
     assert!(after.seq > before.seq);
-    assert_no_gap(&after, last, 24);
+    assert_no_gap(&after, last, config(&nats.url()).recent_steps);
     consumer_drained(&js).await;
 
     // SIGTERM: finishes, flushes and exits cleanly.

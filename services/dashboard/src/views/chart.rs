@@ -31,6 +31,8 @@ pub struct HLine {
 pub struct ForecastChart {
     pub id: &'static str,
     pub title: &'static str,
+    /// Which method made the forecast shown (e.g. "TFT model", "Robust trend"), if any.
+    pub method: Option<&'static str>,
     pub width: f32,
     pub height: f32,
     pub left: f32,
@@ -82,9 +84,10 @@ pub fn forecast(
             let last = f.p50.len() - 1;
             let hours = f.p50.len() as f32 / STEPS_PER_HOUR as f32;
             let summary = format!(
-                "{} in {:.0} h: P50 {}, P10–P90 {} – {}",
+                "{} in {:.0} h ({}): P50 {}, P10–P90 {} – {}",
                 target.label(),
                 hours,
+                f.method.label(),
                 format::target_value(target, f.p50.get(last).copied()),
                 format::target_value(target, f.p10.get(last).copied()),
                 format::target_value(target, f.p90.get(last).copied()),
@@ -119,6 +122,7 @@ pub fn forecast(
     ForecastChart {
         id: target.name(),
         title: target.label(),
+        method: fc.filter(|f| !f.p50.is_empty()).map(|f| f.method.label()),
         width: frame.width,
         height: frame.height,
         left: frame.plot_left(),
@@ -262,7 +266,8 @@ mod tests {
         assert!(c.crit.is_some() && c.warn.is_some());
         let labels: Vec<&str> = c.x_ticks.iter().map(|t| t.label.as_str()).collect();
         assert!(labels.contains(&"now") && labels.contains(&"+8h") && labels.contains(&"-2h"), "{labels:?}");
-        assert!(c.summary.starts_with("CPU used in 8 h: P50"));
+        assert!(c.summary.starts_with("CPU used in 8 h (TFT model): P50"), "{}", c.summary);
+        assert_eq!(c.method, Some("TFT model"));
     }
 
     #[test]

@@ -26,6 +26,14 @@ pub struct Row {
     pub drifting: bool,
 }
 
+/// One target's live q-risk per method, beside what was published (the per-server pick).
+pub struct MethodRow {
+    pub target: &'static str,
+    pub published: String,
+    /// `P50 / P90` per method of [`schemas::Method::ALL`], "—" where not scored yet.
+    pub cells: Vec<String>,
+}
+
 #[derive(Template)]
 #[template(path = "model_live.html")]
 pub struct ModelLive {
@@ -40,6 +48,27 @@ pub struct ModelLive {
     pub drifting: Vec<&'static str>,
     pub margin: String,
     pub min_samples: u64,
+    pub method_names: Vec<&'static str>,
+    pub method_rows: Vec<MethodRow>,
+}
+
+fn method_rows(live: &[schemas::TargetAccuracy]) -> Vec<MethodRow> {
+    live.iter()
+        .filter(|a| !a.methods.is_empty())
+        .map(|a| MethodRow {
+            target: a.target.label(),
+            published: format!("{:.3} / {:.3}", a.qrisk_p50, a.qrisk_p90),
+            cells: schemas::Method::ALL
+                .iter()
+                .map(|m| {
+                    a.methods
+                        .iter()
+                        .find(|x| x.method == *m)
+                        .map_or_else(|| "—".to_string(), |x| format!("{:.3} / {:.3}", x.qrisk_p50, x.qrisk_p90))
+                })
+                .collect(),
+        })
+        .collect()
 }
 
 fn opt(v: Option<f64>, digits: usize) -> String {
@@ -120,5 +149,7 @@ pub fn build(latest: Option<&Latest>, card: &Card, margin: f32) -> ModelLive {
         rows,
         margin: format!("{:.0}", margin * 100.0),
         min_samples: model_card::MIN_DRIFT_SAMPLES,
+        method_names: schemas::Method::ALL.iter().map(|m| m.label()).collect(),
+        method_rows: method_rows(live),
     }
 }

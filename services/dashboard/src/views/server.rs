@@ -61,6 +61,7 @@ pub struct ServerLive {
     pub level_label: &'static str,
     pub last_step: String,
     pub warmup: Option<String>,
+    pub no_forecast: Option<String>,
     pub reasons: Vec<Reason>,
     pub current: Vec<Current>,
     pub alerts: Vec<AlertLine>,
@@ -130,6 +131,7 @@ pub fn build(latest: &Latest, s: &ServerForecast) -> ServerLive {
         warmup: s.warmup.map(|w| {
             format!("Warming up: {} of {} steps of history; no forecast until then.", w.have_steps, w.need_steps)
         }),
+        no_forecast: s.no_forecast.as_ref().map(|r| format!("No forecast: {r}. The level comes from the current values alone.")),
         reasons: reasons
             .iter()
             .map(|r| Reason { target: r.target.label(), points: format!("{:.1}", r.points), text: r.text.clone() })
