@@ -32,6 +32,13 @@ test:
 train *ARGS:
     services/trainer/train.sh {{ARGS}}
 
+# Replay real servers (NAB, Bitbrains) through the predictor and score what it publishes against
+# naive forecasts and the model alone; writes models/BACKTEST.md.
+backtest *ARGS:
+    deploy/bootstrap.sh
+    cargo build --release -p predictor --bins
+    target/release/backtest --nab ../shared/data/nab --bitbrains ../shared/data/bitbrains/bitbrains-rnd-train.parquet --markdown models/BACKTEST.md {{ARGS}}
+
 # Build in release and run the benchmark suite; prints a table and writes BENCHMARKS.md.
 bench:
     deploy/bench.sh

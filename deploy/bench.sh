@@ -47,6 +47,13 @@ section() { printf '\n## %s\n\n' "$1"; }
   section "Resident memory of each service (release stack, 1,000 servers, 60 s)"
   deploy/bench/rss.sh 1000 60
 
+  section "Forecast quality: the product against naive forecasts on real servers (backtest)"
+  echo "Every origin (5-minute step) and lead 1..96, q-risk mean over series; published = what the predictor publishes"
+  echo "(per-server method choice), model = the TFT alone. Held-out VMs: Bitbrains vm % 10 == 1, never trained on."
+  echo
+  target/release/backtest --nab "$root/../shared/data/nab" \
+    --bitbrains "$root/../shared/data/bitbrains/bitbrains-rnd-train.parquet" --summary-only 2>/dev/null
+
   section "Ratios"
   "$root/.tools/bin/python" deploy/bench/ratios.py "$work/predictor.txt" "$work/python.txt"
 } | tee "$root/BENCHMARKS.md"

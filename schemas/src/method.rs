@@ -24,11 +24,25 @@ pub enum Method {
     /// The recent level plus a robust linear trend (Theil–Sen slope over the last 4 h),
     /// as Prometheus' `predict_linear` would extrapolate, but robust to outliers.
     Trend,
+    /// The last day's distribution: P50 its median, P10/P90 its 10th/90th percentiles. What a
+    /// busy-then-quiet server returns to, where a flat line at the current value does not.
+    Climatology,
+    /// The average of the recent level and the climatology (curves and bands): a forecast that
+    /// starts near now and leans toward the day's usual range.
+    Blend,
 }
 
 impl Method {
     /// Every method, in a fixed order (the index used in per-method arrays).
-    pub const ALL: [Method; 5] = [Method::Model, Method::LastValue, Method::Level, Method::SeasonalNaive, Method::Trend];
+    pub const ALL: [Method; 7] = [
+        Method::Model,
+        Method::LastValue,
+        Method::Level,
+        Method::SeasonalNaive,
+        Method::Trend,
+        Method::Climatology,
+        Method::Blend,
+    ];
 
     /// Position in [`Method::ALL`].
     pub fn index(self) -> usize {
@@ -42,6 +56,8 @@ impl Method {
             Method::Level => "level",
             Method::SeasonalNaive => "seasonal_naive",
             Method::Trend => "trend",
+            Method::Climatology => "climatology",
+            Method::Blend => "blend",
         }
     }
 
@@ -53,6 +69,8 @@ impl Method {
             Method::Level => "Recent level",
             Method::SeasonalNaive => "Seasonal naive (24 h)",
             Method::Trend => "Robust trend",
+            Method::Climatology => "Last day's range",
+            Method::Blend => "Level + day's range",
         }
     }
 

@@ -9,6 +9,10 @@
 #   train.sh --card                       re-render models/README.md from the saved numbers
 #   train.sh --bench                      re-measure ONNX Runtime throughput (keeps the best run)
 #   train.sh --compile                    re-export the shipped weights in the inference form
+#   train.sh --real-data R.parquet        real VMs (Bitbrains) trained on next to the generated fleet;
+#                                         default: shared/data/bitbrains/bitbrains-rnd-train.parquet
+#                                         when it exists (`--real-data ""` trains on generated data only)
+#   train.sh --holdout-every 5            VMs with vm % 5 == 0 are held out (evaluated, never trained on)
 #   train.sh --time-budget 900 ...        other options go to `python -m fleetcast_trainer run`
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/venv.sh"
@@ -18,10 +22,13 @@ TRAIN_SEED=7 TRAIN_START=2026-01-05 TRAIN_DAYS=30 TRAIN_SERVERS=200
 EVAL_SEED=11 EVAL_START=2026-03-02 EVAL_DAYS=14 EVAL_SERVERS=200
 
 data="" eval_data="" cmd="run" extra=()
+real_data="$repo_root/../shared/data/bitbrains/bitbrains-rnd-train.parquet"
+[ -s "$real_data" ] || real_data=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --data) data="$2"; shift 2 ;;
     --eval-data) eval_data="$2"; shift 2 ;;
+    --real-data) real_data="$2"; shift 2 ;;
     --sweep) cmd="sweep"; shift ;;
     --card) cd "$trainer_dir"; exec "$PY" -m fleetcast_trainer card --out "$repo_root/models" ;;
     --bench) cd "$trainer_dir"; exec "$PY" -m fleetcast_trainer bench --out "$repo_root/models" ;;
@@ -45,6 +52,8 @@ generate() {  # seed start days servers -> path of the cached parquet
 [ -n "$eval_data" ] || eval_data="$(generate $EVAL_SEED $EVAL_START $EVAL_DAYS $EVAL_SERVERS)"
 
 nab="${FLEETCAST_NAB_DIR:-$repo_root/../shared/data/nab}"
+real=()
+[ -z "$real_data" ] || real=(--real-data "$real_data")
 cd "$trainer_dir"
 exec "$PY" -m fleetcast_trainer "$cmd" --train-data "$data" --eval-data "$eval_data" \
-  --nab-dir "$nab" --out "$repo_root/models" --seed "$TRAIN_SEED" "${extra[@]}"
+  --nab-dir "$nab" --out "$repo_root/models" --seed "$TRAIN_SEED" "${real[@]}" "${extra[@]}"

@@ -84,8 +84,8 @@ pub struct Pending {
     entries: Vec<Entry>,
     /// Newest issue step recorded, for pruning.
     last_issue: i64,
-    /// This server's recent record per target: pinball losses at P50 + P90 and the number of
-    /// scored points, both decayed by [`SERVER_DECAY`] per scored step (what `select.rs`
+    /// This server's recent record per target: pinball losses at P50 and at P90 and the number
+    /// of scored points, decayed by [`SERVER_DECAY`] per scored step (what `select.rs`
     /// compares methods by).
     #[serde(default)]
     recent: [ServerScore; TARGET_COUNT],
@@ -94,8 +94,10 @@ pub struct Pending {
 /// A server's decayed record for one target (see [`Pending`]).
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 pub struct ServerScore {
-    /// Decayed sum of `pinball(0.5) + pinball(0.9)` over scored points, in the target's unit.
-    pub loss: f32,
+    /// Decayed sum of `pinball(0.5)` over scored points, in the target's unit.
+    pub loss50: f32,
+    /// Decayed sum of `pinball(0.9)`.
+    pub loss90: f32,
     /// Decayed count of scored points.
     pub weight: f32,
 }
@@ -242,7 +244,8 @@ impl AccuracyTracker {
         if scored > 0 {
             for (r, a) in p.recent.iter_mut().zip(&add) {
                 if a.n > 0 {
-                    r.loss = r.loss * SERVER_DECAY + (a.pin50 + a.pin90) as f32;
+                    r.loss50 = r.loss50 * SERVER_DECAY + a.pin50 as f32;
+                    r.loss90 = r.loss90 * SERVER_DECAY + a.pin90 as f32;
                     r.weight = r.weight * SERVER_DECAY + a.n as f32;
                 }
             }

@@ -41,16 +41,16 @@ impl Default for Domain {
 }
 
 /// What survives a restart (KV `state`, key `domain`): the alert book, so alerts keep their
-/// identity and open time instead of re-opening, and the rolling accuracy sums (published and
-/// per method). Forecasts still pending maturity and the per-server method records are not
-/// kept (they would be tens of MB for 10,000 servers): after a restart each server publishes
-/// the default method until the others have proven themselves again.
+/// identity and open time instead of re-opening, and the rolling accuracy sums of what was
+/// published. Forecasts still pending maturity, the per-server method records and the
+/// per-method rolling sums are not kept: the first would be tens of MB for 10,000 servers, the
+/// last ~140 KB per method, which would push the state past a broker's 1 MB max_payload; after
+/// a restart each server publishes the default method until the others prove themselves again
+/// (about an hour of steps), and the per-method figures refill over the rolling day.
 #[derive(Serialize, Deserialize)]
 struct Saved {
     book: AlertBook,
     scores: Scores,
-    #[serde(default)]
-    method_scores: Vec<Scores>,
 }
 
 impl Domain {
@@ -60,10 +60,8 @@ impl Domain {
         struct SavedRef<'a> {
             book: &'a AlertBook,
             scores: &'a Scores,
-            method_scores: Vec<&'a Scores>,
         }
-        let method_scores = self.methods.iter().map(AccuracyTracker::scores).collect();
-        schemas::encode(&SavedRef { book: &self.book, scores: self.accuracy.scores(), method_scores })
+        schemas::encode(&SavedRef { book: &self.book, scores: self.accuracy.scores() })
     }
 
     /// Restores what [`Domain::save`] wrote; the current alert settings win over the saved.
@@ -73,9 +71,6 @@ impl Domain {
         self.book = saved.book;
         self.book.set_config(config);
         self.accuracy.set_scores(saved.scores);
-        for (tracker, scores) in self.methods.iter_mut().zip(saved.method_scores) {
-            tracker.set_scores(scores);
-        }
         Ok(())
     }
 

@@ -27,6 +27,13 @@ def _table(header, rows):
     return "\n".join(out)
 
 
+def _real_primary(full):
+    """The real-data evaluation the bars use: the lead's hold-out VMs when the file had any, else
+    the VMs set aside for the card."""
+    real = full.get("bitbrains") or {}
+    return real.get("holdout") or real.get("eval")
+
+
 def bars(manifest, full):
     gen = full["generated"]["overall"]
     best = manifest["evaluation"]["best_baseline"]
@@ -49,6 +56,18 @@ def bars(manifest, full):
                      t["qrisk_p50"] <= s["qrisk_p50"]))
         rows.append(("NAB (final third): P90 q-risk better than seasonal naive",
                      f"TFT {_f(t['qrisk_p90'])} vs {_f(s['qrisk_p90'])}", t["qrisk_p90"] < s["qrisk_p90"]))
+    real = _real_primary(full)
+    if real:
+        t, lv, sn = (real["overall"][m] for m in ("tft", "last_value", "seasonal_naive"))
+        who = f"Real VMs never trained on (Bitbrains `{real['rule']}`, {real['vms']} VMs, cpu + mem)"
+        rows.append((f"{who}: P50 q-risk below last value and seasonal naive",
+                     f"TFT {_f(t['qrisk_p50'])} vs {_f(lv['qrisk_p50'])} / {_f(sn['qrisk_p50'])}",
+                     t["qrisk_p50"] < min(lv["qrisk_p50"], sn["qrisk_p50"])))
+        rows.append(("Real VMs never trained on: P90 q-risk below last value and seasonal naive",
+                     f"TFT {_f(t['qrisk_p90'])} vs {_f(lv['qrisk_p90'])} / {_f(sn['qrisk_p90'])}",
+                     t["qrisk_p90"] < min(lv["qrisk_p90"], sn["qrisk_p90"])))
+        rows.append(("Real VMs never trained on: P10-P90 coverage in 70-90 %", _pct(t["coverage"]),
+                     0.70 <= t["coverage"] <= 0.90))
     rows += [
         ("ONNX Runtime >= 1,000 server-forecasts/s at batch 1,000 (2-core CPU)",
          f"{tput:,.0f} /s (best run; median {b1000['servers_per_s_median']:,.0f} /s at load {b1000['load_avg_1m']:.1f})",
@@ -67,13 +86,17 @@ def _method_rows(res, methods=evaluate.METHODS):
             for m in methods]
 
 
-def write_card(out, manifest, full, arrays, eval_fleet, nab_items):
+def write_card(out, manifest, full, arrays, eval_fleet, nab_items, real_items=None):
     t = manifest["encoder_steps"]
     if arrays is not None:  # None: re-render the text only (plots stay from the run)
         plots.fleet_plots(arrays, t, eval_fleet.servers, os.path.join(out, "forecast_typical.png"),
                           os.path.join(out, "forecast_worst.png"))
     if nab_items:
         plots.nab_plot(nab_items, t, os.path.join(out, "forecast_nab.png"))
+    if real_items:
+        plots.nab_plot(real_items, t, os.path.join(out, "forecast_bitbrains.png"),
+                       "TFT on real VMs it never trained on (Bitbrains): windows at the median and 90th "
+                       "percentile of its error (cpu, mem)")
     tr, gen = manifest["training"], full["generated"]
     cfg = manifest["model"]["config"]
     L = []
@@ -84,16 +107,36 @@ def write_card(out, manifest, full, arrays, eval_fleet, nab_items):
     L.append(_table(["bar", "measured", "met?"], [(a, b, "yes" if c else "**NO - missed**") for a, b, c in bars(manifest, full)]))
     L.append("")
     L.append("## Data\n")
-    L.append(f"- Training: `{tr['data']}` ({tr['data_fingerprint'][:19]}...), {tr['servers']} servers x "
+    rd = tr.get("real_data")
+    L.append(f"- Training{' (generated part)' if rd else ''}: `{tr['data']}` ({tr['data_fingerprint'][:19]}...), "
+             f"{tr['servers']} servers x "
              f"{tr['steps']} five-minute steps ({tr['steps'] / 288:.0f} days), {tr['rows']:,} server-steps (the file "
              f"name carries the generator's seed, start date, days and servers). The last 20 % of the time axis "
              f"is the early-stopping validation set.")
+    if rd:
+        L.append(f"- Training (real part): `{rd['data']}` ({rd['data_fingerprint'][:19]}...), the Bitbrains \"Rnd\" "
+                 f"trace (GWA-T-12; Shen, van Beek, Iosup, CCGrid 2015): real VMs of a provider hosting "
+                 f"business-critical workloads, 5-minute samples, July-September 2013. {rd['train_vms']} training VMs "
+                 f"on their union time axis ({rd['steps']} steps, NaN outside each VM's span), {rd['rows']:,} "
+                 f"VM-steps. **Hold-out rule: VMs with `{rd['holdout_rule']}` are never trained on nor used for early "
+                 f"stopping** ({rd['holdout_vms']} in this file: the training file ships without them; they are "
+                 f"the lead's real validation set). The {rd['eval_vms']} VMs with `{rd['eval_rule']}` are set "
+                 f"aside the same way (no training, no early stopping) for this card's real-data evaluation "
+                 f"below. Each VM is "
+                 f"a `generic` server that reports only what the trace has: `cpu_idle_pct = 100 - clip(cpu_pct, 0, "
+                 f"100)`, `mem_used_pct = clip(100 x mem_used_kb / mem_prov_kb, 0, 100)`, `net_in_mb_s = "
+                 f"net_rx_kbs / 1000`, `net_out_mb_s = net_tx_kbs / 1000`; every other metric is unknown (masked, "
+                 f"never zero). Timestamps go on the 5-minute grid by `ts // 300` (duplicates averaged). "
+                 f"{100 * rd['real_fraction']:.0f} % of every training batch (and of the early-stopping set) are "
+                 f"real windows, drawn where the VM reported at the origin; the last 20 % of the real time axis "
+                 f"is their early-stopping part.")
     ed = manifest["eval_data"]
     L.append(f"- Held-out evaluation: `{ed['data']}` ({ed['data_fingerprint'][:19]}...), a different generator "
              f"seed and month, {gen['servers']} servers, {gen['origins']} rolling origins every 3 h "
              f"({gen['windows']:,} forecast windows), from day 3 on (the baselines get all data before each origin;"
              f" Holt-Winters fits its smoothing parameters on the first three days).")
-    L.append("- NAB: the six AWS CloudWatch series in `shared/data/nab/`, each fed as a `generic` server that "
+    L.append("- NAB: six AWS CloudWatch series in `shared/data/nab/` (the six every card so far compared on; the "
+             "folder's other files are not part of the comparison), each fed as a `generic` server that "
              "reports one metric: CPU utilisation as `cpu_idle_pct = 100 - value` (target `cpu`); network_in "
              "bytes per 5 min as `net_in_mb_s = bytes / 300 / 1e6`; disk_write_bytes as `net_out_mb_s` the same way "
              "(the schema has no disk-throughput metric; on EC2 the disk is network-attached EBS, so written bytes "
@@ -126,11 +169,20 @@ def write_card(out, manifest, full, arrays, eval_fleet, nab_items):
     L.append(f"{tr['epochs']} epochs of {tr['config']['steps_per_epoch']} batches x {tr['config']['batch_size']} random "
              f"windows in {tr['seconds'] / 60:.1f} min on {tr['device']} ({tr['machine']}), stopped by "
              f"{tr['stopped'].replace('_', ' ')}; seed {tr['seed']}; AdamW lr {tr['config']['lr']}, pinball loss "
-             f"in units of each target's global std. Augmentation: random history truncation down to 12 steps, "
+             f"in units of each target's global std"
+             + (" (of the window's source: the generated fleet, or the real training VMs, whose network is KB/s "
+                "where the generated fleet's is MB/s)" if tr.get("real_data") and tr["config"].get("real_own_units", True)
+                else "")
+             + f". Augmentation: random history truncation down to 12 steps, "
              f"whole-metric dropout, single-metric servers and sporadic gaps (all as masks), and 25 % of windows "
              f"shrunk by 10^U(-5, 0) around each metric's zero (loss kept in the original units) so small "
              f"machines like the NAB ones are in the training distribution; 15 % get sparse bursts on one "
-             f"metric (half of them over a near-zero baseline) so bursty servers are too. Best validation "
+             f"metric (half of them over a near-zero baseline) so bursty servers are too"
+             + (f"; the same augmentation applies to the real windows, which make up "
+                f"{100 * tr['real_data']['real_fraction']:.0f} % "
+                f"of each batch (loss only on observed targets: a real VM's unknown metrics carry no loss)"
+                if tr.get("real_data") else "")
+             + f". Best validation "
              f"loss {_f(tr['best_val_loss'], 4)}. Whole pipeline (train, export, evaluate, benchmark, card): "
              f"{full['total_seconds'] / 60:.1f} min.\n")
     L.append(_table(["epoch", "train loss", "val loss", "lr", "elapsed s"],
@@ -166,6 +218,7 @@ def write_card(out, manifest, full, arrays, eval_fleet, nab_items):
                      *[f"{_f(r[m]['precision'], 2)} / {_f(r[m]['recall'], 2)}" for m in evaluate.METHODS]))
     L.append(_table(["threshold@window", "windows", "events", *[f"{m} P/R" for m in evaluate.METHODS]], rows))
     L.append("\n![typical forecasts](forecast_typical.png)\n\n![worst forecasts](forecast_worst.png)\n")
+    L.append(_real_section(full, manifest))
     L.append(_nab_section(full))
     L.append(_cost_section(full, manifest))
     L.append(_sweep_section(out, full, manifest))
@@ -184,6 +237,39 @@ def _why_sizes(manifest, full):
             "history (from 12 steps) whose P50 q-risk is within 10 % of the full window's, on the held-out "
             "generated data (every third origin). Servers with less are `warming up`.\n\n"
             + _table(["known history", "", "P50 q-risk", "P90 q-risk"], rows) + "\n")
+
+
+def _real_section(full, manifest):
+    sets = full.get("bitbrains") or {}
+    if not sets:
+        return ""
+    L = ["## Real VMs never trained on (Bitbrains)\n"]
+    titles = {"holdout": "the hold-out VMs", "eval": "the VMs set aside for this card"}
+    for part, real in sets.items():
+        tg = " and ".join(real["targets"])
+        L.append(f"**{titles.get(part, part)}** (`{real['rule']}`, {real['vms']} VMs, which neither training nor "
+                 f"early stopping saw), targets {tg}; rolling origins every {real['origins_every'] * 5 / 60:g} h over "
+                 f"each VM's span, a window counting when the VM reported at the origin and on at least half of the "
+                 f"day before it ({real['windows']:,} windows). Last value and seasonal naive (daily) get the whole "
+                 f"series up to each origin, the TFT its {manifest['encoder_steps']}-step window. q-risk pooled over "
+                 f"the windows of each target, then averaged over the targets:\n")
+        L.append(_table(["method", "P50 q-risk", "P90 q-risk", "P10-P90 coverage"],
+                        [(m, _f(r["qrisk_p50"]), _f(r["qrisk_p90"]), _pct(r["coverage"]))
+                         for m, r in real["overall"].items()]))
+        L.append("\nPer target (P50 q-risk / P90 q-risk / coverage):\n")
+        rows = []
+        for t, r in real["per_target"].items():
+            rows.append((t, f"{r['windows']:,}", *[f"{_f(r[m]['qrisk_p50'])} / {_f(r[m]['qrisk_p90'])} / "
+                                                   f"{_pct(r[m]['coverage'])}" for m in evaluate.REAL_METHODS]))
+        L.append(_table(["target", "windows", *evaluate.REAL_METHODS], rows))
+        w = real["tft_not_worse_per_vm"]
+        L.append(f"\nPer VM and target ({w['last_value']['qrisk_p50']['of']} pairs): the TFT is not worse than last "
+                 f"value on {w['last_value']['qrisk_p50']['not_worse']} at P50 and "
+                 f"{w['last_value']['qrisk_p90']['not_worse']} at P90, than seasonal naive on "
+                 f"{w['seasonal_naive']['qrisk_p50']['not_worse']} at P50 and "
+                 f"{w['seasonal_naive']['qrisk_p90']['not_worse']} at P90.\n")
+    L.append("![real VMs never trained on](forecast_bitbrains.png)\n")
+    return "\n".join(L)
 
 
 def _nab_section(full):
@@ -275,7 +361,10 @@ def _sweep_section(out, full, manifest):
 
 def _howto():
     return ("## Retraining and how a new model is picked up\n\n"
-            "- `just train` (= `services/trainer/train.sh`) generates the data with the generator's `export`, trains, "
+            "- `just train` (= `services/trainer/train.sh`) generates the data with the generator's `export`, "
+            "adds the real Bitbrains VMs from `shared/data/bitbrains/` when the file is there (`--real-data`; the "
+            "hold-out rule `--holdout-every 5` and the card's set-aside VMs `--eval-vms-every 10 --eval-vms-rem 1` "
+            "are applied by VM id), trains, "
             "evaluates, exports `models/tft.onnx`, `models/tft.json`, `models/golden.json`, `models/evaluation.json` "
             "and rewrites this card. `train.sh --data train.parquet --eval-data eval.parquet` uses given files; "
             "`train.sh --sweep` refreshes the size table; `train.sh --bench` re-measures throughput (the machine is "

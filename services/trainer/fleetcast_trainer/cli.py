@@ -14,7 +14,7 @@ import onnxruntime as ort
 import torch
 
 from . import bench, card, compiled, evaluate, export, recover, schema
-from .data import file_fingerprint, load_nab, load_parquet
+from .data import file_fingerprint, is_holdout_vm, load_bitbrains, load_nab, load_parquet
 from .model import TFTConfig, count_parameters
 from .train import TrainConfig, train
 from .windows import Augment, rolling_origins
@@ -42,6 +42,19 @@ def _args(argv):
         s.add_argument("--seed", type=int, default=7)
         s.add_argument("--eval-every", type=int, default=36, help="steps between rolling origins")
         s.add_argument("--no-progress", action="store_true")
+        s.add_argument("--real-data", default=None,
+                       help="Bitbrains parquet (real VMs): trained on next to the generated fleet, except the "
+                            "held-out VMs, which are evaluated")
+        s.add_argument("--holdout-every", type=int, default=5,
+                       help="VMs with vm %% N == 0 are held out (never trained on or early-stopped on)")
+        s.add_argument("--eval-vms-every", type=int, default=10,
+                       help="with --eval-vms-rem: VMs with vm %% N == R are set aside for the card's real-data "
+                            "evaluation (never trained on or early-stopped on); 0 = none")
+        s.add_argument("--eval-vms-rem", type=int, default=1)
+        s.add_argument("--real-fraction", type=float, default=0.5, help="share of each batch from the real VMs")
+        s.add_argument("--real-loss-units", choices=("own", "generated"), default="own",
+                       help="real windows' pinball loss in units of the real VMs' global std per target (own) "
+                            "or of the generated fleet's (generated: real network errors, KB/s, weigh ~nothing)")
     c = sub.add_parser("card", help="re-render models/README.md from tft.json, evaluation.json, sweep.json")
     c.add_argument("--out", required=True)
     bm = sub.add_parser("bench", help="re-measure ONNX Runtime cost of the shipped model, update the card")
@@ -55,16 +68,69 @@ def _args(argv):
     return p.parse_args(argv)
 
 
+# The NAB series the card compares on (the same six since the first model, so cards stay comparable);
+# other files in the folder (shared/data/nab has grown to ten) are not part of the comparison.
+NAB_SERIES = ("ec2_cpu_utilization_24ae8d", "ec2_cpu_utilization_53ea38", "ec2_cpu_utilization_5f5533",
+              "ec2_cpu_utilization_77c1ca", "ec2_disk_write_bytes_c0d644", "ec2_network_in_257a54")
+
+
+def _nab_files(nab_dir):
+    if not nab_dir:
+        return []
+    return [p for p in (os.path.join(nab_dir, f"{n}.csv") for n in NAB_SERIES) if os.path.exists(p)]
+
+
 def _eval_origins(fleet, t, every):
     # Three days before the first origin: one to initialise Holt-Winters' season, two to fit it.
     return rolling_origins(fleet.n_steps, max(3 * schema.DAY_STEPS, t), every)
 
 
-def _train(args, fleet, t, d, budget, progress=True):
+def _train(args, fleet, t, d, budget, progress=True, real=None):
     cfg = TFTConfig(encoder_steps=t, hidden=d, var_hidden=d, heads=args.heads, patch=args.patch)
     tc = TrainConfig(seed=args.seed, time_budget_s=budget, max_epochs=args.max_epochs,
-                     steps_per_epoch=args.steps_per_epoch)
-    return train(fleet, cfg, tc, Augment(min_history=HISTORY_GRID[0]), progress=progress), tc
+                     steps_per_epoch=args.steps_per_epoch, real_fraction=args.real_fraction,
+                     real_own_units=getattr(args, "real_loss_units", "own") == "own")
+    return train(fleet, cfg, tc, Augment(min_history=HISTORY_GRID[0]), progress=progress, real=real), tc
+
+
+REAL_SETS = ("holdout", "eval")  # evaluated VM sets, see data.bitbrains_part
+
+
+def _real_rules(args):
+    return {"holdout": f"vm % {args.holdout_every} == 0",
+            "eval": f"vm % {args.eval_vms_every} == {args.eval_vms_rem}"}
+
+
+def _load_real(args):
+    """(training VMs, {set: VMs} of the evaluated sets present in the file), or (None, {})."""
+    if not getattr(args, "real_data", None):
+        return None, {}
+    kw = dict(holdout_every=args.holdout_every, eval_every=args.eval_vms_every, eval_rem=args.eval_vms_rem)
+    real = load_bitbrains(args.real_data, "train", **kw)
+    evals = {p: load_bitbrains(args.real_data, p, allow_empty=True, **kw) for p in REAL_SETS}
+    evals = {p: f for p, f in evals.items() if f is not None}
+    # The hold-out rule, checked where it matters: no held-out or set-aside VM is in the training fleet.
+    assert not is_holdout_vm(real.meta["vms"], args.holdout_every).any()
+    for f in evals.values():
+        assert not set(real.meta["vms"]) & set(f.meta["vms"])
+    print(f"[trainer] real data: {len(real.servers)} training VMs {real.values.shape}; "
+          + ", ".join(f"{p}: {len(f.servers)} VMs" for p, f in evals.items())
+          + f"; {_real_rules(args)['holdout']} held out ("
+          + ("none in this file" if "holdout" not in evals else f"{len(evals['holdout'].servers)} VMs") + ")",
+          flush=True)
+    return real, evals
+
+
+def _real_training_info(args, real, evals):
+    if real is None:
+        return None
+    rules = _real_rules(args)
+    return {"data": os.path.basename(args.real_data), "data_fingerprint": file_fingerprint(args.real_data),
+            "source": "bitbrains", "train_vms": len(real.servers),
+            "holdout_rule": rules["holdout"], "holdout_vms": len(evals["holdout"].servers) if "holdout" in evals else 0,
+            "eval_rule": rules["eval"], "eval_vms": len(evals["eval"].servers) if "eval" in evals else 0,
+            "rows": int(np.isfinite(real.values).any(-1).sum()), "steps": real.n_steps,
+            "real_fraction": args.real_fraction}
 
 
 def run(args):
@@ -74,7 +140,8 @@ def run(args):
     fleet = load_parquet(args.train_data)
     eval_fleet = load_parquet(args.eval_data)
     print(f"[trainer] train fleet {fleet.values.shape}, eval fleet {eval_fleet.values.shape}", flush=True)
-    result, tc = _train(args, fleet, args.encoder_steps, args.hidden, args.time_budget, not args.no_progress)
+    real, real_evals = _load_real(args)
+    result, tc = _train(args, fleet, args.encoder_steps, args.hidden, args.time_budget, not args.no_progress, real)
     model = result.model
     print(f"[trainer] trained {result.epochs} epochs in {result.seconds:.0f}s ({result.stopped})", flush=True)
 
@@ -102,11 +169,22 @@ def run(args):
     min_history = evaluate.choose_min_history(curve)
 
     nab, nab_items = {}, []
-    if args.nab_dir and glob.glob(os.path.join(args.nab_dir, "*.csv")):
-        print("[trainer] evaluating on NAB", flush=True)
-        nab_fleets = [load_nab(p) for p in sorted(glob.glob(os.path.join(args.nab_dir, "*.csv")))]
+    nab_files = _nab_files(args.nab_dir)
+    if nab_files:
+        print(f"[trainer] evaluating on NAB ({len(nab_files)} series)", flush=True)
+        nab_fleets = [load_nab(p) for p in nab_files]
         nab["final"], nab_items = evaluate.evaluate_nab(predict, nab_fleets, t, "final")
         nab["dev"], _ = evaluate.evaluate_nab(predict, nab_fleets, t, "dev")
+
+    real_eval, real_items = {}, []
+    for part, rf in real_evals.items():
+        print(f"[trainer] evaluating on the real VMs set aside ({part}: {_real_rules(args)[part]})", flush=True)
+        res, real_arrays = evaluate.evaluate_real(predict, rf, t, args.eval_every)
+        res["rule"] = _real_rules(args)[part]
+        real_eval[part] = res
+        if not real_items or part == "holdout":
+            real_items = evaluate.real_plot_items(real_arrays, t, rf.servers)
+        del real_arrays
 
     print("[trainer] benchmarking ONNX Runtime", flush=True)
     cost = bench.count_macs(onnx_path)
@@ -121,18 +199,20 @@ def run(args):
         "device": result.device, "machine": export.machine_description(), "config": tc.to_dict(),
         "history": result.history,
     }
-    eval_summary = _summary(gen, nab)
+    if real is not None:
+        training["real_data"] = _real_training_info(args, real, real_evals)
+    eval_summary = _summary(gen, nab, real_eval)
     manifest = export.write_manifest(
         os.path.join(args.out, "tft.json"), model, "tft.onnx", version, min_history, training, eval_summary,
         extra={"eval_data": {"data": os.path.basename(args.eval_data),
                              "data_fingerprint": file_fingerprint(args.eval_data)},
                "graph": _graph_note(parity)})
-    full = {"generated": gen, "nab": nab, "history_curve": curve, "min_history_steps": min_history,
+    full = {"generated": gen, "nab": nab, "bitbrains": real_eval, "history_curve": curve, "min_history_steps": min_history,
             "cost": cost, "throughput": tput, "parity": parity, "onnx_bytes": size,
             "parameters": count_parameters(model), "total_seconds": round(time.time() - t0, 1)}
     with open(os.path.join(args.out, "evaluation.json"), "w") as f:
         json.dump(full, f, indent=1, default=float)
-    card.write_card(args.out, manifest, full, arrays, eval_fleet, nab_items)
+    card.write_card(args.out, manifest, full, arrays, eval_fleet, nab_items, real_items)
     print(f"[trainer] done in {time.time() - t0:.0f}s: {onnx_path} ({size / 1e6:.2f} MB), version {version}")
 
 
@@ -186,7 +266,7 @@ def compile_shipped(args):
           f"{os.path.getsize(onnx_path) / 1e6:.2f} MB")
 
 
-def _summary(gen, nab):
+def _summary(gen, nab, real_eval=None):
     tft, best_name, best = gen["overall"]["tft"], None, None
     for b in evaluate.BASELINES:
         if best is None or gen["overall"][b]["qrisk_p50"] < best["qrisk_p50"]:
@@ -198,6 +278,8 @@ def _summary(gen, nab):
     }
     if nab:
         out["nab"] = {"tft": nab["final"]["mean"]["tft"], "seasonal_naive": nab["final"]["mean"]["seasonal_naive"]}
+    for part, res in (real_eval or {}).items():
+        out[f"bitbrains_{part}"] = {m: {k: round(v, 5) for k, v in r.items()} for m, r in res["overall"].items()}
     return out
 
 
@@ -205,12 +287,13 @@ def sweep(args):
     """Trains each size with the same (shorter) budget; records params, throughput, P50 q-risk."""
     fleet = load_parquet(args.train_data)
     eval_fleet = load_parquet(args.eval_data)
+    real, _ = _load_real(args)
     path = os.path.join(args.out, "sweep.json")
     rows = json.load(open(path)) if os.path.exists(path) else []
     for spec in args.sizes.split(","):
         t, d = (int(x) for x in spec.split("x"))
         print(f"[sweep] encoder {t}, hidden {d}", flush=True)
-        result, _ = _train(args, fleet, t, d, args.time_budget, not args.no_progress)
+        result, _ = _train(args, fleet, t, d, args.time_budget, not args.no_progress, real)
         tmp = os.path.join(args.out, f".sweep-{t}x{d}.onnx")
         export.export_onnx(result.model, tmp)
         origins = _eval_origins(eval_fleet, t, args.eval_every * 2)

@@ -10,9 +10,9 @@ import onnxruntime as ort
 import torch
 
 from . import metrics, schema
-from .baselines import all_baselines, ffill
+from .baselines import all_baselines, ffill, last_value, seasonal_naive
 from .data import Fleet
-from .windows import make_batch
+from .windows import make_batch, rolling_origins
 
 METHODS = ["tft", "last_value", "seasonal_naive", "holt_winters"]
 BASELINES = METHODS[1:]
@@ -200,3 +200,102 @@ def evaluate_nab(predict, fleets, t: int, part: str):
     wins = {key: int(sum(f["tft"][key] <= f["seasonal_naive"][key] for f in files.values()))
             for key in ("qrisk_p50", "qrisk_p90")}
     return {"files": files, "mean": mean, "tft_not_worse_than_seasonal_naive": wins, "part": part}, plot_items
+
+
+# ----- real held-out VMs (Bitbrains) -------------------------------------------------------------
+
+REAL_METHODS = ["tft", "last_value", "seasonal_naive"]
+REAL_TARGETS = ("cpu", "mem")
+
+
+def real_eligible(fleet: Fleet, origins, target: str, min_observed: float = 0.5):
+    """[S, O] windows that count for `target` on a fleet of VMs with different spans: the target's
+    metric was observed at the origin and on at least `min_observed` of the day before it (so
+    seasonal naive has its season and the model a real window, not a VM that has just appeared)."""
+    j = schema.METRICS.index(schema.TARGET_SOURCE[target][0])
+    obs = np.isfinite(fleet.values[:, :, j]).astype(np.float64)  # [S, N]
+    csum = np.concatenate([np.zeros((obs.shape[0], 1)), np.cumsum(obs, 1)], 1)
+    o = np.asarray(origins, np.int64)
+    day = csum[:, o + 1] - csum[:, np.maximum(o + 1 - schema.DAY_STEPS, 0)]
+    return (obs[:, o] > 0) & (day >= min_observed * schema.DAY_STEPS)
+
+
+def evaluate_real(predict, fleet: Fleet, t: int, every: int = 36, targets=REAL_TARGETS, batch: int = 1000):
+    """Rolling origins every `every` steps over each held-out VM's span (only eligible windows,
+    see `real_eligible`); the TFT against last value and seasonal naive on the given targets.
+    Scores pooled over all windows per target, then averaged over the targets ("overall"); per-VM
+    scores give how many VMs the TFT is not worse than each baseline on."""
+    origins = rolling_origins_real(fleet.n_steps, t, every)
+    s = fleet.values.shape[0]
+    tser = fleet.target_series().astype(np.float64)  # [S, N, 8]
+    upper = np.asarray(schema.TARGET_UPPER)
+    elig = {tg: real_eligible(fleet, origins, tg) for tg in targets}
+    any_elig = np.logical_or.reduce(list(elig.values()))
+    ss, oi = np.nonzero(any_elig)
+    q_model = np.empty((len(ss), schema.HORIZON, len(targets), 3), np.float32)
+    idx = [schema.TARGETS.index(tg) for tg in targets]
+    for lo in range(0, len(ss), batch):
+        b = make_batch(fleet, ss[lo:lo + batch], origins[oi[lo:lo + batch]], t)
+        q_model[lo:lo + batch] = predict(b.inputs())[:, :, idx]
+    per_target, per_vm, arrays = {}, {}, {}
+    for k, tg in enumerate(targets):
+        j = schema.TARGETS.index(tg)
+        series = tser[:, :, j]
+        ub = np.full(s, upper[j])
+        base = {"last_value": last_value(series, origins, ub), "seasonal_naive": seasonal_naive(series, origins, ub)}
+        actual = _windows(series, origins)  # [S, O, H]
+        sel = elig[tg][ss, oi]  # pairs that count for this target
+        y = actual[ss, oi][sel]
+        preds = {"tft": q_model[sel, :, k], **{m: q[ss, oi][sel] for m, q in base.items()}}
+        per_target[tg] = {m: {"qrisk_p50": metrics.q_risk(y, q, 0.5), "qrisk_p90": metrics.q_risk(y, q, 0.9),
+                              "coverage": metrics.coverage(y, q)} for m, q in preds.items()}
+        per_target[tg]["windows"] = int(sel.sum())
+        vms = ss[sel]
+        per_vm[tg] = {}
+        for v in np.unique(vms):
+            w = vms == v
+            per_vm[tg][fleet.servers[v]] = {m: {"qrisk_p50": metrics.q_risk(y[w], q[w], 0.5),
+                                                "qrisk_p90": metrics.q_risk(y[w], q[w], 0.9)} for m, q in preds.items()}
+        arrays[tg] = {"y": y, "preds": preds, "server": vms, "origin": origins[oi[sel]], "series": series}
+    overall = {m: {key: float(np.mean([per_target[tg][m][key] for tg in targets]))
+                   for key in ("qrisk_p50", "qrisk_p90", "coverage")} for m in REAL_METHODS}
+    wins = {}
+    for b in REAL_METHODS[1:]:
+        wins[b] = {}
+        for key in ("qrisk_p50", "qrisk_p90"):
+            cnt = tot = 0
+            for tg in targets:
+                for r in per_vm[tg].values():
+                    if np.isfinite(r["tft"][key]) and np.isfinite(r[b][key]):
+                        tot += 1
+                        cnt += int(r["tft"][key] <= r[b][key])
+            wins[b][key] = {"not_worse": cnt, "of": tot}
+    result = {"overall": overall, "per_target": per_target, "tft_not_worse_per_vm": wins,
+              "vms": s, "vm_names": list(fleet.servers), "origins_every": every,
+              "windows": int(any_elig.sum()), "targets": list(targets)}
+    return result, arrays
+
+
+def rolling_origins_real(n_steps: int, t: int, every: int):
+    """Origins from one day in (seasonal naive needs a day) on the union time axis."""
+    return rolling_origins(n_steps, max(schema.DAY_STEPS, t), every)
+
+
+def real_plot_items(arrays, t: int, names, per_target: int = 2):
+    """For the card's plot: per target, the windows at the 50th and 90th percentile of the TFT's
+    relative P50 error (picked by the error, not by hand)."""
+    items = []
+    for tg, a in arrays.items():
+        y, q = a["y"], a["preds"]["tft"]
+        ok = np.isfinite(y)
+        err = np.where(ok, np.abs(y - q[..., 1]), 0.0).sum(-1) / np.maximum(np.where(ok, np.abs(y), 0.0).sum(-1), 1e-6)
+        err = np.where(ok.sum(-1) >= schema.HORIZON // 2, err, np.nan)
+        order = np.argsort(np.where(np.isfinite(err), err, np.inf))
+        n_ok = int(np.isfinite(err).sum())
+        if n_ok == 0:
+            continue
+        for pct in (50, 90)[:per_target]:
+            k = int(order[min(n_ok - 1, n_ok * pct // 100)])
+            items.append((f"{tg} - {names[a['server'][k]]} ({pct}th pct. error {err[k]:.2f})", a["series"][a["server"][k]],
+                          int(a["origin"][k]), q[k], a["preds"]["seasonal_naive"][k]))
+    return items

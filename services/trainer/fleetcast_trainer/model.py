@@ -207,10 +207,13 @@ def quantile_loss(q, y, y_mask, global_scale_t, y_unit=None):
     """Pinball loss over P10/P50/P90 in units of each target's global scale (matches q-risk's
     weighting: absolute errors, not errors relative to each window). `y_mask` selects the
     future values that exist and whose metric the input window had. `y_unit` [B] undoes a
-    training rescale, so a shrunken copy of a server weighs as much as the original."""
+    training rescale, so a shrunken copy of a server weighs as much as the original; a [B, 8]
+    `y_unit` also puts a window in its source fleet's units (real VMs: their own global std)."""
     unit = global_scale_t[None, None, :, None]
     if y_unit is not None:
-        unit = unit * y_unit[:, None, None, None]
+        # [B] one factor per window, or [B, 8] per window and target (windows of another source
+        # fleet, measured in that fleet's global std)
+        unit = unit * (y_unit[:, None, :, None] if y_unit.dim() == 2 else y_unit[:, None, None, None])
     err = (y[..., None] - q) / unit
     qs = torch.tensor(schema.QUANTILES, dtype=q.dtype, device=q.device)
     loss = torch.maximum(qs * err, (qs - 1.0) * err).sum(-1)

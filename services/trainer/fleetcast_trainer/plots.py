@@ -66,7 +66,8 @@ def fleet_plots(arrays, t: int, server_names, out_typical: str, out_worst: str):
         plt.close(fig)
 
 
-def nab_plot(nab_items, t: int, out: str):
+def nab_plot(nab_items, t: int, out: str,
+             title: str = "TFT on the NAB CloudWatch series (final third, one origin each)"):
     """`nab_items`: list of (name, series [N], origin, tft q [H,3], seasonal q [H,3])."""
     n = len(nab_items)
     cols = 2
@@ -77,7 +78,7 @@ def nab_plot(nab_items, t: int, out: str):
     for ax in axes.ravel()[n:]:
         ax.set_visible(False)
     axes[0, 0].legend(fontsize=7, loc="upper left")
-    fig.suptitle("TFT on the NAB CloudWatch series (final third, one origin each)", fontsize=10)
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(out, dpi=90)
     plt.close(fig)

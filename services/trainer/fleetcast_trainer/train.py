@@ -1,5 +1,10 @@
 """Training loop: random windows from the first 80 % of the training fleet's time axis, early stopping
 on fixed windows from the last 20 %, a wall-clock budget, a fixed seed, and a tqdm progress bar.
+
+With a `real` fleet (real VMs, e.g. Bitbrains' training VMs), every batch mixes generated windows and
+real windows (`real_fraction` of them), the real ones drawn where the VM reported at the origin, with
+the same time split (first 80 % of the real time axis trains, the last 20 % early-stops) and the same
+augmentation. Held-out real VMs never reach this module: the caller passes only training VMs.
 """
 
 import copy
@@ -12,9 +17,9 @@ import torch
 from tqdm import tqdm
 
 from . import schema
-from .data import Fleet, global_scales
+from .data import Fleet, global_scales, observed_origins
 from .model import TFT, TFTConfig, quantile_loss
-from .windows import Augment, make_batch
+from .windows import Augment, Batch, make_batch
 
 
 @dataclass
@@ -32,6 +37,8 @@ class TrainConfig:
     val_fraction: float = 0.2
     floor_fraction: float = 1e-4
     threads: int = 2
+    real_fraction: float = 0.5  # share of each batch (and of the validation set) from the real fleet
+    real_own_units: bool = True  # real windows' loss in the real fleet's global std (else the generated one's)
 
     def to_dict(self):
         return asdict(self)
@@ -73,13 +80,41 @@ def _split(fleet: Fleet, t: int, h: int, val_fraction: float):
     return (11, train_hi), (max(split, 11), n - h - 1)
 
 
+def _concat(batches):
+    """One Batch from several (the generated and the real part of a mixed batch)."""
+    if len(batches) == 1:
+        return batches[0]
+    return Batch(**{k: np.concatenate([getattr(b, k) for b in batches]) for k in
+                    ("past", "past_mask", "time_feat", "profile", "y", "y_mask", "y_unit")})
+
+
+def _source_units(batch: Batch, ratio: np.ndarray) -> Batch:
+    """The loss unit of a real window's targets: the real fleet's global std instead of the
+    generated fleet's (`ratio` = real / generated, per target), so a target that is tiny on real
+    VMs (network: KB/s where the generated fleet has MB/s) still carries loss there."""
+    batch.y_unit = (batch.y_unit[:, None] * ratio[None, :]).astype(np.float32)
+    return batch
+
+
+def _real_pairs(real: Fleet, t: int, h: int, val_fraction: float):
+    """Training and validation (server, origin) pairs of the real fleet: origins where the VM
+    reported, whole horizon before the time split for training, after it for validation."""
+    n = real.n_steps
+    split = int(n * (1.0 - val_fraction))
+    tr = observed_origins(real, 11, split - h - 1)
+    va = observed_origins(real, max(split, 11), n - h - 1)
+    if len(tr[0]) == 0 or len(va[0]) == 0:
+        raise ValueError(f"real fleet has no training or validation windows ({n} steps)")
+    return tr, va
+
+
 def build_model(fleet: Fleet, cfg: TFTConfig, floor_fraction: float) -> TFT:
     g = global_scales(fleet)
     return TFT(cfg, g, g * floor_fraction)
 
 
 def train(fleet: Fleet, cfg: TFTConfig, tc: TrainConfig, augment: Augment = None, device: str = None,
-          progress: bool = True, model: TFT = None) -> TrainResult:
+          progress: bool = True, model: TFT = None, real: Fleet = None) -> TrainResult:
     device = device or pick_device()
     torch.set_num_threads(tc.threads)
     set_seed(tc.seed)
@@ -89,15 +124,41 @@ def train(fleet: Fleet, cfg: TFTConfig, tc: TrainConfig, augment: Augment = None
     (tr_lo, tr_hi), (va_lo, va_hi) = _split(fleet, t, h, tc.val_fraction)
     s = fleet.values.shape[0]
 
-    # Fixed validation set: half clean windows, half with the training augmentation.
+    frac = tc.real_fraction if real is not None else 0.0
+    n_real = int(round(tc.batch_size * frac))
+    n_gen = tc.batch_size - n_real
+    if real is not None:
+        (rs_tr, ro_tr), (rs_va, ro_va) = _real_pairs(real, t, h, tc.val_fraction)
+        gen_g = global_scales(fleet)[schema.TARGET_METRIC_INDEX]
+        ratio = (global_scales(real)[schema.TARGET_METRIC_INDEX] / gen_g).astype(np.float32)
+        ratio = np.where(np.isfinite(ratio) & (ratio > 0), ratio, 1.0).astype(np.float32)
+        one = np.ones_like(ratio)
+        if not tc.real_own_units:
+            ratio = one
+        if progress:
+            print("[trainer] real windows' loss unit / generated, per target: "
+                  + ", ".join(f"{k} {r:.3g}" for k, r in zip(schema.TARGETS, ratio)), flush=True)
+    else:
+        ratio = one = None
+
+    # Fixed validation set: half clean windows, half with the training augmentation; with a real
+    # fleet, each validation batch has the training batches' mix of generated and real windows.
     vrng = np.random.default_rng(tc.seed + 1)
     vs, vo = vrng.integers(0, s, tc.val_windows), vrng.integers(va_lo, va_hi + 1, tc.val_windows)
+    if real is not None:
+        k = vrng.integers(0, len(rs_va), tc.val_windows)
+        rvs, rvo = rs_va[k], ro_va[k]
     half = tc.val_windows // 2
     val_batches = []
     for lo in range(0, tc.val_windows, tc.batch_size):
-        sl = slice(lo, min(lo + tc.batch_size, tc.val_windows))
+        hi = min(lo + tc.batch_size, tc.val_windows)
         aug = augment if lo >= half else None
-        val_batches.append(_to_torch(make_batch(fleet, vs[sl], vo[sl], t, h, vrng, aug), device))
+        cut = lo + int(round((hi - lo) * (1.0 - frac)))
+        parts = [make_batch(fleet, vs[lo:cut], vo[lo:cut], t, h, vrng, aug)]
+        if real is not None and hi > cut:
+            parts = [_source_units(parts[0], one),
+                     _source_units(make_batch(real, rvs[cut:hi], rvo[cut:hi], t, h, vrng, aug), ratio)]
+        val_batches.append(_to_torch(_concat(parts), device))
 
     model = (model or build_model(fleet, cfg, tc.floor_fraction)).to(device)
     g_t = model.global_scale[model.target_idx]
@@ -126,9 +187,14 @@ def train(fleet: Fleet, cfg: TFTConfig, tc: TrainConfig, augment: Augment = None
         model.train()
         run = 0.0
         for _ in range(tc.steps_per_epoch):
-            bs = rng.integers(0, s, tc.batch_size)
-            bo = rng.integers(tr_lo, tr_hi + 1, tc.batch_size)
-            past, mask, tf, prof, y, ym, yu = _to_torch(make_batch(fleet, bs, bo, t, h, rng, augment), device)
+            bs = rng.integers(0, s, n_gen)
+            bo = rng.integers(tr_lo, tr_hi + 1, n_gen)
+            parts = [make_batch(fleet, bs, bo, t, h, rng, augment)]
+            if n_real:
+                k = rng.integers(0, len(rs_tr), n_real)
+                parts = [_source_units(parts[0], one),
+                         _source_units(make_batch(real, rs_tr[k], ro_tr[k], t, h, rng, augment), ratio)]
+            past, mask, tf, prof, y, ym, yu = _to_torch(_concat(parts), device)
             q, _, _ = model(past, mask, tf, prof)
             loss = quantile_loss(q, y, ym, g_t, yu)
             opt.zero_grad(set_to_none=True)

@@ -113,7 +113,11 @@ _SPIKY = [schema.METRICS.index(m) for m in ("net_in_mb_s", "net_out_mb_s", "load
 def _spikes(win, rng, p):
     win = win.copy()
     for i in np.nonzero(rng.random(win.shape[0]) < p)[0]:
-        j = int(rng.choice(_SPIKY))
+        # among the spiky metrics this server reports (a real VM reports only network of these)
+        have = [j for j in _SPIKY if np.isfinite(win[i, :, j]).any()]
+        if not have:
+            continue
+        j = int(rng.choice(have))
         col = win[i, :, j]
         level = np.nanmean(np.abs(col))
         if not np.isfinite(level) or level <= 0:

@@ -48,3 +48,17 @@ def test_quantile_loss_ignores_masked_targets():
     assert torch.isclose(full, quantile_loss(q, y2, m, torch.ones(8)))
     # pinball at y=1, q=0 for quantiles .1/.5/.9 sums to 1.5
     assert torch.isclose(full, torch.tensor(1.5))
+
+
+def test_quantile_loss_per_target_units():
+    """A [B, 8] unit (a real window in its own fleet's units) divides each target's error."""
+    q = torch.zeros(2, 96, 8, 3)
+    y = torch.ones(2, 96, 8)
+    m = torch.ones(2, 96, 8)
+    g = torch.ones(8)
+    base = quantile_loss(q, y, m, g)
+    unit = torch.ones(2, 8)
+    assert torch.isclose(quantile_loss(q, y, m, g, unit), base)
+    unit[1, :] = 0.5  # the second window's errors count double
+    assert torch.isclose(quantile_loss(q, y, m, g, unit), base * 1.5)
+    assert torch.isclose(quantile_loss(q, y, m, g, torch.tensor([1.0, 0.5])), base * 1.5)

@@ -47,11 +47,16 @@ pub struct Sums {
 }
 
 impl Sums {
+    /// Σ|actual|, floored at 0.01 per point as the live accuracy does (`accuracy.rs`), so a
+    /// series that sits at 0 (an idle VM's CPU) does not divide by nothing.
+    fn denominator(&self) -> f64 {
+        self.abs.max(0.01 * self.n as f64)
+    }
     pub fn qrisk_p50(&self) -> f64 {
-        2.0 * self.pin50 / self.abs.max(1e-9)
+        2.0 * self.pin50 / self.denominator()
     }
     pub fn qrisk_p90(&self) -> f64 {
-        2.0 * self.pin90 / self.abs.max(1e-9)
+        2.0 * self.pin90 / self.denominator()
     }
     pub fn coverage(&self) -> f64 {
         self.covered as f64 / self.n.max(1) as f64

@@ -140,6 +140,9 @@ pub fn markdown(groups: &[GroupSummary], scored: &[Scored]) -> String {
             .collect();
         let _ = writeln!(o, "| {} | {} | {} |", g.group, shares.join(" | "), br.join(" | "));
     }
+    if scored.is_empty() {
+        return o;
+    }
     let _ = writeln!(o, "\nPer series (q-risk P50 / P90):\n");
     let _ = writeln!(o, "| series | target | {} | published method share |", (0..SLOTS).map(slot_name).collect::<Vec<_>>().join(" | "));
     let _ = writeln!(o, "|---|---|{}---|", "---|".repeat(SLOTS));

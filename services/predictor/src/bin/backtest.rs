@@ -52,6 +52,12 @@ struct Args {
     /// Writes every score as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Writes the report (markdown, with the command and the data) here too.
+    #[arg(long)]
+    markdown: Option<PathBuf>,
+    /// Prints the group summaries only, not every series.
+    #[arg(long)]
+    summary_only: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -77,7 +83,17 @@ fn main() -> anyhow::Result<()> {
         scored.extend(backtest::run(&series, &args.model, &args.ort_dylib, &opts)?);
     }
     let groups = report::summarise(&scored);
-    println!("{}", report::markdown(&groups, &scored));
+    let shown: &[backtest::Scored] = if args.summary_only { &[] } else { &scored };
+    let text = report::markdown(&groups, shown);
+    println!("{text}");
+    if let Some(path) = &args.markdown {
+        let model = predictor::model::Manifest::load(&args.model.with_extension("json")).map(|m| m.version).unwrap_or_default();
+        let doc = format!(
+            "# Backtest of `{model}`\n\n_Written by `just backtest` (`target/release/backtest`), do not edit by hand._ Every origin (5-minute step, all phases) and lead 1..96 of each series, replayed through the predictor's own ingest, windows, model, methods and per-server choice; q-risk = 2·Σ pinball / Σ|actual|, mean over series. `published` is what the product publishes, `model` the TFT alone. Bitbrains: 2013-09-01 + {} days, held-out VMs `vm % {} == {}` (never trained on); NAB: each file alone; origins from {} steps after a series' first.\n\n{text}",
+            args.bitbrains_days, args.holdout_every, args.holdout_rem, args.from_steps
+        );
+        std::fs::write(path, doc).with_context(|| format!("writing {}", path.display()))?;
+    }
     eprintln!("backtest: {:.0} s", clock.elapsed().as_secs_f64());
     if let Some(path) = &args.json {
         let json = serde_json::json!({ "groups": groups, "series": scored });
