@@ -1,11 +1,13 @@
 //! Fleetcast's fleet generator: a seeded simulation of the original system's fleet (profiles,
-//! states, calendar, incidents, cascades) that streams MessagePack batches to NATS in live
-//! mode and writes the same process to parquet for training.
+//! states, calendar, incidents, cascades, per-server behaviours such as leaks and disk fill)
+//! that streams MessagePack batches to NATS in live mode and writes the same process to
+//! parquet for training.
 //!
 //! The simulation (`fleet` .. `simulator`) is pure and tested without I/O; `publish`,
 //! `control`, `live` and `export` are the edges.
 
 pub mod baseline;
+pub mod behaviour;
 pub mod calendar;
 pub mod control;
 pub mod cascade;

@@ -21,6 +21,8 @@ pub enum Stream {
     Cascade = 4,
     /// The servers an operator's scenario switch picks.
     Scenario = 5,
+    /// A server's behaviours (leaks, disk fill, runaway CPU, ...): its traits and events.
+    Behaviour = 6,
 }
 
 /// SplitMix64: a fast, well-mixed bijection, used to spread (seed, stream, index) apart.
@@ -51,5 +53,6 @@ mod tests {
         assert_ne!(derive(7, Stream::Server, 3), derive(7, Stream::Server, 4));
         assert_ne!(derive(7, Stream::Server, 3), derive(7, Stream::Traits, 3));
         assert_ne!(derive(7, Stream::Server, 3), derive(8, Stream::Server, 3));
+        assert_ne!(derive(7, Stream::Server, 3), derive(7, Stream::Behaviour, 3));
     }
 }

@@ -1,7 +1,9 @@
 //! One server, one 5-minute step: state transition, then for every smoothed metric
 //! `base = N(mean, std) x state factor x calendar factor`, pushed by incidents and cascades,
-//! then AR(1) smoothing `y = 0.85 y_prev + 0.15 base + N(0, 0.1 std)`. The same process feeds
-//! the live stream and the export, so both have the same statistics.
+//! then AR(1) smoothing `y = 0.85 y_prev + 0.15 base + N(0, 0.1 std)`. The server's
+//! behaviours (`behaviour`: leaks, disk fill, runaway CPU, spikes, ...) scale the level and act
+//! on the smoothed values before they are reported. The same process feeds the live stream
+//! and the export, so both have the same statistics.
 //!
 //! CPU user + sys + iowait + idle is exactly 100 (the parts are multiples of 1/128 %, which
 //! f32 adds without rounding), Java CPU never exceeds user CPU, and an offline server reports
@@ -13,6 +15,7 @@ use rand_distr::StandardNormal;
 use schemas::{Metric, Metrics, ServerState, METRIC_COUNT, STEP_MS};
 
 use crate::baseline::{idx, spread, UPTIME_MAX_DAYS, SMOOTHED};
+use crate::behaviour::Behaviour;
 use crate::episode::{Effect, Pull};
 use crate::fleet::Server;
 use crate::state::{sidx, Transitions, STATE_COUNT};
@@ -28,6 +31,8 @@ const CPU_QUANTUM: f32 = 128.0;
 
 /// Everything that is the same for every server at one step.
 pub struct StepContext<'a> {
+    /// Start of the step (Unix ms).
+    pub ts_ms: i64,
     pub hour: u32,
     pub transitions: &'a Transitions,
     pub state_factors: &'a [[f32; METRIC_COUNT]; STATE_COUNT],
@@ -52,17 +57,24 @@ pub struct ServerSim {
     y: [f32; METRIC_COUNT],
     uptime_days: f32,
     rng: StdRng,
+    behaviour: Behaviour,
 }
 
 impl ServerSim {
     /// Starts a server healthy, at its steady-state levels for the first step's calendar.
-    pub fn new(server: &Server, calendar: &[f32; METRIC_COUNT], rng: StdRng) -> Self {
+    /// `rng` is the server's noise stream, `behaviour` its behaviours (own stream).
+    pub fn new(server: &Server, calendar: &[f32; METRIC_COUNT], rng: StdRng, behaviour: Behaviour) -> Self {
         let mut y = [0.0; METRIC_COUNT];
+        let level = behaviour.levels();
         for m in SMOOTHED {
             let i = idx(m);
-            y[i] = clamp(m, spread(server.profile, m).mean * server.traits.level[i] * calendar[i]);
+            y[i] = clamp(m, spread(server.profile, m).mean * server.traits.level[i] * level[i] * calendar[i]);
         }
-        ServerSim { state: ServerState::Healthy, y, uptime_days: server.traits.uptime0, rng }
+        ServerSim { state: ServerState::Healthy, y, uptime_days: server.traits.uptime0, rng, behaviour }
+    }
+
+    pub fn behaviour(&self) -> &Behaviour {
+        &self.behaviour
     }
 
     /// A uniform draw from this server's stream (incident decisions use it).
@@ -88,6 +100,7 @@ impl ServerSim {
             }
         }
         let z_java: f32 = self.rng.sample(StandardNormal);
+        self.behaviour.begin(ctx.ts_ms);
 
         if self.state == ServerState::Offline {
             return None;
@@ -95,6 +108,11 @@ impl ServerSim {
         self.uptime_days += STEP_DAYS;
         if was_offline || self.uptime_days >= UPTIME_MAX_DAYS {
             self.uptime_days = 0.0;
+            self.behaviour.reboot();
+        }
+        let mut level = self.behaviour.levels();
+        for (l, t) in level.iter_mut().zip(&server.traits.level) {
+            *l *= t;
         }
 
         let factors = &ctx.state_factors[sidx(self.state)];
@@ -102,7 +120,7 @@ impl ServerSim {
         for (k, m) in SMOOTHED.iter().enumerate() {
             let i = idx(*m);
             let sp = spread(server.profile, *m);
-            let level = server.traits.level[i];
+            let level = level[i];
             let mut b = (sp.mean * level + sp.std * level * z[0][k]) * factors[i] * ctx.calendar[i];
             for (e, w) in drive.cascade.iter().filter(|(e, _)| e.metric == *m) {
                 b = e.apply(b, *w);
@@ -124,14 +142,21 @@ impl ServerSim {
         }
         for (k, m) in SMOOTHED.iter().enumerate() {
             let i = idx(*m);
-            let noise = AR_NOISE * spread(server.profile, *m).std * server.traits.level[i] * z[1][k];
+            let noise = AR_NOISE * spread(server.profile, *m).std * level[i] * z[1][k];
             self.y[i] = clamp(*m, AR_KEEP * self.y[i] + (1.0 - AR_KEEP) * base[i] + noise);
         }
-        Some(self.report(server.traits.java_share, z_java))
+        let mut out = self.y;
+        if self.behaviour.apply(&mut out) {
+            self.uptime_days = 0.0;
+        }
+        for m in SMOOTHED {
+            out[idx(m)] = clamp(m, out[idx(m)]);
+        }
+        Some(self.report(&out, server.traits.java_share, z_java))
     }
 
-    fn report(&self, java_share: f32, z_java: f32) -> Metrics {
-        let y = |m: Metric| self.y[idx(m)];
+    fn report(&self, out: &[f32; METRIC_COUNT], java_share: f32, z_java: f32) -> Metrics {
+        let y = |m: Metric| out[idx(m)];
         let (user, sys, iowait) = cpu_parts(y(Metric::CpuUser), y(Metric::CpuSys), y(Metric::CpuIowait));
         let share = (java_share + 0.03 * z_java).clamp(0.0, 1.0);
         let java = (user * share * CPU_QUANTUM).floor() / CPU_QUANTUM;
@@ -177,6 +202,7 @@ pub fn cpu_parts(user: f32, sys: f32, iowait: f32) -> (f32, f32, f32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::behaviour::Traits;
     use crate::calendar::Calendar;
     use crate::fleet::Fleet;
     use crate::seeds::{self, Stream};
@@ -204,11 +230,13 @@ mod tests {
         let sf = ServerState::ALL.map(factors);
         let ts0 = 1_767_571_200_000i64;
         for (i, server) in fleet.servers.iter().enumerate() {
-            let mut sim = ServerSim::new(server, cal.factors(server.profile, ts0), seeds::rng(5, Stream::Server, i as u64));
+            // The profile's baseline: a server without behaviours (see `behaviour` for those).
+            let calm = Behaviour::with_traits(server, Traits::ordinary(), seeds::rng(5, Stream::Behaviour, i as u64));
+            let mut sim = ServerSim::new(server, cal.factors(server.profile, ts0), seeds::rng(5, Stream::Server, i as u64), calm);
             let mut mem = Vec::new();
             for k in 0..2016 {
                 let ts = ts0 + k * STEP_MS;
-                let ctx = StepContext { hour: crate::calendar::hour(ts), transitions: &t, state_factors: &sf, calendar: cal.factors(server.profile, ts) };
+                let ctx = StepContext { ts_ms: ts, hour: crate::calendar::hour(ts), transitions: &t, state_factors: &sf, calendar: cal.factors(server.profile, ts) };
                 if let Some(m) = sim.step(server, &ctx, &Drive::default()) {
                     let rec = schemas::MetricRecord { server: server.name.clone(), ts_ms: ts, profile: Some(server.profile), metrics: m };
                     rec.validate(&ValidationPolicy::at(ts)).unwrap();
@@ -230,9 +258,10 @@ mod tests {
         let cal = [1.0; METRIC_COUNT];
         let t = Transitions::new();
         let sf = [[1.0; METRIC_COUNT]; STATE_COUNT]; // isolate the pull from state changes
-        let mut sim = ServerSim::new(server, &cal, seeds::rng(9, Stream::Server, 0));
+        let calm = Behaviour::with_traits(server, Traits::ordinary(), seeds::rng(9, Stream::Behaviour, 0));
+        let mut sim = ServerSim::new(server, &cal, seeds::rng(9, Stream::Server, 0), calm);
         let pull = Pull { targets: Targets { cpu_used: 90.0, mem: 93.0, iowait: Some(35.0) }, mix: 1.0, from: None, effects: CRITICAL_EFFECTS };
-        let ctx = StepContext { hour: 12, transitions: &t, state_factors: &sf, calendar: &cal };
+        let ctx = StepContext { ts_ms: 1_767_614_400_000, hour: 12, transitions: &t, state_factors: &sf, calendar: &cal };
         let mut last = None;
         for _ in 0..60 {
             last = sim.step(server, &ctx, &Drive { incident: Some(pull), cascade: &[] }).or(last);

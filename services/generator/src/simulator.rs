@@ -1,11 +1,12 @@
 //! The whole fleet, one 5-minute step at a time: cascades, incidents and the operator's
-//! scenario decide what drives each server, `sim` moves each server, and the step comes out
+//! scenario decide what drives each server, `sim` moves each server (with its behaviours), and the step comes out
 //! as rows (for the export) or records (for the wire). Live mode and export both drive this,
 //! so one seed gives the same data in both.
 
 use rand::rngs::StdRng;
 use schemas::{MetricRecord, Metrics, Profile, Scenario, ServerState, METRIC_COUNT, STEP_MS};
 
+use crate::behaviour::Behaviour;
 use crate::calendar::{self, Calendar};
 use crate::cascade::{self, Cascade, DOWNSTREAM_IMPACT, SOURCES};
 use crate::episode::{Effect, Envelope, Episode, CASCADE_SOURCE_EFFECTS};
@@ -111,7 +112,10 @@ impl Simulator {
             .servers
             .iter()
             .enumerate()
-            .map(|(i, s)| ServerSim::new(s, calendar.factors(s.profile, start_ms), seeds::rng(cfg.seed, Stream::Server, i as u64)))
+            .map(|(i, s)| {
+                let behaviour = Behaviour::new(s, seeds::rng(cfg.seed, Stream::Behaviour, i as u64));
+                ServerSim::new(s, calendar.factors(s.profile, start_ms), seeds::rng(cfg.seed, Stream::Server, i as u64), behaviour)
+            })
             .collect();
         let n = fleet.len();
         Ok(Simulator {
@@ -171,6 +175,7 @@ impl Simulator {
             let own = self.episodes[i].as_ref().and_then(|e| e.pull(k).map(|p| (e.kind, p)));
             let p = server.profile.as_index();
             let ctx = StepContext {
+                ts_ms: ts,
                 hour,
                 transitions: &self.transitions,
                 state_factors: &self.state_factors,

@@ -120,6 +120,74 @@ fn ten_days_have_every_kind_of_episode_and_state() {
     assert_eq!(states.len(), 8, "{states:?}");
 }
 
+#[test]
+fn a_month_of_200_servers_holds_many_examples_of_every_behaviour() {
+    // What the training export of `generator export --days 30 --servers 200` holds, seen
+    // only through the metrics a model gets.
+    const DAY: usize = 288;
+    let mut s = sim(200, 7);
+    let n = s.fleet().len();
+    let mut series: Vec<Vec<Option<schemas::Metrics>>> = vec![Vec::with_capacity(30 * DAY); n];
+    for _ in 0..30 * DAY {
+        for (i, r) in s.step().rows.iter().enumerate() {
+            series[i].push(r.metrics);
+        }
+    }
+    let cpu = |m: &schemas::Metrics| 100.0 - m.cpu_idle_pct.unwrap();
+    let (mut restarts, mut cleanups, mut conn_resets, mut runaways, mut idle, mut cron) = (0, 0, 0, 0, 0, 0);
+    let (mut hot, mut online) = (0usize, 0usize);
+    let mut net = Vec::new();
+    for ms in &series {
+        let on: Vec<schemas::Metrics> = ms.iter().flatten().copied().collect();
+        online += on.len();
+        hot += on.iter().filter(|m| cpu(m) >= 95.0 || m.mem_used_pct.unwrap() >= 90.0).count();
+        for w in on.windows(2) {
+            let (a, b) = (w[0], w[1]);
+            let drop = |f: fn(&schemas::Metrics) -> Option<f32>| f(&a).unwrap() - f(&b).unwrap();
+            restarts += usize::from(drop(|m| m.mem_used_pct) >= 15.0 && a.mem_used_pct.unwrap() >= 88.0 && b.uptime_days == Some(0.0));
+            cleanups += usize::from(drop(|m| m.disk_usage_pct) >= 15.0);
+            conn_resets += usize::from(drop(|m| m.back_close_wait).max(drop(|m| m.front_close_wait)) >= 50.0);
+        }
+        // Runaway CPU: two hours or more at 95 % or above, ended by a restart.
+        let mut held = 0;
+        for w in ms.windows(2) {
+            let (Some(a), Some(b)) = (w[0], w[1]) else {
+                held = 0;
+                continue;
+            };
+            held = if cpu(&a) >= 95.0 { held + 1 } else { 0 };
+            runaways += usize::from(held >= 24 && cpu(&b) < 80.0 && b.uptime_days == Some(0.0));
+        }
+        let mean_cpu = on.iter().map(cpu).sum::<f32>() / on.len() as f32;
+        idle += usize::from(mean_cpu < 6.0);
+        net.push(on.iter().map(|m| m.net_out_mb_s.unwrap()).sum::<f32>() / on.len() as f32);
+        // A daily job: the same 5-minute slot is the day's busiest on most days.
+        let mut top = vec![0usize; DAY];
+        for day in ms.chunks(DAY) {
+            let busiest = day.iter().enumerate().filter_map(|(k, m)| m.map(|m| (k, cpu(&m)))).max_by(|a, b| a.1.total_cmp(&b.1));
+            if let Some((k, _)) = busiest {
+                top[k] += 1;
+            }
+        }
+        // Neighbouring slots count together: a 2-3 step job's peak moves within it.
+        cron += usize::from((0..DAY).any(|k| top[k] + top[(k + 1) % DAY] + top[(k + 2) % DAY] >= 15));
+    }
+    let (lo, hi) = net.iter().fold((f32::MAX, 0f32), |(lo, hi), x| (lo.min(*x), hi.max(*x)));
+    let hot_share = hot as f64 / online as f64;
+    eprintln!(
+        "leak restarts {restarts}, disk cleanups {cleanups}, connection resets {conn_resets}, runaways {runaways}, \
+         idle servers {idle}, daily jobs {cron}, net-out {lo:.3}..{hi:.0} MB/s, hot share {hot_share:.3}"
+    );
+    assert!(restarts >= 50, "memory-leak restarts: {restarts}");
+    assert!(cleanups >= 50, "disk cleanups: {cleanups}");
+    assert!(conn_resets >= 30, "connection-leak resets: {conn_resets}");
+    assert!(runaways >= 20, "runaway CPU episodes: {runaways}");
+    assert!((10..=35).contains(&idle), "idle servers: {idle}");
+    assert!(cron >= 25, "servers with a daily job: {cron}");
+    assert!(hi / lo > 1000.0, "network scales over orders of magnitude: {lo}..{hi}");
+    assert!(hot_share < 0.1, "most servers are ordinary most of the time: {hot_share}");
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 

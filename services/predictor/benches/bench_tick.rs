@@ -247,7 +247,7 @@ async fn run_fleet(n: usize, ticks: usize, model: &Path, setup: Setup, gap: Dura
         .args(["--inference-workers", &setup.workers.to_string(), "--model"])
         .arg(model)
         .env("ORT_DYLIB_PATH", testkit::ort_dylib())
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", std::env::var("BENCH_PREDICTOR_LOG").unwrap_or_else(|_| "warn".into()))
         .stdout(log.try_clone()?)
         .stderr(log)
         .stdin(Stdio::null())

@@ -12,7 +12,6 @@ use schemas::{AlertEvent, AlertState, Method, ModelInfo, ServerForecast, Warmup,
 
 use crate::domain::Domain;
 use crate::fleet::ServerStatus;
-use crate::methods::Statistical;
 use crate::select::Candidates;
 use crate::model::Manifest;
 use crate::registry::Registry;
@@ -61,7 +60,6 @@ pub struct Engine {
     seq: u64,
     enc: Vec<u8>,
     candidates: Candidates,
-    statistical: Statistical,
 }
 
 impl Engine {
@@ -77,7 +75,6 @@ impl Engine {
             seq,
             enc: Vec::with_capacity(32 * 1024),
             candidates: Candidates::default(),
-            statistical: Statistical::default(),
         }
     }
 
@@ -137,19 +134,19 @@ impl Engine {
         // The workers run the chunks; this thread assesses and encodes each chunk's servers in
         // order as its outputs arrive (the domain is stateful, the snapshot must not depend on
         // which worker ran what).
-        let Engine { workers, domain, recent_steps, enc, outs, candidates, statistical, .. } = self;
+        let Engine { workers, domain, recent_steps, enc, outs, candidates, .. } = self;
         let timing = workers.run(reg, &ready, |chunk, out| {
             for (row, &id) in chunk.iter().enumerate() {
                 let clock = Instant::now();
                 let w = reg.server(id);
                 let last_ms = w.last_closed().map_or(tick_ms, step_start);
                 let current = w.latest().map(|v| v.to_metrics()).unwrap_or_default();
-                candidates.clear();
+                // The worker ran the statistical methods; the model's forecast joins them.
+                std::mem::swap(candidates, &mut out.statistical[row]);
                 let model = candidates.of_mut(Method::Model);
                 forecast_from(&out.quantiles[row * sq..(row + 1) * sq], h, model);
                 drop_unobserved(model, w.observed_mask());
                 let forecastable = !model.is_empty();
-                statistical.fill(w, h, candidates);
                 let mut forecast = Vec::with_capacity(schemas::TARGET_COUNT);
                 let a = domain.forecast(tick_ms, &w.name, w.profile, last_ms, &current, candidates, &mut forecast);
                 observe(w, candidates, &forecast);

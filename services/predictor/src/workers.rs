@@ -4,7 +4,8 @@
 //! Why data parallelism and not more intra-op threads: the model is small (hidden 8) and
 //! elementwise-bound, so one session with 2 intra-op threads gains far less than 2x over one
 //! thread (see BENCHMARKS.md), while two single-threaded sessions on two chunks scale almost
-//! linearly. Each worker also fills its own chunk's features, so that work is parallel too.
+//! linearly. Each worker also fills its own chunk's features and runs the statistical methods
+//! on its chunk's windows (`methods.rs`), so that work is parallel too.
 //!
 //! The chunks' outputs are handed to the caller on the calling thread in chunk order, as soon
 //! as each is ready, so the caller's post-processing (the stateful domain, encoding) stays
@@ -24,6 +25,7 @@ use std::time::{Duration, Instant};
 use anyhow::anyhow;
 
 use crate::features::FeatureBuilder;
+use crate::methods::Statistical;
 use crate::model::{Manifest, Model, Outputs, Sizes};
 use crate::registry::Registry;
 use crate::stats::ms;
@@ -31,12 +33,14 @@ use crate::stats::ms;
 struct Worker {
     model: Model,
     features: FeatureBuilder,
+    statistical: Statistical,
 }
 
 /// Where a tick's parallel part spent its time (milliseconds).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Timing {
-    /// Feature filling per worker (the mean over workers, as they run side by side).
+    /// Feature filling and the statistical methods per worker (the mean over workers, as they
+    /// run side by side).
     pub features_ms: f64,
     /// Wall time from the start until the last chunk's outputs were ready, less `features_ms`.
     pub inference_ms: f64,
@@ -81,7 +85,7 @@ impl Workers {
                 let model = Model::load(model, manifest, dylib, max_chunk, threads)?;
                 let m = &model.manifest;
                 let features = FeatureBuilder::new(m.encoder_steps, m.horizon_steps, model.sizes());
-                Ok(Worker { model, features })
+                Ok(Worker { model, features, statistical: Statistical::default() })
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         tracing::info!(workers = workers.len(), max_chunk, intra_threads = threads, "inference workers ready");
@@ -98,11 +102,12 @@ impl Workers {
 
     /// Runs the servers `ready` (each must have a closed step) in chunks on the workers and
     /// calls `each(chunk, outputs)` on this thread for every chunk, in order; `outputs` holds
-    /// the chunk's rows in the chunk's order. The first error (a worker's or `each`'s) stops
+    /// the chunk's rows in the chunk's order (model outputs and statistical forecasts; `each`
+    /// may take the latter out). The first error (a worker's or `each`'s) stops
     /// the remaining chunks and is returned.
     pub fn run<F>(&mut self, reg: &Registry, ready: &[u32], mut each: F) -> anyhow::Result<Timing>
     where
-        F: FnMut(&[u32], &Outputs) -> anyhow::Result<()>,
+        F: FnMut(&[u32], &mut Outputs) -> anyhow::Result<()>,
     {
         if ready.is_empty() {
             return Ok(Timing::default());
@@ -167,7 +172,7 @@ fn deliver<F>(
     each: &mut F,
 ) -> anyhow::Result<Duration>
 where
-    F: FnMut(&[u32], &Outputs) -> anyhow::Result<()>,
+    F: FnMut(&[u32], &mut Outputs) -> anyhow::Result<()>,
 {
     let mut pending: Vec<Option<Outputs>> = (0..chunks.len()).map(|_| None).collect();
     let (mut next, mut arrived, mut last) = (0, 0, Duration::ZERO);
@@ -187,8 +192,8 @@ where
         if arrived == chunks.len() {
             last = start.elapsed();
         }
-        while let Some(out) = pending.get_mut(next).and_then(Option::take) {
-            if let Err(e) = each(chunks[next], &out) {
+        while let Some(mut out) = pending.get_mut(next).and_then(Option::take) {
+            if let Err(e) = each(chunks[next], &mut out) {
                 return fail(e);
             }
             if let Ok(mut spare) = spare.lock() {
@@ -222,6 +227,14 @@ impl Worker {
             }
             filled += clock.elapsed();
             let mut out = spare.lock().ok().and_then(|mut s| s.pop()).unwrap_or_default();
+            let clock = Instant::now();
+            let h = self.model.manifest.horizon_steps;
+            out.statistical.resize_with(chunk.len(), Default::default);
+            for (c, id) in out.statistical.iter_mut().zip(chunk.iter()) {
+                c.clear();
+                self.statistical.fill(reg.server(*id), h, c);
+            }
+            filled += clock.elapsed();
             let result = self.model.run(chunk.len(), &mut out).map(|()| out);
             // The receiver is gone only when the tick already failed; nothing to report then.
             if tx.send((k, result)).is_err() {
