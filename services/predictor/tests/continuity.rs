@@ -13,7 +13,7 @@ use predictor::methods::HISTORY_STEPS;
 use predictor::registry::Registry;
 use predictor::tick::Engine;
 use predictor::workers::Workers;
-use schemas::{Method, MetricRecord, Metrics, Profile, Target, STEP_MS};
+use schemas::{Method, MetricRecord, Profile, Target, STEP_MS};
 
 /// Largest step-to-step change of a P50 curve allowed on steady input, per target unit: a
 /// tenth of the gap between a typical warning and critical line for percentages.
@@ -22,25 +22,6 @@ fn max_jump(t: Target) -> f32 {
         Target::Load => 0.2,
         Target::NetIn | Target::NetOut => 0.5,
         _ => 1.0,
-    }
-}
-
-fn steady() -> Metrics {
-    Metrics {
-        cpu_user_pct: Some(20.0),
-        cpu_sys_pct: Some(5.0),
-        cpu_iowait_pct: Some(2.0),
-        cpu_idle_pct: Some(73.0),
-        java_cpu_pct: None,
-        mem_used_pct: Some(45.0),
-        swap_used_pct: Some(0.0),
-        disk_usage_pct: Some(50.0),
-        net_in_mb_s: Some(5.0),
-        net_out_mb_s: Some(3.0),
-        back_close_wait: Some(1.0),
-        front_close_wait: Some(1.0),
-        load_average: Some(1.5),
-        uptime_days: Some(30.0),
     }
 }
 
@@ -60,7 +41,7 @@ fn steady_servers_get_curves_without_jumps_across_midnight() {
     for s in 0..steps {
         let start = t0 + s * STEP_MS;
         for (name, profile) in names.iter().zip(Profile::ALL) {
-            reg.apply(source, &MetricRecord { server: name.clone(), ts_ms: start, profile: Some(profile), metrics: steady() });
+            reg.apply(source, &MetricRecord { server: name.clone(), ts_ms: start, profile: Some(profile), metrics: common::base_record() });
         }
         reg.advance(source, start + STEP_MS, start + STEP_MS);
         let due = reg.take_due();

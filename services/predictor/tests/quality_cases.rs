@@ -21,26 +21,6 @@ use schemas::{AlertState, Level, Method, MetricRecord, Metrics, MetricsBatch, Re
 
 const STEPS: i64 = 48;
 
-/// The base record.
-fn base() -> Metrics {
-    Metrics {
-        cpu_user_pct: Some(20.0),
-        cpu_sys_pct: Some(5.0),
-        cpu_iowait_pct: Some(2.0),
-        cpu_idle_pct: Some(73.0),
-        java_cpu_pct: None,
-        mem_used_pct: Some(45.0),
-        swap_used_pct: Some(0.0),
-        disk_usage_pct: Some(50.0),
-        net_in_mb_s: Some(5.0),
-        net_out_mb_s: Some(3.0),
-        back_close_wait: Some(1.0),
-        front_close_wait: Some(1.0),
-        load_average: Some(1.5),
-        uptime_days: Some(30.0),
-    }
-}
-
 fn cpu(m: &mut Metrics, used: f32) {
     // User takes the change, so the four parts still sum to 100.
     m.cpu_idle_pct = Some(100.0 - used);
@@ -50,12 +30,12 @@ fn cpu(m: &mut Metrics, used: f32) {
 /// Every case server's record at step `k` (0-based), `None` where the case sends nothing.
 fn records(k: i64) -> Vec<(&'static str, Metrics)> {
     let mut out = Vec::new();
-    let mut disk = base();
+    let mut disk = base_record();
     disk.disk_usage_pct = Some(50.0 + 0.5 * k as f32);
     out.push(("ppgen001", disk));
 
     let spike = |held: i64| {
-        let mut m = base();
+        let mut m = base_record();
         if k >= STEPS - held {
             m.cpu_idle_pct = Some(2.0);
             m.cpu_user_pct = Some(90.0);
@@ -69,10 +49,10 @@ fn records(k: i64) -> Vec<(&'static str, Metrics)> {
     out.push(("ppweb001", spike(1)));
     out.push(("ppweb002", spike(12)));
 
-    let mut wrap = base();
+    let mut wrap = base_record();
     wrap.net_in_mb_s = Some(120.0 + if k % 2 == 0 { 2.0 } else { -2.0 });
     let mut wrap2 = wrap;
-    let mut load = base();
+    let mut load = base_record();
     if k == 30 {
         wrap.net_in_mb_s = Some(18446744073709551615.0_f64 as f32);
         wrap2.net_in_mb_s = Some(1e22);
@@ -83,7 +63,7 @@ fn records(k: i64) -> Vec<(&'static str, Metrics)> {
     out.extend([("ppetl001", wrap), ("ppetl002", wrap2), ("ppetl003", load)]);
 
     if k < 24 {
-        out.push(("ppdb005", base()));
+        out.push(("ppdb005", base_record()));
     } else if k < 27 {
         let mut zero = Metrics::default();
         for m in schemas::Metric::ALL {

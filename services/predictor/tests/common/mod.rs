@@ -65,6 +65,27 @@ pub fn metrics(i: usize, s: i64) -> Metrics {
     }
 }
 
+/// The forecast-quality issue's base record: user 20, sys 5, iowait 2, idle 73, mem 45, swap 0,
+/// disk 50, net in 5 / out 3 MB/s, CLOSE_WAIT 1/1, load 1.5, uptime 30 days.
+pub fn base_record() -> Metrics {
+    Metrics {
+        cpu_user_pct: Some(20.0),
+        cpu_sys_pct: Some(5.0),
+        cpu_iowait_pct: Some(2.0),
+        cpu_idle_pct: Some(73.0),
+        java_cpu_pct: None,
+        mem_used_pct: Some(45.0),
+        swap_used_pct: Some(0.0),
+        disk_usage_pct: Some(50.0),
+        net_in_mb_s: Some(5.0),
+        net_out_mb_s: Some(3.0),
+        back_close_wait: Some(1.0),
+        front_close_wait: Some(1.0),
+        load_average: Some(1.5),
+        uptime_days: Some(30.0),
+    }
+}
+
 /// The generator's way: one record per server stamped at the step start, `clock_ms` = its end.
 pub fn step_batch(names: &[String], step_start: i64, seq: u64) -> MetricsBatch {
     let s = step_start / STEP_MS;
