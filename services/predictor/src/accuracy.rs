@@ -54,7 +54,8 @@ pub const DEFAULT_WINDOW_STEPS: usize = 288;
 /// all zeros; dividing by it would make any error infinite).
 const ABS_FLOOR: f64 = 0.01;
 
-fn target_index(t: Target) -> usize {
+/// Position of `t` in [`Target::ALL`] (the per-target arrays' index).
+pub fn target_index(t: Target) -> usize {
     Target::ALL.iter().position(|&x| x == t).unwrap_or(0)
 }
 
@@ -287,10 +288,11 @@ impl AccuracyTracker {
             .collect()
     }
 
-    /// `server`'s decayed record for `target`, if any of its forecasts has been scored.
-    pub fn server_score(&self, server: &str, target: Target) -> Option<ServerScore> {
-        let r = self.pending.get(server)?.recent[target_index(target)];
-        (r.weight > 0.0).then_some(r)
+    /// `server`'s decayed record per target ([`Target::ALL`] order), `None` for a target none
+    /// of whose forecasts has been scored yet. One lookup per server, for the per-target choice.
+    pub fn server_scores(&self, server: &str) -> [Option<ServerScore>; TARGET_COUNT] {
+        let Some(p) = self.pending.get(server) else { return [None; TARGET_COUNT] };
+        p.recent.map(|r| (r.weight > 0.0).then_some(r))
     }
 
     /// Drops a server's pending forecasts.

@@ -10,7 +10,7 @@ use schemas::{Alert, AlertEvent, FleetFigures, MethodAccuracy, Metrics, Method, 
 
 use serde::{Deserialize, Serialize};
 
-use crate::accuracy::{AccuracyTracker, Scores};
+use crate::accuracy::{target_index, AccuracyTracker, Scores};
 use crate::alerts::{breaches_into, AlertBook, Breach, BookConfig};
 use crate::fleet::{figures, ServerStatus};
 use crate::risk::{assess, Assessment};
@@ -93,22 +93,9 @@ impl Domain {
             tracker.record_actual(server, last_ms, current);
             tracker.record_forecast(server, last_ms, candidates.of(method));
         }
-        let methods = &self.methods;
-        publish(candidates, |m, t| methods[m.index()].server_score(server, t), forecast);
-        self.assess_published(tick_ms, server, profile, last_ms, current, forecast)
-    }
-
-    /// Scores and keeps an already chosen forecast, assesses the risk and feeds the alert book
-    /// (the second half of [`Domain::forecast`]).
-    pub fn assess_published(
-        &mut self,
-        tick_ms: i64,
-        server: &str,
-        profile: Profile,
-        last_ms: i64,
-        current: &Metrics,
-        forecast: &[TargetForecast],
-    ) -> Assessment {
+        // One lookup per method for this server; the choice then reads the table per target.
+        let scores: [_; Method::ALL.len()] = std::array::from_fn(|i| self.methods[i].server_scores(server));
+        publish(candidates, |m, t| scores[m.index()][target_index(t)], forecast);
         self.accuracy.record_actual(server, last_ms, current);
         self.accuracy.record_forecast(server, last_ms, forecast);
         self.breaches.clear();
