@@ -27,12 +27,17 @@ pub enum RejectReason {
     NotFinite,
     /// Outside the metric's range (percentages 0..=100, others >= 0).
     OutOfRange,
-    /// Not 1-128 of `[A-Za-z0-9._-]`, or a leading/trailing/double dot (not a valid KV key).
+    /// Not 1-128 of `[A-Za-z0-9_-]`: a server name is one NATS subject token and one KV key
+    /// (a dot would split `alerts.<state>.<server>` into several tokens).
     BadServerName,
     /// A profile name that is not one of the 7.
     BadProfile,
-    /// Timestamp too far from the stream's clock.
+    /// Timestamp too far from the stream's clock, or after its own batch's `clock_ms` by more
+    /// than [`MAX_AHEAD_OF_BATCH_MS`] (a record cannot be measured after it was sent).
     TimestampSkew,
+    /// A record for a step older than the server's window: it can no longer change any
+    /// forecast (the predictor keeps the last day and horizon of steps per server).
+    TooLate,
     /// A new server beyond the predictor's configured fleet limit (keeps memory bounded when a
     /// source sends endless distinct names).
     FleetLimit,
@@ -46,7 +51,7 @@ pub enum RejectReason {
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 15] = [
+    pub const ALL: [RejectReason; 16] = [
         RejectReason::Malformed,
         RejectReason::Oversize,
         RejectReason::UnsupportedVersion,
@@ -59,6 +64,7 @@ impl RejectReason {
         RejectReason::BadServerName,
         RejectReason::BadProfile,
         RejectReason::TimestampSkew,
+        RejectReason::TooLate,
         RejectReason::FleetLimit,
         RejectReason::Implausible,
         RejectReason::Inconsistent,
@@ -78,6 +84,7 @@ impl RejectReason {
             RejectReason::BadServerName => "bad_server_name",
             RejectReason::BadProfile => "bad_profile",
             RejectReason::TimestampSkew => "timestamp_skew",
+            RejectReason::TooLate => "too_late",
             RejectReason::FleetLimit => "fleet_limit",
             RejectReason::Implausible => "implausible",
             RejectReason::Inconsistent => "inconsistent",
@@ -144,26 +151,50 @@ impl ValidationPolicy {
 /// Maximum server-name length; also a safe NATS KV key length.
 pub const MAX_SERVER_NAME: usize = 128;
 
-/// A server name must be a valid NATS KV key and subject token: 1-128 of `[A-Za-z0-9._-]`,
-/// not starting or ending with `.`, and without `..`.
+/// A server name must be one NATS subject token and a KV key: 1-128 of `[A-Za-z0-9_-]`.
+/// No dot: `alerts.<state>.<server>` must stay three tokens, so the documented pattern
+/// `alerts.<state>.*` sees every server, and `forecasts`/`windows` keys must name the server
+/// the same way. Sources map a dotted host name themselves (`services/ingest`: `.` -> `_`).
+///
+/// Errors: [`RejectReason::BadServerName`] on field `server`.
 pub fn check_server_name(name: &str) -> Result<(), ValidationError> {
-    let ok_chars = name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    let ok = !name.is_empty()
-        && name.len() <= MAX_SERVER_NAME
-        && ok_chars
-        && !name.starts_with('.')
-        && !name.ends_with('.')
-        && !name.contains("..");
-    if ok {
+    let ok_chars = name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'));
+    if !name.is_empty() && name.len() <= MAX_SERVER_NAME && ok_chars {
         Ok(())
     } else {
         Err(ValidationError::new(
             "server",
             format!("{name:?}"),
             RejectReason::BadServerName,
-            "must be 1-128 of [A-Za-z0-9._-], no leading, trailing or double dot",
+            "must be 1-128 of [A-Za-z0-9_-]: one subject token and KV key (map a dot to _ or -)",
         ))
     }
+}
+
+/// How far a record's `ts_ms` may lie after its own batch's `clock_ms`: agents' clocks drift a
+/// little from the sender's, but a record measured minutes after its batch was sent is a
+/// broken clock, and accepted it would open a future step of its server and shadow every real
+/// report until the clock catches up.
+pub const MAX_AHEAD_OF_BATCH_MS: i64 = 60_000;
+
+/// Checks that a record was measured no later than its batch's `clock_ms` (plus
+/// [`MAX_AHEAD_OF_BATCH_MS`]). Both in Unix ms of the source's clock.
+///
+/// Errors: [`RejectReason::TimestampSkew`] on field `ts_ms`.
+pub fn check_measured_before(ts_ms: i64, clock_ms: i64) -> Result<(), ValidationError> {
+    let hi = clock_ms.saturating_add(MAX_AHEAD_OF_BATCH_MS);
+    if ts_ms > hi {
+        return Err(ValidationError::new(
+            "ts_ms",
+            ts_ms,
+            RejectReason::TimestampSkew,
+            format!(
+                "must be at most the batch's clock_ms {clock_ms} + {MAX_AHEAD_OF_BATCH_MS} ms (it is {} ms ahead: a record cannot be measured after its batch was sent)",
+                ts_ms.saturating_sub(clock_ms)
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// The largest value of `metric` that a real server plausibly reports; above it a record is
@@ -250,10 +281,11 @@ mod tests {
 
     #[test]
     fn server_names() {
-        for good in ["ppml0001", "a", "db-1.prod_east", &"x".repeat(128)] {
+        for good in ["ppml0001", "a", "db-1_prod-east", &"x".repeat(128)] {
             assert!(check_server_name(good).is_ok(), "{good}");
         }
-        for bad in ["", "a*", "a>b", "a b", "a..b", ".a", "a.", "é", "<script>", &"x".repeat(129)] {
+        // A dot makes several subject tokens: `alerts.opened.ppdb001.prod`.
+        for bad in ["", "a*", "a>b", "a b", "ppdb001.prod", "a..b", ".a", "a.", "é", "<script>", &"x".repeat(129)] {
             let e = check_server_name(bad).unwrap_err();
             assert_eq!(e.reason, RejectReason::BadServerName, "{bad}");
             assert_eq!(e.field, "server");
@@ -329,5 +361,24 @@ mod tests {
         let year = 365 * 86_400_000;
         assert_eq!(p.check_timestamp(1_000_000_000_000 + year).unwrap_err().reason, RejectReason::TimestampSkew);
         assert_eq!(p.check_timestamp(1_000_000_000_000 - year).unwrap_err().reason, RejectReason::TimestampSkew);
+    }
+
+    #[test]
+    fn a_record_is_not_measured_after_its_batch() {
+        let clock = 1_000_000_300_000;
+        assert!(check_measured_before(clock - 300_000, clock).is_ok(), "the generator's step start");
+        assert!(check_measured_before(clock + MAX_AHEAD_OF_BATCH_MS, clock).is_ok(), "a little drift");
+        let five_h = clock + 5 * 3_600_000;
+        let e = check_measured_before(five_h, clock).unwrap_err();
+        assert_eq!((e.field.as_str(), e.reason), ("ts_ms", RejectReason::TimestampSkew));
+        assert!(e.rule.contains("18000000 ms ahead"), "{}", e.rule);
+        assert!(check_measured_before(i64::MAX, i64::MAX).is_ok(), "no overflow");
+    }
+
+    #[test]
+    fn every_reason_has_a_distinct_name() {
+        let names: std::collections::BTreeSet<_> = RejectReason::ALL.iter().map(|r| r.name()).collect();
+        assert_eq!(names.len(), RejectReason::ALL.len());
+        assert!(names.contains("too_late"));
     }
 }

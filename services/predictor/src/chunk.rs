@@ -20,16 +20,23 @@
 //!       u8 step offset in the chunk (0-11), u16 observed mask (bit i = Metric::ALL[i]),
 //!       one f32 per set mask bit (the step's average), in metric order
 //! u8  1 if the server's open step lies in this chunk, then:
-//!       u8 step offset, u16 mask, per set bit: f64 sum and u16 count of the reports so far
+//!       u8 step offset, u16 mask, per set bit: f64 sum and u16 count of the reports so far,
+//!       (format 2) u16 n, then n times: u32 report time in ms since the step's start, u16 mask
+//!       of the metrics counted at that time (so a redelivery after a restart counts once)
 //! ```
+//! Format 1 (no report times) is still read.
 //! Source clock value: `u8 format (1)`, `i64 clock_ms`.
 
 use schemas::{Profile, METRIC_COUNT};
 
-use crate::step::{OpenStep, StepValues};
+use crate::step::{OpenStep, Seen, StepValues};
 use crate::window::{chunk_of, ServerWindow, CHUNK_STEPS};
 
-const FORMAT: u8 = 1;
+const FORMAT: u8 = 2;
+/// The format before the open step's report times were stored.
+const FORMAT_1: u8 = 1;
+/// The source-clock value's format (unchanged).
+const CLOCK_FORMAT: u8 = 1;
 /// Key prefix of source clocks.
 pub const SOURCE_KEY_PREFIX: &str = "=src.";
 
@@ -70,6 +77,8 @@ pub struct Chunk {
     /// Closed steps (absolute step numbers), ascending.
     pub steps: Vec<(i64, StepValues)>,
     pub open: Option<OpenStep>,
+    /// The report times the open step has counted (empty without an open step, or format 1).
+    pub seen: Seen,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -114,6 +123,13 @@ pub fn encode_chunk(w: &ServerWindow, source: &str, chunk: i64, out: &mut Vec<u8
                 out.extend_from_slice(&o.sum[i].to_le_bytes());
                 out.extend_from_slice(&o.count[i].to_le_bytes());
             }
+            let seen = w.seen().entries();
+            // At most MAX_SEEN (1024) entries, so the count fits.
+            out.extend_from_slice(&(seen.len().min(usize::from(u16::MAX)) as u16).to_le_bytes());
+            for (offset, mask) in seen.iter().take(usize::from(u16::MAX)) {
+                out.extend_from_slice(&offset.to_le_bytes());
+                out.extend_from_slice(&mask.to_le_bytes());
+            }
         }
         None => out.push(0),
     }
@@ -141,7 +157,7 @@ impl<'a> Reader<'a> {
 pub fn decode_chunk(bytes: &[u8]) -> Result<Chunk, ChunkError> {
     let mut r = Reader(bytes);
     let format = r.u8()?;
-    if format != FORMAT {
+    if format != FORMAT && format != FORMAT_1 {
         return Err(ChunkError::Format(format));
     }
     let chunk = i64::from_le_bytes(r.array()?);
@@ -162,6 +178,7 @@ pub fn decode_chunk(bytes: &[u8]) -> Result<Chunk, ChunkError> {
         }
         steps.push((first + off, v));
     }
+    let mut seen = Seen::default();
     let open = match r.u8()? {
         0 => None,
         _ => {
@@ -172,14 +189,22 @@ pub fn decode_chunk(bytes: &[u8]) -> Result<Chunk, ChunkError> {
                 o.sum[i] = f64::from_le_bytes(r.array()?);
                 o.count[i] = u16::from_le_bytes(r.array()?);
             }
+            if format == FORMAT {
+                let n = u16::from_le_bytes(r.array()?);
+                let mut entries = Vec::with_capacity(usize::from(n).min(crate::step::MAX_SEEN));
+                for _ in 0..n {
+                    entries.push((u32::from_le_bytes(r.array()?), u16::from_le_bytes(r.array()?)));
+                }
+                seen = Seen::from_entries(entries);
+            }
             Some(o)
         }
     };
-    Ok(Chunk { chunk, profile, source, steps, open })
+    Ok(Chunk { chunk, profile, source, steps, open, seen })
 }
 
 pub fn encode_clock(clock_ms: i64) -> [u8; 9] {
-    let mut out = [FORMAT; 9];
+    let mut out = [CLOCK_FORMAT; 9];
     out[1..].copy_from_slice(&clock_ms.to_le_bytes());
     out
 }
@@ -187,7 +212,7 @@ pub fn encode_clock(clock_ms: i64) -> [u8; 9] {
 pub fn decode_clock(bytes: &[u8]) -> Result<i64, ChunkError> {
     let mut r = Reader(bytes);
     match r.u8()? {
-        FORMAT => Ok(i64::from_le_bytes(r.array()?)),
+        CLOCK_FORMAT => Ok(i64::from_le_bytes(r.array()?)),
         other => Err(ChunkError::Format(other)),
     }
 }
@@ -195,7 +220,7 @@ pub fn decode_clock(bytes: &[u8]) -> Result<i64, ChunkError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::step::step_end;
+    use crate::step::{step_end, step_start};
     use schemas::Metrics;
 
     #[test]
@@ -214,11 +239,11 @@ mod tests {
         let mut w = ServerWindow::new("ppdb001".into(), Profile::Database, 0, 24);
         let base = 1000 * CHUNK_STEPS;
         for s in [base, base + 1, base + 3] {
-            w.add(s, &Metrics { cpu_idle_pct: Some(s as f32 / 100.0), net_in_mb_s: Some(2.5), ..Default::default() });
+            w.add(step_start(s), &Metrics { cpu_idle_pct: Some(s as f32 / 100.0), net_in_mb_s: Some(2.5), ..Default::default() });
             w.close_until(step_end(s));
         }
-        w.add(base + 5, &Metrics { mem_used_pct: Some(40.0), ..Default::default() });
-        w.add(base + 5, &Metrics { mem_used_pct: Some(42.0), ..Default::default() });
+        w.add(step_start(base + 5), &Metrics { mem_used_pct: Some(40.0), ..Default::default() });
+        w.add(step_start(base + 5) + 60_000, &Metrics { mem_used_pct: Some(42.0), ..Default::default() });
         let mut buf = Vec::new();
         encode_chunk(&w, "generator", 1000, &mut buf);
         let c = decode_chunk(&buf).unwrap();
@@ -227,9 +252,27 @@ mod tests {
         assert_eq!(steps, [base, base + 1, base + 3], "the unknown step 2 is not stored");
         assert_eq!(&c.steps[2].1, w.step(base + 3).unwrap());
         assert_eq!(c.open.as_ref(), w.open());
+        assert_eq!(&c.seen, w.seen(), "the open step's report times survive");
+        assert_eq!(c.seen.entries(), [(0, 1 << 5), (60_000, 1 << 5)]);
         assert!(buf.len() < 100, "{} bytes", buf.len());
         for cut in 0..buf.len() {
             assert!(decode_chunk(&buf[..cut]).is_err(), "truncated at {cut} must fail, not panic");
         }
+    }
+
+    /// A value a format-1 predictor stored (before report times) still reads, with no times.
+    #[test]
+    fn format_1_still_reads() {
+        let mut w = ServerWindow::new("ppdb001".into(), Profile::Database, 0, 24);
+        w.add(step_start(12_005), &Metrics { mem_used_pct: Some(40.0), ..Default::default() });
+        let mut buf = Vec::new();
+        encode_chunk(&w, "g", 1000, &mut buf);
+        // Format 1 is format 2 without the trailing times (one entry: u16 n + 6 bytes).
+        let mut old = buf[..buf.len() - 8].to_vec();
+        old[0] = FORMAT_1;
+        let c = decode_chunk(&old).unwrap();
+        assert_eq!(c.open.as_ref(), w.open());
+        assert!(c.seen.entries().is_empty());
+        assert_eq!(decode_chunk(&[9]).unwrap_err(), ChunkError::Format(9));
     }
 }

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use schemas::{MetricRecord, ValidationPolicy};
 
 use crate::chunk::Chunk;
-use crate::step::{step_end, step_of};
+use crate::step::{step_end, Seen};
 use crate::window::{AddOutcome, ServerWindow};
 
 #[derive(Debug, Clone)]
@@ -116,7 +116,8 @@ impl Registry {
         id
     }
 
-    /// Adds a validated record from `source`.
+    /// Adds a validated record from `source` to its server's window (see [`AddOutcome`]); a
+    /// late value that fills a closed step is stored like any other change.
     pub fn apply(&mut self, source: u16, record: &MetricRecord) -> AddOutcome {
         let id = self.server_id(record, source);
         let w = &mut self.servers[id as usize];
@@ -125,9 +126,11 @@ impl Registry {
             w.profile = p;
         }
         let was_dirty = w.is_dirty();
-        let outcome = w.add(step_of(record.ts_ms), &record.metrics);
-        if let AddOutcome::Added { closed } = outcome {
-            self.touched(id, was_dirty, closed.is_some());
+        let outcome = w.add(record.ts_ms, &record.metrics);
+        match outcome {
+            AddOutcome::Added { closed } => self.touched(id, was_dirty, closed.is_some()),
+            AddOutcome::Filled => self.touched(id, was_dirty, false),
+            AddOutcome::Duplicate | AddOutcome::TooLate { .. } => {}
         }
         outcome
     }
@@ -228,12 +231,12 @@ impl Registry {
             for (step, values) in &c.steps {
                 w.restore_closed(*step, *values);
             }
-            if c.open.is_some() {
-                open = c.open;
+            if let Some(o) = c.open {
+                open = Some((o, &c.seen));
             }
         }
-        if let Some(o) = open {
-            w.restore_open(o);
+        if let Some((o, seen)) = open {
+            w.restore_open(o, Seen::clone(seen));
         }
         let mut scratch = Vec::new();
         w.take_dirty(&mut scratch);

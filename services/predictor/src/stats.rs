@@ -66,7 +66,10 @@ pub struct Report {
     pub batches: u64,
     pub records: u64,
     pub accepted: u64,
-    pub late: u64,
+    /// Of `accepted`, late records that filled metrics a closed step lacked.
+    pub late_filled: u64,
+    /// Records with nothing new (every value already counted: a re-sent batch, a redelivery).
+    pub duplicates: u64,
     pub rejected: u64,
     /// reason → count.
     pub rejects_by_reason: BTreeMap<String, u64>,
@@ -123,7 +126,8 @@ impl Stats {
             r.batches += 1;
             r.records += report.records as u64;
             r.accepted += report.accepted as u64;
-            r.late += report.late as u64;
+            r.late_filled += report.filled as u64;
+            r.duplicates += report.duplicates as u64;
             r.rejected += report.rejected.len() as u64;
             for j in &report.rejected {
                 let reason = j.error.reason.name().to_string();

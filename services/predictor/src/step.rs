@@ -1,6 +1,7 @@
 //! Five-minute steps: which step a timestamp falls in, and the accumulator that averages the
 //! several reports a real feed sends within one step (every 5 s, 15 s or 1 min) into the one
 //! value per metric the model reads. Only observed values count; the observed mask is kept.
+//! [`Seen`] remembers which report times an open step has counted, so a repeat counts once.
 
 use schemas::{Metric, Metrics, METRIC_COUNT, STEP_MS};
 
@@ -62,7 +63,12 @@ impl OpenStep {
 
     /// Adds one report; unreported metrics leave their sums untouched.
     pub fn add(&mut self, metrics: &Metrics) {
-        for (i, metric) in Metric::ALL.iter().enumerate() {
+        self.add_only(metrics, u16::MAX);
+    }
+
+    /// Adds the metrics of one report whose bit is set in `mask` (bit `i` = `Metric::ALL[i]`).
+    pub fn add_only(&mut self, metrics: &Metrics, mask: u16) {
+        for (i, metric) in Metric::ALL.iter().enumerate().filter(|(i, _)| mask & (1 << i) != 0) {
             if let Some(v) = metrics.get(*metric) {
                 if self.count[i] < u16::MAX {
                     self.sum[i] += f64::from(v);
@@ -86,6 +92,66 @@ impl OpenStep {
             }
         }
         out
+    }
+}
+
+/// The metrics a report carries, as a mask (bit `i` = `Metric::ALL[i]`).
+pub fn mask_of(metrics: &Metrics) -> u16 {
+    Metric::ALL.iter().enumerate().fold(0, |m, (i, metric)| if metrics.get(*metric).is_some() { m | (1 << i) } else { m })
+}
+
+/// Distinct report times an open step remembers (one report every 0.3 s); reports at further
+/// times still count but are not checked for repeats, so a flood cannot grow memory.
+pub const MAX_SEEN: usize = 1024;
+
+/// Which metrics of which report times the open step has counted, so a repeated record (same
+/// server, `ts_ms` and metric: a batch re-sent after a lost ack, a redelivery after a crash)
+/// counts once. Entries are `(ms since the step's start, mask of the metrics counted)`, sorted
+/// by time. Per metric, not per record: a source may send one metric of a time now and
+/// another of the same time later (CloudWatch-style delays).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Seen(Vec<(u32, u16)>);
+
+impl Seen {
+    /// From stored entries (any order; repeated times are merged, at most [`MAX_SEEN`] kept).
+    pub fn from_entries(mut entries: Vec<(u32, u16)>) -> Seen {
+        entries.sort_unstable_by_key(|e| e.0);
+        entries.dedup_by(|b, a| {
+            let same = a.0 == b.0;
+            if same {
+                a.1 |= b.1;
+            }
+            same
+        });
+        entries.truncate(MAX_SEEN);
+        Seen(entries)
+    }
+
+    /// Notes a report at `offset_ms` carrying `mask`; returns the bits not counted before at
+    /// that time (the ones to add now).
+    pub fn admit(&mut self, offset_ms: u32, mask: u16) -> u16 {
+        match self.0.binary_search_by_key(&offset_ms, |e| e.0) {
+            Ok(i) => {
+                let new = mask & !self.0[i].1;
+                self.0[i].1 |= new;
+                new
+            }
+            Err(i) => {
+                if self.0.len() < MAX_SEEN {
+                    self.0.insert(i, (offset_ms, mask));
+                }
+                mask
+            }
+        }
+    }
+
+    pub fn entries(&self) -> &[(u32, u16)] {
+        &self.0
+    }
+
+    /// Forgets every time (the step closed), keeping the allocation.
+    pub fn clear(&mut self) {
+        self.0.clear();
     }
 }
 
@@ -115,5 +181,37 @@ mod tests {
         assert_eq!(s.to_metrics().net_in_mb_s, None, "never reported stays unknown, not zero");
         assert_eq!(s.mask.count_ones(), 2);
         assert_eq!(o.mask(), s.mask);
+    }
+
+    #[test]
+    fn a_repeated_report_counts_once_per_metric() {
+        let mut seen = Seen::default();
+        let (cpu, mem) = (1 << 3, 1 << 5);
+        assert_eq!(seen.admit(0, cpu), cpu);
+        assert_eq!(seen.admit(0, cpu), 0, "the same time and metric again");
+        assert_eq!(seen.admit(0, cpu | mem), mem, "a metric of that time not yet counted");
+        assert_eq!(seen.admit(150_000, cpu), cpu, "another time is another report");
+        assert_eq!(seen.entries(), [(0, cpu | mem), (150_000, cpu)]);
+        let back = Seen::from_entries(vec![(150_000, cpu), (0, cpu), (0, mem)]);
+        assert_eq!(back, seen);
+    }
+
+    #[test]
+    fn seen_is_bounded() {
+        let mut seen = Seen::default();
+        for t in 0..(MAX_SEEN as u32 + 10) {
+            assert_eq!(seen.admit(t, 1), 1);
+        }
+        assert_eq!(seen.entries().len(), MAX_SEEN);
+        assert_eq!(seen.admit(MAX_SEEN as u32 + 20, 1), 1, "past the bound reports still count");
+    }
+
+    #[test]
+    fn masks_and_partial_adds() {
+        let m = Metrics { cpu_idle_pct: Some(40.0), mem_used_pct: Some(50.0), ..Default::default() };
+        assert_eq!(mask_of(&m), (1 << 3) | (1 << 5));
+        let mut o = OpenStep::new(1);
+        o.add_only(&m, 1 << 5);
+        assert_eq!(o.close().to_metrics(), Metrics { mem_used_pct: Some(50.0), ..Default::default() });
     }
 }

@@ -116,6 +116,12 @@ impl WindowStore {
                         Ok(clock) => reg.restore_source(name, clock, wall_ms),
                         Err(e) => tracing::warn!(key = %entry.key, error = %e, "skipping a bad source clock"),
                     },
+                    // An older predictor took dotted names; one would publish its alerts on
+                    // several subject tokens, so it is not rebuilt (its source is told on
+                    // `metrics.rejected` when it reports again).
+                    Some(Key::Chunk { server, .. }) if schemas::validate::check_server_name(server).is_err() => {
+                        tracing::warn!(key = %entry.key, "skipping a window whose server name is not one subject token");
+                    }
                     Some(Key::Chunk { server, slot }) => match decode_chunk(&entry.value) {
                         Ok(c) if c.chunk.rem_euclid(self.n_slots) == slot => {
                             chunks.entry(server.to_string()).or_default().push(c)

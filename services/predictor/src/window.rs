@@ -3,13 +3,18 @@
 //! `methods::HISTORY_STEPS`), plus the one open step still collecting reports.
 //!
 //! A step closes when a report for a later step arrives, or when the source's clock passes
-//! its end ([`ServerWindow::close_until`]). Reports for a step that already closed are late
-//! and ignored, which also makes a redelivered batch harmless. The window remembers which
-//! one-hour chunks changed so the KV store rewrites only those (see `store.rs`).
+//! its end ([`ServerWindow::close_until`]). Real sources are late (CloudWatch sends a metric
+//! minutes after the fact) and repeat themselves (a batch re-sent after a lost ack, a
+//! redelivery), so a report is placed by its own step ([`ServerWindow::add`]): the open step
+//! averages it in unless it repeats a counted time and metric ([`Seen`]); a closed step inside
+//! the window takes the metrics it lacks (a closed step's values are final otherwise, which
+//! also makes a redelivered batch harmless); a step older than the window is refused. The
+//! window remembers which one-hour chunks changed so the KV store rewrites only those
+//! (see `store.rs`), late fills included.
 
-use schemas::{Metrics, Profile, Target, METRIC_COUNT};
+use schemas::{Metric, Metrics, Profile, Target, METRIC_COUNT};
 
-use crate::step::{step_end, OpenStep, StepValues};
+use crate::step::{mask_of, step_end, step_of, step_start, OpenStep, Seen, StepValues};
 
 /// Steps per KV chunk: one hour.
 pub const CHUNK_STEPS: i64 = 12;
@@ -23,8 +28,14 @@ pub fn chunk_of(step: i64) -> i64 {
 pub enum AddOutcome {
     /// Added to the open step; `closed` is the step it closed first, if it started a new one.
     Added { closed: Option<i64> },
-    /// Its step already closed (or is older than the open one): ignored.
-    Late,
+    /// Its step had closed, or lies before the open one, but is still inside the window: it
+    /// filled the metrics that step lacked (the next forecast reads them).
+    Filled,
+    /// Nothing in it was new: every metric was already counted at its `ts_ms` in the open
+    /// step, or its closed step already has every metric it carries.
+    Duplicate,
+    /// Its step is older than the window; `oldest` is the oldest step still taken.
+    TooLate { oldest: i64 },
 }
 
 #[derive(Debug, Clone)]
@@ -36,6 +47,8 @@ pub struct ServerWindow {
     ring: Box<[StepValues]>,
     last_closed: Option<i64>,
     open: Option<OpenStep>,
+    /// Report times the open step has counted (empty while there is none).
+    seen: Seen,
     observed: usize,
     dirty: Vec<i64>,
 }
@@ -50,6 +63,7 @@ impl ServerWindow {
             ring: vec![StepValues::EMPTY; capacity].into_boxed_slice(),
             last_closed: None,
             open: None,
+            seen: Seen::default(),
             observed: 0,
             dirty: Vec::new(),
         }
@@ -65,6 +79,12 @@ impl ServerWindow {
 
     pub fn open(&self) -> Option<&OpenStep> {
         self.open.as_ref()
+    }
+
+    /// The report times the open step has counted (stored with it, so a redelivery after a
+    /// restart still counts once).
+    pub fn seen(&self) -> &Seen {
+        &self.seen
     }
 
     /// Closed steps in the window with at least one observed metric.
@@ -87,21 +107,69 @@ impl ServerWindow {
         self.step(self.last_closed?)
     }
 
-    /// Adds one report for `step`.
-    pub fn add(&mut self, step: i64, metrics: &Metrics) -> AddOutcome {
+    /// Adds one report measured at `ts_ms` (Unix ms) to the step it falls in; see
+    /// [`AddOutcome`] for what can happen to it.
+    pub fn add(&mut self, ts_ms: i64, metrics: &Metrics) -> AddOutcome {
+        let step = step_of(ts_ms);
+        let newest = self.open.map(|o| o.step).max(self.last_closed);
+        if let Some(newest) = newest {
+            let oldest = newest - self.ring.len() as i64 + 1;
+            if step < oldest {
+                return AddOutcome::TooLate { oldest };
+            }
+        }
         if self.last_closed.is_some_and(|last| step <= last) {
-            return AddOutcome::Late;
+            return self.fill_closed(step, metrics);
         }
         let closed = match self.open {
             Some(o) if o.step == step => None,
-            Some(o) if o.step > step => return AddOutcome::Late,
+            Some(o) if o.step > step => return self.fill_gap(step, metrics),
             Some(_) => self.close_open(),
             None => None,
         };
+        let mask = mask_of(metrics);
+        // In 0..STEP_MS: `step` is the step of `ts_ms`.
+        let new = self.seen.admit((ts_ms - step_start(step)) as u32, mask);
+        if mask != 0 && new == 0 {
+            return AddOutcome::Duplicate;
+        }
         let open = self.open.get_or_insert_with(|| OpenStep::new(step));
-        open.add(metrics);
+        open.add_only(metrics, new);
         self.mark_dirty(step);
         AddOutcome::Added { closed }
+    }
+
+    /// A late report for closed step `step` (inside the window): sets the metrics it lacks.
+    fn fill_closed(&mut self, step: i64, metrics: &Metrics) -> AddOutcome {
+        let slot = self.slot(step);
+        let v = &mut self.ring[slot];
+        let new = mask_of(metrics) & !v.mask;
+        if new == 0 {
+            return AddOutcome::Duplicate;
+        }
+        let was_observed = v.is_observed();
+        for (i, metric) in Metric::ALL.iter().enumerate().filter(|(i, _)| new & (1 << i) != 0) {
+            v.values[i] = metrics.get(*metric).unwrap_or_default();
+        }
+        v.mask |= new;
+        if !was_observed {
+            self.observed += 1;
+        }
+        self.mark_dirty(step);
+        AddOutcome::Filled
+    }
+
+    /// A late report for a step after the last closed one but before the open one: no report
+    /// came for it in time, so it closes with this one's values.
+    fn fill_gap(&mut self, step: i64, metrics: &Metrics) -> AddOutcome {
+        if mask_of(metrics) == 0 {
+            return AddOutcome::Duplicate;
+        }
+        let mut values = OpenStep::new(step);
+        values.add(metrics);
+        self.write_closed(step, values.close());
+        self.mark_dirty(step);
+        AddOutcome::Filled
     }
 
     /// Closes the open step if a clock at `clock_ms` has passed its end.
@@ -114,6 +182,7 @@ impl ServerWindow {
 
     fn close_open(&mut self) -> Option<i64> {
         let open = self.open.take()?;
+        self.seen.clear();
         self.write_closed(open.step, open.close());
         self.mark_dirty(open.step);
         Some(open.step)
@@ -149,9 +218,10 @@ impl ServerWindow {
         }
     }
 
-    pub fn restore_open(&mut self, open: OpenStep) {
+    pub fn restore_open(&mut self, open: OpenStep, seen: Seen) {
         if self.last_closed.is_none_or(|last| open.step > last) {
             self.open = Some(open);
+            self.seen = seen;
         }
     }
 
@@ -233,102 +303,5 @@ impl ServerWindow {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn m(idle: f32) -> Metrics {
-        Metrics { cpu_idle_pct: Some(idle), ..Default::default() }
-    }
-
-    fn win(cap: usize) -> ServerWindow {
-        ServerWindow::new("ppdb001".into(), Profile::Database, 0, cap)
-    }
-
-    #[test]
-    fn a_later_report_or_the_clock_closes_the_step() {
-        let mut w = win(4);
-        assert_eq!(w.add(10, &m(40.0)), AddOutcome::Added { closed: None });
-        assert_eq!(w.add(10, &m(60.0)), AddOutcome::Added { closed: None });
-        assert_eq!(w.add(11, &m(10.0)), AddOutcome::Added { closed: Some(10) });
-        assert_eq!(w.step(10).unwrap().to_metrics().cpu_idle_pct, Some(50.0));
-        assert_eq!(w.close_until(step_end(11) - 1), None, "clock before the end keeps it open");
-        assert_eq!(w.close_until(step_end(11)), Some(11));
-        assert_eq!(w.add(11, &m(1.0)), AddOutcome::Late);
-        assert_eq!(w.add(5, &m(1.0)), AddOutcome::Late);
-        assert_eq!(w.observed_steps(), 2);
-    }
-
-    #[test]
-    fn ring_keeps_the_last_capacity_steps_and_counts_observed() {
-        let mut w = win(4);
-        for s in 0..10 {
-            w.add(s, &m(s as f32));
-            w.close_until(step_end(s));
-        }
-        assert_eq!(w.observed_steps(), 4);
-        assert!(w.step(5).is_none());
-        assert_eq!(w.step(6).unwrap().to_metrics().cpu_idle_pct, Some(6.0));
-        // A gap of two steps leaves two unknown steps in the window.
-        w.add(12, &m(12.0));
-        w.close_until(step_end(12));
-        assert_eq!(w.observed_steps(), 2, "steps 8 and 9 left, 10-11 unknown, 12 observed -> 9, 12");
-        assert!(!w.step(11).unwrap().is_observed());
-        // A gap longer than the window empties it.
-        w.add(40, &m(1.0));
-        w.close_until(step_end(40));
-        assert_eq!(w.observed_steps(), 1);
-    }
-
-    #[test]
-    fn fill_past_left_pads_short_histories() {
-        let mut w = win(4);
-        for s in [100, 101] {
-            w.add(s, &m(30.0));
-            w.close_until(step_end(s));
-        }
-        let (mut past, mut mask) = (vec![9.0; 4 * METRIC_COUNT], vec![9.0; 4 * METRIC_COUNT]);
-        w.fill_past(&mut past, &mut mask);
-        let idle = 3; // cpu_idle_pct
-        let col = |v: &[f32]| (0..4).map(|k| v[k * METRIC_COUNT + idle]).collect::<Vec<_>>();
-        assert_eq!(col(&past), [0.0, 0.0, 30.0, 30.0]);
-        assert_eq!(col(&mask), [0.0, 0.0, 1.0, 1.0]);
-        assert_eq!(mask.iter().sum::<f32>(), 2.0, "only idle was observed");
-        let mut recent = Vec::new();
-        w.recent(Target::Cpu, 3, &mut recent);
-        assert_eq!(recent, [None, Some(70.0), Some(70.0)]);
-        assert_eq!(w.known_span(3), 2);
-        assert_eq!(w.observed_mask(), 1 << 3);
-        assert_eq!(w.known_span(10), 2);
-    }
-
-    #[test]
-    fn dirty_chunks_name_what_changed() {
-        let mut w = win(24);
-        w.add(11, &m(1.0));
-        w.add(12, &m(1.0)); // closes 11 (chunk 0), opens 12 (chunk 1)
-        let mut d = Vec::new();
-        w.take_dirty(&mut d);
-        d.sort();
-        assert_eq!(d, [0, 1]);
-        w.take_dirty(&mut d);
-        assert!(d.is_empty());
-    }
-
-    #[test]
-    fn restore_rebuilds_the_same_window() {
-        let mut a = win(6);
-        for s in 0..9 {
-            a.add(s, &m(s as f32));
-        }
-        let mut b = win(6);
-        for s in 0..=a.last_closed().unwrap() {
-            if let Some(v) = a.step(s) {
-                b.restore_closed(s, *v);
-            }
-        }
-        b.restore_open(*a.open().unwrap());
-        assert_eq!(b.observed_steps(), a.observed_steps());
-        assert_eq!(b.last_closed(), a.last_closed());
-        assert_eq!(b.open(), a.open());
-    }
-}
+#[path = "window_tests.rs"]
+mod tests;
