@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, stream};
-use generator::publish::Publisher;
+use fleetbus::publish::Publisher;
 use generator::shutdown::Shutdown;
 use generator::{SimConfig, Simulator};
 use schemas::subjects::{METRICS_BATCH_ALL, STREAM_METRICS};
@@ -51,7 +51,7 @@ async fn run(label: &str, extra: &[&str], servers: usize, ticks: usize) -> anyho
         let (seq, clock, records) = (step.index, step.ts_ms + STEP_MS, step.records());
         let sim_time = t0.elapsed();
         let n = records.len();
-        let r = publisher.publish(seq, clock, records, &mut shutdown).await?;
+        let r = publisher.publish(seq, clock, records, shutdown.wait()).await?;
         if i >= 3 {
             // The first ticks warm the connection, the stream and the splitter's estimate.
             row.records = n;

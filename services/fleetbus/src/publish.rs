@@ -1,9 +1,14 @@
-//! Publishing one tick through JetStream: the tick's batch is split so every message fits the
-//! server's `max_payload`, the parts are pipelined, and the tick counts as sent only once the
+//! Publishing one tick of a metrics source through JetStream, shared by every source (the
+//! generator, `ingest`) so they split, label and retry the same way: the tick's batch is split
+//! so every message fits the server's `max_payload`, each part carries the `Fleetcast-Part`
+//! header (the last one ends the tick for the predictor) and a `Nats-Msg-Id`
+//! (`<run_id>.<seq>.<part>`), the parts are pipelined, and the tick counts as sent only once the
 //! METRICS stream has acknowledged every part. When no stream answers (the predictor, which
 //! creates it, is not up yet) the same parts are retried with backoff, never dropped; message
-//! ids let the stream discard a part it already stored.
+//! ids let the stream discard a part it already stored. The caller passes the future that
+//! aborts the retries (its shutdown signal), so this module knows no service's shutdown type.
 
+use std::future::Future;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, context::PublishErrorKind, message::PublishMessage};
@@ -11,8 +16,6 @@ use bytes::Bytes;
 use futures::future::join_all;
 use schemas::{MetricRecord, MetricsBatch, CONTENT_TYPE, CONTENT_TYPE_HEADER};
 use tracing::warn;
-
-use crate::shutdown::Shutdown;
 
 /// Bytes kept free under `max_payload` for the headers and protocol framing.
 pub const HEADER_MARGIN: usize = 512;
@@ -133,8 +136,9 @@ pub struct Publisher {
 }
 
 impl Publisher {
-    /// `run_id` makes message ids unique to this run, so a restarted generator is never
-    /// mistaken for a duplicate of the previous one.
+    /// `run_id` makes message ids unique to this run, so a restarted source is never
+    /// mistaken for a duplicate of the previous one (a source that must de-duplicate across
+    /// restarts, such as a backfill, passes an id stable across them).
     pub fn new(client: async_nats::Client, source: &str, run_id: impl Into<String>) -> Self {
         Publisher {
             js: jetstream::new(client.clone()),
@@ -160,14 +164,17 @@ impl Publisher {
         max.saturating_sub(HEADER_MARGIN).max(1024)
     }
 
-    /// Sends one tick and waits until the stream has acknowledged all of it.
+    /// Sends one tick and waits until the stream has acknowledged all of it. Failed parts are
+    /// retried with backoff (200 ms doubling to 5 s) until they are acknowledged or `abort`
+    /// resolves, which ends the call with [`PublishError::Aborted`].
     pub async fn publish(
         &mut self,
         seq: u64,
         clock_ms: i64,
         records: Vec<MetricRecord>,
-        shutdown: &mut Shutdown,
+        abort: impl Future<Output = ()>,
     ) -> Result<TickReport, PublishError> {
+        let mut abort = std::pin::pin!(abort);
         let t0 = Instant::now();
         let mut parts = self.splitter.split(&self.source, seq, clock_ms, records, self.limit())?;
         let mut report = TickReport { parts: parts.len(), bytes: parts.iter().map(Bytes::len).sum(), encode: t0.elapsed(), ..Default::default() };
@@ -213,7 +220,7 @@ impl Publisher {
             report.retries += 1;
             tokio::select! {
                 _ = tokio::time::sleep(backoff) => {}
-                _ = shutdown.wait() => return Err(PublishError::Aborted { seq }),
+                _ = &mut abort => return Err(PublishError::Aborted { seq }),
             }
             backoff = (backoff * 2).min(BACKOFF_MAX);
         }
@@ -247,11 +254,19 @@ impl Publisher {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::simulator::{SimConfig, Simulator};
+    use schemas::{Metric, Metrics};
 
+    /// A tick of `servers` records with every metric set, names and values varied like a fleet's.
     fn tick(servers: usize) -> Vec<MetricRecord> {
-        let mut sim = Simulator::new(SimConfig { servers, seed: 1, start_ms: 1_767_571_200_000 }).unwrap();
-        sim.step().records()
+        (0..servers)
+            .map(|i| {
+                let mut metrics = Metrics::default();
+                for (k, m) in Metric::ALL.iter().enumerate() {
+                    metrics.set(*m, Some(((i * 37 + k * 11) % 97) as f32 + 0.123));
+                }
+                MetricRecord { server: format!("ppweb{i:04}"), ts_ms: 1_767_571_200_000, profile: None, metrics }
+            })
+            .collect()
     }
 
     #[test]
