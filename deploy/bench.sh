@@ -33,8 +33,14 @@ section() { printf '\n## %s\n\n' "$1"; }
   section "Generator: simulate, encode and publish one tick (JetStream-acknowledged)"
   cargo run --quiet --release -p generator --example bench_publish 2>/dev/null
 
+  section "Ingest: Prometheus remote-write decode + align against Prometheus 2.42's own receiver (same payloads)"
+  cargo run --quiet --release -p ingest --example bench_remote_write 2>/dev/null
+
   section "Predictor: tick latency per stage, 100 / 1,000 / 10,000 servers"
   cargo bench --quiet -p predictor --bench bench_tick 2>/dev/null | tee "$work/predictor.txt"
+
+  section "Predictor /metrics: fill once per tick, render per scrape (10,000 servers)"
+  cargo bench --quiet -p predictor --bench bench_metrics 2>/dev/null
 
   section "Dashboard: render, page weight, SSE fan-out (1,000 servers)"
   cargo bench --quiet -p dashboard --bench dashboard 2>/dev/null

@@ -31,13 +31,30 @@ lib="$(ls "$tools"/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so
 mkdir -p "$tools/ortlib"
 ln -sf "$lib" "$tools/ortlib/libonnxruntime.so"
 
-# Browser tests need Chromium (Debian's package; as root, as on CI). Only with --with-browser.
+# Debian's packages (as root, as on CI): Prometheus 2.42 with promtool, node_exporter 1.5 and
+# Alertmanager 0.25, which the ingest and export tests start on loopback; Chromium for the
+# browser tests, only with --with-browser. Installed only when missing.
+apt_need=()
+command -v prometheus >/dev/null 2>&1 || apt_need+=(prometheus)
+command -v prometheus-node-exporter >/dev/null 2>&1 || apt_need+=(prometheus-node-exporter)
+command -v prometheus-alertmanager >/dev/null 2>&1 || apt_need+=(prometheus-alertmanager)
 if [ "${1:-}" = "--with-browser" ] && ! command -v chromium >/dev/null 2>&1; then
-  echo "bootstrap: installing chromium (apt)"
+  apt_need+=(chromium)
+fi
+if [ ${#apt_need[@]} -gt 0 ]; then
+  echo "bootstrap: installing ${apt_need[*]} (apt)"
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  # The packages' own services are not wanted (the testkit starts its own on free ports); in a
+  # container without systemd their start simply does not happen.
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${apt_need[@]}" >/dev/null
+fi
+
+# `just test` runs cargo-nextest; a Rust toolchain without it gets it once, into ~/.cargo/bin.
+if ! cargo nextest --version >/dev/null 2>&1; then
+  echo "bootstrap: installing cargo-nextest (cargo install, a few minutes once)"
+  cargo install --locked --quiet cargo-nextest
 fi
 
 "$tools/bin/nats-server" --version >/dev/null
 "$tools/bin/just" --version >/dev/null
-echo "bootstrap: ok (just, nats-server, onnxruntime in $tools)"
+echo "bootstrap: ok (just, nats-server, onnxruntime in $tools; prometheus, node_exporter, alertmanager from apt)"

@@ -4,7 +4,7 @@ set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 run="$root/var/run"
 quiet=0; [ "${1:-}" = "--quiet" ] && quiet=1
-for name in dashboard generator predictor nats; do
+for name in prometheus node-exporter ingest notifier dashboard generator predictor nats; do
   f="$run/$name.pid"
   [ -f "$f" ] || continue
   pid="$(cat "$f")"

@@ -37,6 +37,11 @@ if [ ! -f "$secrets" ]; then
   done >"$secrets"
   umask 022
 fi
+# Users added since a secrets file was made get their password appended (nats.conf needs all).
+for u in NOTIFIER INGEST; do
+  grep -q "^FLEETCAST_${u}_PASSWORD=" "$secrets" ||
+    echo "FLEETCAST_${u}_PASSWORD=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')" >>"$secrets"
+done
 set -a; . "$secrets"; set +a
 url_for() { # url_for USER: NATS_URL with that user's credentials, when we run the broker
   if [ "$own_broker" = 1 ]; then
@@ -75,15 +80,55 @@ start() {
   echo "$name not ready after 60 s; see var/log/$name.log"; exit 1
 }
 
-start predictor "predictor ready"
-start generator "generator ready" --servers "$SERVERS"
-start dashboard "dashboard ready" --listen "$DASHBOARD_LISTEN"
+# Prometheus /metrics on loopback (README "Scraping Fleetcast"): predictor 9464, notifier 9465,
+# generator 9466, dashboard 9467.
+PREDICTOR_METRICS_LISTEN="${PREDICTOR_METRICS_LISTEN:-127.0.0.1:9464}"
+GENERATOR_METRICS_LISTEN="${GENERATOR_METRICS_LISTEN:-127.0.0.1:9466}"
+DASHBOARD_METRICS_LISTEN="${DASHBOARD_METRICS_LISTEN:-127.0.0.1:9467}"
+start predictor "predictor ready" --metrics-listen "$PREDICTOR_METRICS_LISTEN"
+start generator "generator ready" --servers "$SERVERS" --metrics-listen "$GENERATOR_METRICS_LISTEN"
+start dashboard "dashboard ready" --listen "$DASHBOARD_LISTEN" --metrics-listen "$DASHBOARD_METRICS_LISTEN"
+# Predicted alerts into Alertmanager only when one is named (ALERTMANAGER_URL, comma-separated;
+# the dashboard's Alerts page reads the same variable).
+if [ -n "${ALERTMANAGER_URL:-}" ]; then
+  start notifier "notifier ready" --dashboard-url "http://$DASHBOARD_LISTEN" \
+    --metrics-listen "${NOTIFIER_METRICS_LISTEN:-127.0.0.1:9465}"
+fi
+# A real server beside the simulated fleet (services/ingest/README.md): with PROMETHEUS_URL,
+# ingest pulls a team's own Prometheus (24 h of backfill); otherwise this very machine goes
+# node_exporter -> Prometheus (var/prometheus) -> remote-write -> ingest.
+INGEST_LISTEN="${INGEST_LISTEN:-127.0.0.1:9201}"
+if [ -n "${PROMETHEUS_URL:-}" ]; then
+  start ingest "ingest ready" --listen "$INGEST_LISTEN" --prometheus-url "$PROMETHEUS_URL"
+elif command -v prometheus >/dev/null && command -v prometheus-node-exporter >/dev/null; then
+  start ingest "ingest ready" --listen "$INGEST_LISTEN"
+  NODE_EXPORTER_LISTEN="${NODE_EXPORTER_LISTEN:-127.0.0.1:9112}"
+  PROMETHEUS_LISTEN="${PROMETHEUS_LISTEN:-127.0.0.1:9099}"
+  mkdir -p "$root/var/prometheus"
+  cat >"$root/var/prometheus/prometheus.yml" <<YML
+global: { scrape_interval: 15s, evaluation_interval: 1m }
+scrape_configs:
+  - job_name: node
+    static_configs: [ { targets: ['$NODE_EXPORTER_LISTEN'], labels: { instance: '$(hostname)' } } ]
+remote_write:
+  - url: http://$INGEST_LISTEN/api/v1/write
+YML
+  prometheus-node-exporter --web.listen-address="$NODE_EXPORTER_LISTEN" >"$logs/node-exporter.log" 2>&1 &
+  echo $! >"$run/node-exporter.pid"
+  prometheus --config.file="$root/var/prometheus/prometheus.yml" --storage.tsdb.path="$root/var/prometheus/data" \
+    --web.listen-address="$PROMETHEUS_LISTEN" >"$logs/prometheus.log" 2>&1 &
+  echo $! >"$run/prometheus.pid"
+  echo "  this machine ($(hostname)): node_exporter $NODE_EXPORTER_LISTEN -> prometheus http://$PROMETHEUS_LISTEN -> ingest $INGEST_LISTEN"
+else
+  echo "  (prometheus / prometheus-node-exporter not installed: no real server beside the simulated fleet)"
+fi
 
 cat <<MSG
 
 Fleetcast is up.
   dashboard:   http://$DASHBOARD_LISTEN/
   snapshots:   . var/secrets.env && nats sub predictions.current --user admin --password "\$FLEETCAST_ADMIN_PASSWORD" --translate 'target/release/fcmsg decode'
+  metrics:     http://$PREDICTOR_METRICS_LISTEN/metrics http://$GENERATOR_METRICS_LISTEN/metrics http://$DASHBOARD_METRICS_LISTEN/metrics
   logs:        var/log/
 Ctrl-C (or 'just down' from another shell) stops everything.
 MSG

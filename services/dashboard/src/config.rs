@@ -51,6 +51,15 @@ pub struct Args {
     /// Servers in the demo fixture.
     #[arg(long, default_value_t = 90)]
     pub demo_servers: usize,
+
+    /// Alertmanager base URL(s) the notifier posts predicted alerts to (repeat the flag or
+    /// separate with commas); the Alerts page shows whether each answers and links to silence.
+    #[arg(long = "alertmanager-url", env = "ALERTMANAGER_URL", value_delimiter = ',')]
+    pub alertmanager_urls: Vec<String>,
+
+    /// `--metrics-listen ADDR`: Prometheus `/metrics` on a port of its own (off when absent).
+    #[command(flatten)]
+    pub metrics: fleetbus::metrics::MetricsArgs,
 }
 
 impl Args {
@@ -67,6 +76,8 @@ impl Args {
             secure_cookie: false,
             demo_fixture: false,
             demo_servers: 90,
+            alertmanager_urls: vec![],
+            metrics: Default::default(),
         }
     }
 

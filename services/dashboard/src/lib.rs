@@ -7,6 +7,7 @@
 //! geometry in `charts.rs` is pure so it is tested without I/O; NATS, HTTP and files stay at
 //! the edges (`subscribe.rs`, `history_feed.rs`, `control.rs`, `routes/`).
 
+pub mod alertmanager;
 pub mod assets;
 pub mod auth;
 pub mod charts;
@@ -18,10 +19,10 @@ pub mod format;
 pub mod history;
 pub mod history_agg;
 pub mod history_feed;
+pub mod metrics;
 pub mod model_card;
 pub mod remediation;
 pub mod routes;
-pub mod routing;
 pub mod security;
 pub mod server;
 pub mod sse;

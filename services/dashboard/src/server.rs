@@ -57,6 +57,12 @@ pub async fn start(args: Args) -> anyhow::Result<Running> {
         tasks.push(tokio::spawn(history_feed::run(state.clone())));
         tasks.push(tokio::spawn(control::probe_loop(state.clone())));
     }
+    let mut metrics_stop = state.shutdown_signal();
+    // Stops with the dashboard (its task ends on its own; nothing to join).
+    let _metrics = fleetbus::metrics::serve_if(&state.args.metrics, state.metrics_registry.clone(), async move {
+        let _ = metrics_stop.wait_for(|stop| *stop).await;
+    })
+    .await?;
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
     let app = routes::router(state.clone());

@@ -24,6 +24,7 @@ struct Open(Shared);
 impl Drop for Open {
     fn drop(&mut self) {
         self.0.sse_clients.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.0.metrics.sse_clients.dec();
     }
 }
 
@@ -44,6 +45,7 @@ pub async fn events(State(state): State<Shared>) -> Sse<impl Stream<Item = Resul
     let mut updates = state.subscribe_updates();
     updates.mark_unchanged();
     state.sse_clients.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    state.metrics.sse_clients.inc();
     let cursor = Cursor { _open: Open(state.clone()), shutdown: state.shutdown_signal(), updates, state, banner: None, started: false };
     let s = stream::unfold(cursor, |mut c| async move {
         if !c.started {

@@ -1,6 +1,6 @@
 //! The dashboard's shared in-memory state: the latest decoded snapshot (with the indexes every
 //! view needs, built once per snapshot rather than per request), link health for the "stale
-//! since" banner, and the small bits of operator state (routing, sessions, generator status).
+//! since" banner, and the small bits of operator state (Alertmanager status, sessions, generator status).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -15,7 +15,7 @@ use crate::control::{GeneratorStatus, SwitchOutcome};
 use crate::format;
 use crate::history::HistoryStore;
 use crate::model_card::CardCache;
-use crate::routing::Routing;
+use crate::alertmanager::Alertmanagers;
 
 pub type Shared = Arc<AppState>;
 
@@ -121,13 +121,17 @@ pub struct AppState {
     pub generator: Mutex<GeneratorStatus>,
     pub last_switch: Mutex<Option<SwitchOutcome>>,
     pub history: RwLock<HistoryStore>,
-    pub routing: RwLock<Routing>,
+    /// Where predicted alerts go (`--alertmanager-url`), with cached readiness.
+    pub alertmanagers: Alertmanagers,
     pub sessions: Sessions,
     pub card: CardCache,
     nats: OnceLock<async_nats::Client>,
     shutdown: watch::Sender<bool>,
     /// Open `/events` streams (one per browser tab).
     pub sse_clients: std::sync::atomic::AtomicUsize,
+    /// `/metrics` (`metrics.rs`) and the registry `server.rs` serves on `--metrics-listen`.
+    pub metrics: crate::metrics::Metrics,
+    pub metrics_registry: Arc<prometheus_client::registry::Registry>,
 }
 
 /// Locks that shrug off poisoning: a panicked request must not take the dashboard down.
@@ -145,6 +149,8 @@ impl AppState {
     pub fn new(args: Args) -> Shared {
         let link = if args.demo_fixture { Link::Fixture } else { Link::Connecting };
         let card = CardCache::new(args.model_card.clone());
+        let alertmanagers = Alertmanagers::new(&args.alertmanager_urls);
+        let (metrics, registry) = crate::metrics::Metrics::new();
         Arc::new(AppState {
             args,
             latest: RwLock::new(None),
@@ -153,12 +159,14 @@ impl AppState {
             generator: Mutex::new(GeneratorStatus::default()),
             last_switch: Mutex::new(None),
             history: RwLock::new(HistoryStore::default()),
-            routing: RwLock::new(Routing::default()),
+            alertmanagers,
             sessions: Sessions::default(),
             card,
             nats: OnceLock::new(),
             shutdown: watch::channel(false).0,
             sse_clients: Default::default(),
+            metrics,
+            metrics_registry: Arc::new(registry),
         })
     }
 
@@ -173,6 +181,7 @@ impl AppState {
         let latest = Arc::new(Latest::new(snapshot, now, update));
         *write(&self.latest) = Some(latest);
         lock(&self.health).last_snapshot = Some(now);
+        self.metrics.snapshots.inc();
         self.updates.send_replace(update);
     }
 

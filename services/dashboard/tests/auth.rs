@@ -79,30 +79,31 @@ async fn open_redirects_are_refused() {
 async fn every_post_needs_the_sessions_csrf_token_even_without_a_key() {
     let st = state_with(&Spec::default(), args());
     let app = router(&st);
-    let page = get(&app, "/alerts").await;
+    // The scenario form (the one form with a token when no key is set) shows while a generator
+    // answers; mark it as just seen.
+    st.generator.lock().unwrap().seen = Some(std::time::Instant::now());
+    let page = get(&app, "/demo").await;
     let (cookie, csrf) = (page.cookie().unwrap(), page.csrf().unwrap());
 
-    let none = post(&app, "/alerts/routing", &[("cookie", &cookie)], "critical=email").await;
+    // The one operator POST: switching the generator's scenario (no NATS here, so an allowed
+    // switch records a failed outcome; a refused one records nothing).
+    let none = post(&app, "/demo/scenario", &[("cookie", &cookie)], "scenario=critical").await;
     assert_eq!(none.status, 403);
-    let wrong = post(&app, "/alerts/routing", &[("cookie", &cookie)], "critical=email&csrf=0000").await;
+    let wrong = post(&app, "/demo/scenario", &[("cookie", &cookie)], "scenario=critical&csrf=0000").await;
     assert_eq!(wrong.status, 403);
-    let no_session = post(&app, "/alerts/routing", &[], &format!("critical=email&csrf={csrf}")).await;
+    let no_session = post(&app, "/demo/scenario", &[], &format!("scenario=critical&csrf={csrf}")).await;
     assert_eq!(no_session.status, 403, "a token without its session is worthless");
-    let foreign = post(&app, "/alerts/routing", &[("cookie", &cookie), ("origin", "https://evil.example")], &format!("critical=email&csrf={csrf}")).await;
+    let foreign = post(&app, "/demo/scenario", &[("cookie", &cookie), ("origin", "https://evil.example")], &format!("scenario=critical&csrf={csrf}")).await;
     assert_eq!(foreign.status, 403);
-    assert_eq!(st.routing.read().unwrap().critical, dashboard::routing::Channel::PagerDuty, "nothing changed");
+    assert!(st.last_switch.lock().unwrap().is_none(), "nothing happened");
 
-    let ok = post(&app, "/alerts/routing", &[("cookie", &cookie), ("origin", "http://127.0.0.1:8080")], &format!("critical=email&page_30m=80&csrf={csrf}")).await;
-    assert_eq!(ok.status, 303);
-    assert_eq!(st.routing.read().unwrap().critical, dashboard::routing::Channel::Email);
-    let header_token = post(&app, "/alerts/routing", &[("cookie", &cookie), ("x-csrf-token", &csrf)], "critical=slack").await;
-    assert_eq!(header_token.status, 303, "htmx-style header token accepted");
-
-    let bad = post(&app, "/alerts/routing", &[("cookie", &cookie)], &format!("critical=pigeon&csrf={csrf}")).await;
+    let bad = post(&app, "/demo/scenario", &[("cookie", &cookie), ("origin", "http://127.0.0.1:8080")], &format!("scenario=pigeon&csrf={csrf}")).await;
     assert_eq!(bad.status, 303);
-    let shown = get_with(&app, bad.header("location"), &[("cookie", &cookie)]).await;
-    assert_eq!(shown.status, 400);
-    assert!(shown.body.contains("critical: unknown channel"));
+    assert!(st.last_switch.lock().unwrap().as_ref().is_some_and(|o| o.result.as_ref().is_err_and(|e| e.contains("pigeon"))));
+    *st.last_switch.lock().unwrap() = None;
+    let header_token = post(&app, "/demo/scenario", &[("cookie", &cookie), ("x-csrf-token", &csrf)], "scenario=pigeon").await;
+    assert_eq!(header_token.status, 303, "htmx-style header token accepted");
+    assert!(st.last_switch.lock().unwrap().is_some());
 }
 
 #[tokio::test]

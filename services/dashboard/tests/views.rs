@@ -107,7 +107,7 @@ async fn heatmap_is_one_svg_with_a_cell_per_server() {
 }
 
 #[tokio::test]
-async fn alerts_filter_and_route() {
+async fn alerts_filter_and_say_where_alerts_go() {
     let st = state_with(&spec(), args());
     let app = router(&st);
     let snap = st.latest().unwrap();
@@ -124,8 +124,8 @@ async fn alerts_filter_and_route() {
     assert!(n_crit > 0 && n_crit < alerts.len());
     assert_eq!(count_of(&crit), n_crit);
     assert!(!crit.body.contains("<span class=\"lv lv-warning\">"), "no warning rows when filtering critical");
-    assert!(crit.body.contains("PagerDuty (page on-call)"), "critical routes to PagerDuty by default");
-    assert!(all.body.contains("simulated"));
+    assert!(all.body.contains("id=\"am-none\""), "says no Alertmanager is configured");
+    assert!(!all.body.contains("simulated"), "no simulated routing any more");
     let db = get(&app, "/alerts?profile=database&target=cpu").await;
     let n_db = alerts.iter().filter(|a| a.profile == schemas::Profile::Database && a.target == schemas::Target::Cpu).count();
     assert_eq!(count_of(&db), n_db);
@@ -228,4 +228,24 @@ async fn empty_dashboard_says_it_is_waiting() {
     assert!(get(&app, "/").await.body.contains("Connecting to NATS"));
     assert_eq!(get(&app, "/nowhere").await.status, 404);
     assert_eq!(get(&app, "/healthz").await.status, 200);
+}
+
+/// The Alerts page shows each configured Alertmanager, whether it answers (a real one does, a
+/// closed port does not) and links to silence there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_page_shows_alertmanager_status_and_silence_links() {
+    let am = testkit::alertmanager::Alertmanager::start().unwrap();
+    let dead = format!("http://127.0.0.1:{}", testkit::free_port());
+    let mut a = args();
+    a.alertmanager_urls = vec![am.url(), dead.clone()];
+    let st = state_with(&spec(), a);
+    let app = router(&st);
+    let page = get(&app, "/alerts").await;
+    assert_eq!(page.status, 200);
+    let live = page.body.find(&format!("<li class=\"am\" data-ready=\"true\"><a href=\"{}\">", am.url()));
+    let down = page.body.find(&format!("<li class=\"am\" data-ready=\"false\"><a href=\"{dead}\">"));
+    assert!(live.is_some() && down.is_some(), "{}", page.body);
+    assert!(page.body.contains(">answers</span>") && page.body.contains(">not answering</span>"));
+    assert!(page.body.contains(&format!("{}/#/silences/new?filter=", am.url())), "silence links");
+    assert!(page.body.contains(">silence</a>"), "a silence link per alert");
 }

@@ -15,11 +15,13 @@ use tokio::process::{Child, Command};
 pub use testkit::NatsServer;
 
 /// Test passwords for the users of `deploy/nats-auth.conf`: (env var, user, password).
-pub const USERS: [(&str, &str, &str); 4] = [
+pub const USERS: [(&str, &str, &str); 6] = [
     ("FLEETCAST_PREDICTOR_PASSWORD", "predictor", "p-secret"),
     ("FLEETCAST_GENERATOR_PASSWORD", "generator", "g-secret"),
     ("FLEETCAST_DASHBOARD_PASSWORD", "dashboard", "d-secret"),
     ("FLEETCAST_ADMIN_PASSWORD", "admin", "a-secret"),
+    ("FLEETCAST_NOTIFIER_PASSWORD", "notifier", "n-secret"),
+    ("FLEETCAST_INGEST_PASSWORD", "ingest", "i-secret"),
 ];
 
 /// A nats-server with the project's least-privilege users (deploy/nats-auth.conf).

@@ -2,7 +2,12 @@
 //! the URL (`nats://predictor:secret@host:4222`, which async-nats itself ignores) or in
 //! `NATS_USER`/`NATS_PASSWORD`; the client retries the first connection and reconnects forever,
 //! and connection events are logged with the service's name. Also the one reader of the
-//! newest complete snapshot retained in JetStream, used by every late subscriber.
+//! newest complete snapshot retained in JetStream, used by every late subscriber, and the one
+//! batch publisher of every metrics source (`publish`), and the one `/metrics` endpoint
+//! (`metrics`).
+
+pub mod metrics;
+pub mod publish;
 
 use async_nats::{ConnectOptions, Event};
 

@@ -3,8 +3,8 @@
 //! that streams MessagePack batches to NATS in live mode and writes the same process to
 //! parquet for training.
 //!
-//! The simulation (`fleet` .. `simulator`) is pure and tested without I/O; `publish`,
-//! `control`, `live` and `export` are the edges.
+//! The simulation (`fleet` .. `simulator`) is pure and tested without I/O; `control`, `live`
+//! and `export` are the edges (ticks go out through `fleetbus::publish`, shared with `ingest`).
 
 pub mod baseline;
 pub mod behaviour;
@@ -16,7 +16,7 @@ pub mod export;
 pub mod fleet;
 pub mod incident;
 pub mod live;
-pub mod publish;
+pub mod metrics;
 pub mod scenario;
 pub mod seeds;
 pub mod shutdown;

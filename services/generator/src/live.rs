@@ -9,12 +9,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::bail;
+use fleetbus::publish::{PublishError, Publisher};
 use schemas::{Scenario, STEP_MS};
 use tokio::time::MissedTickBehavior;
 use tracing::{debug, info, warn};
 
 use crate::control;
-use crate::publish::{PublishError, Publisher};
 use crate::shutdown::Shutdown;
 use crate::simulator::{align, SimConfig, Simulator};
 
@@ -57,7 +57,12 @@ pub fn check_source(source: &str) -> anyhow::Result<()> {
 }
 
 /// Runs until `shutdown` fires or `max_steps` steps are published.
-pub async fn run(opts: LiveOptions, mut shutdown: Shutdown) -> anyhow::Result<LiveSummary> {
+pub async fn run(opts: LiveOptions, shutdown: Shutdown) -> anyhow::Result<LiveSummary> {
+    run_counted(opts, shutdown, crate::metrics::Metrics::default()).await
+}
+
+/// [`run`], counting ticks, publishes and errors in `metrics` (`/metrics`).
+pub async fn run_counted(opts: LiveOptions, mut shutdown: Shutdown, metrics: crate::metrics::Metrics) -> anyhow::Result<LiveSummary> {
     check_source(&opts.source)?;
     let start_ms = opts.start_ms.unwrap_or_else(|| align(now_ms()) - opts.backfill_steps as i64 * STEP_MS);
     let sim = Simulator::new(SimConfig { servers: opts.servers, seed: opts.seed, start_ms })?;
@@ -84,7 +89,7 @@ pub async fn run(opts: LiveOptions, mut shutdown: Shutdown) -> anyhow::Result<Li
     let limit = opts.max_steps.unwrap_or(u64::MAX);
     let result = async {
         while summary.steps < opts.backfill_steps.min(limit) && !shutdown.is_set() {
-            one_step(&sim, &mut publisher, &mut shutdown, &mut summary).await?;
+            one_step(&sim, &mut publisher, &mut shutdown, &mut summary, &metrics).await?;
         }
         if shutdown.is_set() || summary.steps >= limit {
             return Ok(());
@@ -114,7 +119,7 @@ pub async fn run(opts: LiveOptions, mut shutdown: Shutdown) -> anyhow::Result<Li
             if shutdown.is_set() {
                 break;
             }
-            one_step(&sim, &mut publisher, &mut shutdown, &mut summary).await?;
+            one_step(&sim, &mut publisher, &mut shutdown, &mut summary, &metrics).await?;
         }
         Ok::<(), anyhow::Error>(())
     }
@@ -156,6 +161,7 @@ async fn one_step(
     publisher: &mut Publisher,
     shutdown: &mut Shutdown,
     summary: &mut LiveSummary,
+    metrics: &crate::metrics::Metrics,
 ) -> anyhow::Result<()> {
     let (seq, clock_ms, records) = {
         let mut s = lock(sim);
@@ -164,18 +170,24 @@ async fn one_step(
         (step.index, step.ts_ms + STEP_MS, step.records())
     };
     let n = records.len() as u64;
-    match publisher.publish(seq, clock_ms, records, shutdown).await {
+    match publisher.publish(seq, clock_ms, records, shutdown.wait()).await {
         Ok(r) => {
             summary.records += n;
             summary.messages += r.parts as u64;
+            metrics.records.inc_by(n);
+            metrics.batches.inc_by(r.parts as u64);
             debug!(seq, records = n, parts = r.parts, bytes = r.bytes, publish_ms = r.publish.as_secs_f64() * 1e3, "tick published");
             if seq % 12 == 11 {
                 info!(seq, ts = %fmt_ms(clock_ms - STEP_MS), records = n, parts = r.parts, "published through simulated {}", fmt_ms(clock_ms));
             }
         }
         Err(PublishError::Aborted { .. }) => return Ok(()),
-        Err(e) => warn!(seq, "tick skipped: {e}"),
+        Err(e) => {
+            metrics.publish_errors.inc();
+            warn!(seq, "tick skipped: {e}")
+        }
     }
+    metrics.ticks.inc();
     summary.steps += 1;
     Ok(())
 }

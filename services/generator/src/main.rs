@@ -68,6 +68,9 @@ struct LiveArgs {
     /// Stop after this many steps in all, backfill included (default: run until Ctrl-C).
     #[arg(long, env = "GENERATOR_MAX_STEPS")]
     max_steps: Option<u64>,
+    /// `--metrics-listen ADDR`: Prometheus `/metrics` (off when absent; see metrics.rs).
+    #[command(flatten)]
+    metrics: fleetbus::metrics::MetricsArgs,
 }
 
 #[derive(Subcommand, Debug)]
@@ -171,7 +174,18 @@ fn run_live(fleet: FleetArgs, args: LiveArgs) -> anyhow::Result<()> {
             start_ms: args.start,
             max_steps: args.max_steps,
         };
-        live::run(opts, shutdown).await.map(|_| ())
+        let (metrics, registry) = generator::metrics::Metrics::new();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let endpoint = fleetbus::metrics::serve_if(&args.metrics, std::sync::Arc::new(registry), async {
+            let _ = stopped.await;
+        })
+        .await?;
+        let result = live::run_counted(opts, shutdown, metrics).await.map(|_| ());
+        let _ = stop.send(());
+        if let Some(endpoint) = endpoint {
+            endpoint.join().await;
+        }
+        result
     })
 }
 

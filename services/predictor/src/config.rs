@@ -105,6 +105,20 @@ pub struct Config {
     pub history_max_age: Duration,
     #[arg(long, default_value_t = 8 << 30)]
     pub history_max_bytes: i64,
+
+    /// `--metrics-listen ADDR`: Prometheus `/metrics` (off when absent; see `prom.rs`).
+    #[command(flatten)]
+    pub metrics: fleetbus::metrics::MetricsArgs,
+
+    /// Expose `fleetcast_forecast{server,target,quantile,horizon}` (up to 120 series per
+    /// server); `--metrics-forecasts=false` leaves them out (risk, level and alerts stay).
+    #[arg(long, env = "PREDICTOR_METRICS_FORECASTS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub metrics_forecasts: bool,
+
+    /// Most servers with `fleetcast_forecast` series, highest risk first (the rest are counted
+    /// in `fleetcast_forecast_servers_omitted`).
+    #[arg(long, env = "PREDICTOR_METRICS_FORECAST_SERVERS", default_value_t = 1000)]
+    pub metrics_forecast_servers: usize,
 }
 
 fn humantime_duration(s: &str) -> Result<Duration, String> {
@@ -131,6 +145,11 @@ impl Config {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
         }
+    }
+
+    /// What the forecast gauges include (`prom_series.rs`).
+    pub fn series(&self) -> crate::prom_series::SeriesConfig {
+        crate::prom_series::SeriesConfig { forecasts: self.metrics_forecasts, forecast_servers: self.metrics_forecast_servers }
     }
 
     pub fn manifest_path(&self) -> PathBuf {

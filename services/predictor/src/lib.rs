@@ -18,6 +18,8 @@ pub mod features;
 pub mod ingest;
 pub mod model;
 pub mod publish;
+pub mod prom;
+pub mod prom_series;
 pub mod registry;
 pub mod run;
 pub mod service;

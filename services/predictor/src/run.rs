@@ -125,6 +125,13 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let messages = pull(&streams.consumer, config.group_messages).await?;
     let max_payload = config.max_payload.unwrap_or_else(|| client.server_info().max_payload).max(4096);
     let (shutdown, shutdown_rx) = watch::channel(false);
+    let (prom, series, registry) = crate::prom::Metrics::new(&engine.manifest().version);
+    let mut metrics_stop = shutdown_rx.clone();
+    // Stops with the loop's shutdown (or when the `Running` is dropped).
+    let _metrics = fleetbus::metrics::serve_if(&config.metrics, std::sync::Arc::new(registry), async move {
+        let _ = metrics_stop.wait_for(|stop| *stop).await;
+    })
+    .await?;
     let mut lp = Loop {
         config,
         reg,
@@ -132,6 +139,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         engine,
         publisher: Publisher::new(client.clone(), js.clone()),
         stats: stats.clone(),
+        prom,
+        series,
         max_payload,
         acc: Stages::default(),
         due_since: None,
@@ -171,6 +180,9 @@ struct Loop {
     engine: Engine,
     publisher: Publisher,
     stats: Stats,
+    /// `/metrics`: pipeline counters, and the per-server gauges refilled on every tick.
+    prom: crate::prom::Metrics,
+    series: crate::prom_series::ServerFamilies,
     max_payload: usize,
     /// Decode and KV time since the last tick.
     acc: Stages,
@@ -264,6 +276,7 @@ impl Loop {
         self.acc.decode_ms += ms(clock.elapsed());
         for r in &reports {
             self.stats.message(r);
+            self.prom.message(r);
             if !r.rejected.is_empty() {
                 for j in &r.rejected {
                     tracing::debug!(source = %j.source, index = ?j.index, error = %j.error, "rejected");
@@ -303,6 +316,7 @@ impl Loop {
                     return Ok(());
                 }
                 Err(e) => {
+                    self.prom.kv_write_errors.inc();
                     tracing::warn!(error = %format!("{e:#}"), retry_in = ?backoff, "storing windows failed");
                     if *self.shutdown.borrow() {
                         anyhow::bail!("shutting down with windows not stored: {e:#}");
@@ -343,18 +357,41 @@ impl Loop {
         let mut stages = std::mem::take(&mut self.acc);
         stages.add(&out.stages);
         stages.publish_ms += ms(clock.elapsed());
-        self.stats.tick(&TickRecord {
+        let record = TickRecord {
             seq: out.seq,
             stages,
             servers: out.forecast_count,
             parts: out.plan.count(),
             bytes,
             latency_ms: published_ms.map(|p| (wall_ms() - p) as f64),
-        });
-        self.stats.windows(self.reg.len(), self.engine.warming());
+        };
+        self.stats.tick(&record);
+        let warming = self.engine.warming();
+        self.stats.windows(self.reg.len(), warming);
+        self.prom.tick(&record, self.reg.len(), warming);
+        self.fill_series(&out.order);
         tracing::debug!(seq = out.seq, forecast = out.forecast_count, warming = out.warming_count, parts = out.plan.count(), "tick");
         drop(out);
         release_memory();
+    }
+
+    /// Replaces the per-server `/metrics` gauges with the servers of the snapshot (`order`).
+    fn fill_series(&mut self, order: &[u32]) {
+        if self.config.metrics.metrics_listen.is_none() {
+            return;
+        }
+        let (reg, engine) = (&self.reg, &self.engine);
+        let rows = order.iter().filter_map(|&id| {
+            let (w, o) = (reg.server(id), engine.out(id)?);
+            Some(crate::prom_series::ServerRow {
+                name: &w.name,
+                profile: w.profile,
+                risk: o.assessment.risk,
+                level: o.assessment.level,
+                gauges: &o.gauges,
+            })
+        });
+        self.series.fill(&self.config.series(), rows);
     }
 }
 

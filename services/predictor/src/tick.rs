@@ -28,6 +28,8 @@ pub struct ServerOut {
     pub encoded: Bytes,
     pub assessment: Assessment,
     pub warming: bool,
+    /// Its forecast and open alerts as `/metrics` exposes them (`prom_series.rs`).
+    pub gauges: crate::prom_series::ServerGauges,
 }
 
 /// What a tick produced, ready to publish.
@@ -98,6 +100,11 @@ impl Engine {
             .filter_map(|id| self.outs.get(*id as usize).and_then(Option::as_ref).map(|o| &o.encoded[..]))
             .collect();
         Ok(out.plan.write(k, &out.header, &servers)?)
+    }
+
+    /// Server `id`'s latest output, if it has one.
+    pub fn out(&self, id: u32) -> Option<&ServerOut> {
+        self.outs.get(id as usize).and_then(Option::as_ref)
     }
 
     /// Servers whose latest output is a warm-up (no forecast yet).
@@ -257,7 +264,8 @@ fn keep(
     schemas::codec::encode_into(enc, sf)?;
     let encoded = Bytes::copy_from_slice(enc);
     forecasts.push((sf.server.clone(), encoded.clone()));
-    outs[id as usize] = Some(ServerOut { encoded, assessment, warming: sf.warmup.is_some() });
+    let gauges = crate::prom_series::ServerGauges::of(sf);
+    outs[id as usize] = Some(ServerOut { encoded, assessment, warming: sf.warmup.is_some(), gauges });
     Ok(())
 }
 

@@ -4,6 +4,9 @@
 //! The binary is `$NATS_SERVER_BIN`, else `.tools/bin/nats-server` (installed by
 //! `deploy/bootstrap.sh`), else `nats-server` on `PATH`.
 
+pub mod alertmanager;
+pub mod prometheus;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

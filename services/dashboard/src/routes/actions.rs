@@ -1,6 +1,6 @@
-//! The two state-changing operator actions, both POSTs behind the CSRF gate: saving the
-//! (simulated) alert routing and switching the generator's scenario. Both answer with a
-//! redirect back to their view (post/redirect/get), which works with or without JavaScript.
+//! The state-changing operator action, a POST behind the CSRF gate: switching the generator's
+//! scenario. It answers with a redirect back to its view (post/redirect/get), which works with
+//! or without JavaScript. (Alert routing is Alertmanager's job; the Alerts page links there.)
 
 use std::collections::HashMap;
 
@@ -9,22 +9,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 
 use schemas::Scenario;
 
-use crate::format;
-use crate::state::{write, Shared};
-
-pub async fn routing(State(st): State<Shared>, Form(form): Form<HashMap<String, String>>) -> Response {
-    let current = crate::state::read(&st.routing).clone();
-    match current.with_form(&form) {
-        Ok(r) => {
-            *write(&st.routing) = r;
-            Redirect::to("/alerts?saved=1#routing").into_response()
-        }
-        Err((field, why)) => {
-            let msg = format!("Routing not saved: {field}: {why}");
-            Redirect::to(&format!("/alerts?error={}#routing", format::url_component(&msg))).into_response()
-        }
-    }
-}
+use crate::state::Shared;
 
 pub async fn scenario(State(st): State<Shared>, Form(form): Form<HashMap<String, String>>) -> Response {
     let Some(s) = form.get("scenario").and_then(|s| Scenario::from_name(s)) else {

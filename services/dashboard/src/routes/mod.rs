@@ -1,5 +1,5 @@
 //! The HTTP surface: one URL per view (each works as plain HTML without JavaScript), the
-//! SSE stream, the two operator POSTs, login/logout, static assets and a health probe.
+//! SSE stream, the operator POST, login/logout, static assets and a health probe.
 //! Layers: session/auth/CSRF gate, security headers, gzip/br compression.
 
 mod actions;
@@ -19,7 +19,6 @@ pub fn router(state: Shared) -> Router {
         .route("/heatmap", get(pages::heatmap))
         .route("/servers/{name}", get(pages::server))
         .route("/alerts", get(pages::alerts))
-        .route("/alerts/routing", post(actions::routing))
         .route("/history", get(pages::history))
         .route("/history.csv", get(pages::history_csv))
         .route("/cost", get(pages::cost))
@@ -32,6 +31,7 @@ pub fn router(state: Shared) -> Router {
         .route("/events", get(sse::events))
         .route("/healthz", get(pages::healthz))
         .route("/static/{file}", get(assets::serve))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), crate::metrics::time_pages))
         .fallback(pages::not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::middleware))
         .with_state(state);

@@ -51,13 +51,10 @@ pub async fn server(State(st): State<Shared>, Extension(s): Sess, headers: Heade
 }
 
 pub async fn alerts(State(st): State<Shared>, Extension(s): Sess, headers: HeaderMap, uri: Uri, Query(q): Query<views::alerts::AlertsQuery>) -> Response {
-    let routing = read(&st.routing).clone();
+    let ams = st.alertmanagers.statuses().await;
     let latest = st.latest();
-    let mut r = Rendered::new("Predicted alerts", render(&views::alerts::build(latest.as_deref(), &q, &routing)), format!("/alerts{}", query_suffix(&uri)));
-    r.controls = render(&views::alerts::controls(&q, &routing, &s.csrf));
-    if q.error.is_some() {
-        r.status = StatusCode::BAD_REQUEST;
-    }
+    let mut r = Rendered::new("Predicted alerts", render(&views::alerts::build(latest.as_deref(), &q, &ams)), format!("/alerts{}", query_suffix(&uri)));
+    r.controls = render(&views::alerts::controls(&q, &ams));
     respond(&st, &s, &headers, ViewId::Alerts, r)
 }
 

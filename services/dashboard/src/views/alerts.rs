@@ -1,6 +1,7 @@
 //! Alerts: every active predicted alert with its lifecycle and time to breach, filterable by
-//! level, profile and target, each with the channel it would be routed to; plus the fleet
-//! routing rules. Routing is simulated (nothing is sent) and editable on the page.
+//! level, profile and target; and where alerts go: the Alertmanagers the notifier posts to,
+//! whether each answers, and links to silence there (routing, grouping, silences and on-call
+//! are Alertmanager's job, not the dashboard's).
 
 use askama::Template;
 use serde::Deserialize;
@@ -9,7 +10,7 @@ use schemas::{Alert, Level, Profile, Target};
 
 use super::{level_class, level_label, Stamp};
 use crate::format;
-use crate::routing::{Channel, Routing};
+use crate::alertmanager::{silence_link, AmStatus, ALERTNAME};
 use crate::state::Latest;
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -17,9 +18,6 @@ pub struct AlertsQuery {
     pub level: Option<String>,
     pub profile: Option<String>,
     pub target: Option<String>,
-    /// Set after a routing form was saved (or refused: `error`).
-    pub saved: Option<String>,
-    pub error: Option<String>,
 }
 
 pub struct Filter {
@@ -53,10 +51,13 @@ pub struct Choice {
     pub selected: bool,
 }
 
-pub struct RouteSelect {
-    pub field: &'static str,
-    pub label: &'static str,
-    pub options: Vec<Choice>,
+/// One Alertmanager on the page.
+pub struct AmLine {
+    pub url: String,
+    pub ready: bool,
+    pub detail: String,
+    /// Silence every predicted alert there.
+    pub silence_all: String,
 }
 
 #[derive(Template)]
@@ -65,13 +66,7 @@ pub struct AlertsControls {
     pub levels: Vec<Choice>,
     pub profiles: Vec<Choice>,
     pub targets: Vec<Choice>,
-    pub routes: Vec<RouteSelect>,
-    pub page_30m: String,
-    pub chat_30m: String,
-    pub email_8h: String,
-    pub csrf: String,
-    pub notice: Option<String>,
-    pub error: Option<String>,
+    pub alertmanagers: Vec<AmLine>,
 }
 
 fn choices<T: Copy + PartialEq>(all: &[T], current: Option<T>, value: fn(T) -> &'static str, label: fn(T) -> &'static str) -> Vec<Choice> {
@@ -80,28 +75,23 @@ fn choices<T: Copy + PartialEq>(all: &[T], current: Option<T>, value: fn(T) -> &
     v
 }
 
-pub fn controls(q: &AlertsQuery, routing: &Routing, csrf: &str) -> AlertsControls {
+/// The filter form and the "where alerts go" panel (`ams`: the configured Alertmanagers'
+/// probed status, in configuration order).
+pub fn controls(q: &AlertsQuery, ams: &[AmStatus]) -> AlertsControls {
     let f = q.filter();
-    let route = |field, label, cur: Channel| RouteSelect {
-        field,
-        label,
-        options: Channel::ALL.iter().map(|c| Choice { value: c.name(), label: c.label(), selected: *c == cur }).collect(),
-    };
     AlertsControls {
         levels: choices(&[Level::Critical, Level::Warning], f.level, Level::name, level_label),
         profiles: choices(&Profile::ALL, f.profile, Profile::name, Profile::label),
         targets: choices(&Target::ALL, f.target, Target::name, Target::label),
-        routes: vec![
-            route("critical", "Critical", routing.critical),
-            route("warning", "Warning", routing.warning),
-            route("watch", "Watch", routing.watch),
-        ],
-        page_30m: format!("{:.0}", routing.page_30m * 100.0),
-        chat_30m: format!("{:.0}", routing.chat_30m * 100.0),
-        email_8h: format!("{:.0}", routing.email_8h * 100.0),
-        csrf: csrf.to_string(),
-        notice: q.saved.as_ref().map(|_| "Routing saved (simulated: no notifications are sent).".to_string()),
-        error: q.error.clone(),
+        alertmanagers: ams
+            .iter()
+            .map(|a| AmLine {
+                url: a.url.clone(),
+                ready: a.ready,
+                detail: a.detail.clone(),
+                silence_all: silence_link(&a.url, &[("alertname", ALERTNAME)]),
+            })
+            .collect(),
     }
 }
 
@@ -119,7 +109,8 @@ pub struct Line {
     pub breach: String,
     pub state: &'static str,
     pub open_for: String,
-    pub route: &'static str,
+    /// Silence this server's alert on this target in the first Alertmanager (none configured: empty).
+    pub silence: String,
 }
 
 #[derive(Template)]
@@ -128,7 +119,6 @@ pub struct AlertsLive {
     pub stamp: Option<Stamp>,
     pub lines: Vec<Line>,
     pub total: usize,
-    pub fleet_routes: Vec<(&'static str, String)>,
     pub p30: String,
     pub p8h: String,
 }
@@ -136,10 +126,11 @@ pub struct AlertsLive {
 /// Most alerts listed at once (critical first, then soonest breach).
 pub const MAX_LINES: usize = 500;
 
-pub fn build(latest: Option<&Latest>, q: &AlertsQuery, routing: &Routing) -> AlertsLive {
+pub fn build(latest: Option<&Latest>, q: &AlertsQuery, ams: &[AmStatus]) -> AlertsLive {
     let Some(latest) = latest else {
-        return AlertsLive { stamp: None, lines: vec![], total: 0, fleet_routes: vec![], p30: "—".into(), p8h: "—".into() };
+        return AlertsLive { stamp: None, lines: vec![], total: 0, p30: "—".into(), p8h: "—".into() };
     };
+    let first_am = ams.first().map(|a| a.url.as_str());
     let f = q.filter();
     let tick = latest.snapshot.tick_ms;
     let mut all: Vec<&Alert> = latest.snapshot.servers.iter().flat_map(|s| s.alerts.iter()).filter(|a| f.matches(a)).collect();
@@ -165,7 +156,9 @@ pub fn build(latest: Option<&Latest>, q: &AlertsQuery, routing: &Routing) -> Ale
             breach: format::ahead(a.minutes_ahead),
             state: a.state.name(),
             open_for: format::span(std::time::Duration::from_millis(u64::try_from(tick - a.opened_ms).unwrap_or(0))),
-            route: routing.for_level(a.severity).label(),
+            silence: first_am
+                .map(|am| silence_link(am, &[("alertname", ALERTNAME), ("server", a.server.as_str()), ("target", a.target.name())]))
+                .unwrap_or_default(),
         })
         .collect();
     let fleet = &latest.snapshot.fleet;
@@ -173,7 +166,6 @@ pub fn build(latest: Option<&Latest>, q: &AlertsQuery, routing: &Routing) -> Ale
         stamp: Some(Stamp::of(latest)),
         lines,
         total,
-        fleet_routes: routing.fleet(fleet).into_iter().map(|r| (r.channel.label(), r.why)).collect(),
         p30: format::prob(fleet.prob_incident_30m),
         p8h: format::prob(fleet.prob_incident_8h),
     }
