@@ -30,11 +30,16 @@ pub enum Method {
     /// The average of the recent level and the climatology (curves and bands): a forecast that
     /// starts near now and leans toward the day's usual range.
     Blend,
+    /// A forecast combination: each quantile curve the mean of the same quantile of the model,
+    /// the recent level, the seasonal naive and the climatology (quantile averaging, "Vincentization";
+    /// Lichtendahl, Grushka-Cockayne & Winkler 2013). Steadier than any one member where no
+    /// single method is best for long.
+    Ensemble,
 }
 
 impl Method {
     /// Every method, in a fixed order (the index used in per-method arrays).
-    pub const ALL: [Method; 7] = [
+    pub const ALL: [Method; 8] = [
         Method::Model,
         Method::LastValue,
         Method::Level,
@@ -42,6 +47,7 @@ impl Method {
         Method::Trend,
         Method::Climatology,
         Method::Blend,
+        Method::Ensemble,
     ];
 
     /// Position in [`Method::ALL`].
@@ -58,6 +64,7 @@ impl Method {
             Method::Trend => "trend",
             Method::Climatology => "climatology",
             Method::Blend => "blend",
+            Method::Ensemble => "ensemble",
         }
     }
 
@@ -71,6 +78,7 @@ impl Method {
             Method::Trend => "Robust trend",
             Method::Climatology => "Last day's range",
             Method::Blend => "Level + day's range",
+            Method::Ensemble => "Combination",
         }
     }
 

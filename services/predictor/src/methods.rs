@@ -135,8 +135,8 @@ impl Basis {
 
     /// Writes `method`'s forecast of `target` for `h` steps into `out` (resized), clamped to
     /// the target's range (0..=100 for percentages, >= 0 otherwise) with P10 <= P50 <= P90.
-    /// `history` must be the one the basis was made from. [`Method::Model`] is not one of
-    /// these: it leaves `out` empty.
+    /// `history` must be the one the basis was made from. [`Method::Model`] and
+    /// [`Method::Ensemble`] are not among these: they leave `out` empty.
     pub fn curves(&self, method: Method, history: &[f32], target: Target, h: usize, out: &mut TargetForecast) {
         out.target = target;
         out.method = method;
@@ -148,7 +148,8 @@ impl Basis {
         for k in 1..=h {
             let (lo, hi) = self.change_at(k);
             let (mid, lo, hi): (f32, f32, f32) = match method {
-                Method::Model => return,
+                // Not statistical: the model runs in the workers, the ensemble combines the rest.
+                Method::Model | Method::Ensemble => return,
                 Method::LastValue => (self.last, self.last + lo, self.last + hi),
                 Method::Level => (self.level, self.level + lo, self.level + hi),
                 Method::Climatology => (self.day.1, self.day.0, self.day.2),
