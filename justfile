@@ -36,7 +36,7 @@ train *ARGS:
 # naive forecasts and the model alone; writes models/BACKTEST.md.
 backtest *ARGS:
     deploy/bootstrap.sh
-    cargo build --release -p predictor --bins
+    cargo build --release --workspace --all-targets
     target/release/backtest --nab ../shared/data/nab --bitbrains ../shared/data/bitbrains/bitbrains-rnd-train.parquet --markdown models/BACKTEST.md {{ARGS}}
 
 # Build in release and run the benchmark suite; prints a table and writes BENCHMARKS.md.

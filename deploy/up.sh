@@ -65,7 +65,9 @@ else
 fi
 
 echo "building (release)..."
-cargo build --release --workspace --bins
+# --all-targets, as `just test` builds: a --bins build resolves features without the test-only
+# dependencies and recompiles polars (about 5 minutes) after every `just test`, and back again.
+cargo build --release --workspace --all-targets
 
 # start NAME READY_PATTERN ARGS...: starts a service and waits for its readiness line in its log.
 start() {

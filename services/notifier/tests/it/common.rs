@@ -321,3 +321,14 @@ impl Notifier {
         bail!("no {prefix} as wanted in:\n{last}")
     }
 }
+
+/// Opens three alerts (a critical CPU, a warning memory, a warning disk) and waits until `am`
+/// lists exactly those as firing: the start most tests share.
+pub async fn open_three(js: &jetstream::Context, am: &Alertmanager) -> anyhow::Result<()> {
+    publish(js, alert("ppdb001", Target::Cpu, Level::Critical, AlertState::Opened)).await?;
+    publish(js, alert("ppweb002", Target::Mem, Level::Warning, AlertState::Opened)).await?;
+    publish(js, alert("ppml0003", Target::Disk, Level::Warning, AlertState::Opened)).await?;
+    let want = set(&[("ppdb001", "cpu", "critical"), ("ppweb002", "mem", "warning"), ("ppml0003", "disk", "warning")]);
+    until_firing(am, &want).await
+}
+

@@ -16,30 +16,7 @@ async fn events_reach_alertmanager_with_labels_and_resolve() -> anyhow::Result<(
     let am = Alertmanager::start()?;
     let notifier = Notifier::start(&nats.url(), &[&am], &[]).await?;
 
-    publish(
-        &js,
-        alert("ppdb001", Target::Cpu, Level::Critical, AlertState::Opened),
-    )
-    .await?;
-    publish(
-        &js,
-        alert("ppweb002", Target::Mem, Level::Warning, AlertState::Opened),
-    )
-    .await?;
-    publish(
-        &js,
-        alert("ppml0003", Target::Disk, Level::Warning, AlertState::Opened),
-    )
-    .await?;
-    until_firing(
-        &am,
-        &set(&[
-            ("ppdb001", "cpu", "critical"),
-            ("ppweb002", "mem", "warning"),
-            ("ppml0003", "disk", "warning"),
-        ]),
-    )
-    .await?;
+    open_three(&js, &am).await?;
 
     // Labels and annotations of one, as Alertmanager stores them.
     let all = am.alerts()?;

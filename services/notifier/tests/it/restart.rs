@@ -19,30 +19,7 @@ async fn a_restarted_notifier_remembers_the_active_alerts() -> anyhow::Result<()
     let mut am = Alertmanager::start()?;
     let mut notifier = Notifier::start(&url_as(&nats, "notifier"), &[&am], &[]).await?;
 
-    publish(
-        &js,
-        alert("ppdb001", Target::Cpu, Level::Critical, AlertState::Opened),
-    )
-    .await?;
-    publish(
-        &js,
-        alert("ppweb002", Target::Mem, Level::Warning, AlertState::Opened),
-    )
-    .await?;
-    publish(
-        &js,
-        alert("ppml0003", Target::Disk, Level::Warning, AlertState::Opened),
-    )
-    .await?;
-    until_firing(
-        &am,
-        &set(&[
-            ("ppdb001", "cpu", "critical"),
-            ("ppweb002", "mem", "warning"),
-            ("ppml0003", "disk", "warning"),
-        ]),
-    )
-    .await?;
+    open_three(&js, &am).await?;
     notifier
         .until_metric("fleetcast_notifier_consumer_pending", |v| v == 0.0)
         .await?;
