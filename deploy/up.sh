@@ -109,11 +109,17 @@ elif command -v prometheus >/dev/null && command -v prometheus-node-exporter >/d
   mkdir -p "$root/var/prometheus"
   cat >"$root/var/prometheus/prometheus.yml" <<YML
 global: { scrape_interval: 15s, evaluation_interval: 1m }
+rule_files: ['$root/deploy/prometheus/fleetcast_rules.yml']
 scrape_configs:
   - job_name: node
     static_configs: [ { targets: ['$NODE_EXPORTER_LISTEN'], labels: { instance: '$(hostname)' } } ]
+  # Fleetcast's own /metrics (pipeline health and forecasts at now), so the example rules run.
+  - job_name: fleetcast
+    static_configs: [ { targets: ['$PREDICTOR_METRICS_LISTEN', '$GENERATOR_METRICS_LISTEN', '$DASHBOARD_METRICS_LISTEN', '$INGEST_LISTEN'] } ]
 remote_write:
   - url: http://$INGEST_LISTEN/api/v1/write
+    # Only the hosts' own series go to ingest; Fleetcast's forecasts of them stay here.
+    write_relabel_configs: [ { source_labels: [job], regex: node, action: keep } ]
 YML
   prometheus-node-exporter --web.listen-address="$NODE_EXPORTER_LISTEN" >"$logs/node-exporter.log" 2>&1 &
   echo $! >"$run/node-exporter.pid"
