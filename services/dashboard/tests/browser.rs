@@ -89,7 +89,7 @@ struct Stack {
     _card_dir: tempfile::TempDir,
 }
 
-async fn stack(key: Option<&str>) -> Stack {
+async fn stack(key: Option<&str>, alertmanagers: &[String]) -> Stack {
     let nats = NatsServer::start().unwrap();
     let client = nats.connect().await.unwrap();
     let js = jetstream::new(client.clone());
@@ -111,6 +111,7 @@ async fn stack(key: Option<&str>) -> Stack {
     let mut a = Args::for_tests(&nats.url());
     a.generator_probe = Duration::from_millis(300);
     a.key = key.map(str::to_string);
+    a.alertmanager_urls = alertmanagers.to_vec();
     let card_dir = tempfile::tempdir().unwrap();
     a.model_card = card_dir.path().join("tft.json");
     std::fs::write(&a.model_card, fixture::model_card_json()).unwrap();
@@ -129,7 +130,10 @@ async fn operator_journey_in_chromium() {
     if skip() {
         return;
     }
-    let st = stack(None).await;
+    // A real Alertmanager and an address where none answers: the Alerts page shows both.
+    let am = testkit::alertmanager::Alertmanager::start().unwrap();
+    let dead = format!("http://127.0.0.1:{}", testkit::free_port());
+    let st = stack(None, &[am.url(), dead.clone()]).await;
     let seen = Arc::new(Mutex::new(Vec::new()));
     let _generator = stub_generator(&st.client, seen.clone()).await;
     let spec = Spec { servers: 60, seq: 100, warming: 2, ..Default::default() };
@@ -195,6 +199,14 @@ async fn operator_journey_in_chromium() {
         shot(&page, name).await;
     }
 
+    // Where alerts go: the Alertmanager that answers, the address that does not, and a link to
+    // silence the predicted alerts in each.
+    page.navigate(&format!("{base}/alerts")).await.unwrap();
+    let statuses = "[...document.querySelectorAll('#am-list .am')].map(li => li.dataset.ready + ':' + li.querySelector('.am-status').textContent).join('|')";
+    page.wait_for(&format!("{statuses} === 'true:answers|false:not answering'"), Duration::from_secs(10)).await.unwrap();
+    let silence = format!("!!document.querySelector('#am-list a[href^=\"{}/#/silences/new\"]')", am.url());
+    page.wait_for(&silence, Duration::from_secs(5)).await.unwrap();
+
     // Leaving a page closes its event stream (app.js), so views never queue for connections.
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while st.dash.state.sse_clients.load(std::sync::atomic::Ordering::Relaxed) > 1 {
@@ -224,7 +236,7 @@ async fn login_in_chromium() {
     if skip() {
         return;
     }
-    let st = stack(Some("open sesame")).await;
+    let st = stack(Some("open sesame"), &[]).await;
     publish(&st.client, &fixture::snapshot(&Spec { servers: 20, ..Default::default() })).await;
     let base = format!("http://{}", st.dash.addr);
     let browser = Browser::launch().await.unwrap();
