@@ -1,7 +1,7 @@
 //! The parallel tick is deterministic: the same registry run through one inference worker and
 //! through several gives byte-identical forecasts, snapshot parts, tick summaries, alert events
-//! and domain state, tick after tick. Real ONNX Runtime on the real model (the tiny test model
-//! when the real one is not there). The chunk size stays the same: ONNX Runtime's output for a
+//! and domain state, tick after tick. Real ONNX Runtime on the shipped model (its absence fails
+//! the test). The chunk size stays the same: ONNX Runtime's output for a
 //! server can differ in the last bit with the batch it ran in (see `workers::chunk_size`).
 
 mod common;
@@ -17,9 +17,9 @@ const SERVERS: usize = 150;
 const MAX_PAYLOAD: usize = 256 * 1024;
 
 fn model() -> (PathBuf, PathBuf) {
-    let real = testkit::workspace_root().join("models/tft.onnx");
-    let onnx = if real.exists() && real.with_extension("json").exists() { real } else { common::fixture("tiny.onnx") };
+    let onnx = testkit::workspace_root().join("models/tft.onnx");
     let json = onnx.with_extension("json");
+    assert!(onnx.exists() && json.exists(), "the shipped model ({}, {}) is missing", onnx.display(), json.display());
     (onnx, json)
 }
 
