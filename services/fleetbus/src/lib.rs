@@ -7,6 +7,7 @@
 //! (`metrics`).
 
 pub mod metrics;
+pub mod process;
 pub mod publish;
 
 use async_nats::{ConnectOptions, Event};

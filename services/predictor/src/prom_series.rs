@@ -172,17 +172,6 @@ pub struct ServerFamilies {
     ),
 }
 
-pub fn profile_name(p: Profile) -> &'static str {
-    match p {
-        Profile::MlCompute => "ml_compute",
-        Profile::Database => "database",
-        Profile::WebApi => "web_api",
-        Profile::ConductorMgmt => "conductor_mgmt",
-        Profile::DataIngest => "data_ingest",
-        Profile::RiskAnalytics => "risk_analytics",
-        Profile::Generic => "generic",
-    }
-}
 
 /// `fleetcast_level`'s value: `schemas::Level`'s order.
 pub fn level_value(l: Level) -> i64 {
@@ -251,7 +240,7 @@ impl ServerFamilies {
                 &self.risk,
                 RiskLabels {
                     server: r.name.to_string(),
-                    profile: profile_name(r.profile),
+                    profile: r.profile.name(),
                 },
                 f64::from(r.risk),
             );

@@ -111,6 +111,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let stats = Stats::default();
     stats.set_model(&workers.manifest().version);
     let mut engine = Engine::new(workers, config.recent_steps, last_seq);
+    engine.keep_gauges(config.metrics.metrics_listen.is_some());
     match streams.state.get(crate::streams::STATE_KEY).await {
         Ok(Some(bytes)) => match engine.restore_domain(&bytes) {
             Ok(()) => tracing::info!(bytes = bytes.len(), "alert book and accuracy restored"),

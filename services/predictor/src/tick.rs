@@ -28,7 +28,8 @@ pub struct ServerOut {
     pub encoded: Bytes,
     pub assessment: Assessment,
     pub warming: bool,
-    /// Its forecast and open alerts as `/metrics` exposes them (`prom_series.rs`).
+    /// Its forecast and open alerts as `/metrics` exposes them (`prom_series.rs`); empty unless
+    /// [`Engine::keep_gauges`] is on.
     pub gauges: crate::prom_series::ServerGauges,
 }
 
@@ -62,6 +63,8 @@ pub struct Engine {
     seq: u64,
     enc: Vec<u8>,
     candidates: Candidates,
+    /// Whether each server's `/metrics` gauges are kept ([`Engine::keep_gauges`]).
+    gauges: bool,
 }
 
 impl Engine {
@@ -77,7 +80,14 @@ impl Engine {
             seq,
             enc: Vec::with_capacity(32 * 1024),
             candidates: Candidates::default(),
+            gauges: false,
         }
+    }
+
+    /// Keeps each server's `/metrics` gauges ([`ServerOut::gauges`]) from now on; without it they
+    /// stay empty, so a predictor that serves no `/metrics` does not build them every tick.
+    pub fn keep_gauges(&mut self, on: bool) {
+        self.gauges = on;
     }
 
     pub fn manifest(&self) -> &Manifest {
@@ -141,7 +151,7 @@ impl Engine {
         // The workers run the chunks; this thread assesses and encodes each chunk's servers in
         // order as its outputs arrive (the domain is stateful, the snapshot must not depend on
         // which worker ran what).
-        let Engine { workers, domain, recent_steps, enc, outs, candidates, .. } = self;
+        let Engine { workers, domain, recent_steps, enc, outs, candidates, gauges, .. } = self;
         let timing = workers.run(reg, &ready, |chunk, out| {
             for (row, &id) in chunk.iter().enumerate() {
                 let clock = Instant::now();
@@ -182,7 +192,7 @@ impl Engine {
                     alerts: domain.alerts_of(&w.name),
                     thresholds: Domain::thresholds_of(w.profile),
                 };
-                keep(enc, outs, id, &sf, a, &mut forecasts)?;
+                keep(enc, outs, id, &sf, a, *gauges, &mut forecasts)?;
                 stages.encode_ms += ms(clock.elapsed());
             }
             Ok(())
@@ -213,7 +223,7 @@ impl Engine {
                 alerts: Vec::new(),
                 thresholds: Domain::thresholds_of(w.profile),
             };
-            keep(&mut self.enc, &mut self.outs, id, &sf, a, &mut forecasts)?;
+            keep(&mut self.enc, &mut self.outs, id, &sf, a, self.gauges, &mut forecasts)?;
             stages.encode_ms += ms(clock.elapsed());
         }
 
@@ -260,12 +270,13 @@ fn keep(
     id: u32,
     sf: &ServerForecast,
     assessment: Assessment,
+    gauges: bool,
     forecasts: &mut Vec<(String, Bytes)>,
 ) -> anyhow::Result<()> {
     schemas::codec::encode_into(enc, sf)?;
     let encoded = Bytes::copy_from_slice(enc);
     forecasts.push((sf.server.clone(), encoded.clone()));
-    let gauges = crate::prom_series::ServerGauges::of(sf);
+    let gauges = if gauges { crate::prom_series::ServerGauges::of(sf) } else { Default::default() };
     outs[id as usize] = Some(ServerOut { encoded, assessment, warming: sf.warmup.is_some(), gauges });
     Ok(())
 }
