@@ -59,7 +59,7 @@ impl Alertmanagers {
     /// [`PROBE_TTL`].
     pub async fn statuses(&self) -> Vec<AmStatus> {
         let stale: Vec<usize> = {
-            let cache = crate::state::lock(&self.cache);
+            let cache = crate::locks::lock(&self.cache);
             (0..self.urls.len())
                 .filter(|&i| {
                     cache[i]
@@ -72,7 +72,7 @@ impl Alertmanagers {
             .iter()
             .map(|&i| async move { (i, self.probe(&self.urls[i]).await) });
         let fresh = futures::future::join_all(probes).await;
-        let mut cache = crate::state::lock(&self.cache);
+        let mut cache = crate::locks::lock(&self.cache);
         for (i, s) in fresh {
             cache[i] = Some((Instant::now(), s));
         }

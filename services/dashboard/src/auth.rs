@@ -17,7 +17,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 
 use crate::format;
-use crate::state::{lock, Shared};
+use crate::locks::lock;
+use crate::state::Shared;
 
 pub const COOKIE: &str = "fc_session";
 pub const CSRF_FIELD: &str = "csrf";

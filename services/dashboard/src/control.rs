@@ -6,7 +6,8 @@ use std::time::{Duration, Instant, SystemTime};
 use schemas::subjects::{CONTROL_SCENARIO_SET, CONTROL_SCENARIO_STATUS};
 use schemas::{Scenario, ScenarioReply, ScenarioRequest};
 
-use crate::state::{lock, Shared};
+use crate::locks::lock;
+use crate::state::Shared;
 
 /// Header the async-nats service API sets on an error reply.
 const SERVICE_ERROR: &str = "Nats-Service-Error";

@@ -4,8 +4,11 @@
 //! `prevented = #(risk >= 70) * rate + #(40 <= risk < 70) * 0.3 * rate` incidents a day;
 //! `daily = prevented * cost_per_hour * hours_per_outage`; monthly = 30 days, annual = 365;
 //! payback = project cost / monthly savings (months).
+//!
+//! The operator's assumptions persist (`settings.rs`, KV bucket `dashboard_settings`): a
+//! submitted form becomes the assumptions every later visit starts from.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Share of the prevention rate credited to a server at warning (40-69) risk.
 pub const WARNING_WEIGHT: f64 = 0.3;
@@ -19,7 +22,7 @@ pub struct CostForm {
     pub project_cost: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct CostInputs {
     /// Dollars per outage hour.
     pub cost_per_hour: f64,
@@ -45,28 +48,61 @@ pub struct FieldError {
     pub reason: &'static str,
 }
 
+/// Largest accepted value of each input.
+const MAX_COST_PER_HOUR: f64 = 1e12;
+const MAX_HOURS_PER_OUTAGE: f64 = 24.0 * 365.0;
+const MAX_PREVENTION_RATE: f64 = 100.0;
+const MAX_PROJECT_COST: f64 = 1e13;
+
+/// Why a number is refused as an input, if it is.
+fn refusal(v: f64, max: f64) -> Option<&'static str> {
+    if !v.is_finite() {
+        Some("must be a finite number")
+    } else if v < 0.0 {
+        Some("must not be negative")
+    } else if v > max {
+        Some("is above the allowed maximum")
+    } else {
+        None
+    }
+}
+
+impl CostInputs {
+    /// Whether every input is one the form would accept (checked on values read back from
+    /// the settings bucket).
+    pub fn is_valid(&self) -> bool {
+        [
+            (self.cost_per_hour, MAX_COST_PER_HOUR),
+            (self.hours_per_outage, MAX_HOURS_PER_OUTAGE),
+            (self.prevention_rate, MAX_PREVENTION_RATE),
+            (self.project_cost, MAX_PROJECT_COST),
+        ]
+        .iter()
+        .all(|&(v, max)| refusal(v, max).is_none())
+    }
+}
+
 impl CostForm {
     /// Parses the inputs; blank fields take the defaults. Every bad field is reported.
     pub fn parse(&self) -> (CostInputs, Vec<FieldError>) {
-        let d = CostInputs::default();
+        self.parse_over(&CostInputs::default())
+    }
+
+    /// Parses the inputs over `base` (the operator's saved assumptions): blank and bad fields
+    /// keep `base`'s value. Every bad field is reported.
+    pub fn parse_over(&self, base: &CostInputs) -> (CostInputs, Vec<FieldError>) {
         let mut errors = Vec::new();
         let mut num = |field: &'static str, raw: &Option<String>, default: f64, max: f64| -> f64 {
             let Some(raw) = raw.as_deref().map(str::trim).filter(|s| !s.is_empty()) else { return default };
             let cleaned: String = raw.chars().filter(|c| !matches!(c, ',' | '$' | '%' | '_')).collect();
             match cleaned.parse::<f64>() {
-                Ok(v) if !v.is_finite() => {
-                    errors.push(FieldError { field, value: raw.into(), reason: "must be a finite number" });
-                    default
-                }
-                Ok(v) if v < 0.0 => {
-                    errors.push(FieldError { field, value: raw.into(), reason: "must not be negative" });
-                    default
-                }
-                Ok(v) if v > max => {
-                    errors.push(FieldError { field, value: raw.into(), reason: "is above the allowed maximum" });
-                    default
-                }
-                Ok(v) => v,
+                Ok(v) => match refusal(v, max) {
+                    Some(reason) => {
+                        errors.push(FieldError { field, value: raw.into(), reason });
+                        default
+                    }
+                    None => v,
+                },
                 Err(_) => {
                     errors.push(FieldError { field, value: raw.into(), reason: "is not a number" });
                     default
@@ -74,10 +110,10 @@ impl CostForm {
             }
         };
         let inputs = CostInputs {
-            cost_per_hour: num("cost_per_hour", &self.cost_per_hour, d.cost_per_hour, 1e12),
-            hours_per_outage: num("hours_per_outage", &self.hours_per_outage, d.hours_per_outage, 24.0 * 365.0),
-            prevention_rate: num("prevention_rate", &self.prevention_rate, d.prevention_rate, 100.0),
-            project_cost: num("project_cost", &self.project_cost, d.project_cost, 1e13),
+            cost_per_hour: num("cost_per_hour", &self.cost_per_hour, base.cost_per_hour, MAX_COST_PER_HOUR),
+            hours_per_outage: num("hours_per_outage", &self.hours_per_outage, base.hours_per_outage, MAX_HOURS_PER_OUTAGE),
+            prevention_rate: num("prevention_rate", &self.prevention_rate, base.prevention_rate, MAX_PREVENTION_RATE),
+            project_cost: num("project_cost", &self.project_cost, base.project_cost, MAX_PROJECT_COST),
         };
         (inputs, errors)
     }
@@ -168,6 +204,19 @@ mod tests {
             ]
         );
         assert_eq!(CostForm::default().parse(), (CostInputs::default(), vec![]));
+    }
+
+    #[test]
+    fn blank_and_bad_fields_keep_the_saved_assumptions() {
+        let saved = CostInputs { cost_per_hour: 1_000.0, hours_per_outage: 1.0, prevention_rate: 50.0, project_cost: 9.0 };
+        let form = CostForm { prevention_rate: Some("abc".into()), project_cost: Some("12".into()), ..Default::default() };
+        let (inputs, errors) = form.parse_over(&saved);
+        assert_eq!(inputs, CostInputs { project_cost: 12.0, ..saved });
+        assert_eq!(errors.len(), 1);
+        assert!(saved.is_valid() && CostInputs::default().is_valid());
+        assert!(!CostInputs { prevention_rate: 101.0, ..saved }.is_valid());
+        assert!(!CostInputs { cost_per_hour: f64::NAN, ..saved }.is_valid());
+        assert!(!CostInputs { hours_per_outage: -1.0, ..saved }.is_valid());
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! when the server pushes a one-line SSE event per new snapshot. No request ever re-runs
 //! inference (the original re-ran its model on every GET). Everything under `views/` and the
 //! geometry in `charts.rs` is pure so it is tested without I/O; NATS, HTTP and files stay at
-//! the edges (`subscribe.rs`, `history_feed.rs`, `control.rs`, `routes/`).
+//! the edges (`subscribe.rs`, `history/feed.rs`, `control.rs`, `routes/`).
 
 pub mod alertmanager;
 pub mod assets;
@@ -17,14 +17,14 @@ pub mod cost;
 pub mod fixture;
 pub mod format;
 pub mod history;
-pub mod history_agg;
-pub mod history_feed;
+pub mod locks;
 pub mod metrics;
 pub mod model_card;
 pub mod remediation;
 pub mod routes;
 pub mod security;
 pub mod server;
+pub mod settings;
 pub mod sse;
 pub mod state;
 pub mod subscribe;

@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use schemas::{Target, TargetAccuracy};
 
-use crate::state::lock;
+use crate::locks::lock;
 
 /// Fewest matured forecast points before a target's live accuracy is judged for drift.
 pub const MIN_DRIFT_SAMPLES: u64 = 200;

@@ -7,14 +7,17 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 
 use crate::config::{effective_listen, Args};
-use crate::state::{write, AppState, Shared};
-use crate::{control, fixture, history_feed, routes, subscribe};
+use crate::locks::write;
+use crate::state::{AppState, Shared};
+use crate::{control, fixture, history, routes, subscribe};
 
 pub struct Running {
     pub addr: SocketAddr,
     pub state: Shared,
     server: JoinHandle<()>,
     tasks: Vec<JoinHandle<()>>,
+    /// Writes the operator's settings; on stop it gets to save a last change.
+    settings: Option<JoinHandle<()>>,
 }
 
 impl Running {
@@ -23,6 +26,12 @@ impl Running {
         self.state.begin_shutdown();
         if tokio::time::timeout(Duration::from_secs(5), self.server).await.is_err() {
             tracing::warn!("open connections did not close within 5 s");
+        }
+        if let Some(settings) = self.settings {
+            // It returns by itself on shutdown, after at most one last write.
+            if tokio::time::timeout(Duration::from_secs(3), settings).await.is_err() {
+                tracing::warn!("the settings writer did not finish within 3 s");
+            }
         }
         for t in self.tasks {
             t.abort();
@@ -47,15 +56,18 @@ pub async fn start(args: Args) -> anyhow::Result<Running> {
     }
     let state = AppState::new(args);
     let mut tasks = Vec::new();
+    let mut settings = None;
     if state.args.demo_fixture {
         tracing::info!(servers = state.args.demo_servers, "demo fixture mode: no NATS, generated snapshots");
         tasks.push(tokio::spawn(demo_fixture(state.clone())));
     } else {
         let client = subscribe::connect(&state).await?;
         tasks.push(tokio::spawn(subscribe::watch_link(state.clone(), client.clone())));
-        tasks.push(tokio::spawn(subscribe::run(state.clone(), client)));
-        tasks.push(tokio::spawn(history_feed::run(state.clone())));
+        tasks.push(tokio::spawn(subscribe::run(state.clone(), client.clone())));
+        tasks.push(tokio::spawn(history::feed::run(state.clone())));
         tasks.push(tokio::spawn(control::probe_loop(state.clone())));
+        let st = state.clone();
+        settings = Some(tokio::spawn(async move { st.settings.run(client, st.shutdown_signal()).await }));
     }
     let mut metrics_stop = state.shutdown_signal();
     // Stops with the dashboard (its task ends on its own; nothing to join).
@@ -75,7 +87,7 @@ pub async fn start(args: Args) -> anyhow::Result<Running> {
             tracing::error!(error = %e, "HTTP server failed");
         }
     });
-    Ok(Running { addr, state, server, tasks })
+    Ok(Running { addr, state, server, tasks, settings })
 }
 
 /// `--demo-fixture`: a week of synthetic history, then a new fixture snapshot every 5 s.

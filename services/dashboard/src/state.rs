@@ -1,21 +1,24 @@
 //! The dashboard's shared in-memory state: the latest decoded snapshot (with the indexes every
 //! view needs, built once per snapshot rather than per request), link health for the "stale
-//! since" banner, and the small bits of operator state (Alertmanager status, sessions, generator status).
+//! since" banner, and the small bits of operator state (Alertmanager status, sessions, generator
+//! status, saved settings).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, SystemTime};
 
 use schemas::{ServerForecast, Snapshot};
 use tokio::sync::watch;
 
+use crate::alertmanager::Alertmanagers;
 use crate::auth::Sessions;
 use crate::config::Args;
 use crate::control::{GeneratorStatus, SwitchOutcome};
 use crate::format;
 use crate::history::HistoryStore;
+use crate::locks::{lock, read, write};
 use crate::model_card::CardCache;
-use crate::alertmanager::Alertmanagers;
+use crate::settings::Settings;
 
 pub type Shared = Arc<AppState>;
 
@@ -125,6 +128,8 @@ pub struct AppState {
     pub alertmanagers: Alertmanagers,
     pub sessions: Sessions,
     pub card: CardCache,
+    /// Operator inputs kept in the `dashboard_settings` KV bucket (cost-avoidance assumptions).
+    pub settings: Settings,
     nats: OnceLock<async_nats::Client>,
     shutdown: watch::Sender<bool>,
     /// Open `/events` streams (one per browser tab).
@@ -132,17 +137,6 @@ pub struct AppState {
     /// `/metrics` (`metrics.rs`) and the registry `server.rs` serves on `--metrics-listen`.
     pub metrics: crate::metrics::Metrics,
     pub metrics_registry: Arc<prometheus_client::registry::Registry>,
-}
-
-/// Locks that shrug off poisoning: a panicked request must not take the dashboard down.
-pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-pub fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
-    l.read().unwrap_or_else(|e| e.into_inner())
-}
-pub fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
-    l.write().unwrap_or_else(|e| e.into_inner())
 }
 
 impl AppState {
@@ -162,6 +156,7 @@ impl AppState {
             alertmanagers,
             sessions: Sessions::default(),
             card,
+            settings: Settings::default(),
             nats: OnceLock::new(),
             shutdown: watch::channel(false).0,
             sse_clients: Default::default(),

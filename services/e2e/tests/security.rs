@@ -37,9 +37,9 @@ async fn services_cannot_publish_outside_their_permissions() -> anyhow::Result<(
 async fn wrong_password_and_no_password_are_refused() -> anyhow::Result<()> {
     let nats = auth_server()?;
     let wrong = async_nats::ConnectOptions::with_user_and_password("generator".into(), "wrong".into());
-    let err = wrong.connect(nats.url()).await.err().expect("a wrong password connected");
+    let err = wrong.connect(nats.url()).await.expect_err("a wrong password connected");
     assert!(err.to_string().contains("authorization violation"), "{err}");
-    let err = async_nats::connect(nats.url()).await.err().expect("an anonymous client connected");
+    let err = async_nats::connect(nats.url()).await.expect_err("an anonymous client connected");
     assert!(err.to_string().contains("authorization violation"), "{err}");
     Ok(())
 }

@@ -6,7 +6,10 @@ use tracing_subscriber::EnvFilter;
 /// Installs the `tracing` subscriber: formatted lines on stderr, filtered by `RUST_LOG`
 /// (default `info`). Call once, first thing in `main`.
 pub fn init_tracing() {
-    tracing_subscriber::fmt().with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"))).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 /// Completes on Ctrl-C (SIGINT) or SIGTERM (what `kill`, systemd and `just down` send). Where

@@ -1,6 +1,6 @@
 //! Per-server behaviours that ops teams want forecast and that the mean-reverting AR(1)
-//! process of `sim` cannot produce: without them every simulated server drifts back to a
-//! typical level, so a model trained on the export learns to pull each forecast toward that
+//! process of `server_sim` cannot produce: without them every simulated server drifts back to
+//! a typical level, so a model trained on the export learns to pull each forecast toward that
 //! level and never learns a trend, a sawtooth or a spike that comes back every day.
 //!
 //! | behaviour | servers | shape |
@@ -16,10 +16,10 @@
 //! | scale | 50 % | network x10^U(-2, 1), load x10^U(-2, 0) (downward only: the predictor's load alert lines are absolute) |
 //!
 //! A server's traits and events come from its own stream (`Stream::Behaviour`), drawn in a
-//! fixed order, so the noise of `sim` is what it was without behaviours, a scenario switch
-//! shifts nothing here, and one seed gives the same behaviours in live mode and the export.
+//! fixed order, so the noise of `server_sim` is what it was without behaviours, a scenario
+//! switch shifts nothing here, and one seed gives the same behaviours in live mode and the export.
 //!
-//! Two hooks in `sim`'s step: [`Behaviour::levels`] scales the level the AR(1) process
+//! Two hooks in `server_sim`'s step: [`Behaviour::levels`] scales the level the AR(1) process
 //! reverts to (idle, scale, degradation, level shifts: the smoothing moves the server there
 //! as it would a real one), and [`Behaviour::apply`] acts on the smoothed values just before
 //! they are reported (leaks, disk fill, runaway CPU, spikes: shapes the smoothing would blur,
@@ -480,7 +480,7 @@ mod tests {
     use crate::calendar::hour;
     use crate::fleet::Fleet;
     use crate::seeds::{self, Stream};
-    use crate::sim::{Drive, ServerSim, StepContext};
+    use crate::server_sim::{Drive, ServerSim, StepContext};
     use crate::state::{Transitions, STATE_COUNT};
     use schemas::{Metrics, Profile, ValidationPolicy};
 
@@ -496,7 +496,7 @@ mod tests {
     type Online = (usize, Metrics, [bool; 5]);
 
     /// Runs one server with the given traits for `days` on a flat calendar with neutral
-    /// states (as the incident test in `sim` does), so the behaviour is what moves it.
+    /// states (as the incident test in `server_sim` does), so the behaviour is what moves it.
     fn run(server: &Server, traits: Traits, seed: u64, days: u32) -> Vec<Online> {
         let cal = [1.0; METRIC_COUNT];
         let t = Transitions::new();

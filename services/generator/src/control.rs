@@ -16,7 +16,7 @@ use schemas::{Scenario, ScenarioReply, SCHEMA_VERSION};
 use serde_json::Value;
 use tracing::{info, warn};
 
-use crate::simulator::{OperatorScenario, Simulator};
+use crate::fleet_sim::{OperatorScenario, Simulator};
 
 pub const SERVICE_NAME: &str = "generator";
 
@@ -170,7 +170,7 @@ pub async fn start(client: &async_nats::Client, sim: Arc<Mutex<Simulator>>) -> a
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::simulator::SimConfig;
+    use crate::fleet_sim::SimConfig;
     use schemas::ScenarioRequest;
 
     #[test]

@@ -14,7 +14,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use polars::prelude::*;
 use schemas::{Metric, METRIC_COUNT};
 
-use crate::simulator::{SimConfig, Simulator, Step};
+use crate::fleet_sim::{SimConfig, Simulator, Step};
 
 /// Steps per written row group: one simulated day.
 const CHUNK_STEPS: u64 = 288;

@@ -3,7 +3,7 @@
 //! that streams MessagePack batches to NATS in live mode and writes the same process to
 //! parquet for training.
 //!
-//! The simulation (`fleet` .. `simulator`) is pure and tested without I/O; `control`, `live`
+//! The simulation (`fleet` .. `fleet_sim`) is pure and tested without I/O; `control`, `live`
 //! and `export` are the edges (ticks go out through `fleetbus::publish`, shared with `ingest`).
 
 pub mod baseline;
@@ -14,15 +14,15 @@ pub mod cascade;
 pub mod episode;
 pub mod export;
 pub mod fleet;
+pub mod fleet_sim;
 pub mod incident;
 pub mod live;
 pub mod metrics;
 pub mod scenario;
 pub mod seeds;
+pub mod server_sim;
 pub mod shutdown;
-pub mod sim;
-pub mod simulator;
 pub mod state;
 
 pub use fleet::{Fleet, FleetError, Server};
-pub use simulator::{align, Row, SimConfig, Simulator, Step, Switch};
+pub use fleet_sim::{align, Row, SimConfig, Simulator, Step, Switch};

@@ -12,11 +12,11 @@ use anyhow::bail;
 use fleetbus::publish::{PublishError, Publisher};
 use schemas::{Scenario, STEP_MS};
 use tokio::time::MissedTickBehavior;
-use tracing::{debug, info, warn};
+use tracing::{debug, info, warn, Instrument};
 
 use crate::control;
+use crate::fleet_sim::{align, SimConfig, Simulator};
 use crate::shutdown::Shutdown;
-use crate::simulator::{align, SimConfig, Simulator};
 
 #[derive(Debug, Clone)]
 pub struct LiveOptions {
@@ -89,7 +89,7 @@ pub async fn run_counted(opts: LiveOptions, mut shutdown: Shutdown, metrics: cra
     let limit = opts.max_steps.unwrap_or(u64::MAX);
     let result = async {
         while summary.steps < opts.backfill_steps.min(limit) && !shutdown.is_set() {
-            one_step(&sim, &mut publisher, &mut shutdown, &mut summary, &metrics).await?;
+            one_step(&sim, &opts.source, &mut publisher, &mut shutdown, &mut summary, &metrics).await?;
         }
         if shutdown.is_set() || summary.steps >= limit {
             return Ok(());
@@ -119,7 +119,7 @@ pub async fn run_counted(opts: LiveOptions, mut shutdown: Shutdown, metrics: cra
             if shutdown.is_set() {
                 break;
             }
-            one_step(&sim, &mut publisher, &mut shutdown, &mut summary, &metrics).await?;
+            one_step(&sim, &opts.source, &mut publisher, &mut shutdown, &mut summary, &metrics).await?;
         }
         Ok::<(), anyhow::Error>(())
     }
@@ -158,6 +158,7 @@ fn lock(sim: &Mutex<Simulator>) -> std::sync::MutexGuard<'_, Simulator> {
 /// any message) is logged and skipped; shutdown during retries ends the run.
 async fn one_step(
     sim: &Mutex<Simulator>,
+    source: &str,
     publisher: &mut Publisher,
     shutdown: &mut Shutdown,
     summary: &mut LiveSummary,
@@ -170,7 +171,11 @@ async fn one_step(
         (step.index, step.ts_ms + STEP_MS, step.records())
     };
     let n = records.len() as u64;
-    match publisher.publish(seq, clock_ms, records, shutdown.wait()).await {
+    // One span per published batch, with what an operator filters on; the events below are in it.
+    let span = tracing::info_span!("batch", source, seq, records = n);
+    let published = publisher.publish(seq, clock_ms, records, shutdown.wait()).instrument(span.clone()).await;
+    let _in_batch = span.enter();
+    match published {
         Ok(r) => {
             summary.records += n;
             summary.messages += r.parts as u64;

@@ -11,7 +11,6 @@ use generator::export::{export, ExportOptions};
 use generator::live::{self, LiveOptions};
 use generator::shutdown::{self, Shutdown};
 use schemas::{Scenario, STEP_MS};
-use tracing_subscriber::EnvFilter;
 
 /// Fleetcast's fleet generator: a seeded simulation of a server fleet (7 profiles, 8 states,
 /// daily and weekly rhythm, incidents and cascades) in 5-minute steps.
@@ -115,10 +114,7 @@ fn parse_start(s: &str) -> Result<i64, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
-        .with_writer(std::io::stderr)
-        .init();
+    fleetbus::process::init_tracing();
     let result = match cli.command {
         Some(Command::Export(args)) => run_export(&cli.fleet, args),
         None => run_live(cli.fleet, cli.live),

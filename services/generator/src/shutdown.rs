@@ -1,5 +1,6 @@
-//! A shutdown signal that many tasks can wait on (Ctrl-C / SIGTERM in the binary, a test's
-//! trigger in tests), so a tick in flight finishes or aborts cleanly instead of being cut.
+//! A shutdown that many tasks can wait on (Ctrl-C / SIGTERM in the binary, through
+//! `fleetbus::process::shutdown_signal`; a test's trigger in tests), so a tick in flight
+//! finishes or aborts cleanly instead of being cut.
 
 use tokio::sync::watch;
 
@@ -46,29 +47,11 @@ impl Shutdown {
     }
 }
 
-/// Fires `trigger` on Ctrl-C or SIGTERM.
+/// Fires `trigger` on Ctrl-C or SIGTERM (`fleetbus::process::shutdown_signal`, the one every
+/// service uses).
 pub fn on_signals(trigger: Trigger) {
     tokio::spawn(async move {
-        let ctrl_c = tokio::signal::ctrl_c();
-        #[cfg(unix)]
-        {
-            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!("cannot listen for SIGTERM: {e}; Ctrl-C still stops the generator");
-                    let _ = ctrl_c.await;
-                    trigger.fire();
-                    return;
-                }
-            };
-            tokio::select! {
-                _ = ctrl_c => {}
-                _ = term.recv() => {}
-            }
-        }
-        #[cfg(not(unix))]
-        let _ = ctrl_c.await;
-        tracing::info!("shutdown requested");
+        fleetbus::process::shutdown_signal().await;
         trigger.fire();
     });
 }

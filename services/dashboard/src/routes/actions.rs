@@ -19,7 +19,7 @@ pub async fn scenario(State(st): State<Shared>, Form(form): Form<HashMap<String,
             requested: Scenario::Healthy,
             result: Err(format!("scenario: {given:?} is not one of healthy, degrading, critical, cascade")),
         };
-        *crate::state::lock(&st.last_switch) = Some(outcome);
+        *crate::locks::lock(&st.last_switch) = Some(outcome);
         return Redirect::to("/demo").into_response();
     };
     let outcome = crate::control::switch(&st, s).await;

@@ -1,15 +1,16 @@
 //! GET handlers: each picks the latest snapshot from memory, builds its view and responds
 //! with the page (or just the fragment for htmx). Nothing here touches NATS or the model.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Form, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::Extension;
 
 use crate::auth::Session;
 use crate::cost::CostForm;
-use crate::history_agg::{self, Range};
-use crate::state::{lock, read, Shared};
+use crate::history::agg::{self, Range};
+use crate::locks::{lock, read};
+use crate::state::Shared;
 use crate::views::{self, query_suffix, render, respond, Rendered, ViewId};
 
 type Sess = Extension<Session>;
@@ -95,17 +96,17 @@ fn history_csv_now(st: &Shared, q: &CsvQuery) -> Response {
     let store = read(&st.history);
     let table = q.table.as_deref().unwrap_or("fleet");
     let frame = match table {
-        "fleet" => history_agg::fleet(&store, range),
-        "servers" => history_agg::top_servers(&store, range, 10_000),
+        "fleet" => agg::fleet(&store, range),
+        "servers" => agg::top_servers(&store, range, 10_000),
         "server" => match q.server.as_deref().and_then(|n| store.id_of(n)) {
-            Some(id) => history_agg::server(&store, range, id),
+            Some(id) => agg::server(&store, range, id),
             None => return (StatusCode::NOT_FOUND, "server: no history for that server").into_response(),
         },
         other => {
             return (StatusCode::BAD_REQUEST, format!("table: {other:?} is not one of fleet, servers, server")).into_response()
         }
     };
-    let bytes = frame.and_then(|mut df| history_agg::csv(&mut df));
+    let bytes = frame.and_then(|mut df| agg::csv(&mut df));
     match bytes {
         Ok(b) => {
             let name = format!("attachment; filename=\"fleetcast-{table}-{}.csv\"", range.name());
@@ -119,16 +120,46 @@ fn history_csv_now(st: &Shared, q: &CsvQuery) -> Response {
     }
 }
 
+/// `GET /cost`: the projection under the saved assumptions, or under the query's fields read
+/// over them (a what-if link, htmx's live refresh of an open page). A GET never changes what is
+/// saved: that is `POST /cost` ([`save_cost`]).
 pub async fn cost(State(st): State<Shared>, Extension(s): Sess, headers: HeaderMap, uri: Uri, Query(form): Query<CostForm>) -> Response {
-    let (inputs, errors) = form.parse();
+    let (inputs, errors) = form.parse_over(&st.settings.cost());
+    cost_page(&st, &s, &headers, format!("/cost{}", query_suffix(&uri)), &form, &inputs, errors)
+}
+
+/// `POST /cost` (the form; `auth.rs` has checked the session's CSRF token and the origin): the
+/// fields read over the saved assumptions; without errors they become the saved assumptions
+/// (`settings.rs` persists them in KV) and the browser is sent back to `GET /cost` (303,
+/// post/redirect/get); with errors the page names each bad field (400) and nothing changes.
+pub async fn save_cost(State(st): State<Shared>, Extension(s): Sess, headers: HeaderMap, Form(form): Form<CostForm>) -> Response {
+    let (inputs, errors) = form.parse_over(&st.settings.cost());
+    if errors.is_empty() {
+        if st.settings.set_cost(inputs) {
+            tracing::info!(?inputs, "cost assumptions changed");
+        }
+        return Redirect::to("/cost").into_response();
+    }
+    cost_page(&st, &s, &headers, "/cost".to_string(), &form, &inputs, errors)
+}
+
+fn cost_page(
+    st: &Shared,
+    s: &Session,
+    headers: &HeaderMap,
+    url: String,
+    form: &CostForm,
+    inputs: &crate::cost::CostInputs,
+    errors: Vec<crate::cost::FieldError>,
+) -> Response {
     let bad = !errors.is_empty();
     let latest = st.latest();
-    let mut r = Rendered::new("Cost avoidance", render(&views::cost::build(latest.as_deref(), &inputs)), format!("/cost{}", query_suffix(&uri)));
-    r.controls = render(&views::cost::controls(&form, &inputs, errors));
+    let mut r = Rendered::new("Cost avoidance", render(&views::cost::build(latest.as_deref(), inputs)), url);
+    r.controls = render(&views::cost::controls(form, inputs, errors, &s.csrf));
     if bad {
         r.status = StatusCode::BAD_REQUEST;
     }
-    respond(&st, &s, &headers, ViewId::Cost, r)
+    respond(st, s, headers, ViewId::Cost, r)
 }
 
 pub async fn remediation(State(st): State<Shared>, Extension(s): Sess, headers: HeaderMap) -> Response {

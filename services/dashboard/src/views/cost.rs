@@ -17,9 +17,11 @@ pub struct CostControls {
     pub prevention_rate: String,
     pub project_cost: String,
     pub errors: Vec<FieldError>,
+    /// The session's CSRF token, echoed by the form's POST (`auth.rs`).
+    pub csrf: String,
 }
 
-pub fn controls(form: &CostForm, inputs: &CostInputs, errors: Vec<FieldError>) -> CostControls {
+pub fn controls(form: &CostForm, inputs: &CostInputs, errors: Vec<FieldError>, csrf: &str) -> CostControls {
     let shown = |raw: &Option<String>, v: f64| raw.clone().filter(|s| !s.trim().is_empty()).unwrap_or_else(|| format!("{v}"));
     CostControls {
         cost_per_hour: shown(&form.cost_per_hour, inputs.cost_per_hour),
@@ -27,6 +29,7 @@ pub fn controls(form: &CostForm, inputs: &CostInputs, errors: Vec<FieldError>) -
         prevention_rate: shown(&form.prevention_rate, inputs.prevention_rate),
         project_cost: shown(&form.project_cost, inputs.project_cost),
         errors,
+        csrf: csrf.to_string(),
     }
 }
 

@@ -6,8 +6,8 @@ use serde::Deserialize;
 
 use super::chart::{self, SeriesChart};
 use crate::format;
+use crate::history::agg::{self, Range};
 use crate::history::HistoryStore;
-use crate::history_agg::{self, Range};
 
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct HistoryQuery {
@@ -125,22 +125,22 @@ pub fn build(store: &HistoryStore, q: &HistoryQuery) -> HistoryLive {
     if !out.has_data {
         return out;
     }
-    match history_agg::fleet(store, range) {
+    match agg::fleet(store, range) {
         Ok(df) => {
-            let t: Vec<i64> = history_agg::i64s(&df, "time_ms").into_iter().map(|v| v.unwrap_or(0)).collect();
-            let avg = history_agg::f64s(&df, "avg_risk");
-            let max = history_agg::f64s(&df, "max_risk");
-            let ticks = history_agg::i64s(&df, "ticks");
+            let t: Vec<i64> = agg::i64s(&df, "time_ms").into_iter().map(|v| v.unwrap_or(0)).collect();
+            let avg = agg::f64s(&df, "avg_risk");
+            let max = agg::f64s(&df, "max_risk");
+            let ticks = agg::i64s(&df, "ticks");
             out.ticks = ticks.iter().flatten().sum();
             let weighted: f64 = avg.iter().zip(&ticks).map(|(a, n)| a.unwrap_or(0.0) * n.unwrap_or(0) as f64).sum();
             if out.ticks > 0 {
                 out.mean_risk = format!("{:.1}", weighted / out.ticks as f64);
             }
             out.peak_risk = max.iter().flatten().copied().reduce(f64::max).map(|m| format!("{m:.1}")).unwrap_or_else(|| "—".into());
-            out.opened = history_agg::i64s(&df, "opened").into_iter().flatten().sum();
-            out.resolved = history_agg::i64s(&df, "resolved").into_iter().flatten().sum();
+            out.opened = agg::i64s(&df, "opened").into_iter().flatten().sum();
+            out.resolved = agg::i64s(&df, "resolved").into_iter().flatten().sum();
             out.risk_chart = Some(chart::series(&t, &[("avg", avg), ("max", max)], &[], Some(100.0)));
-            let layer = |name: &str| history_agg::f64s(&df, name).into_iter().map(|v| v.unwrap_or(0.0)).collect::<Vec<f64>>();
+            let layer = |name: &str| agg::f64s(&df, name).into_iter().map(|v| v.unwrap_or(0.0)).collect::<Vec<f64>>();
             out.level_chart = Some(chart::series(
                 &t,
                 &[],
@@ -150,12 +150,12 @@ pub fn build(store: &HistoryStore, q: &HistoryQuery) -> HistoryLive {
         }
         Err(e) => out.error = Some(format!("aggregating the fleet history failed: {e}")),
     }
-    match history_agg::top_servers(store, range, 15) {
+    match agg::top_servers(store, range, 15) {
         Ok(df) => {
-            let names = history_agg::strings(&df, "server");
-            let mean = history_agg::f64s(&df, "mean_risk");
-            let max = history_agg::f64s(&df, "max_risk");
-            let crit = history_agg::i64s(&df, "critical_ticks");
+            let names = agg::strings(&df, "server");
+            let mean = agg::f64s(&df, "mean_risk");
+            let max = agg::f64s(&df, "max_risk");
+            let crit = agg::i64s(&df, "critical_ticks");
             out.top = names
                 .into_iter()
                 .enumerate()
@@ -170,7 +170,7 @@ pub fn build(store: &HistoryStore, q: &HistoryQuery) -> HistoryLive {
         }
         Err(e) => out.error = Some(format!("ranking servers failed: {e}")),
     }
-    let from = history_agg::from_ms(store, range).unwrap_or(i64::MAX);
+    let from = agg::from_ms(store, range).unwrap_or(i64::MAX);
     let wanted = q.server().and_then(|s| store.id_of(s));
     out.events = store
         .alerts_since(from)
@@ -193,15 +193,15 @@ pub fn build(store: &HistoryStore, q: &HistoryQuery) -> HistoryLive {
     if let Some(name) = q.server() {
         let part = match wanted {
             None => ServerPart { name: name.to_string(), href: format::server_url(name), found: false, chart: None, worst: String::new() },
-            Some(id) => match history_agg::server(store, range, id) {
+            Some(id) => match agg::server(store, range, id) {
                 Ok(df) => {
-                    let t: Vec<i64> = history_agg::i64s(&df, "time_ms").into_iter().map(|v| v.unwrap_or(0)).collect();
-                    let worst = history_agg::i64s(&df, "worst_level_code").into_iter().flatten().max().unwrap_or(0);
+                    let t: Vec<i64> = agg::i64s(&df, "time_ms").into_iter().map(|v| v.unwrap_or(0)).collect();
+                    let worst = agg::i64s(&df, "worst_level_code").into_iter().flatten().max().unwrap_or(0);
                     ServerPart {
                         name: name.to_string(),
                         href: format::server_url(name),
                         found: true,
-                        chart: Some(chart::series(&t, &[("risk", history_agg::f64s(&df, "mean_risk")), ("max", history_agg::f64s(&df, "max_risk"))], &[], Some(100.0))),
+                        chart: Some(chart::series(&t, &[("risk", agg::f64s(&df, "mean_risk")), ("max", agg::f64s(&df, "max_risk"))], &[], Some(100.0))),
                         worst: ["healthy", "watch", "warning", "critical"].get(worst as usize).unwrap_or(&"healthy").to_string(),
                     }
                 }

@@ -1,7 +1,7 @@
 //! The whole fleet, one 5-minute step at a time: cascades, incidents and the operator's
-//! scenario decide what drives each server, `sim` moves each server (with its behaviours), and the step comes out
-//! as rows (for the export) or records (for the wire). Live mode and export both drive this,
-//! so one seed gives the same data in both.
+//! scenario decide what drives each server, `server_sim` moves each server (with its
+//! behaviours), and the step comes out as rows (for the export) or records (for the wire).
+//! Live mode and export both drive this, so one seed gives the same data in both.
 
 use rand::rngs::StdRng;
 use schemas::{MetricRecord, Metrics, Profile, Scenario, ServerState, METRIC_COUNT, STEP_MS};
@@ -14,7 +14,7 @@ use crate::fleet::{Fleet, FleetError};
 use crate::incident;
 use crate::scenario::{self, CASCADE_SOURCE};
 use crate::seeds::{self, Stream};
-use crate::sim::{Drive, ServerSim, StepContext};
+use crate::server_sim::{Drive, ServerSim, StepContext};
 use crate::state::{factors, Transitions, STATE_COUNT};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

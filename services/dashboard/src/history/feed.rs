@@ -10,7 +10,8 @@ use schemas::history::TickSummary;
 use schemas::subjects::{ALERTS_PREFIX, HISTORY_TICK, STREAM_HISTORY};
 use schemas::AlertEvent;
 
-use crate::state::{write, Shared};
+use crate::locks::write;
+use crate::state::Shared;
 
 /// Files one message from the stream into the store; returns what was wrong with it.
 pub fn apply(state: &Shared, subject: &str, payload: &[u8]) -> Result<(), String> {

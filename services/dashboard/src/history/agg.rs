@@ -5,7 +5,7 @@
 
 use polars::prelude::*;
 
-use crate::history::{HistoryStore, TickRow};
+use super::{HistoryStore, TickRow};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Range {

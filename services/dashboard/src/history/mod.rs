@@ -1,6 +1,11 @@
 //! In-memory history from the predictor's retained summaries (`history.tick`) and alert
 //! events (`alerts.>`): 7 days of source time, compactly (server names interned, risk and
 //! level one byte each, a tick's server list shared with the previous tick when unchanged).
+//!
+//! `feed` fills the store from the `HISTORY` stream; `agg` aggregates it with polars.
+
+pub mod agg;
+pub mod feed;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
