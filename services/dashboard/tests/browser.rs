@@ -8,6 +8,9 @@
 
 mod cdp;
 
+mod common;
+use common::subscribed;
+
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -90,7 +93,8 @@ struct Stack {
 }
 
 async fn stack(key: Option<&str>, alertmanagers: &[String]) -> Stack {
-    let nats = NatsServer::start().unwrap();
+    let monitor = testkit::free_port();
+    let nats = NatsServer::start_with(&["-m", &monitor.to_string()]).unwrap();
     let client = nats.connect().await.unwrap();
     let js = jetstream::new(client.clone());
     js.create_stream(stream::Config {
@@ -121,7 +125,8 @@ async fn stack(key: Option<&str>, alertmanagers: &[String]) -> Stack {
         assert!(std::time::Instant::now() < deadline, "dashboard never connected");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // What the test publishes from now on reaches the dashboard.
+    subscribed(monitor, PREDICTIONS_CURRENT).await;
     Stack { nats, client, dash, _card_dir: card_dir }
 }
 

@@ -4,6 +4,9 @@
 //! control service is probed and switched, bad messages are counted, and the banner tells
 //! when NATS is gone.
 
+mod common;
+use common::subscribed;
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -32,6 +35,12 @@ async fn eventually(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool)
     }
 }
 
+/// A nats-server with its monitoring endpoint on a free port (for [`subscribed`]).
+fn monitored_nats() -> (NatsServer, u16) {
+    let monitor = testkit::free_port();
+    (NatsServer::start_with(&["-m", &monitor.to_string()]).unwrap(), monitor)
+}
+
 async fn publish(client: &async_nats::Client, s: &schemas::Snapshot, parts: u16) {
     for p in fixture::split(s, parts) {
         client.publish(PREDICTIONS_CURRENT, schemas::encode(&p).unwrap().into()).await.unwrap();
@@ -45,15 +54,15 @@ async fn connected(dash: &Running) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_snapshots_update_the_state_and_reach_sse_clients() {
-    let nats = NatsServer::start().unwrap();
+    let (nats, monitor) = monitored_nats();
     let client = nats.connect().await.unwrap();
     let dash = start(&nats.url()).await;
     connected(&dash).await;
     let mut sse = SseClient::connect(dash.addr, None).await.unwrap();
     let first = sse.next_named("status", Duration::from_secs(5)).await.expect("initial status event");
     assert!(first.contains("Waiting for the first forecast snapshot"), "{first}");
-    // The subscription is live once the link is; give it a moment to register server-side.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // What is published from now on reaches the dashboard.
+    subscribed(monitor, PREDICTIONS_CURRENT).await;
 
     let s1 = fixture::snapshot(&Spec { servers: 30, seq: 7, ..Default::default() });
     publish(&client, &s1, 1).await;
@@ -220,11 +229,11 @@ async fn demo_controls_appear_with_a_generator_and_switch_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn banner_says_stale_when_nats_goes_away() {
-    let mut nats = NatsServer::start().unwrap();
+    let (mut nats, monitor) = monitored_nats();
     let client = nats.connect().await.unwrap();
     let dash = start(&nats.url()).await;
     connected(&dash).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    subscribed(monitor, PREDICTIONS_CURRENT).await;
     publish(&client, &fixture::snapshot(&Spec { servers: 5, seq: 3, ..Default::default() }), 1).await;
     eventually("snapshot installed", Duration::from_secs(5), || dash.state.latest().is_some()).await;
     assert!(dash.state.banner().is_none());

@@ -198,3 +198,68 @@ pub fn all_forecast(snap: &Snapshot, servers: usize) -> bool {
 pub fn risks(snap: &Snapshot) -> HashMap<String, f32> {
     snap.servers.iter().map(|s| (s.server.clone(), s.risk)).collect()
 }
+
+/// What the sources sent, read back from the `METRICS` stream itself: per (server, step
+/// number), the records' metrics at each report time (a re-sent batch counts once).
+pub type Sent = HashMap<(String, i64), Vec<(i64, schemas::Metrics)>>;
+
+/// Reads every batch in the `METRICS` stream (sequence 1 to the last) and files its records.
+pub async fn sent_metrics(client: &async_nats::Client) -> anyhow::Result<(Sent, u64)> {
+    let js = async_nats::jetstream::new(client.clone());
+    let mut stream = js.get_stream(schemas::subjects::STREAM_METRICS).await?;
+    let state = stream.info().await?.state.clone();
+    let mut sent = Sent::new();
+    for seq in state.first_sequence..=state.last_sequence {
+        let msg = stream.get_raw_message(seq).await.with_context(|| format!("METRICS message {seq}"))?;
+        let batch: schemas::MetricsBatch = schemas::decode(&msg.payload).with_context(|| format!("METRICS message {seq} decodes"))?;
+        for r in batch.records {
+            let reports = sent.entry((r.server, r.ts_ms.div_euclid(schemas::STEP_MS))).or_default();
+            if !reports.iter().any(|(ts, _)| *ts == r.ts_ms) {
+                reports.push((r.ts_ms, r.metrics));
+            }
+        }
+    }
+    Ok((sent, state.messages))
+}
+
+/// What the predictor should hold for `target` at one step: the mean of the reports' values.
+pub fn expected(sent: &Sent, server: &str, step: i64, target: schemas::Target) -> Option<f32> {
+    let values: Vec<f64> = sent.get(&(server.to_string(), step))?.iter().filter_map(|(_, m)| m.get(target.source_metric())).map(f64::from).collect();
+    (!values.is_empty()).then(|| target.from_source((values.iter().sum::<f64>() / values.len() as f64) as f32))
+}
+
+/// Compares every step of every server's recent history in `snap` with what was sent.
+/// Returns how many (server, target, step) values were compared (reported ones, not gaps) and
+/// the mismatches, each in words.
+pub fn window_mismatches(snap: &Snapshot, sent: &Sent) -> (usize, Vec<String>) {
+    let (mut compared, mut bad) = (0, Vec::new());
+    for s in &snap.servers {
+        let last = s.last_ms.div_euclid(schemas::STEP_MS);
+        for h in &s.recent {
+            let first = last - h.values.len() as i64 + 1;
+            for (k, got) in h.values.iter().enumerate() {
+                let step = first + k as i64;
+                let want = expected(sent, &s.server, step, h.target);
+                let same = match (got, want) {
+                    (Some(g), Some(w)) => (g - w).abs() <= 1e-4 * w.abs().max(1.0),
+                    (None, None) => true,
+                    _ => false,
+                };
+                if want.is_some() {
+                    compared += 1;
+                }
+                if !same {
+                    bad.push(format!("{} {:?} step {step}: stored {got:?}, sent {want:?}", s.server, h.target));
+                }
+            }
+        }
+    }
+    (compared, bad)
+}
+
+/// The durable consumer `name` on `METRICS`, as the broker reports it.
+pub async fn consumer_state(client: &async_nats::Client, name: &str) -> anyhow::Result<async_nats::jetstream::consumer::Info> {
+    let js = async_nats::jetstream::new(client.clone());
+    let stream = js.get_stream(schemas::subjects::STREAM_METRICS).await?;
+    Ok(stream.consumer_info(name).await?)
+}

@@ -80,3 +80,24 @@ pub async fn get_with(app: &Router, path: &str, headers: &[(&str, &str)]) -> Res
 pub async fn post(app: &Router, path: &str, headers: &[(&str, &str)], body: &str) -> Resp {
     send(app, Method::POST, path, headers, Some(body)).await
 }
+
+/// Waits until the broker lists a subscription to `subject` (read from its monitoring
+/// endpoint): from then on a message published there reaches the subscriber.
+pub async fn subscribed(monitor: u16, subject: &str) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let needle = format!("\"subject\": {}", serde_json::to_string(subject).unwrap());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        // HTTP/1.0: the body comes whole, not chunked.
+        let mut text = String::new();
+        if let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", monitor)).await {
+            let _ = s.write_all(b"GET /subsz?subs=1&limit=100000 HTTP/1.0\r\n\r\n").await;
+            let _ = s.read_to_string(&mut text).await;
+        }
+        if text.contains(&needle) {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "no subscription to {subject} registered at the broker within 20 s");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
