@@ -10,6 +10,7 @@ pub mod config;
 pub mod mapping;
 pub mod names;
 pub mod promapi;
+pub mod promjson;
 pub mod prompb;
 pub mod promql;
 pub mod pull;

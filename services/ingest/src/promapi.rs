@@ -1,14 +1,18 @@
 //! A client of a Prometheus-compatible query API (`/api/v1/query`, `/api/v1/query_range`):
 //! optional bearer or basic auth, a timeout per query, retries with backoff for what is worth
-//! retrying (connection, timeout, 5xx, 429), and the JSON answer read into host -> points.
-//! Exists apart from `pull` so the loop's logic and the HTTP details stay small and separately
-//! tested.
+//! retrying (connection refused or reset, a timeout, 5xx, 429), every failed attempt counted in
+//! `query_failures{reason}` and logged with its reason. The answer's body is returned as text;
+//! `promjson` reads it, bounded by the fleet limit. Exists apart from `pull` so the loop's logic
+//! and the HTTP details stay small and separately tested.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::Value;
 use tracing::warn;
 
+use crate::stats::Stats;
+
+/// Why one query attempt failed.
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
     #[error("request to {url}: {source}")]
@@ -32,6 +36,19 @@ impl QueryError {
             QueryError::Shape { .. } => false,
         }
     }
+
+    /// The `reason` label of `query_failures`: `timeout`, `unreachable` (refused, reset, DNS),
+    /// `status_5xx`, `status_429`, `status_4xx`, `bad_answer`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            QueryError::Http { source, .. } if source.is_timeout() => "timeout",
+            QueryError::Http { .. } => "unreachable",
+            QueryError::Status { status, .. } if *status >= 500 => "status_5xx",
+            QueryError::Status { status: 429, .. } => "status_429",
+            QueryError::Status { .. } => "status_4xx",
+            QueryError::Shape { .. } => "bad_answer",
+        }
+    }
 }
 
 /// Where and how to ask.
@@ -39,53 +56,70 @@ impl QueryError {
 pub struct PullConfig {
     /// Base URL, e.g. `http://prometheus:9090` (the API is under `/api/v1/`).
     pub url: String,
+    /// Bearer token sent with every query.
     pub bearer: Option<String>,
     /// `user:password`.
     pub basic: Option<String>,
+    /// Label naming the host in every answer.
     pub host_label: String,
+    /// History read at start and for each new host.
     pub backfill: Duration,
+    /// Wait after a step's end before querying it.
     pub delay: Duration,
+    /// Timeout of one attempt.
     pub timeout: Duration,
+    /// Hosts kept at most; further hosts in an answer are cut and counted.
     pub max_hosts: usize,
     /// Attempts per query (1 = no retry); backoff 0.5 s doubling.
     pub attempts: u32,
 }
 
-/// One series of an answer: the host label's raw value and its points (Unix ms, value).
-pub type Series = (String, Vec<(i64, f64)>);
-
 /// A client of one Prometheus query API.
 pub struct Prom {
     http: reqwest::Client,
+    /// Where and how it asks.
     pub cfg: PullConfig,
+    stats: Arc<Stats>,
 }
 
 impl Prom {
-    pub fn new(cfg: PullConfig) -> Result<Prom, reqwest::Error> {
+    /// A client with `cfg.timeout` per attempt; failed attempts are counted in `stats`.
+    pub fn new(cfg: PullConfig, stats: Arc<Stats>) -> Result<Prom, reqwest::Error> {
         let http = reqwest::Client::builder().timeout(cfg.timeout).build()?;
-        Ok(Prom { http, cfg })
+        Ok(Prom { http, cfg, stats })
     }
 
     /// `POST /api/v1/query` (at `time_ms`) or `/api/v1/query_range` (`range`: start, end in
-    /// ms, step 300 s), retried per [`QueryError::retryable`].
+    /// ms, step 300 s): the answer's body. Retried per [`QueryError::retryable`] with backoff
+    /// (0.5 s doubling, at most 10 s) up to `cfg.attempts`; `what` (the metric) names the query
+    /// in the log.
     pub async fn query(
         &self,
+        what: &str,
         expr: &str,
         time_ms: i64,
         range: Option<(i64, i64)>,
-    ) -> Result<Vec<Series>, QueryError> {
+    ) -> Result<String, QueryError> {
         let mut backoff = Duration::from_millis(500);
         let mut attempt = 1;
         loop {
-            match self.query_once(expr, time_ms, range).await {
-                Err(e) if e.retryable() && attempt < self.cfg.attempts => {
-                    warn!("query failed (attempt {attempt}): {e}; retrying in {backoff:?}");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
-                    attempt += 1;
-                }
-                other => return other,
+            let result = self.query_once(expr, time_ms, range).await;
+            let Err(e) = &result else {
+                return result;
+            };
+            self.stats.add("query_failures", "reason", e.reason(), 1);
+            if !e.retryable() || attempt >= self.cfg.attempts {
+                return result;
             }
+            warn!(
+                metric = what,
+                reason = e.reason(),
+                "query failed (attempt {attempt} of {}): {e}; retrying in {backoff:?}",
+                self.cfg.attempts
+            );
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(10));
+            attempt += 1;
         }
     }
 
@@ -94,7 +128,7 @@ impl Prom {
         expr: &str,
         time_ms: i64,
         range: Option<(i64, i64)>,
-    ) -> Result<Vec<Series>, QueryError> {
+    ) -> Result<String, QueryError> {
         let secs = |ms: i64| format!("{:.3}", ms as f64 / 1e3);
         let (path, form) = match range {
             None => (
@@ -133,61 +167,6 @@ impl Prom {
                 body: body.chars().take(300).collect(),
             });
         }
-        parse(&body, &self.cfg.host_label).map_err(|what| QueryError::Shape { url, what })
-    }
-}
-
-/// Reads a `vector` or `matrix` answer: `{"status":"success","data":{"result":[{"metric":{..},
-/// "value":[t,"v"]} | "values":[[t,"v"],..]]}}`. Series without the host label are skipped.
-pub fn parse(body: &str, host_label: &str) -> Result<Vec<Series>, String> {
-    let v: Value = serde_json::from_str(body).map_err(|e| format!("not JSON: {e}"))?;
-    if v["status"] != "success" {
-        return Err(format!("status {} ({})", v["status"], v["error"]));
-    }
-    let result = v["data"]["result"]
-        .as_array()
-        .ok_or("no data.result array")?;
-    let point = |p: &Value| -> Option<(i64, f64)> {
-        let t = p.get(0)?.as_f64()?;
-        let v = p.get(1)?.as_str()?.parse::<f64>().ok()?;
-        Some(((t * 1e3).round() as i64, v))
-    };
-    let mut out = Vec::with_capacity(result.len());
-    for s in result {
-        let Some(host) = s["metric"][host_label].as_str() else {
-            continue;
-        };
-        let points = match (&s["value"], s["values"].as_array()) {
-            (Value::Array(_), _) => point(&s["value"]).into_iter().collect(),
-            (_, Some(vals)) => vals.iter().filter_map(point).collect(),
-            _ => Vec::new(),
-        };
-        out.push((host.to_owned(), points));
-    }
-    Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_vectors_and_matrices() {
-        let vector = r#"{"status":"success","data":{"resultType":"vector","result":[
-            {"metric":{"instance":"h1:9100"},"value":[1700000100,"12.5"]},
-            {"metric":{"job":"x"},"value":[1700000100,"1"]},
-            {"metric":{"instance":"h2:9100"},"value":[1700000100,"NaN"]}]}}"#;
-        let s = parse(vector, "instance").unwrap();
-        assert_eq!(s.len(), 2);
-        assert_eq!(
-            s[0],
-            ("h1:9100".to_owned(), vec![(1_700_000_100_000, 12.5)])
-        );
-        assert!(s[1].1[0].1.is_nan());
-        let matrix = r#"{"status":"success","data":{"resultType":"matrix","result":[
-            {"metric":{"instance":"h1"},"values":[[1700000100,"1"],[1700000400,"2"]]}]}}"#;
-        assert_eq!(parse(matrix, "instance").unwrap()[0].1.len(), 2);
-        assert!(parse(r#"{"status":"error","error":"bad query"}"#, "instance").is_err());
-        assert!(parse("<html>", "instance").is_err());
+        Ok(body)
     }
 }

@@ -83,17 +83,20 @@ pub async fn run(cfg: Config, stop: watch::Receiver<bool>) -> Result<(), Service
         tasks.push(tokio::spawn(flush_loop(state, stop.clone())));
     }
     if let Some(url) = &cfg.prometheus_url {
-        let prom = Prom::new(PullConfig {
-            url: url.clone(),
-            bearer: cfg.prometheus_token.clone(),
-            basic: cfg.prometheus_basic_auth.clone(),
-            host_label: cfg.host_label.clone(),
-            backfill: cfg.backfill,
-            delay: cfg.pull_delay,
-            timeout: cfg.query_timeout,
-            max_hosts: cfg.max_hosts,
-            attempts: cfg.query_attempts.max(1),
-        })?;
+        let prom = Prom::new(
+            PullConfig {
+                url: url.clone(),
+                bearer: cfg.prometheus_token.clone(),
+                basic: cfg.prometheus_basic_auth.clone(),
+                host_label: cfg.host_label.clone(),
+                backfill: cfg.backfill,
+                delay: cfg.pull_delay,
+                timeout: cfg.query_timeout,
+                max_hosts: cfg.max_hosts,
+                attempts: cfg.query_attempts.max(1),
+            },
+            stats.clone(),
+        )?;
         info!(url = %url, backfill = ?cfg.backfill, "pulling from the query API");
         tasks.push(tokio::spawn(
             Puller::new(prom, &cfg.source, stats.clone()).run(tx.clone(), stop.clone()),

@@ -37,14 +37,21 @@ pub struct Tally {
 }
 
 impl Tally {
+    /// One rejection of `e`'s kind; the first of a kind is the one the message shows.
     pub fn add(&mut self, e: ValidationError, server: Option<&str>) {
+        self.add_n(e, server, 1);
+    }
+
+    /// `n` rejections of `e`'s kind at once (e.g. every host cut by the fleet bound).
+    pub fn add_n(&mut self, e: ValidationError, server: Option<&str>, n: u64) {
         let slot = self
             .by
             .entry((e.field.clone(), e.reason))
             .or_insert_with(|| (0, e, server.map(str::to_owned)));
-        slot.0 += 1;
+        slot.0 += n;
     }
 
+    /// Nothing was rejected.
     pub fn is_empty(&self) -> bool {
         self.by.is_empty()
     }

@@ -136,32 +136,35 @@ impl Prometheus {
         prepare(&data)?;
         let conf = dir.path().join("prometheus.yml");
         std::fs::write(&conf, config)?;
-        let log = dir.path().join("prometheus.log");
         let port = free_port();
-        let exe = bin("PROMETHEUS_BIN", "/usr/bin/prometheus");
-        let mut child = Command::new(&exe)
-            .arg(format!("--config.file={}", conf.display()))
-            .arg(format!("--storage.tsdb.path={}", data.display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .args([
-                "--web.enable-remote-write-receiver",
-                "--storage.tsdb.retention.time=30d",
-                "--log.level=warn",
-            ])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log)?)
-            .spawn()
-            .with_context(|| {
-                format!(
-                    "starting {} (deploy/bootstrap.sh installs it)",
-                    exe.display()
-                )
-            })?;
-        if let Err(e) = wait_http(&mut child, port, "/-/ready", "prometheus", &log) {
-            let _ = child.kill();
-            return Err(e);
-        }
+        let child = spawn(dir.path(), port)?;
         Ok(Prometheus { child, port, dir })
+    }
+
+    /// Stops Prometheus (SIGTERM, then SIGKILL after 10 s), keeping its data and port: the
+    /// query API is down, a real "connection refused", until [`restart`](Self::restart).
+    pub fn stop(&mut self) -> anyhow::Result<()> {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.child.try_wait()?.is_none() {
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
+    }
+
+    /// Starts Prometheus again on the same port with the same configuration and data (its
+    /// TSDB replays the WAL), and waits until it is ready.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        if self.child.try_wait()?.is_none() {
+            bail!("prometheus is still running");
+        }
+        self.child = spawn(self.dir.path(), self.port)?;
+        Ok(())
     }
 
     pub fn port(&self) -> u16 {
@@ -215,6 +218,47 @@ impl Drop for Prometheus {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Starts Prometheus with `<dir>/prometheus.yml` and data in `<dir>/data` on `port` and waits
+/// until it is ready.
+fn spawn(dir: &Path, port: u16) -> anyhow::Result<Child> {
+    let log = dir.join("prometheus.log");
+    let exe = bin("PROMETHEUS_BIN", "/usr/bin/prometheus");
+    let mut child = Command::new(&exe)
+        .arg(format!(
+            "--config.file={}",
+            dir.join("prometheus.yml").display()
+        ))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .args([
+            "--web.enable-remote-write-receiver",
+            "--storage.tsdb.retention.time=30d",
+            "--log.level=warn",
+        ])
+        .stdout(Stdio::null())
+        .stderr(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&log)?,
+        )
+        .spawn()
+        .with_context(|| {
+            format!(
+                "starting {} (deploy/bootstrap.sh installs it)",
+                exe.display()
+            )
+        })?;
+    if let Err(e) = wait_http(&mut child, port, "/-/ready", "prometheus", &log) {
+        let _ = child.kill();
+        return Err(e);
+    }
+    Ok(child)
 }
 
 /// Path of `promtool` (`$PROMTOOL_BIN`, else `/usr/bin/promtool`).

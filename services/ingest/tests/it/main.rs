@@ -6,4 +6,7 @@ mod backfill;
 mod bad_input;
 mod common;
 mod prometheus_push;
+mod promdata;
+mod pull_faults;
+mod pull_hosts;
 mod steps;
