@@ -18,6 +18,10 @@ bootstrap:
 up:
     deploy/up.sh
 
+# `just up` on a 3-node NATS cluster (deploy/nats-cluster/): streams and KV buckets at R3.
+up-cluster:
+    deploy/up-cluster.sh
+
 # Stop everything `just up` started.
 down:
     deploy/down.sh

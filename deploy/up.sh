@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `just up`: installs what is missing, starts nats-server (unless one already answers at
-# NATS_URL), builds in release, starts predictor, generator and dashboard, waits until each is
-# ready, prints where to look, and stops everything on Ctrl-C. `just down` stops a detached run.
+# NATS_URL; CLUSTER=3, as `just up-cluster` sets, starts a 3-node cluster instead), builds in
+# release, starts predictor, generator and dashboard, waits until each is ready, prints where to
+# look, and stops everything on Ctrl-C. `just down` stops a detached run.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -38,7 +39,7 @@ if [ ! -f "$secrets" ]; then
   umask 022
 fi
 # Users added since a secrets file was made get their password appended (nats.conf needs all).
-for u in NOTIFIER INGEST; do
+for u in NOTIFIER INGEST ROUTE; do
   grep -q "^FLEETCAST_${u}_PASSWORD=" "$secrets" ||
     echo "FLEETCAST_${u}_PASSWORD=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')" >>"$secrets"
 done
@@ -55,6 +56,11 @@ url_for() { # url_for USER: NATS_URL with that user's credentials, when we run t
 own_broker=0
 if answers "$host" "$port"; then
   echo "using the nats-server already answering at $NATS_URL"
+elif [ "${CLUSTER:-1}" = 3 ]; then
+  # `just up-cluster` (deploy/up-cluster.sh): three nodes with routes instead of nats.conf.
+  own_broker=1
+  echo "starting a 3-node NATS cluster (deploy/nats-cluster/, JetStream in var/nats-cluster)"
+  "$root/deploy/nats-cluster/start.sh"
 else
   own_broker=1
   echo "starting nats-server ($NATS_URL, JetStream in var/nats)"

@@ -106,6 +106,12 @@ pub struct Config {
     #[arg(long, default_value_t = 8 << 30)]
     pub history_max_bytes: i64,
 
+    /// Replicas of the streams (METRICS, PREDICTIONS, HISTORY; the consumer has its stream's)
+    /// and the KV buckets when the predictor creates them: 1 on a single nats-server, 3 on a
+    /// 3-node cluster (`just up-cluster`). Existing streams and buckets are used as they are.
+    #[arg(long, env = "PREDICTOR_REPLICAS", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=5))]
+    pub replicas: u8,
+
     /// `--metrics-listen ADDR`: Prometheus `/metrics` (off when absent; see `prom.rs`).
     #[command(flatten)]
     pub metrics: fleetbus::metrics::MetricsArgs,

@@ -37,8 +37,7 @@ pub struct FlushStats {
 impl WindowStore {
     /// Opens (creating if needed) the bucket for windows of `capacity` steps.
     pub async fn open(js: &jetstream::Context, bucket: &str, capacity: usize, max_age: Duration) -> anyhow::Result<WindowStore> {
-        let description = "Fleetcast predictor: per-server windows in one-hour chunks (see chunk.rs)";
-        let kv = crate::streams::open_bucket(js, bucket, description, max_age).await?;
+        let kv = crate::streams::open_bucket(js, bucket, crate::streams::WINDOWS_DESCRIPTION, max_age).await?;
         Ok(WindowStore {
             js: js.clone(),
             kv,

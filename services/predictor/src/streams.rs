@@ -10,6 +10,9 @@
 //! | KV `windows` | `$KV.windows.>` | history 1, `kv_max_age` (8 d); layout in `chunk.rs` |
 //! | KV `forecasts` | `$KV.forecasts.>` | history 1, `kv_max_age`; key = server, value = `ServerForecast` msgpack |
 //! | KV `state` | `$KV.state.>` | history 1; key `domain` = alert book and accuracy sums (msgpack) |
+//!
+//! Every stream and bucket is created with `--replicas` (`PREDICTOR_REPLICAS`, default 1; 3 on
+//! the 3-node cluster of `deploy/nats-cluster/`); the consumer has its stream's.
 
 use std::time::Duration;
 
@@ -24,8 +27,10 @@ use crate::config::Config;
 /// Predictor-private state that survives a restart.
 pub const BUCKET_STATE: &str = "state";
 pub const STATE_KEY: &str = "domain";
+/// The `windows` bucket's description (`store.rs` opens it).
+pub const WINDOWS_DESCRIPTION: &str = "Fleetcast predictor: per-server windows in one-hour chunks (see chunk.rs)";
 
-fn limits(name: &str, subjects: &[&str], max_age: Duration, max_bytes: i64) -> stream::Config {
+fn limits(name: &str, subjects: &[&str], max_age: Duration, max_bytes: i64, replicas: u8) -> stream::Config {
     stream::Config {
         name: name.to_string(),
         subjects: subjects.iter().map(|s| s.to_string()).collect(),
@@ -35,22 +40,22 @@ fn limits(name: &str, subjects: &[&str], max_age: Duration, max_bytes: i64) -> s
         max_age,
         max_bytes,
         allow_direct: true,
-        num_replicas: 1,
+        num_replicas: usize::from(replicas),
         ..Default::default()
     }
 }
 
 pub fn metrics_stream(c: &Config) -> stream::Config {
-    limits(subjects::STREAM_METRICS, &[subjects::METRICS_BATCH_ALL], c.metrics_max_age, c.metrics_max_bytes)
+    limits(subjects::STREAM_METRICS, &[subjects::METRICS_BATCH_ALL], c.metrics_max_age, c.metrics_max_bytes, c.replicas)
 }
 
 pub fn predictions_stream(c: &Config) -> stream::Config {
-    limits(subjects::STREAM_PREDICTIONS, &[subjects::PREDICTIONS_CURRENT], c.predictions_max_age, c.predictions_max_bytes)
+    limits(subjects::STREAM_PREDICTIONS, &[subjects::PREDICTIONS_CURRENT], c.predictions_max_age, c.predictions_max_bytes, c.replicas)
 }
 
 pub fn history_stream(c: &Config) -> stream::Config {
     let alerts = format!("{}.>", subjects::ALERTS_PREFIX);
-    limits(subjects::STREAM_HISTORY, &[subjects::HISTORY_TICK, &alerts], c.history_max_age, c.history_max_bytes)
+    limits(subjects::STREAM_HISTORY, &[subjects::HISTORY_TICK, &alerts], c.history_max_age, c.history_max_bytes, c.replicas)
 }
 
 pub fn consumer_config(c: &Config) -> pull::Config {
@@ -62,6 +67,7 @@ pub fn consumer_config(c: &Config) -> pull::Config {
         ack_wait: Duration::from_secs(60),
         max_ack_pending: 20_000,
         filter_subject: subjects::METRICS_BATCH_ALL.to_string(),
+        // num_replicas 0: the stream's (R3 on a cluster), never more than the stream has.
         ..Default::default()
     }
 }
@@ -82,15 +88,41 @@ pub async fn ensure(js: &jetstream::Context, c: &Config) -> anyhow::Result<Strea
         .get_or_create_consumer(&c.consumer, consumer_config(c))
         .await
         .with_context(|| format!("creating consumer {}", c.consumer))?;
-    let forecasts =
-        open_bucket(js, subjects::BUCKET_FORECASTS, "Fleetcast: each server's latest ServerForecast (MessagePack)", c.kv_max_age).await?;
-    let state = open_bucket(js, BUCKET_STATE, "Fleetcast predictor: alert book and accuracy sums across restarts", c.kv_max_age).await?;
+    let forecasts = open_bucket_replicated(
+        js,
+        subjects::BUCKET_FORECASTS,
+        "Fleetcast: each server's latest ServerForecast (MessagePack)",
+        c.kv_max_age,
+        c.replicas,
+    )
+    .await?;
+    let state = open_bucket_replicated(
+        js,
+        BUCKET_STATE,
+        "Fleetcast predictor: alert book and accuracy sums across restarts",
+        c.kv_max_age,
+        c.replicas,
+    )
+    .await?;
+    // Created here with the replicas; `WindowStore::open` then finds it (same description).
+    open_bucket_replicated(js, subjects::BUCKET_WINDOWS, WINDOWS_DESCRIPTION, c.kv_max_age, c.replicas).await?;
     reset_to_ack_floor(js, &c.consumer).await;
     Ok(Streams { consumer, predictions, forecasts, state })
 }
 
-/// Opens a history-1 KV bucket, creating it when missing.
+/// Opens a history-1 KV bucket, creating it (one replica) when missing.
 pub async fn open_bucket(js: &jetstream::Context, bucket: &str, description: &str, max_age: Duration) -> anyhow::Result<kv::Store> {
+    open_bucket_replicated(js, bucket, description, max_age, 1).await
+}
+
+/// Opens a history-1 KV bucket, creating it with `replicas` replicas when missing.
+pub async fn open_bucket_replicated(
+    js: &jetstream::Context,
+    bucket: &str,
+    description: &str,
+    max_age: Duration,
+    replicas: u8,
+) -> anyhow::Result<kv::Store> {
     if let Ok(kv) = js.get_key_value(bucket).await {
         return Ok(kv);
     }
@@ -100,6 +132,7 @@ pub async fn open_bucket(js: &jetstream::Context, bucket: &str, description: &st
         history: 1,
         max_age,
         storage: StorageType::File,
+        num_replicas: usize::from(replicas),
         ..Default::default()
     })
     .await

@@ -1,11 +1,15 @@
 //! Test harness: starts a real `nats-server` with JetStream on a free loopback port and a
-//! temporary store dir, and stops it on drop. Never a mock broker.
+//! temporary store dir, and stops it on drop (and a 3-node cluster of them: `cluster.rs`). Never a
+//! mock broker.
 //!
 //! The binary is `$NATS_SERVER_BIN`, else `.tools/bin/nats-server` (installed by
 //! `deploy/bootstrap.sh`), else `nats-server` on `PATH`.
 
 pub mod alertmanager;
+pub mod cluster;
 pub mod prometheus;
+
+pub use cluster::NatsCluster;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
