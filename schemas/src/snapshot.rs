@@ -94,18 +94,39 @@ pub struct FleetFigures {
     /// Servers still below the minimum history.
     pub warming: u32,
     pub levels: LevelCounts,
-    /// Probability (0-1) that at least one incident happens within 30 min / 8 h.
+    /// Probability (0-1) that at least one incident happens within 30 min / 8 h. Saturates
+    /// at 1 on any fleet of size; [`FleetFigures::expected_incidents_30m`] is what to show.
     pub prob_incident_30m: f32,
     pub prob_incident_8h: f32,
     pub avg_risk: f32,
     pub max_risk: f32,
-    /// Fleet health, by the same level scheme as servers.
+    /// Fleet health: the worst level of any server (`schemas/README.md`, "Levels").
     pub health: Level,
     /// The riskiest servers, riskiest first (up to 20).
     pub top: Vec<String>,
     /// Active predicted alerts, by severity.
     pub alerts_warning: u32,
     pub alerts_critical: u32,
+    /// Expected number of servers with an incident (a resource at or over its critical
+    /// threshold) within 30 min / 8 h: the sum of every server's odds. Absent in older
+    /// snapshots (0).
+    #[serde(default)]
+    pub expected_incidents_30m: f32,
+    #[serde(default)]
+    pub expected_incidents_8h: f32,
+    /// The servers that carry most of each expectation, likeliest first (up to 5, odds of at
+    /// least 1 %).
+    #[serde(default)]
+    pub likely_incidents_30m: Vec<ServerOdds>,
+    #[serde(default)]
+    pub likely_incidents_8h: Vec<ServerOdds>,
+}
+
+/// One server's odds (0-1) of an incident within a horizon.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct ServerOdds {
+    pub server: String,
+    pub p: f32,
 }
 
 /// Rolling accuracy of forecasts that have matured, for one target.

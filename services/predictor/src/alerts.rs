@@ -36,9 +36,10 @@ impl Breach {
     }
 }
 
-/// First 1-based step at which `xs` reaches `threshold`, with the value there.
+/// First 1-based step at which `xs` reaches `threshold`, with the value there. Non-finite
+/// values never cross (an infinite step is a broken forecast, not a breach).
 fn first_crossing(xs: &[f32], threshold: f32) -> Option<(u16, f32)> {
-    xs.iter().position(|&x| x >= threshold).map(|i| ((i + 1) as u16, xs[i]))
+    xs.iter().position(|&x| x.is_finite() && x >= threshold).map(|i| ((i + 1) as u16, xs[i]))
 }
 
 /// Appends to `out` (without clearing it) one [`Breach`] per target whose P50 or P90 reaches a

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::accuracy::{target_index, AccuracyTracker, Scores};
 use crate::alerts::{breaches_into, AlertBook, Breach, BookConfig};
 use crate::fleet::{figures, ServerStatus};
-use crate::risk::{assess, Assessment};
+use crate::risk::{assess, assess_with, Assessment, Predicted};
 use crate::select::{publish, Candidates};
 use crate::thresholds::thresholds;
 
@@ -86,22 +86,28 @@ impl Domain {
         profile: Profile,
         last_ms: i64,
         current: &Metrics,
-        candidates: &Candidates,
+        candidates: &mut Candidates,
         forecast: &mut Vec<TargetForecast>,
     ) -> Assessment {
-        for (tracker, method) in self.methods.iter_mut().zip(Method::ALL) {
+        for tracker in &mut self.methods {
             tracker.record_actual(server, last_ms, current);
+        }
+        // One lookup per method for this server; the ensemble and the choice read the table.
+        let scores: [_; Method::ALL.len()] = std::array::from_fn(|i| self.methods[i].server_scores(server));
+        candidates.combine(|m, t| scores[m.index()][target_index(t)]);
+        for (tracker, method) in self.methods.iter_mut().zip(Method::ALL) {
             tracker.record_forecast(server, last_ms, candidates.of(method));
         }
-        // One lookup per method for this server; the choice then reads the table per target.
-        let scores: [_; Method::ALL.len()] = std::array::from_fn(|i| self.methods[i].server_scores(server));
         publish(candidates, |m, t| scores[m.index()][target_index(t)], forecast);
         self.accuracy.record_actual(server, last_ms, current);
         self.accuracy.record_forecast(server, last_ms, forecast);
         self.breaches.clear();
         breaches_into(profile, current, forecast, &mut self.breaches);
         self.book.observe(tick_ms, server, profile, &self.breaches, &mut self.events);
-        assess(profile, current, forecast)
+        // The level reads the book's active alerts (the ones the snapshot lists), so level and
+        // "first breach" follow one rule (`risk.rs`).
+        let predicted: Vec<Predicted> = self.book.active(server).map(Predicted::from).collect();
+        assess_with(profile, current, forecast, &predicted)
     }
 
     /// A server still warming up: risk from its current values alone, no alerts.

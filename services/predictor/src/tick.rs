@@ -164,7 +164,6 @@ impl Engine {
                 forecast_from(&out.quantiles[row * sq..(row + 1) * sq], h, model);
                 drop_unobserved(model, w.observed_mask());
                 let forecastable = !model.is_empty();
-                candidates.combine();
                 let mut forecast = Vec::with_capacity(schemas::TARGET_COUNT);
                 let a = domain.forecast(tick_ms, &w.name, w.profile, last_ms, &current, candidates, &mut forecast);
                 observe(w, candidates, &forecast);

@@ -119,8 +119,9 @@ pub struct AlertsLive {
     pub stamp: Option<Stamp>,
     pub lines: Vec<Line>,
     pub total: usize,
-    pub p30: String,
-    pub p8h: String,
+    /// Expected servers with an incident within 30 min / 8 h (see the overview).
+    pub e30: String,
+    pub e8h: String,
 }
 
 /// Most alerts listed at once (critical first, then soonest breach).
@@ -128,7 +129,7 @@ pub const MAX_LINES: usize = 500;
 
 pub fn build(latest: Option<&Latest>, q: &AlertsQuery, ams: &[AmStatus]) -> AlertsLive {
     let Some(latest) = latest else {
-        return AlertsLive { stamp: None, lines: vec![], total: 0, p30: "—".into(), p8h: "—".into() };
+        return AlertsLive { stamp: None, lines: vec![], total: 0, e30: "—".into(), e8h: "—".into() };
     };
     let first_am = ams.first().map(|a| a.url.as_str());
     let f = q.filter();
@@ -166,7 +167,7 @@ pub fn build(latest: Option<&Latest>, q: &AlertsQuery, ams: &[AmStatus]) -> Aler
         stamp: Some(Stamp::of(latest)),
         lines,
         total,
-        p30: format::prob(fleet.prob_incident_30m),
-        p8h: format::prob(fleet.prob_incident_8h),
+        e30: format!("{:.1}", fleet.expected_incidents_30m.max(0.0)),
+        e8h: format!("{:.1}", fleet.expected_incidents_8h.max(0.0)),
     }
 }

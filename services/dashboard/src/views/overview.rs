@@ -1,10 +1,12 @@
-//! Overview: fleet health, incident probabilities, servers per level, warm-up progress and a
-//! sortable table of the riskiest servers with forecast sparklines.
+//! Overview: fleet health, the expected number of servers with an incident and who carries
+//! it, servers per level, warm-up progress and a sortable table of the riskiest servers with
+//! forecast sparklines. The level rule the predictor applies (`services/predictor/src/risk.rs`)
+//! is stated on the page.
 
 use askama::Template;
 use serde::Deserialize;
 
-use schemas::{Level, ServerForecast, Target};
+use schemas::{FleetFigures, Level, ServerForecast, ServerOdds, Target};
 
 use super::chart::{self, Sparkline};
 use super::{level_class, level_label, Stamp};
@@ -77,6 +79,26 @@ pub struct LevelSlice {
     pub width: f32,
 }
 
+/// The expected number of servers with an incident within one horizon, and who carries it.
+pub struct Expected {
+    /// Element id: `e30`, `e8h`.
+    pub id: &'static str,
+    /// "30 min", "8 h".
+    pub horizon: &'static str,
+    /// "2.4" servers.
+    pub count: String,
+    /// "web003 100 %, db001 80 %" (at most 5).
+    pub carriers: Vec<Carrier>,
+    /// "these carry 1.8 of 2.4", when the list does not carry all of it.
+    pub share: String,
+}
+
+pub struct Carrier {
+    pub name: String,
+    pub href: String,
+    pub p: String,
+}
+
 pub struct Warm {
     pub ready: u32,
     pub servers: u32,
@@ -90,8 +112,10 @@ pub struct OverviewLive {
     pub stamp: Option<Stamp>,
     pub health_class: &'static str,
     pub health_label: &'static str,
-    pub p30: String,
-    pub p8h: String,
+    /// "1 critical, 4 warning" (the servers at the fleet's worst levels), or "all healthy".
+    pub health_detail: String,
+    /// Within 30 min, within 8 h.
+    pub expected: Vec<Expected>,
     pub avg_risk: String,
     pub max_risk: String,
     pub servers: u32,
@@ -109,9 +133,59 @@ fn first_breach(s: &ServerForecast) -> Option<u32> {
     s.alerts.iter().map(|a| a.minutes_ahead).min()
 }
 
-/// The target a row's sparkline shows: the one behind the biggest risk reason, else CPU.
+/// "now" when an alert's threshold is already reached, else "in 25 min".
+fn breach_text(s: &ServerForecast) -> Option<String> {
+    let first = s.alerts.iter().min_by_key(|a| a.minutes_ahead)?;
+    let reached = s.alerts.iter().any(|a| a.current.is_some_and(|c| c >= a.threshold));
+    Some(if reached { "now".into() } else { format::ahead(first.minutes_ahead) })
+}
+
+/// The reason that sets the level: the predictor lists it first (level, then points).
+fn main_reason(s: &ServerForecast) -> Option<&schemas::snapshot::RiskReason> {
+    s.reasons.first()
+}
+
+/// The target a row's sparkline shows: the one behind the main reason, else CPU.
 fn key_target(s: &ServerForecast) -> Target {
-    s.reasons.iter().max_by(|a, b| a.points.total_cmp(&b.points)).map(|r| r.target).unwrap_or(Target::Cpu)
+    main_reason(s).map(|r| r.target).unwrap_or(Target::Cpu)
+}
+
+/// An expected count of servers, one decimal: "0.0", "2.4", "37.1".
+fn count(x: f32) -> String {
+    if x.is_finite() {
+        format!("{:.1}", x.max(0.0))
+    } else {
+        "—".into()
+    }
+}
+
+fn expected(id: &'static str, horizon: &'static str, total: f32, likely: &[ServerOdds]) -> Expected {
+    let carried: f32 = likely.iter().map(|o| o.p).sum();
+    let share = if !likely.is_empty() && total - carried > 0.05 { format!("these carry {} of {}", count(carried), count(total)) } else { String::new() };
+    Expected {
+        id,
+        horizon,
+        count: count(total),
+        carriers: likely
+            .iter()
+            .map(|o| Carrier { name: o.server.clone(), href: format::server_url(&o.server), p: format::prob(o.p) })
+            .collect(),
+        share,
+    }
+}
+
+/// The fleet's worst levels with their counts: "1 critical, 4 warning"; "all healthy".
+fn health_detail(f: &FleetFigures) -> String {
+    let parts: Vec<String> = [Level::Critical, Level::Warning, Level::Watch]
+        .into_iter()
+        .filter(|l| f.levels.get(*l) > 0)
+        .map(|l| format!("{} {}", f.levels.get(l), l.name()))
+        .collect();
+    if parts.is_empty() {
+        "all healthy".into()
+    } else {
+        parts.join(", ")
+    }
 }
 
 pub fn build(latest: Option<&Latest>, q: &OverviewQuery) -> OverviewLive {
@@ -140,8 +214,8 @@ pub fn build(latest: Option<&Latest>, q: &OverviewQuery) -> OverviewLive {
             stamp: None,
             health_class: "unknown",
             health_label: "No data",
-            p30: "—".into(),
-            p8h: "—".into(),
+            health_detail: String::new(),
+            expected: vec![expected("e30", "30 min", f32::NAN, &[]), expected("e8h", "8 h", f32::NAN, &[])],
             avg_risk: "—".into(),
             max_risk: "—".into(),
             servers: 0,
@@ -209,8 +283,8 @@ pub fn build(latest: Option<&Latest>, q: &OverviewQuery) -> OverviewLive {
             level_label: level_label(s.level),
             cpu: format::target_value(Target::Cpu, s.current.target(Target::Cpu)),
             mem: format::target_value(Target::Mem, s.current.target(Target::Mem)),
-            reason: s.reasons.iter().max_by(|a, b| a.points.total_cmp(&b.points)).map(|r| r.text.clone()).unwrap_or_default(),
-            breach: first_breach(s).map(format::ahead).unwrap_or_else(|| "—".into()),
+            reason: main_reason(s).map(|r| r.text.clone()).unwrap_or_default(),
+            breach: breach_text(s).unwrap_or_else(|| "—".into()),
             spark: chart::sparkline(s.forecast_of(key_target(s))),
             warming: s.warmup.map(|w| format!("warming up {}/{}", w.have_steps, w.need_steps)),
         })
@@ -224,8 +298,11 @@ pub fn build(latest: Option<&Latest>, q: &OverviewQuery) -> OverviewLive {
         stamp: Some(Stamp::of(latest)),
         health_class: level_class(f.health),
         health_label: level_label(f.health),
-        p30: format::prob(f.prob_incident_30m),
-        p8h: format::prob(f.prob_incident_8h),
+        health_detail: health_detail(f),
+        expected: vec![
+            expected("e30", "30 min", f.expected_incidents_30m, &f.likely_incidents_30m),
+            expected("e8h", "8 h", f.expected_incidents_8h, &f.likely_incidents_8h),
+        ],
         avg_risk: format::risk(f.avg_risk),
         max_risk: format::risk(f.max_risk),
         servers: f.servers,
@@ -237,5 +314,96 @@ pub fn build(latest: Option<&Latest>, q: &OverviewQuery) -> OverviewLive {
         shown: picked.len(),
         rows,
         more_href,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixture::{self, Spec};
+    use schemas::snapshot::LevelCounts;
+    use schemas::{Alert, AlertBasis, AlertState};
+    use std::time::SystemTime;
+
+    fn render(snapshot: schemas::Snapshot) -> String {
+        let latest = Latest::new(snapshot, SystemTime::now(), 1);
+        build(Some(&latest), &OverviewQuery::default()).render().unwrap()
+    }
+
+    /// The page states the level rule, shows the expected number of servers with an incident
+    /// and who carries it instead of saturated odds, and names the worst levels beside the
+    /// fleet's health.
+    #[test]
+    fn states_the_rule_and_shows_expected_incidents() {
+        let mut snap = fixture::snapshot(&Spec::default());
+        let f = &mut snap.fleet;
+        f.prob_incident_30m = 1.0;
+        f.prob_incident_8h = 1.0;
+        f.expected_incidents_30m = 2.44;
+        f.expected_incidents_8h = 7.0;
+        f.likely_incidents_30m = vec![ServerOdds { server: "ppweb001".into(), p: 1.0 }, ServerOdds { server: "ppdb002".into(), p: 0.8 }];
+        f.likely_incidents_8h = vec![ServerOdds { server: "ppweb001".into(), p: 1.0 }];
+        f.levels = LevelCounts { healthy: 15, watch: 0, warning: 4, critical: 1 };
+        f.health = Level::Critical;
+        let page = render(snap);
+        assert!(page.contains("id=\"level-rule\""), "the rule is on the page");
+        assert!(page.contains("fleet health is the worst server's level"));
+        assert!(page.contains("or its P50 forecast crosses the critical threshold within 30 min"));
+        assert!(page.contains("<div class=\"big\" id=\"e30\">2.4</div>"), "{page}");
+        assert!(page.contains("<div class=\"big\" id=\"e8h\">7.0</div>"));
+        assert!(page.contains("<a href=\"/servers/ppdb002\">ppdb002</a> 80%"));
+        assert!(page.contains("(these carry 1.0 of 7.0)"));
+        assert!(!page.contains("100%</div>"), "no saturated fleet odds");
+        assert!(page.contains(">Critical</span>") && page.contains("<div id=\"health-detail\">1 critical, 4 warning</div>"));
+    }
+
+    fn alert(server: &str, minutes_ahead: u32, current: Option<f32>) -> Alert {
+        Alert {
+            id: format!("{server}.cpu"),
+            server: server.into(),
+            profile: schemas::Profile::WebApi,
+            target: Target::Cpu,
+            severity: Level::Warning,
+            basis: AlertBasis::P90,
+            threshold: 85.0,
+            predicted: 86.0,
+            current,
+            steps_ahead: (minutes_ahead / 5) as u16,
+            minutes_ahead,
+            state: AlertState::Opened,
+            opened_ms: 0,
+            updated_ms: 0,
+        }
+    }
+
+    /// The row shows the predictor's first reason (the one that sets the level) and says "now"
+    /// for a breach already under way.
+    #[test]
+    fn rows_show_the_level_setting_reason_and_breach_now() {
+        let mut snap = fixture::snapshot(&Spec::default());
+        let s = &mut snap.servers[0];
+        s.reasons = vec![
+            schemas::snapshot::RiskReason { target: Target::Cpu, points: 5.0, text: "CPU used 100 % now (critical from 99 %)".into() },
+            schemas::snapshot::RiskReason { target: Target::Mem, points: 30.0, text: "Memory 96 % now (warning from 94 %)".into() },
+        ];
+        s.alerts = vec![alert(&s.server.clone(), 5, Some(90.0))];
+        let name = s.server.clone();
+        let r = Latest::new(snap, SystemTime::now(), 1);
+        let view = build(Some(&r), &OverviewQuery { n: Some(200), ..Default::default() });
+        let row = view.rows.iter().find(|row| row.name == name).unwrap();
+        assert_eq!(row.reason, "CPU used 100 % now (critical from 99 %)");
+        assert_eq!(row.breach, "now");
+        let mut s = r.snapshot.servers[0].clone();
+        s.alerts = vec![alert(&name, 25, Some(60.0))];
+        assert_eq!(breach_text(&s).as_deref(), Some("in 25 min"));
+        s.alerts.clear();
+        assert_eq!(breach_text(&s), None);
+    }
+
+    #[test]
+    fn no_data_says_so() {
+        let view = build(None, &OverviewQuery::default());
+        assert_eq!(view.health_label, "No data");
+        assert!(view.expected.iter().all(|e| e.count == "—"));
     }
 }

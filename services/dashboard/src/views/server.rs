@@ -98,8 +98,8 @@ pub fn build(latest: &Latest, s: &ServerForecast) -> ServerLive {
             chart::forecast(*t, s.recent.iter().find(|r| r.target == *t), s.forecast_of(*t), thresholds::for_server(s, *t))
         })
         .collect();
-    let mut reasons: Vec<&schemas::snapshot::RiskReason> = s.reasons.iter().collect();
-    reasons.sort_by(|a, b| b.points.total_cmp(&a.points));
+    // The predictor's order: the reason that sets the level first, then by points.
+    let reasons: Vec<&schemas::snapshot::RiskReason> = s.reasons.iter().collect();
     let (vars, vars_height) = match &s.explanation {
         Some(e) => {
             let max = e.variables.iter().map(|v| v.weight).filter(|w| w.is_finite()).fold(0.0f32, f32::max).max(1e-6);
