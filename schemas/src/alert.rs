@@ -20,16 +20,19 @@ pub enum Level {
 impl Level {
     pub const ALL: [Level; 4] = [Level::Healthy, Level::Watch, Level::Warning, Level::Critical];
 
-    /// The level of a 0-100 risk score.
+    /// The level of a 0-100 risk score (the bands of [`Level::risk_band`]).
     pub fn from_risk(risk: f32) -> Level {
-        if risk >= 70.0 {
-            Level::Critical
-        } else if risk >= 40.0 {
-            Level::Warning
-        } else if risk >= 20.0 {
-            Level::Watch
-        } else {
-            Level::Healthy
+        Level::ALL.iter().rev().copied().find(|l| risk >= l.risk_band().0).unwrap_or(Level::Healthy)
+    }
+
+    /// The 0-100 risk scores of this level, `(lowest, highest)` inclusive: healthy 0-19, watch
+    /// 20-39, warning 40-69, critical 70-100.
+    pub fn risk_band(self) -> (f32, f32) {
+        match self {
+            Level::Healthy => (0.0, 19.0),
+            Level::Watch => (20.0, 39.0),
+            Level::Warning => (40.0, 69.0),
+            Level::Critical => (70.0, 100.0),
         }
     }
 
@@ -53,6 +56,17 @@ impl Level {
 pub enum AlertBasis {
     P50,
     P90,
+}
+
+impl AlertBasis {
+    /// `P50` (the expected path crossed) or `P90` (only the plausible worst case crossed), as
+    /// people read it on the dashboard and in Alertmanager's annotations.
+    pub fn label(self) -> &'static str {
+        match self {
+            AlertBasis::P50 => "P50",
+            AlertBasis::P90 => "P90",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use schemas::{Alert, AlertBasis};
+use schemas::Alert;
 use serde::{Deserialize, Serialize};
 
 /// The `alertname` of every predicted alert.
@@ -56,14 +56,6 @@ pub fn labels(alert: &Alert) -> BTreeMap<String, String> {
     ])
 }
 
-/// `P50` (the expected path crossed) or `P90` (only the plausible worst case crossed).
-pub fn basis_name(basis: AlertBasis) -> &'static str {
-    match basis {
-        AlertBasis::P50 => "P50",
-        AlertBasis::P90 => "P90",
-    }
-}
-
 /// The dashboard page of one server: `<dashboard>/servers/<server>`. Server names are
 /// `[A-Za-z0-9._-]` (checked before this is called), so they need no escaping.
 pub fn server_link(dashboard: &str, server: &str) -> String {
@@ -74,7 +66,7 @@ pub fn server_link(dashboard: &str, server: &str) -> String {
 /// `current` (when known), `minutes_ahead` (source time), `basis` and `dashboard` (link).
 pub fn annotations(alert: &Alert, dashboard: &str) -> BTreeMap<String, String> {
     let target = alert.target.name();
-    let basis = basis_name(alert.basis);
+    let basis = alert.basis.label();
     let mut a = BTreeMap::from([
         (
             "summary".to_string(),
@@ -151,7 +143,7 @@ fn num(v: f32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use schemas::{AlertState, Level, Profile, Target};
+    use schemas::{AlertBasis, AlertState, Level, Profile, Target};
 
     pub(crate) fn alert() -> Alert {
         Alert {

@@ -23,6 +23,8 @@ pub struct Domain {
     /// One tracker per [`Method::ALL`] entry: each method scored on its own forecasts.
     methods: Vec<AccuracyTracker>,
     breaches: Vec<Breach>,
+    /// Reused per server: its active alerts as the level rule reads them.
+    predicted: Vec<Predicted>,
     events: Vec<AlertEvent>,
     ticks: u64,
 }
@@ -34,6 +36,7 @@ impl Default for Domain {
             accuracy: AccuracyTracker::default(),
             methods: Method::ALL.iter().map(|_| AccuracyTracker::default()).collect(),
             breaches: Vec::new(),
+            predicted: Vec::new(),
             events: Vec::new(),
             ticks: 0,
         }
@@ -106,8 +109,9 @@ impl Domain {
         self.book.observe(tick_ms, server, profile, &self.breaches, &mut self.events);
         // The level reads the book's active alerts (the ones the snapshot lists), so level and
         // "first breach" follow one rule (`risk.rs`).
-        let predicted: Vec<Predicted> = self.book.active(server).map(Predicted::from).collect();
-        assess_with(profile, current, forecast, &predicted)
+        self.predicted.clear();
+        self.predicted.extend(self.book.active(server).map(Predicted::from));
+        assess_with(profile, current, forecast, &self.predicted)
     }
 
     /// A server still warming up: risk from its current values alone, no alerts.

@@ -128,12 +128,7 @@ pub fn server_level(levels: impl IntoIterator<Item = Level>) -> Level {
 /// The risk score held inside `level`'s band of [`Level::from_risk`] (healthy 0-19, watch
 /// 20-39, warning 40-69, critical 70-100); non-finite points count as 0.
 pub fn in_band(points: f32, level: Level) -> f32 {
-    let (lo, hi) = match level {
-        Level::Healthy => (0.0, 19.0),
-        Level::Watch => (20.0, 39.0),
-        Level::Warning => (40.0, 69.0),
-        Level::Critical => (70.0, 100.0),
-    };
+    let (lo, hi) = level.risk_band();
     let points = if points.is_finite() { points } else { 0.0 };
     points.clamp(lo, hi)
 }
@@ -259,10 +254,7 @@ fn reason_text(
     }
     if let Some(a) = alert {
         if now.is_none_or(|v| v < a.threshold) {
-            let basis = match a.basis {
-                AlertBasis::P50 => "P50",
-                AlertBasis::P90 => "P90",
-            };
+            let basis = a.basis.label();
             let which = if a.threshold >= th.critical { "critical" } else { "warning" };
             s.push_str(&format!(
                 ", {basis} crosses {which} {} in {}",

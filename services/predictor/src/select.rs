@@ -86,27 +86,22 @@ impl Candidates {
         let mut out = std::mem::take(self.of_mut(Method::Ensemble));
         out.clear();
         for target in Target::ALL {
-            let Some(len) = ENSEMBLE_MEMBERS.iter().find_map(|&m| self.usable(m, target)).map(|f| f.p50.len()) else {
-                continue;
-            };
-            let members: Vec<(&TargetForecast, Option<ServerScore>)> = ENSEMBLE_MEMBERS
-                .iter()
-                .filter_map(|&m| self.usable(m, target).map(|f| (f, score(m, target))))
-                .filter(|(f, _)| f.p50.len() == len)
-                .collect();
-            if members.len() < 2 {
+            let mut members: [Option<(&TargetForecast, Option<ServerScore>)>; ENSEMBLE_MEMBERS.len()] = [None; ENSEMBLE_MEMBERS.len()];
+            for (slot, &m) in members.iter_mut().zip(&ENSEMBLE_MEMBERS) {
+                *slot = self.usable(m, target).map(|f| (f, score(m, target)));
+            }
+            let Some(len) = members.iter().flatten().next().map(|(f, _)| f.p50.len()) else { continue };
+            for slot in &mut members {
+                *slot = slot.filter(|(f, _)| f.p50.len() == len);
+            }
+            let present = members.iter().flatten();
+            if present.clone().count() < 2 {
                 continue;
             }
-            let w50 = member_weights(members.iter().map(|(_, s)| s.map(|s| (s.loss50, s.weight))));
-            let w90 = member_weights(members.iter().map(|(_, s)| s.map(|s| (s.loss90, s.weight))));
-            let mut sum = TargetForecast {
-                method: Method::Ensemble,
-                p10: vec![0.0; len],
-                p50: vec![0.0; len],
-                p90: vec![0.0; len],
-                ..members[0].0.clone()
-            };
-            for (((f, _), a), b) in members.iter().zip(&w50).zip(&w90) {
+            let w50 = member_weights(present.clone().map(|(_, s)| s.map(|s| (s.loss50, s.weight))));
+            let w90 = member_weights(present.clone().map(|(_, s)| s.map(|s| (s.loss90, s.weight))));
+            let mut sum = TargetForecast { target, method: Method::Ensemble, p10: vec![0.0; len], p50: vec![0.0; len], p90: vec![0.0; len] };
+            for (((f, _), a), b) in present.zip(w50).zip(w90) {
                 for k in 0..len {
                     sum.p10[k] += b * f.p10[k];
                     sum.p50[k] += a * f.p50[k];
@@ -129,20 +124,15 @@ impl Candidates {
 /// [`MIN_WEIGHT`] points, equal before (and where a loss is not positive and finite). Inverse-
 /// error weighting is the classic combination of Bates & Granger (1969); the losses share one
 /// decay and one set of matured points, so their ratio compares like with like.
-pub fn member_weights(records: impl Iterator<Item = Option<(f32, f32)>>) -> Vec<f32> {
-    let records: Vec<_> = records.collect();
-    let n = records.len().max(1) as f32;
-    let inverse: Option<Vec<f32>> = records
-        .iter()
-        .map(|r| r.filter(|&(loss, w)| w >= MIN_WEIGHT && loss.is_finite() && loss > 0.0).map(|(loss, _)| loss.powf(-WEIGHT_POWER)))
-        .collect();
-    match inverse {
-        Some(inv) if inv.iter().sum::<f32>().is_finite() => {
-            let total: f32 = inv.iter().sum();
-            inv.iter().map(|v| v / total).collect()
-        }
-        _ => vec![1.0 / n; records.len()],
-    }
+pub fn member_weights(records: impl Iterator<Item = Option<(f32, f32)>> + Clone) -> impl Iterator<Item = f32> {
+    let n = records.clone().count().max(1) as f32;
+    let inverse = |r: Option<(f32, f32)>| r.filter(|&(loss, w)| w >= MIN_WEIGHT && loss.is_finite() && loss > 0.0).map(|(loss, _)| loss.powf(-WEIGHT_POWER));
+    let total: Option<f32> = records.clone().map(inverse).sum();
+    let total = total.filter(|t| t.is_finite() && *t > 0.0);
+    records.map(move |r| match total {
+        Some(t) => inverse(r).unwrap_or(0.0) / t,
+        None => 1.0 / n,
+    })
 }
 
 /// The power of the inverse loss in [`member_weights`].
@@ -251,13 +241,13 @@ mod tests {
 
     #[test]
     fn members_weigh_equally_until_all_are_proven_then_by_inverse_loss() {
-        let w = member_weights([Some((1.0, 50.0)), None].into_iter());
+        let w: Vec<f32> = member_weights([Some((1.0, 50.0)), None].into_iter()).collect();
         assert_eq!(w, [0.5, 0.5], "one member without a record: equal");
-        let w = member_weights([Some((1.0, 50.0)), Some((3.0, 3.0))].into_iter());
+        let w: Vec<f32> = member_weights([Some((1.0, 50.0)), Some((3.0, 3.0))].into_iter()).collect();
         assert_eq!(w, [0.5, 0.5], "one member not yet proven: equal");
-        let w = member_weights([Some((1.0, 50.0)), Some((3.0, 50.0))].into_iter());
+        let w: Vec<f32> = member_weights([Some((1.0, 50.0)), Some((3.0, 50.0))].into_iter()).collect();
         assert!((w[0] - 0.75).abs() < 1e-6 && (w[1] - 0.25).abs() < 1e-6, "{w:?}");
-        let w = member_weights([Some((0.0, 50.0)), Some((3.0, 50.0))].into_iter());
+        let w: Vec<f32> = member_weights([Some((0.0, 50.0)), Some((3.0, 50.0))].into_iter()).collect();
         assert_eq!(w, [0.5, 0.5], "a zero loss gives no weight to divide by");
     }
 

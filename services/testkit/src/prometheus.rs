@@ -70,22 +70,9 @@ impl NodeExporter {
         let log = dir.path().join("node_exporter.log");
         let port = free_port();
         let exe = bin("NODE_EXPORTER_BIN", "/usr/bin/prometheus-node-exporter");
-        let mut child = Command::new(&exe)
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log)?)
-            .spawn()
-            .with_context(|| {
-                format!(
-                    "starting {} (deploy/bootstrap.sh installs it)",
-                    exe.display()
-                )
-            })?;
-        if let Err(e) = wait_http(&mut child, port, "/metrics", "node_exporter", &log) {
-            let _ = child.kill();
-            return Err(e);
-        }
+        let mut cmd = Command::new(&exe);
+        cmd.arg(format!("--web.listen-address=127.0.0.1:{port}")).args(extra);
+        let child = spawn_ready(&mut cmd, &exe, port, "/metrics", "node_exporter", &log)?;
         Ok(NodeExporter {
             child,
             port,
@@ -225,36 +212,24 @@ impl Drop for Prometheus {
 fn spawn(dir: &Path, port: u16) -> anyhow::Result<Child> {
     let log = dir.join("prometheus.log");
     let exe = bin("PROMETHEUS_BIN", "/usr/bin/prometheus");
-    let mut child = Command::new(&exe)
-        .arg(format!(
-            "--config.file={}",
-            dir.join("prometheus.yml").display()
-        ))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.join("data").display()
-        ))
+    let mut cmd = Command::new(&exe);
+    cmd.arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
+        .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .args([
-            "--web.enable-remote-write-receiver",
-            "--storage.tsdb.retention.time=30d",
-            "--log.level=warn",
-        ])
+        .args(["--web.enable-remote-write-receiver", "--storage.tsdb.retention.time=30d", "--log.level=warn"]);
+    spawn_ready(&mut cmd, &exe, port, "/-/ready", "prometheus", &log)
+}
+
+/// Spawns `cmd` (the program `exe`) with its stderr appended to `log` and waits until
+/// `http://127.0.0.1:<port><ready>` answers 200 ([`wait_http`]); kills it if it never does.
+fn spawn_ready(cmd: &mut Command, exe: &Path, port: u16, ready: &str, what: &str, log: &Path) -> anyhow::Result<Child> {
+    let log_file = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
+    let mut child = cmd
         .stdout(Stdio::null())
-        .stderr(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&log)?,
-        )
+        .stderr(log_file)
         .spawn()
-        .with_context(|| {
-            format!(
-                "starting {} (deploy/bootstrap.sh installs it)",
-                exe.display()
-            )
-        })?;
-    if let Err(e) = wait_http(&mut child, port, "/-/ready", "prometheus", &log) {
+        .with_context(|| format!("starting {} (deploy/bootstrap.sh installs it)", exe.display()))?;
+    if let Err(e) = wait_http(&mut child, port, ready, what, log) {
         let _ = child.kill();
         return Err(e);
     }

@@ -149,10 +149,7 @@ pub fn build(latest: Option<&Latest>, q: &AlertsQuery, ams: &[AmStatus]) -> Aler
             target: a.target.label(),
             predicted: format::target_value(a.target, Some(a.predicted)),
             threshold: format::target_value(a.target, Some(a.threshold)),
-            basis: match a.basis {
-                schemas::AlertBasis::P50 => "P50",
-                schemas::AlertBasis::P90 => "P90",
-            },
+            basis: a.basis.label(),
             current: format::target_value(a.target, a.current),
             breach: format::ahead(a.minutes_ahead),
             state: a.state.name(),

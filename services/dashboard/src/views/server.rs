@@ -146,10 +146,7 @@ pub fn build(latest: &Latest, s: &ServerForecast) -> ServerLive {
                 target: a.target.label(),
                 predicted: format::target_value(a.target, Some(a.predicted)),
                 threshold: format::target_value(a.target, Some(a.threshold)),
-                basis: match a.basis {
-                    schemas::AlertBasis::P50 => "P50",
-                    schemas::AlertBasis::P90 => "P90",
-                },
+                basis: a.basis.label(),
                 breach: format::ahead(a.minutes_ahead),
                 breach_at: format::utc_ms(tick.saturating_add(i64::from(a.minutes_ahead) * 60_000)),
                 state: a.state.name(),
