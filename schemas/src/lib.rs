@@ -11,6 +11,7 @@ pub mod curves;
 pub mod history;
 pub mod method;
 pub mod metric;
+pub mod parts;
 pub mod profile;
 pub mod record;
 pub mod rejection;
@@ -28,7 +29,7 @@ pub use record::{MetricRecord, MetricsBatch};
 pub use rejection::Rejection;
 pub use snapshot::{
     Explanation, FleetFigures, MethodAccuracy, ModelInfo, PartInfo, ServerForecast, ServerOdds, Snapshot,
-    SnapshotAssembler, TargetAccuracy, TargetForecast, TargetThresholds, Warmup,
+    SnapshotAssembler, SnapshotHeader, TargetAccuracy, TargetForecast, TargetThresholds, Warmup,
 };
 pub use validate::{RejectReason, ValidationError, ValidationPolicy};
 

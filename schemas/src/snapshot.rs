@@ -1,5 +1,5 @@
-//! The forecast snapshot published on `predictions.current` each tick, and the assembler
-//! that joins a snapshot split into parts (when one message would exceed max_payload).
+//! The forecast snapshot published on `predictions.current` each tick. Its wire layout, how a
+//! part is written from pre-encoded servers and how parts are joined are in [`crate::parts`].
 
 use serde::{Deserialize, Serialize};
 
@@ -7,6 +7,8 @@ use crate::alert::{Alert, Level};
 use crate::method::Method;
 use crate::metric::{Metrics, Target};
 use crate::profile::Profile;
+
+pub use crate::parts::{SnapshotAssembler, SnapshotHeader};
 
 /// Which model produced the numbers; every figure on the dashboard is labelled with it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -24,8 +26,10 @@ pub struct ModelInfo {
     pub quantiles: Vec<f32>,
 }
 
-/// A snapshot, or one part of a snapshot (see [`PartInfo`]).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A snapshot, or one part of a snapshot (see [`PartInfo`]). Serialized through the one wire
+/// layout of a part (`crate::parts`), so a part written from pre-encoded servers
+/// ([`SnapshotHeader::write_part`]) is byte-identical to `encode(&Snapshot)`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct Snapshot {
     pub v: u16,
     /// Snapshot counter; all parts of one snapshot share it.
@@ -249,103 +253,5 @@ pub struct TargetThresholds {
 impl ServerForecast {
     pub fn forecast_of(&self, target: Target) -> Option<&TargetForecast> {
         self.forecast.iter().find(|f| f.target == target)
-    }
-}
-
-/// Joins the parts of a snapshot. Feed it every message from `predictions.current`; it
-/// returns a whole snapshot when its last part arrives. A part of a newer snapshot drops
-/// an incomplete older one (never mixes two snapshots).
-#[derive(Debug, Default)]
-pub struct SnapshotAssembler {
-    pending: Option<Snapshot>,
-    next_index: u16,
-}
-
-impl SnapshotAssembler {
-    pub fn push(&mut self, part: Snapshot) -> Option<Snapshot> {
-        if part.part.count <= 1 {
-            self.pending = None;
-            return Some(part);
-        }
-        if part.part.index == 0 {
-            self.next_index = 1;
-            self.pending = Some(part);
-            return None;
-        }
-        let fits = matches!(&self.pending, Some(p) if p.seq == part.seq && part.part.index == self.next_index);
-        if !fits {
-            self.pending = None;
-            return None;
-        }
-        let pending = self.pending.as_mut()?;
-        pending.servers.extend(part.servers);
-        self.next_index += 1;
-        if self.next_index == part.part.count {
-            let mut whole = self.pending.take()?;
-            whole.part = PartInfo::default();
-            return Some(whole);
-        }
-        None
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn part(seq: u64, index: u16, count: u16, servers: &[&str]) -> Snapshot {
-        Snapshot {
-            v: crate::SCHEMA_VERSION,
-            seq,
-            tick_ms: 0,
-            published_ms: 0,
-            part: PartInfo { index, count },
-            model: ModelInfo::default(),
-            fleet: FleetFigures::default(),
-            accuracy: vec![],
-            servers: servers
-                .iter()
-                .map(|s| ServerForecast {
-                    server: s.to_string(),
-                    profile: Profile::Generic,
-                    last_ms: 0,
-                    risk: 0.0,
-                    level: Level::Healthy,
-                    reasons: vec![],
-                    current: Metrics::default(),
-                    recent: vec![],
-                    warmup: None,
-                    no_forecast: None,
-                    forecast: vec![],
-                    explanation: None,
-                    alerts: vec![],
-                    thresholds: vec![],
-                })
-                .collect(),
-        }
-    }
-
-    fn names(s: &Snapshot) -> Vec<&str> {
-        s.servers.iter().map(|s| s.server.as_str()).collect()
-    }
-
-    #[test]
-    fn joins_parts_in_order() {
-        let mut a = SnapshotAssembler::default();
-        assert!(a.push(part(1, 0, 3, &["a"])).is_none());
-        assert!(a.push(part(1, 1, 3, &["b"])).is_none());
-        let whole = a.push(part(1, 2, 3, &["c"])).unwrap();
-        assert_eq!(names(&whole), ["a", "b", "c"]);
-        assert_eq!(whole.part, PartInfo::default());
-    }
-
-    #[test]
-    fn never_mixes_snapshots() {
-        let mut a = SnapshotAssembler::default();
-        assert!(a.push(part(1, 0, 2, &["a"])).is_none());
-        assert!(a.push(part(2, 1, 2, &["x"])).is_none());
-        assert!(a.push(part(1, 1, 2, &["b"])).is_none(), "pending dropped by the newer part");
-        let single = a.push(part(3, 0, 1, &["z"])).unwrap();
-        assert_eq!(names(&single), ["z"]);
     }
 }

@@ -1,19 +1,16 @@
 //! Fleetcast predictor library (see main.rs for the binary).
 
-// Pure domain logic (no I/O): risk, alerts, fleet figures, live accuracy.
-pub mod accuracy;
-pub mod alerts;
-pub mod fleet;
-pub mod methods;
-pub mod risk;
-pub mod select;
-pub mod thresholds;
+// Pure domain logic (no I/O): `domain/` (risk, odds, alerts, fleet figures, thresholds), the
+// forecasting methods, the choice among them and live accuracy.
+pub mod domain;
+/// The domain modules at their former paths (`predictor::risk`, ...), which the integration
+/// tests still use.
+pub use domain::{accuracy, alerts, fleet, methods, risk, select, thresholds};
 
 // The I/O pipeline: ingest, windows in KV, batched inference, snapshot, publishing, stats.
 pub mod backtest;
 pub mod chunk;
 pub mod config;
-pub mod domain;
 pub mod features;
 pub mod ingest;
 pub mod model;

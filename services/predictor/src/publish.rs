@@ -8,7 +8,7 @@ use async_nats::HeaderMap;
 use bytes::Bytes;
 use schemas::{subjects, Rejection, CONTENT_TYPE, CONTENT_TYPE_HEADER};
 
-use crate::store::publish_all;
+use crate::store::{publish_all, WriteError};
 use crate::tick::{Engine, TickOutput};
 
 /// Snapshot parts sent but not yet acknowledged (bounds the memory a large snapshot takes).
@@ -31,7 +31,7 @@ impl Publisher {
         Publisher { client, js, forecasts_prefix: format!("$KV.{}.", subjects::BUCKET_FORECASTS) }
     }
 
-    async fn send(&self, subject: String, payload: Bytes, acks: &mut Vec<PublishAckFuture>) -> anyhow::Result<()> {
+    async fn send(&self, subject: String, payload: Bytes, acks: &mut Vec<PublishAckFuture>) -> Result<(), WriteError> {
         acks.push(self.js.publish_with_headers(subject, headers(), payload).await?);
         Ok(())
     }
@@ -39,8 +39,9 @@ impl Publisher {
     /// Publishes a tick: the snapshot parts in order on one connection (each written just
     /// before it is sent, with a few acks in flight, so the snapshot is never held whole a
     /// second time), then the summary and alert events, then the forecasts and saved state;
-    /// returns once all are stored. Returns the snapshot's size in bytes.
-    pub async fn tick(&self, engine: &Engine, out: &TickOutput) -> anyhow::Result<usize> {
+    /// returns once all are stored. Returns the snapshot's size in bytes. Stops at the first
+    /// failure; the caller logs it and the next tick publishes a whole snapshot again.
+    pub async fn tick(&self, engine: &Engine, out: &TickOutput) -> Result<usize, WriteError> {
         let mut bytes = 0;
         let mut in_flight = std::collections::VecDeque::new();
         for k in 0..out.plan.count() {
@@ -72,13 +73,22 @@ impl Publisher {
     }
 
     /// Rejections go out on core NATS: they are for watching, not for replay.
-    pub async fn rejections(&self, rejected: &[Rejection]) -> anyhow::Result<()> {
+    pub async fn rejections(&self, rejected: &[Rejection]) -> Result<(), RejectionsError> {
         for r in rejected {
             let payload = Bytes::from(schemas::encode(r)?);
             self.client.publish_with_headers(subjects::METRICS_REJECTED, headers(), payload).await?;
         }
         Ok(())
     }
+}
+
+/// Why rejections were not told (core NATS: nothing to retry, the caller logs it).
+#[derive(Debug, thiserror::Error)]
+pub enum RejectionsError {
+    #[error("encoding a rejection: {0}")]
+    Encode(#[from] schemas::CodecError),
+    #[error("publishing a rejection: {0}")]
+    Publish(#[from] async_nats::PublishError),
 }
 
 /// The newest complete snapshot retained in `PREDICTIONS` (shared with the dashboard).

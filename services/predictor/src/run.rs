@@ -299,9 +299,9 @@ impl Loop {
         Ok(ends_tick)
     }
 
-    /// Stores the changed windows. While the broker is away it keeps retrying (nothing is
-    /// acked meanwhile); a shutdown during that gives up, and the unacked messages are
-    /// redelivered to the next start.
+    /// Stores the changed windows. While the broker is away (a retryable `store::WriteError`)
+    /// it retries, acking nothing; a shutdown then gives up (unacked messages are redelivered).
+    /// A refused write would be refused forever: counted, logged and skipped (memory is whole).
     async fn flush(&mut self) -> anyhow::Result<()> {
         if !self.reg.has_dirty() {
             return Ok(());
@@ -316,11 +316,16 @@ impl Loop {
                     self.stats.kv(flushed.keys, flushed.bytes);
                     return Ok(());
                 }
+                Err(e) if !e.is_retryable() => {
+                    self.prom.kv_write_errors.inc();
+                    tracing::error!(error = %e, keys = writes.len(), "storing windows refused; going on without storing them");
+                    return Ok(());
+                }
                 Err(e) => {
                     self.prom.kv_write_errors.inc();
-                    tracing::warn!(error = %format!("{e:#}"), retry_in = ?backoff, "storing windows failed");
+                    tracing::warn!(error = %e, retry_in = ?backoff, "storing windows failed");
                     if *self.shutdown.borrow() {
-                        anyhow::bail!("shutting down with windows not stored: {e:#}");
+                        anyhow::bail!("shutting down with windows not stored: {e}");
                     }
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(5));

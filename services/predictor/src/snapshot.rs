@@ -2,18 +2,19 @@
 //! its row of model outputs, encoded once when it changes, and the snapshot message written
 //! from those cached bytes, split into parts under the server's max_payload.
 //!
-//! Parts are MessagePack maps byte-identical to `schemas::encode(&Snapshot)` of a snapshot
-//! holding that part's servers, so any reader (and `schemas::SnapshotAssembler`) sees
-//! ordinary snapshots; the servers' bytes are copied, never re-encoded.
+//! Parts are written by `schemas::SnapshotHeader::write_part` (the one wire layout of a part,
+//! beside `SnapshotAssembler`), byte-identical to `schemas::encode(&Snapshot)` of a snapshot
+//! holding that part's servers; the servers' bytes are copied, never re-encoded.
 
 use bytes::Bytes;
 use schemas::snapshot::{TargetHistory, VariableWeight};
 use schemas::{
-    Explanation, FleetFigures, Metric, ModelInfo, PartInfo, Snapshot, TargetAccuracy, TargetForecast, Target,
-    SCHEMA_VERSION, TARGET_COUNT,
+    CodecError, Explanation, Metric, Metrics, PartInfo, ServerForecast, Snapshot, SnapshotHeader, Target, TargetForecast,
+    Warmup, TARGET_COUNT,
 };
-use serde::Serialize;
 
+use crate::domain::risk::Assessment;
+use crate::domain::Verdict;
 use crate::model::QUANTILES;
 use crate::window::ServerWindow;
 
@@ -72,66 +73,37 @@ pub fn recent_of(w: &ServerWindow, n: usize) -> Vec<TargetHistory> {
         .collect()
 }
 
-/// Everything in a snapshot except its servers.
-#[derive(Debug, Clone)]
-pub struct Header {
-    pub seq: u64,
-    pub tick_ms: i64,
-    pub published_ms: i64,
-    pub model: ModelInfo,
-    pub fleet: FleetFigures,
-    pub accuracy: Vec<TargetAccuracy>,
-}
-
-fn write_key(out: &mut Vec<u8>, key: &str) {
-    // Keys here are all shorter than 32 bytes: a fixstr.
-    out.push(0xa0 | key.len() as u8);
-    out.extend_from_slice(key.as_bytes());
-}
-
-fn write_value<T: Serialize>(out: &mut Vec<u8>, v: &T) -> Result<(), rmp_serde::encode::Error> {
-    let mut ser = rmp_serde::Serializer::new(out).with_struct_map();
-    v.serialize(&mut ser)
-}
-
-fn write_array_len(out: &mut Vec<u8>, n: usize) {
-    if n < 16 {
-        out.push(0x90 | n as u8);
-    } else if n <= u16::MAX as usize {
-        out.push(0xdc);
-        out.extend_from_slice(&(n as u16).to_be_bytes());
-    } else {
-        out.push(0xdd);
-        out.extend_from_slice(&(n as u32).to_be_bytes());
-    }
-}
-
-/// Writes one snapshot message whose `servers` are the given pre-encoded `ServerForecast`s.
-pub fn write_part(out: &mut Vec<u8>, h: &Header, part: PartInfo, servers: &[&[u8]]) -> Result<(), rmp_serde::encode::Error> {
-    out.clear();
-    out.push(0x80 | 9);
-    write_key(out, "v");
-    write_value(out, &SCHEMA_VERSION)?;
-    write_key(out, "seq");
-    write_value(out, &h.seq)?;
-    write_key(out, "tick_ms");
-    write_value(out, &h.tick_ms)?;
-    write_key(out, "published_ms");
-    write_value(out, &h.published_ms)?;
-    write_key(out, "part");
-    write_value(out, &part)?;
-    write_key(out, "model");
-    write_value(out, &h.model)?;
-    write_key(out, "fleet");
-    write_value(out, &h.fleet)?;
-    write_key(out, "accuracy");
-    write_value(out, &h.accuracy)?;
-    write_key(out, "servers");
-    write_array_len(out, servers.len());
-    for s in servers {
-        out.extend_from_slice(s);
-    }
-    Ok(())
+/// A server's snapshot entry, the one place one is built: its window's name, profile and
+/// recent actuals (`recent_steps` steps), what the domain decided ([`Verdict`], moved in), and
+/// either its model explanation (past warm-up) or its warm-up progress. Returns the entry and
+/// the assessment, which the pipeline keeps for the fleet figures and the tick summary.
+pub fn entry(
+    w: &ServerWindow,
+    last_ms: i64,
+    current: Metrics,
+    recent_steps: usize,
+    verdict: Verdict,
+    warmup: Option<Warmup>,
+    explanation: Option<Explanation>,
+) -> (ServerForecast, Assessment) {
+    let Verdict { assessment, forecast, no_forecast, alerts, thresholds } = verdict;
+    let sf = ServerForecast {
+        server: w.name.clone(),
+        profile: w.profile,
+        last_ms,
+        risk: assessment.risk,
+        level: assessment.level,
+        reasons: assessment.reasons.clone(),
+        current,
+        recent: recent_of(w, recent_steps),
+        warmup,
+        no_forecast,
+        forecast,
+        explanation,
+        alerts,
+        thresholds,
+    };
+    (sf, assessment)
 }
 
 /// Which servers go in which part: consecutive runs whose encoding stays under max_payload.
@@ -144,9 +116,9 @@ pub struct PartPlan {
 impl PartPlan {
     /// Plans parts of at most `max_payload` bytes for servers of the given encoded sizes. A
     /// server too large for any part on its own still goes out, alone in its part.
-    pub fn new(h: &Header, sizes: impl Iterator<Item = usize>, max_payload: usize) -> Result<PartPlan, rmp_serde::encode::Error> {
+    pub fn new(h: &SnapshotHeader, sizes: impl Iterator<Item = usize>, max_payload: usize) -> Result<PartPlan, CodecError> {
         let mut probe = Vec::new();
-        write_part(&mut probe, h, PartInfo { index: u16::MAX, count: u16::MAX }, &[])?;
+        h.write_part(&mut probe, PartInfo { index: u16::MAX, count: u16::MAX }, &[])?;
         let budget = max_payload.saturating_sub(HEADER_ROOM + probe.len() + 5).max(1);
         let mut groups = Vec::new();
         let (mut start, mut size, mut n) = (0, 0, 0);
@@ -172,39 +144,29 @@ impl PartPlan {
     }
 
     /// Writes part `k` of `servers` (the whole planned list).
-    pub fn write(&self, k: usize, h: &Header, servers: &[&[u8]]) -> Result<Bytes, rmp_serde::encode::Error> {
+    pub fn write(&self, k: usize, h: &SnapshotHeader, servers: &[&[u8]]) -> Result<Bytes, CodecError> {
         let count = self.groups.len().min(u16::MAX as usize) as u16;
         let mut buf = Vec::new();
-        write_part(&mut buf, h, PartInfo { index: k as u16, count }, servers)?;
+        h.write_part(&mut buf, PartInfo { index: k as u16, count }, servers)?;
         Ok(Bytes::from(buf))
     }
 }
 
 /// Splits the servers into parts of at most `max_payload` bytes each and writes them all.
-pub fn write_parts(h: &Header, servers: &[&[u8]], max_payload: usize) -> Result<Vec<Bytes>, rmp_serde::encode::Error> {
+pub fn write_parts(h: &SnapshotHeader, servers: &[&[u8]], max_payload: usize) -> Result<Vec<Bytes>, CodecError> {
     let plan = PartPlan::new(h, servers.iter().map(|s| s.len()), max_payload)?;
     (0..plan.count()).map(|k| plan.write(k, h, &servers[plan.range(k)])).collect()
 }
 
 /// A whole snapshot from its header and servers (tests and small fleets).
-pub fn assemble(h: &Header, servers: Vec<schemas::ServerForecast>) -> Snapshot {
-    Snapshot {
-        v: SCHEMA_VERSION,
-        seq: h.seq,
-        tick_ms: h.tick_ms,
-        published_ms: h.published_ms,
-        part: PartInfo::default(),
-        model: h.model.clone(),
-        fleet: h.fleet.clone(),
-        accuracy: h.accuracy.clone(),
-        servers,
-    }
+pub fn assemble(h: &SnapshotHeader, servers: Vec<schemas::ServerForecast>) -> Snapshot {
+    h.snapshot(PartInfo::default(), servers)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use schemas::{Level, Metrics, Profile, ServerForecast, SnapshotAssembler, Warmup};
+    use schemas::{FleetFigures, Level, Metrics, ModelInfo, Profile, ServerForecast, SnapshotAssembler, Warmup};
 
     fn server(name: &str, h: usize) -> ServerForecast {
         let row: Vec<f32> = (0..h * TARGET_COUNT * QUANTILES).map(|i| (i % 7) as f32).collect();
@@ -228,8 +190,8 @@ mod tests {
         }
     }
 
-    fn header() -> Header {
-        Header {
+    fn header() -> SnapshotHeader {
+        SnapshotHeader {
             seq: 42,
             tick_ms: 1_800_000_000_000,
             published_ms: 1_700_000_000_000,
@@ -265,7 +227,7 @@ mod tests {
         let encoded: Vec<Vec<u8>> = servers.iter().map(|s| schemas::encode(s).unwrap()).collect();
         let refs: Vec<&[u8]> = encoded.iter().map(|v| v.as_slice()).collect();
         let mut out = Vec::new();
-        write_part(&mut out, &header(), PartInfo::default(), &refs).unwrap();
+        header().write_part(&mut out, PartInfo::default(), &refs).unwrap();
         assert_eq!(out, schemas::encode(&assemble(&header(), servers.clone())).unwrap());
     }
 

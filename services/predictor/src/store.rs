@@ -1,13 +1,13 @@
 //! The `windows` KV bucket at run time: stores the chunks that changed (pipelined puts, all
 //! acknowledged before the messages that changed them are acked) and rebuilds the registry
 //! from the bucket on start by reading its stream once, last value per key. The value layout
-//! is in `chunk.rs`.
+//! is in `chunk.rs`. A failed write says whether repeating it can help ([`WriteError`]).
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use anyhow::Context;
-use async_nats::jetstream::{self, kv};
+use async_nats::jetstream::{self, context::PublishError, context::PublishErrorKind, kv};
 use bytes::{Bytes, BytesMut};
 use futures::{StreamExt, TryStreamExt};
 
@@ -17,6 +17,62 @@ use crate::window::chunk_of;
 
 /// JetStream publishes in flight at once during a flush.
 const IN_FLIGHT: usize = 512;
+
+/// JetStream API status codes that mean "not now" rather than "never": 408 and 504 (timeouts),
+/// 500 (no stream leader, stream offline: a cluster electing one) and 503 (JetStream not
+/// available yet, or out of storage until old messages age out).
+const TRANSIENT_API_CODES: [usize; 4] = [408, 500, 503, 504];
+
+/// Why a write to JetStream (window chunks, forecasts, snapshot parts, events) failed, told
+/// apart the way a caller must: wait and repeat it, or give up on it.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// The broker did not take the write now: the ack timed out, no JetStream answered (no
+    /// responders: the broker is restarting or JetStream is not up yet), the connection broke,
+    /// too many acks are pending, or JetStream answered with a transient status
+    /// ([`TRANSIENT_API_CODES`]). The same write may succeed later.
+    #[error("broker unavailable: {0}")]
+    Unavailable(PublishError),
+    /// This very write was refused: over the server's max_payload, rejected by the stream
+    /// (e.g. its maximum message size), an invalid subject or an unreadable reply. Repeating it
+    /// fails the same way.
+    #[error("write refused: {0}")]
+    Refused(PublishError),
+    /// A message could not be encoded (a bug, not the broker).
+    #[error("encoding: {0}")]
+    Encode(#[from] schemas::CodecError),
+}
+
+impl WriteError {
+    /// Whether repeating the same write can succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, WriteError::Unavailable(_))
+    }
+}
+
+impl From<PublishError> for WriteError {
+    fn from(e: PublishError) -> WriteError {
+        let transient = match e.kind() {
+            PublishErrorKind::TimedOut
+            | PublishErrorKind::BrokenPipe
+            | PublishErrorKind::StreamNotFound
+            | PublishErrorKind::MaxAckPending => true,
+            PublishErrorKind::MaxPayloadExceeded
+            | PublishErrorKind::WrongLastMessageId
+            | PublishErrorKind::WrongLastSequence => false,
+            // `Other` is JetStream's answer (an API error with a status code) or a failure on
+            // the client's side before anything was sent (subject, closed client, bad reply).
+            _ => std::error::Error::source(&e)
+                .and_then(|s| s.downcast_ref::<jetstream::Error>())
+                .is_some_and(|api| TRANSIENT_API_CODES.contains(&api.code())),
+        };
+        if transient {
+            WriteError::Unavailable(e)
+        } else {
+            WriteError::Refused(e)
+        }
+    }
+}
 
 pub struct WindowStore {
     js: jetstream::Context,
@@ -84,10 +140,10 @@ impl WindowStore {
     }
 
     /// Stores prepared writes; returns once the server has them all. Puts are idempotent, so
-    /// a failed write may simply be repeated.
-    pub async fn write(&self, writes: &[(String, Bytes)]) -> anyhow::Result<FlushStats> {
+    /// a write that failed with a retryable [`WriteError`] may simply be repeated.
+    pub async fn write(&self, writes: &[(String, Bytes)]) -> Result<FlushStats, WriteError> {
         let stats = FlushStats { keys: writes.len(), bytes: writes.iter().map(|(_, b)| b.len()).sum() };
-        publish_all(&self.js, writes.to_vec()).await.context("storing windows")?;
+        publish_all(&self.js, writes.to_vec()).await?;
         Ok(stats)
     }
 
@@ -147,17 +203,21 @@ impl WindowStore {
 }
 
 /// Publishes to JetStream with up to [`IN_FLIGHT`] acks outstanding; fails on the first error.
-pub async fn publish_all(js: &jetstream::Context, writes: Vec<(String, Bytes)>) -> anyhow::Result<()> {
+pub async fn publish_all(js: &jetstream::Context, writes: Vec<(String, Bytes)>) -> Result<(), WriteError> {
     futures::stream::iter(writes)
         .map(|(subject, payload)| {
             let js = js.clone();
             async move {
                 let ack = js.publish(subject, payload).await?;
                 ack.await?;
-                Ok::<_, anyhow::Error>(())
+                Ok::<_, WriteError>(())
             }
         })
         .buffer_unordered(IN_FLIGHT)
         .try_collect::<()>()
         .await
 }
+
+#[cfg(test)]
+#[path = "store_tests.rs"]
+mod tests;

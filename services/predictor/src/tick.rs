@@ -8,15 +8,15 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use schemas::history::TickSummary;
-use schemas::{AlertEvent, AlertState, Method, ModelInfo, ServerForecast, Warmup, SCHEMA_VERSION};
+use schemas::{AlertEvent, AlertState, Method, ModelInfo, ServerForecast, SnapshotHeader, Warmup, SCHEMA_VERSION};
 
-use crate::domain::Domain;
-use crate::fleet::ServerStatus;
-use crate::select::Candidates;
+use crate::domain::fleet::ServerStatus;
+use crate::domain::risk::Assessment;
+use crate::domain::{Domain, Observed};
 use crate::model::Manifest;
 use crate::registry::Registry;
-use crate::risk::Assessment;
-use crate::snapshot::{drop_unobserved, explanation_from, forecast_from, recent_of, Header, PartPlan};
+use crate::select::Candidates;
+use crate::snapshot::{drop_unobserved, entry, explanation_from, forecast_from, PartPlan};
 use crate::stats::{ms, Stages};
 use crate::step::step_start;
 use crate::window::ServerWindow;
@@ -39,7 +39,7 @@ pub struct TickOutput {
     pub tick_ms: i64,
     /// The snapshot's header; its servers are every kept output in `order` (by name), split
     /// as `plan` says. [`Engine::part`] writes each part when it is published.
-    pub header: Header,
+    pub header: SnapshotHeader,
     pub order: Vec<u32>,
     pub plan: PartPlan,
     /// `(server, ServerForecast msgpack)` of the servers updated on this tick.
@@ -104,12 +104,12 @@ impl Engine {
     }
 
     /// Writes part `k` of a tick's snapshot from the cached server bytes.
-    pub fn part(&self, out: &TickOutput, k: usize) -> anyhow::Result<Bytes> {
+    pub fn part(&self, out: &TickOutput, k: usize) -> Result<Bytes, schemas::CodecError> {
         let servers: Vec<&[u8]> = out.order[out.plan.range(k)]
             .iter()
             .filter_map(|id| self.outs.get(*id as usize).and_then(Option::as_ref).map(|o| &o.encoded[..]))
             .collect();
-        Ok(out.plan.write(k, &out.header, &servers)?)
+        out.plan.write(k, &out.header, &servers)
     }
 
     /// Server `id`'s latest output, if it has one.
@@ -163,34 +163,16 @@ impl Engine {
                 let model = candidates.of_mut(Method::Model);
                 forecast_from(&out.quantiles[row * sq..(row + 1) * sq], h, model);
                 drop_unobserved(model, w.observed_mask());
-                let forecastable = !model.is_empty();
-                let mut forecast = Vec::with_capacity(schemas::TARGET_COUNT);
-                let a = domain.forecast(tick_ms, &w.name, w.profile, last_ms, &current, candidates, &mut forecast);
-                observe(w, candidates, &forecast);
-                let no_forecast = (forecastable && forecast.is_empty())
-                    .then(|| "no method gave a finite forecast (the model's output was not finite)".to_string());
+                let seen = Observed { server: &w.name, profile: w.profile, last_ms, current: &current };
+                let verdict = domain.judge(tick_ms, seen, Some(candidates));
+                observe(w, candidates, &verdict.forecast);
                 stages.risk_ms += ms(clock.elapsed());
                 let clock = Instant::now();
                 let explanation = explanation_from(
                     &out.var_weights[row * schemas::METRIC_COUNT..(row + 1) * schemas::METRIC_COUNT],
                     &out.attention[row * t..(row + 1) * t],
                 );
-                let sf = ServerForecast {
-                    server: w.name.clone(),
-                    profile: w.profile,
-                    last_ms,
-                    risk: a.risk,
-                    level: a.level,
-                    reasons: a.reasons.clone(),
-                    current,
-                    recent: recent_of(w, *recent_steps),
-                    warmup: None,
-                    no_forecast,
-                    forecast,
-                    explanation: Some(explanation),
-                    alerts: domain.alerts_of(&w.name),
-                    thresholds: Domain::thresholds_of(w.profile),
-                };
+                let (sf, a) = entry(w, last_ms, current, *recent_steps, verdict, None, Some(explanation));
                 keep(enc, outs, id, &sf, a, *gauges, &mut forecasts)?;
                 stages.encode_ms += ms(clock.elapsed());
             }
@@ -203,25 +185,12 @@ impl Engine {
             let w = reg.server(id);
             let last_ms = w.last_closed().map_or(tick_ms, step_start);
             let current = w.latest().map(|v| v.to_metrics()).unwrap_or_default();
-            let a = self.domain.warming(&w.name, last_ms, w.profile, &current);
+            let seen = Observed { server: &w.name, profile: w.profile, last_ms, current: &current };
+            let verdict = self.domain.judge(tick_ms, seen, None);
             stages.risk_ms += ms(clock.elapsed());
             let clock = Instant::now();
-            let sf = ServerForecast {
-                server: w.name.clone(),
-                profile: w.profile,
-                last_ms,
-                risk: a.risk,
-                level: a.level,
-                reasons: a.reasons.clone(),
-                current,
-                recent: recent_of(w, self.recent_steps),
-                warmup: Some(Warmup { have_steps: w.observed_steps() as u16, need_steps: min as u16 }),
-                no_forecast: None,
-                forecast: Vec::new(),
-                explanation: None,
-                alerts: Vec::new(),
-                thresholds: Domain::thresholds_of(w.profile),
-            };
+            let warmup = Warmup { have_steps: w.observed_steps() as u16, need_steps: min as u16 };
+            let (sf, a) = entry(w, last_ms, current, self.recent_steps, verdict, Some(warmup), None);
             keep(&mut self.enc, &mut self.outs, id, &sf, a, self.gauges, &mut forecasts)?;
             stages.encode_ms += ms(clock.elapsed());
         }
@@ -239,7 +208,7 @@ impl Engine {
         self.seq += 1;
         let mut order: Vec<u32> = (0..reg.len() as u32).filter(|id| self.outs[*id as usize].is_some()).collect();
         order.sort_unstable_by(|a, b| reg.server(*a).name.cmp(&reg.server(*b).name));
-        let header = Header { seq: self.seq, tick_ms, published_ms: wall_ms, model: self.info.clone(), fleet, accuracy };
+        let header = SnapshotHeader { seq: self.seq, tick_ms, published_ms: wall_ms, model: self.info.clone(), fleet, accuracy };
         let sizes = order.iter().map(|id| self.outs[*id as usize].as_ref().map_or(0, |o| o.encoded.len()));
         let plan = PartPlan::new(&header, sizes, max_payload)?;
         let summary = summary_of(&header, reg, &order, &self.outs, &events);
@@ -271,7 +240,7 @@ fn keep(
     assessment: Assessment,
     gauges: bool,
     forecasts: &mut Vec<(String, Bytes)>,
-) -> anyhow::Result<()> {
+) -> Result<(), schemas::CodecError> {
     schemas::codec::encode_into(enc, sf)?;
     let encoded = Bytes::copy_from_slice(enc);
     forecasts.push((sf.server.clone(), encoded.clone()));
@@ -280,7 +249,7 @@ fn keep(
     Ok(())
 }
 
-fn summary_of(h: &Header, reg: &Registry, order: &[u32], outs: &[Option<ServerOut>], events: &[AlertEvent]) -> TickSummary {
+fn summary_of(h: &SnapshotHeader, reg: &Registry, order: &[u32], outs: &[Option<ServerOut>], events: &[AlertEvent]) -> TickSummary {
     let mut s = TickSummary {
         v: SCHEMA_VERSION,
         seq: h.seq,

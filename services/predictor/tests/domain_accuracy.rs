@@ -152,3 +152,29 @@ fn memory_stays_bounded_for_ten_thousand_servers() {
     acc.prune(at(149 + 97));
     assert_eq!(acc.servers(), 0);
 }
+
+#[test]
+fn lead_weights_share_the_horizons_leads_out_between_the_scored_ones() {
+    use predictor::accuracy::LEAD_WEIGHTS;
+    let total: f32 = LEAD_WEIGHTS.iter().sum();
+    assert!((total - schemas::HORIZON_STEPS as f32).abs() < 1e-3, "{total}");
+    assert_eq!(LEAD_WEIGHTS, [3.0, 5.5, 21.0, 42.0, 24.5], "leads 1-3, 4-8 and half of 9, ...");
+}
+
+#[test]
+fn a_servers_record_weighs_the_long_leads_by_how_many_they_stand_for() {
+    // Two methods of one server: `near` is right for the first hour and 10 off after it,
+    // `far` is 2 off for the first hour and right after it. Over the 96 published leads `far`
+    // is the better forecast, although most scored points are short leads.
+    let mut near = AccuracyTracker::default();
+    let mut far = AccuracyTracker::default();
+    for step in 0..400 {
+        near.record_forecast("db1", at(step), &[mem_forecast(|k| { let y = truth(step + k as i64); let v = if k > 12 { y + 10.0 } else { y }; (v, v, v) })]);
+        far.record_forecast("db1", at(step), &[mem_forecast(|k| { let y = truth(step + k as i64); let v = if k > 12 { y } else { y + 2.0 }; (v, v, v) })]);
+        near.record_actual("db1", at(step), &mem(truth(step)));
+        far.record_actual("db1", at(step), &mem(truth(step)));
+    }
+    let (n, f) = (near.server_scores("db1")[predictor::accuracy::target_index(Target::Mem)], far.server_scores("db1")[predictor::accuracy::target_index(Target::Mem)]);
+    let (n, f) = (n.expect("scored"), f.expect("scored"));
+    assert!(f.loss50 < n.loss50 && f.loss90 < n.loss90, "near {n:?} far {f:?}");
+}

@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use schemas::{Alert, AlertBasis, AlertEvent, AlertState, Level, Metrics, Profile, Target, TargetForecast};
 
-use crate::risk::STEP_MINUTES;
-use crate::thresholds::thresholds;
+use super::horizon::STEP_MINUTES;
+use super::thresholds::thresholds;
 
 /// The worst predicted crossing of one target within the horizon.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

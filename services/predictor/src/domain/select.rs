@@ -81,7 +81,8 @@ impl Candidates {
     /// [`ENSEMBLE_MEMBERS`] forecast with finite curves of the same length: per step, a weighted
     /// mean of their quantiles (see [`member_weights`]: equal until every member has a recent
     /// record on this server and target, then by inverse recent loss; the P50 by P50 loss, the
-    /// P10/P90 by P90 loss). Replaces any ensemble already there.
+    /// P10/P90 by P90 loss; the near leads by the near leads' losses and the far by the far's,
+    /// blended in between by [`far_share`]). Replaces any ensemble already there.
     pub fn combine(&mut self, score: impl Fn(Method, Target) -> Option<ServerScore>) {
         let mut out = std::mem::take(self.of_mut(Method::Ensemble));
         out.clear();
@@ -98,14 +99,23 @@ impl Candidates {
             if present.clone().count() < 2 {
                 continue;
             }
-            let w50 = member_weights(present.clone().map(|(_, s)| s.map(|s| (s.loss50, s.weight))));
-            let w90 = member_weights(present.clone().map(|(_, s)| s.map(|s| (s.loss90, s.weight))));
+            // Weights of the near leads and of the far ones, per member: [near50, near90, far50, far90].
+            let mut w = [[0.0_f32; 4]; ENSEMBLE_MEMBERS.len()];
+            let records = |part: fn(&ServerScore) -> f32| present.clone().map(move |(_, s)| s.map(|s| (part(&s), s.weight)));
+            let parts: [fn(&ServerScore) -> f32; 4] = [|s| s.near50, |s| s.near90, |s| s.far().0, |s| s.far().1];
+            for (j, part) in parts.into_iter().enumerate() {
+                for (wi, v) in w.iter_mut().zip(member_weights(records(part))) {
+                    wi[j] = v;
+                }
+            }
             let mut sum = TargetForecast { target, method: Method::Ensemble, p10: vec![0.0; len], p50: vec![0.0; len], p90: vec![0.0; len] };
-            for (((f, _), a), b) in present.zip(w50).zip(w90) {
+            for ((f, _), [n50, n90, f50, f90]) in present.zip(w) {
                 for k in 0..len {
-                    sum.p10[k] += b * f.p10[k];
-                    sum.p50[k] += a * f.p50[k];
-                    sum.p90[k] += b * f.p90[k];
+                    let a = far_share(k + 1);
+                    let (b50, b90) = (n50 + a * (f50 - n50), n90 + a * (f90 - n90));
+                    sum.p10[k] += b90 * f.p10[k];
+                    sum.p50[k] += b50 * f.p50[k];
+                    sum.p90[k] += b90 * f.p90[k];
                 }
             }
             out.push(sum);
@@ -133,6 +143,15 @@ pub fn member_weights(records: impl Iterator<Item = Option<(f32, f32)>> + Clone)
         Some(t) => inverse(r).unwrap_or(0.0) / t,
         None => 1.0 / n,
     })
+}
+
+/// How far lead `k` (steps, 1-based) leans on the members' far-lead weights rather than their
+/// near-lead ones in [`Candidates::combine`]: 0 up to lead 6 (30 min), 1 from lead 48 (4 h),
+/// linear in between, so the combined curve has no jump where one weighting takes over.
+pub fn far_share(k: usize) -> f32 {
+    const FROM: f32 = 6.0;
+    const TO: f32 = 48.0;
+    ((k as f32 - FROM) / (TO - FROM)).clamp(0.0, 1.0)
 }
 
 /// The power of the inverse loss in [`member_weights`].
@@ -202,8 +221,13 @@ pub fn publish(candidates: &Candidates, score: impl Fn(Method, Target) -> Option
 mod tests {
     use super::*;
 
+    /// A record whose losses are the same at the near and the far leads (half each).
+    fn rec(loss50: f32, loss90: f32, weight: f32) -> ServerScore {
+        ServerScore { loss50, loss90, weight, near50: loss50 / 2.0, near90: loss90 / 2.0 }
+    }
+
     fn s(loss: f32, weight: f32) -> Option<ServerScore> {
-        Some(ServerScore { loss50: loss, loss90: loss, weight })
+        Some(rec(loss, loss, weight))
     }
 
     #[test]
@@ -258,13 +282,27 @@ mod tests {
         c.of_mut(Method::Model).push(f(Method::Model, 10.0));
         c.of_mut(Method::Level).push(f(Method::Level, 20.0));
         let score = |m: Method, _| match m {
-            Method::Model => Some(ServerScore { loss50: 1.0, loss90: 3.0, weight: 50.0 }),
-            _ => Some(ServerScore { loss50: 3.0, loss90: 1.0, weight: 50.0 }),
+            Method::Model => Some(rec(1.0, 3.0, 50.0)),
+            _ => Some(rec(3.0, 1.0, 50.0)),
         };
         c.combine(score);
         let e = &c.of(Method::Ensemble)[0];
         assert!((e.p50[0] - 12.5).abs() < 1e-4, "P50 leans to the model: {}", e.p50[0]);
         assert!((e.p90[0] - 18.5).abs() < 1e-4, "P90 leans to the level: {}", e.p90[0]);
+        // Near and far leads weighted apart: the model best near, the level far; in between
+        // the weights move smoothly, so the curve has no jump.
+        let mut c = Candidates::default();
+        let flat = |method, v: f32| TargetForecast { target: Target::Cpu, method, p10: vec![v; 96], p50: vec![v; 96], p90: vec![v; 96] };
+        c.of_mut(Method::Model).push(flat(Method::Model, 10.0));
+        c.of_mut(Method::Level).push(flat(Method::Level, 20.0));
+        let split = |m: Method, _| match m {
+            Method::Model => Some(ServerScore { loss50: 4.0, loss90: 4.0, weight: 50.0, near50: 1.0, near90: 1.0 }),
+            _ => Some(ServerScore { loss50: 4.0, loss90: 4.0, weight: 50.0, near50: 3.0, near90: 3.0 }),
+        };
+        c.combine(split);
+        let e = &c.of(Method::Ensemble)[0];
+        assert!((e.p50[0] - 12.5).abs() < 1e-4 && (e.p50[95] - 17.5).abs() < 1e-4, "{} {}", e.p50[0], e.p50[95]);
+        assert!(e.p50.windows(2).all(|w| w[1] >= w[0] && w[1] - w[0] < 0.2), "monotone and smooth between");
         c.of_mut(Method::Level).clear();
         c.combine(score);
         assert!(c.of(Method::Ensemble).is_empty(), "one member is no ensemble");
@@ -278,9 +316,9 @@ mod tests {
         c.of_mut(Method::Climatology).push(f(Method::Climatology, 30.0, 10.0, 60.0));
         c.of_mut(Method::Level).push(f(Method::Level, 40.0, 35.0, 45.0));
         let score = |m: Method, _| match m {
-            Method::Trend => Some(ServerScore { loss50: 1.0, loss90: 9.0, weight: 50.0 }),
-            Method::Climatology => Some(ServerScore { loss50: 9.0, loss90: 1.0, weight: 50.0 }),
-            _ => Some(ServerScore { loss50: 5.0, loss90: 5.0, weight: 50.0 }),
+            Method::Trend => Some(rec(1.0, 9.0, 50.0)),
+            Method::Climatology => Some(rec(9.0, 1.0, 50.0)),
+            _ => Some(rec(5.0, 5.0, 50.0)),
         };
         let mut out = Vec::new();
         publish(&c, score, &mut out);

@@ -1,9 +1,24 @@
-//! The seam between the tick pipeline (I/O, buffers) and the pure domain modules: the choice
-//! of method per server and target (`select`), risk and level per server (`risk`), predicted
-//! alerts with their lifecycle (`alerts`), fleet figures (`fleet`) and live accuracy
-//! (`accuracy`, kept for what was published and for every method on its own). The pipeline calls these methods in this order
-//! each tick: [`Domain::forecast`] or [`Domain::warming`] per server that closed a step,
-//! then [`Domain::finish`] once.
+//! The predictor's pure domain (no I/O): per-server risk and level (`risk`), incident odds
+//! (`odds`), predicted alerts with their lifecycle (`alerts`), fleet figures (`fleet`), the
+//! profiles' thresholds (`thresholds`) and the horizon they count in (`horizon`); the
+//! statistical forecasters beside the model (`methods`), the choice of method per server and
+//! target (`select`) and live accuracy (`accuracy`, kept for what was published and for every
+//! method on its own).
+//!
+//! [`Domain`] is the seam between the tick pipeline (I/O, buffers) and these modules. The
+//! pipeline makes one call per server that closed a step, [`Domain::judge`], which returns
+//! everything of that server's snapshot entry the domain decides ([`Verdict`]), then
+//! [`Domain::finish`] once per tick.
+
+pub mod accuracy;
+pub mod alerts;
+pub mod fleet;
+pub mod horizon;
+pub mod methods;
+pub mod odds;
+pub mod risk;
+pub mod select;
+pub mod thresholds;
 
 use schemas::snapshot::TargetThresholds;
 use schemas::{Alert, AlertEvent, FleetFigures, MethodAccuracy, Metrics, Method, Profile, Target, TargetAccuracy, TargetForecast};
@@ -11,11 +26,37 @@ use schemas::{Alert, AlertEvent, FleetFigures, MethodAccuracy, Metrics, Method, 
 use serde::{Deserialize, Serialize};
 
 use crate::accuracy::{target_index, AccuracyTracker, Scores};
-use crate::alerts::{breaches_into, AlertBook, Breach, BookConfig};
-use crate::fleet::{figures, ServerStatus};
-use crate::risk::{assess, assess_with, Assessment, Predicted};
 use crate::select::{publish, Candidates};
-use crate::thresholds::thresholds;
+use alerts::{breaches_into, AlertBook, Breach, BookConfig};
+use fleet::{figures, ServerStatus};
+use risk::{assess, assess_with, Assessment, Predicted};
+use thresholds::thresholds;
+
+/// A server whose step closed, as the domain sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Observed<'a> {
+    pub server: &'a str,
+    pub profile: Profile,
+    /// Start of the server's latest closed step (Unix ms): the forecasts are issued there.
+    pub last_ms: i64,
+    /// Its values in that step (unknown metrics absent).
+    pub current: &'a Metrics,
+}
+
+/// What the domain decides for one server on one tick: the parts of its `ServerForecast` that
+/// are not plain copies of its window.
+#[derive(Debug, Clone)]
+pub struct Verdict {
+    pub assessment: Assessment,
+    /// The published forecast: each target's chosen method (empty while warming up).
+    pub forecast: Vec<TargetForecast>,
+    /// Why a server past warm-up has no forecast, if so.
+    pub no_forecast: Option<String>,
+    /// Its active predicted alerts (none while warming up).
+    pub alerts: Vec<Alert>,
+    /// The thresholds it is judged by (for the charts' lines).
+    pub thresholds: Vec<TargetThresholds>,
+}
 
 pub struct Domain {
     book: AlertBook,
@@ -77,21 +118,36 @@ impl Domain {
         Ok(())
     }
 
+    /// Judges one server that closed a step: with `candidates` (fresh forecasts from every
+    /// method) a server past warm-up, without them one still warming up. The one call the
+    /// pipeline makes per server.
+    pub fn judge(&mut self, tick_ms: i64, s: Observed<'_>, candidates: Option<&mut Candidates>) -> Verdict {
+        match candidates {
+            Some(candidates) => {
+                let forecastable = !candidates.of(Method::Model).is_empty();
+                let mut forecast = Vec::with_capacity(schemas::TARGET_COUNT);
+                let assessment = self.forecast(tick_ms, s, candidates, &mut forecast);
+                let no_forecast = (forecastable && forecast.is_empty())
+                    .then(|| "no method gave a finite forecast (the model's output was not finite)".to_string());
+                let alerts = self.alerts_of(s.server);
+                Verdict { assessment, forecast, no_forecast, alerts, thresholds: Self::thresholds_of(s.profile) }
+            }
+            None => Verdict {
+                assessment: self.warming(s),
+                forecast: Vec::new(),
+                no_forecast: None,
+                alerts: Vec::new(),
+                thresholds: Self::thresholds_of(s.profile),
+            },
+        }
+    }
+
     /// A server with fresh forecasts from every method (`candidates`), issued at the step
     /// starting `last_ms`, whose actual values are `current`: scores matured forecasts of every
     /// method, picks each target's method (`select.rs`) into `forecast`, keeps it, assesses
     /// the risk and feeds the alert book.
-    #[allow(clippy::too_many_arguments)]
-    pub fn forecast(
-        &mut self,
-        tick_ms: i64,
-        server: &str,
-        profile: Profile,
-        last_ms: i64,
-        current: &Metrics,
-        candidates: &mut Candidates,
-        forecast: &mut Vec<TargetForecast>,
-    ) -> Assessment {
+    fn forecast(&mut self, tick_ms: i64, s: Observed<'_>, candidates: &mut Candidates, forecast: &mut Vec<TargetForecast>) -> Assessment {
+        let Observed { server, profile, last_ms, current } = s;
         for tracker in &mut self.methods {
             tracker.record_actual(server, last_ms, current);
         }
@@ -115,16 +171,16 @@ impl Domain {
     }
 
     /// A server still warming up: risk from its current values alone, no alerts.
-    pub fn warming(&mut self, server: &str, last_ms: i64, profile: Profile, current: &Metrics) -> Assessment {
-        self.accuracy.record_actual(server, last_ms, current);
+    fn warming(&mut self, s: Observed<'_>) -> Assessment {
+        self.accuracy.record_actual(s.server, s.last_ms, s.current);
         for tracker in &mut self.methods {
-            tracker.record_actual(server, last_ms, current);
+            tracker.record_actual(s.server, s.last_ms, s.current);
         }
-        assess(profile, current, &[])
+        assess(s.profile, s.current, &[])
     }
 
     /// The thresholds a server of `profile` is judged by (for the charts' lines).
-    pub fn thresholds_of(profile: Profile) -> Vec<TargetThresholds> {
+    fn thresholds_of(profile: Profile) -> Vec<TargetThresholds> {
         Target::ALL
             .iter()
             .filter_map(|t| thresholds(profile, *t).map(|th| TargetThresholds { target: *t, warning: th.warning, critical: th.critical }))
@@ -132,7 +188,7 @@ impl Domain {
     }
 
     /// The server's active alerts.
-    pub fn alerts_of(&self, server: &str) -> Vec<Alert> {
+    fn alerts_of(&self, server: &str) -> Vec<Alert> {
         self.book.active(server).cloned().collect()
     }
 

@@ -1,0 +1,159 @@
+//! A snapshot split into parts: the one wire layout of a part ([`Frame`]), used both by
+//! `Snapshot`'s serialization and by [`SnapshotHeader::write_part`], which writes a part from
+//! servers already encoded (the predictor encodes each server once, when it changes, and copies
+//! the bytes into every snapshot), and the [`SnapshotAssembler`] that joins parts back.
+//!
+//! A part is a MessagePack map of nine named fields, `servers` last; `write_part` lets serde
+//! write the other eight and an empty `servers` array (one byte, `0x90`), replaces that byte
+//! with the real array's length and appends the servers' bytes. So the two paths cannot drift
+//! apart: a field added to [`Frame`] is written by both.
+
+use serde::{Serialize, Serializer};
+
+use crate::codec::CodecError;
+use crate::snapshot::{FleetFigures, ModelInfo, PartInfo, ServerForecast, Snapshot, TargetAccuracy};
+use crate::SCHEMA_VERSION;
+
+/// The wire layout of a snapshot part (`schemas/README.md`, "Snapshot"). `servers` must stay
+/// the last field: [`SnapshotHeader::write_part`] appends pre-encoded servers after it.
+#[derive(Serialize)]
+#[serde(rename = "Snapshot")]
+struct Frame<'a, S> {
+    v: u16,
+    seq: u64,
+    tick_ms: i64,
+    published_ms: i64,
+    part: PartInfo,
+    model: &'a ModelInfo,
+    fleet: &'a FleetFigures,
+    accuracy: &'a [TargetAccuracy],
+    servers: S,
+}
+
+impl Serialize for Snapshot {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        Frame {
+            v: self.v,
+            seq: self.seq,
+            tick_ms: self.tick_ms,
+            published_ms: self.published_ms,
+            part: self.part,
+            model: &self.model,
+            fleet: &self.fleet,
+            accuracy: &self.accuracy,
+            servers: &self.servers,
+        }
+        .serialize(s)
+    }
+}
+
+/// Everything in a snapshot except its part number and servers: what a publisher computes once
+/// per tick and repeats in every part. `v` is always [`SCHEMA_VERSION`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct SnapshotHeader {
+    /// Snapshot counter; all parts of one snapshot share it.
+    pub seq: u64,
+    /// Source time of the step that closed (Unix ms).
+    pub tick_ms: i64,
+    /// Wall-clock time of publication (Unix ms).
+    pub published_ms: i64,
+    pub model: ModelInfo,
+    pub fleet: FleetFigures,
+    pub accuracy: Vec<TargetAccuracy>,
+}
+
+impl SnapshotHeader {
+    /// Writes part `part` of this snapshot into `out` (cleared first), with `servers` the
+    /// MessagePack encodings of its `ServerForecast`s, copied as they are. Byte-identical to
+    /// `encode(&self.snapshot(part, decoded servers))`.
+    pub fn write_part(&self, out: &mut Vec<u8>, part: PartInfo, servers: &[&[u8]]) -> Result<(), CodecError> {
+        out.clear();
+        let none: &[ServerForecast] = &[];
+        let mut ser = rmp_serde::Serializer::new(&mut *out).with_struct_map();
+        self.frame(part, none).serialize(&mut ser)?;
+        // The empty `servers` array is the frame's last byte (a fixarray of length 0).
+        if out.pop() != Some(0x90) {
+            return Err(frame_error("servers is not the last field of a snapshot frame"));
+        }
+        let len = u32::try_from(servers.len()).map_err(|_| frame_error("more than 2^32 servers in one part"))?;
+        rmp::encode::write_array_len(out, len).map_err(|e| CodecError::Encode(e.into()))?;
+        for s in servers {
+            out.extend_from_slice(s);
+        }
+        Ok(())
+    }
+
+    /// The snapshot (or part) with these servers, decoded (tests, small fleets, readers).
+    pub fn snapshot(&self, part: PartInfo, servers: Vec<ServerForecast>) -> Snapshot {
+        Snapshot {
+            v: SCHEMA_VERSION,
+            seq: self.seq,
+            tick_ms: self.tick_ms,
+            published_ms: self.published_ms,
+            part,
+            model: self.model.clone(),
+            fleet: self.fleet.clone(),
+            accuracy: self.accuracy.clone(),
+            servers,
+        }
+    }
+
+    fn frame<S>(&self, part: PartInfo, servers: S) -> Frame<'_, S> {
+        Frame {
+            v: SCHEMA_VERSION,
+            seq: self.seq,
+            tick_ms: self.tick_ms,
+            published_ms: self.published_ms,
+            part,
+            model: &self.model,
+            fleet: &self.fleet,
+            accuracy: &self.accuracy,
+            servers,
+        }
+    }
+}
+
+fn frame_error(why: &str) -> CodecError {
+    CodecError::Encode(rmp_serde::encode::Error::Syntax(why.to_string()))
+}
+
+/// Joins the parts of a snapshot. Feed it every message from `predictions.current`; it
+/// returns a whole snapshot when its last part arrives. A part of a newer snapshot drops
+/// an incomplete older one (never mixes two snapshots).
+#[derive(Debug, Default)]
+pub struct SnapshotAssembler {
+    pending: Option<Snapshot>,
+    next_index: u16,
+}
+
+impl SnapshotAssembler {
+    pub fn push(&mut self, part: Snapshot) -> Option<Snapshot> {
+        if part.part.count <= 1 {
+            self.pending = None;
+            return Some(part);
+        }
+        if part.part.index == 0 {
+            self.next_index = 1;
+            self.pending = Some(part);
+            return None;
+        }
+        let fits = matches!(&self.pending, Some(p) if p.seq == part.seq && part.part.index == self.next_index);
+        if !fits {
+            self.pending = None;
+            return None;
+        }
+        let pending = self.pending.as_mut()?;
+        pending.servers.extend(part.servers);
+        self.next_index += 1;
+        if self.next_index == part.part.count {
+            let mut whole = self.pending.take()?;
+            whole.part = PartInfo::default();
+            return Some(whole);
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+#[path = "parts_tests.rs"]
+mod tests;
