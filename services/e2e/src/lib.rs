@@ -14,6 +14,9 @@ use tokio::process::{Child, Command};
 
 pub use testkit::NatsServer;
 
+pub mod production;
+pub use production::ProductionBroker;
+
 /// Test passwords for the users of `deploy/nats-auth.conf`: (env var, user, password).
 pub const USERS: [(&str, &str, &str); 6] = [
     ("FLEETCAST_PREDICTOR_PASSWORD", "predictor", "p-secret"),
@@ -149,12 +152,16 @@ impl Service {
 pub struct SnapshotWatch {
     sub: async_nats::Subscriber,
     assembler: SnapshotAssembler,
+    /// Most parts any snapshot seen so far was split into (its parts' `part.count`).
+    pub most_parts: u16,
+    /// Largest message seen on the subject, in payload bytes.
+    pub largest_part: usize,
 }
 
 impl SnapshotWatch {
     pub async fn new(client: &async_nats::Client) -> anyhow::Result<SnapshotWatch> {
         let sub = client.subscribe(schemas::subjects::PREDICTIONS_CURRENT).await?;
-        Ok(SnapshotWatch { sub, assembler: SnapshotAssembler::default() })
+        Ok(SnapshotWatch { sub, assembler: SnapshotAssembler::default(), most_parts: 0, largest_part: 0 })
     }
 
     /// The next whole snapshot, or an error after `timeout`.
@@ -166,6 +173,8 @@ impl SnapshotWatch {
                 .context("no snapshot in time")?
                 .context("subscription closed")?;
             let part: Snapshot = schemas::decode(&msg.payload).context("snapshot does not decode")?;
+            self.most_parts = self.most_parts.max(part.part.count);
+            self.largest_part = self.largest_part.max(msg.payload.len());
             if let Some(whole) = self.assembler.push(part) {
                 return Ok(whole);
             }

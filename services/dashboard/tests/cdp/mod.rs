@@ -41,6 +41,19 @@ pub fn chromium() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// Whether to skip a browser test: only when no Chromium is installed and
+/// `FLEETCAST_SKIP_BROWSER=1` says so; without Chromium and without that, the test fails.
+pub fn skip() -> bool {
+    if chromium().is_some() {
+        return false;
+    }
+    if std::env::var("FLEETCAST_SKIP_BROWSER").is_ok_and(|v| v == "1") {
+        eprintln!("FLEETCAST_SKIP_BROWSER=1 and no Chromium: browser tests skipped");
+        return true;
+    }
+    panic!("Chromium is needed for the browser tests: apt-get install -y chromium (or set CHROMIUM_BIN; FLEETCAST_SKIP_BROWSER=1 skips)");
+}
+
 impl Browser {
     pub async fn launch() -> anyhow::Result<Browser> {
         let bin = chromium().ok_or_else(|| anyhow!("no Chromium found: apt-get install -y chromium (or set CHROMIUM_BIN)"))?;
@@ -190,7 +203,7 @@ impl Page<'_> {
         if let Some(e) = r.get("errorText") {
             bail!("navigating to {url}: {e}");
         }
-        self.wait_for("!window.__old_document && document.readyState === 'complete'", Duration::from_secs(15)).await?;
+        self.wait_for("!window.__old_document && document.readyState === 'complete'", Duration::from_secs(30)).await?;
         Ok(())
     }
 
@@ -230,8 +243,16 @@ impl Page<'_> {
         Ok(v.as_str().unwrap_or("").trim().to_string())
     }
 
+    /// The CSP violations the page reported so far. An error, never an empty list, when the
+    /// recorder did not run on this document or the page was served without a
+    /// Content-Security-Policy header: "no violations" must mean a policy was enforced.
     pub async fn csp_violations(&self) -> anyhow::Result<Vec<String>> {
-        let v = self.eval("JSON.stringify(window.__csp || [])").await?;
-        Ok(serde_json::from_str(v.as_str().unwrap_or("[]"))?)
+        let header = self
+            .eval("fetch(location.href, {credentials: 'same-origin'}).then(r => r.headers.get('content-security-policy'))")
+            .await?;
+        anyhow::ensure!(header.as_str().is_some_and(|h| h.contains("script-src")), "the page has no Content-Security-Policy header: {header}");
+        let v = self.eval("window.__csp === undefined ? null : JSON.stringify(window.__csp)").await?;
+        let recorded = v.as_str().ok_or_else(|| anyhow::anyhow!("the CSP violation recorder did not run on this page"))?;
+        Ok(serde_json::from_str(recorded)?)
     }
 }

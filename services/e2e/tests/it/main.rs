@@ -1,0 +1,13 @@
+//! End-to-end tests of the whole stack, one test binary (one link of the release build instead
+//! of one per file): the real binaries as processes against a real nats-server, watched from
+//! outside. One module per scenario; each test still runs in its own process under nextest.
+
+mod alertmanager_scenario;
+mod bad_input;
+mod cluster;
+mod dashboard_faults;
+mod faults;
+mod prometheus_services;
+mod production_config;
+mod security;
+mod stack;
