@@ -1,7 +1,7 @@
 //! Every view rendered from a fixture snapshot through the real router: content, escaping,
 //! status codes, fragments for htmx, and that pages work as plain HTML.
 
-mod common;
+use crate::common;
 
 use common::*;
 use dashboard::fixture::{self, Spec, HOSTILE_NAME};

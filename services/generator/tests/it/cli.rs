@@ -1,7 +1,7 @@
 //! The real binary: flags and env vars, the readiness line `just up` waits for, and a
 //! graceful stop on SIGTERM with every published tick acknowledged.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

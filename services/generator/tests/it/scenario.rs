@@ -1,7 +1,7 @@
 //! Scenario switches over NATS request/reply, against a running generator: the reply names
 //! the affected servers, and their metrics move the expected way within the ramp.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

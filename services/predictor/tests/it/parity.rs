@@ -4,7 +4,7 @@
 //! ingest and feature builder turn the records of `fixtures/features_parity.json` into the
 //! tensors CONTRACT.md prescribes (the trainer's pytest checks its builder on the same file).
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

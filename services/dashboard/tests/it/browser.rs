@@ -9,9 +9,9 @@
 //! Needs Chromium (`apt-get install -y chromium`, or `CHROMIUM_BIN`). Set
 //! `FLEETCAST_SKIP_BROWSER=1` to skip these tests explicitly on a machine without one.
 
-mod cdp;
+use crate::cdp;
 
-mod common;
+use crate::common;
 use common::subscribed;
 
 use std::path::PathBuf;

@@ -8,7 +8,7 @@
 //! 3. Counter wraps and absurd loads are rejected as implausible; no curve is ever non-finite.
 //! 4. A zeroed agent and CPU sent as fractions are rejected as inconsistent; no alert.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! predictor rebuilds from it, a step rewrites only the chunk it changed, and a predictor
 //! started on a populated bucket forecasts every server at once. Real nats-server.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! time here is 8 s, so only the header can explain a snapshot within 3 s.
 //! Real nats-server, real ONNX Runtime, the tiny test model.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

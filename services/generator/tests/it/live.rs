@@ -1,7 +1,7 @@
 //! Live mode against a real nats-server: backfill, streaming, fleet on the wire, splitting
 //! to max_payload, waiting for the stream, determinism and shutdown.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;

@@ -5,7 +5,7 @@
 //! its HTTP API must return the risk of a server held at 98 % CPU (critical), a predicted disk
 //! breach, and the rejected-records counter.
 
-mod common;
+use crate::common;
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

@@ -20,7 +20,7 @@
 //! binaries by path, so nothing of the predictor's internals is linked in. The `predictor`
 //! binary comes from `cargo build --workspace` / `just test`; the test fails if it is missing.
 
-mod cdp;
+use crate::cdp;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -5,7 +5,7 @@
 //! every other step (the saw-tooth of a decoder that emits two steps per position).
 //! Real ONNX Runtime on `models/tft.onnx`; no NATS (the engine alone).
 
-mod common;
+use crate::common;
 
 use std::cell::RefCell;
 

@@ -2,14 +2,14 @@
 //! only under their content-hashed URLs with immutable caching, security headers are on every
 //! response, and pages are compressed.
 
-mod common;
+use crate::common;
 
 use common::*;
 use dashboard::fixture::Spec;
 
 #[test]
 fn embedded_files_match_vendor_md() {
-    let vendor = include_str!("../static/VENDOR.md");
+    let vendor = include_str!("../../static/VENDOR.md");
     for name in ["htmx.min.js", "sse.min.js", "idiomorph-ext.min.js"] {
         let asset = dashboard::assets::all().iter().find(|a| a.name == name).unwrap();
         let row = vendor.lines().find(|l| l.starts_with(&format!("| `{name}`"))).unwrap_or_else(|| panic!("{name} not in VENDOR.md"));

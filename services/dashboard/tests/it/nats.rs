@@ -4,7 +4,7 @@
 //! control service is probed and switched, bad messages are counted, and the banner tells
 //! when NATS is gone.
 
-mod common;
+use crate::common;
 use common::subscribed;
 
 use std::sync::{Arc, Mutex};

@@ -4,7 +4,7 @@
 //! the test). The chunk size stays the same: ONNX Runtime's output for a
 //! server can differ in the last bit with the batch it ran in (see `workers::chunk_size`).
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 

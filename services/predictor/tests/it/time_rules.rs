@@ -11,7 +11,7 @@
 //! 4. A repeated batch or record counts once.
 //! 5. Every server's alert events match `alerts.<state>.*`: a dotted name is rejected.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

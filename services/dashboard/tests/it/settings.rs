@@ -3,8 +3,6 @@
 //! of the dashboard, also as the least-privilege `dashboard` user of `deploy/nats-auth.conf`
 //! with the bucket's permissions.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 

@@ -1,7 +1,7 @@
 //! Access control and CSRF through the real router: login with the key, session cookie
 //! attributes, redirects, CSRF on every POST (with or without a key), cross-origin refusal.
 
-mod common;
+use crate::common;
 
 use common::*;
 use dashboard::fixture::Spec;

@@ -4,7 +4,7 @@
 //! `PREDICTIONS` stream, the tick summaries from `HISTORY`, and the figures from the service.
 //! Real nats-server, real ONNX Runtime, the tiny test model.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

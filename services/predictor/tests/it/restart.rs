@@ -5,7 +5,7 @@
 //! and the next snapshot continues: snapshot numbers keep counting, and every step of every
 //! server, in the snapshot and in the `windows` bucket, holds the values that were sent.
 
-mod common;
+use crate::common;
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;

@@ -3,7 +3,7 @@
 //! still count, and malformed MessagePack, a wrong version and an oversize message are
 //! rejected whole. Real nats-server, real model.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
