@@ -28,8 +28,8 @@ pub use profile::Profile;
 pub use record::{MetricRecord, MetricsBatch};
 pub use rejection::Rejection;
 pub use snapshot::{
-    Explanation, FleetFigures, MethodAccuracy, ModelInfo, PartInfo, ServerForecast, ServerOdds, Snapshot,
-    SnapshotAssembler, SnapshotHeader, TargetAccuracy, TargetForecast, TargetThresholds, Warmup,
+    Explanation, FleetFigures, MethodAccuracy, ModelInfo, PartInfo, ServerForecast, ServerOdds, Snapshot, SnapshotAssembler,
+    SnapshotHeader, TargetAccuracy, TargetForecast, TargetThresholds, Warmup,
 };
 pub use validate::{RejectReason, ValidationError, ValidationPolicy};
 

@@ -144,16 +144,8 @@ pub enum Target {
 
 impl Target {
     /// All targets in the model's output order.
-    pub const ALL: [Target; TARGET_COUNT] = [
-        Target::Cpu,
-        Target::Mem,
-        Target::Iowait,
-        Target::Swap,
-        Target::Disk,
-        Target::Load,
-        Target::NetIn,
-        Target::NetOut,
-    ];
+    pub const ALL: [Target; TARGET_COUNT] =
+        [Target::Cpu, Target::Mem, Target::Iowait, Target::Swap, Target::Disk, Target::Load, Target::NetIn, Target::NetOut];
 
     pub fn name(self) -> &'static str {
         match self {

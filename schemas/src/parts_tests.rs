@@ -4,8 +4,8 @@ use crate::method::Method;
 use crate::metric::{Metrics, Target};
 use crate::profile::Profile;
 use crate::snapshot::{
-    Explanation, LevelCounts, MethodAccuracy, RiskReason, ServerOdds, TargetForecast, TargetHistory, TargetThresholds,
-    VariableWeight, Warmup,
+    Explanation, LevelCounts, MethodAccuracy, RiskReason, ServerOdds, TargetForecast, TargetHistory, TargetThresholds, VariableWeight,
+    Warmup,
 };
 
 /// A snapshot part with every kind of field filled (the golden bytes below were written by the

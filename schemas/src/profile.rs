@@ -45,11 +45,7 @@ impl Profile {
     /// Detects the profile from a server name; unknown names are `Generic`, never an error.
     pub fn detect(server: &str) -> Profile {
         let lower = server.to_ascii_lowercase();
-        PATTERNS
-            .iter()
-            .find(|(_, frags)| frags.iter().any(|f| lower.contains(f)))
-            .map(|(p, _)| *p)
-            .unwrap_or(Profile::Generic)
+        PATTERNS.iter().find(|(_, frags)| frags.iter().any(|f| lower.contains(f))).map(|(p, _)| *p).unwrap_or(Profile::Generic)
     }
 
     /// The profile a record declares, or the one detected from its name.

@@ -81,9 +81,8 @@ impl MetricsBatch {
     /// Decodes a batch; a bad header fails the message, a bad record fails only itself.
     /// Records are type-checked here; call [`MetricRecord::validate`] for ranges and clock.
     pub fn decode_lenient(bytes: &[u8]) -> Result<DecodedBatch, ValidationError> {
-        let raw: RawBatch = rmp_serde::from_slice(bytes).map_err(|e| {
-            ValidationError::new("batch", format!("{} bytes", bytes.len()), RejectReason::Malformed, e.to_string())
-        })?;
+        let raw: RawBatch = rmp_serde::from_slice(bytes)
+            .map_err(|e| ValidationError::new("batch", format!("{} bytes", bytes.len()), RejectReason::Malformed, e.to_string()))?;
         if raw.v != SCHEMA_VERSION {
             return Err(ValidationError::new(
                 "v",
@@ -123,9 +122,10 @@ fn record_from_value(v: Value) -> Result<MetricRecord, ValidationError> {
                 Value::Nil => {}
                 Value::String(s) => {
                     let name = s.as_str().unwrap_or_default();
-                    profile = Some(Profile::from_name(name).ok_or_else(|| {
-                        ValidationError::new("profile", name, RejectReason::BadProfile, "must be one of the 7 profiles")
-                    })?);
+                    profile =
+                        Some(Profile::from_name(name).ok_or_else(|| {
+                            ValidationError::new("profile", name, RejectReason::BadProfile, "must be one of the 7 profiles")
+                        })?);
                 }
                 other => return Err(wrong_type("profile", other, "a profile name")),
             },
@@ -154,12 +154,7 @@ fn metrics_from_value(v: Value) -> Result<Metrics, ValidationError> {
             return Err(wrong_type("metrics key", &k, "a metric name"));
         };
         let Some(metric) = Metric::from_name(name) else {
-            return Err(ValidationError::new(
-                format!("metrics.{name}"),
-                &val,
-                RejectReason::UnknownMetric,
-                "not one of the 14 metrics",
-            ));
+            return Err(ValidationError::new(format!("metrics.{name}"), &val, RejectReason::UnknownMetric, "not one of the 14 metrics"));
         };
         let x = match val {
             Value::Nil => None,

@@ -347,7 +347,13 @@ mod tests {
         }
         assert_eq!(check_metrics(&m).unwrap_err().reason, RejectReason::Inconsistent);
         // Without the CPU parts, still every metric 0.
-        let m = Metrics { mem_used_pct: Some(0.0), disk_usage_pct: Some(0.0), net_in_mb_s: Some(0.0), load_average: Some(0.0), ..Default::default() };
+        let m = Metrics {
+            mem_used_pct: Some(0.0),
+            disk_usage_pct: Some(0.0),
+            net_in_mb_s: Some(0.0),
+            load_average: Some(0.0),
+            ..Default::default()
+        };
         assert_eq!(check_metrics(&m).unwrap_err().field, "metrics");
         // A source that reports network in alone may be idle.
         assert!(check_metrics(&Metrics { net_in_mb_s: Some(0.0), ..Default::default() }).is_ok());

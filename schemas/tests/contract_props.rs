@@ -49,14 +49,8 @@ fn metrics() -> impl Strategy<Value = Metrics> {
 }
 
 fn record() -> impl Strategy<Value = MetricRecord> {
-    (server_name(), -86_400_000i64..86_400_000, proptest::option::of(0usize..7), metrics()).prop_map(
-        |(server, dt, p, metrics)| MetricRecord {
-            server,
-            ts_ms: NOW + dt / 2,
-            profile: p.map(|i| Profile::ALL[i]),
-            metrics,
-        },
-    )
+    (server_name(), -86_400_000i64..86_400_000, proptest::option::of(0usize..7), metrics())
+        .prop_map(|(server, dt, p, metrics)| MetricRecord { server, ts_ms: NOW + dt / 2, profile: p.map(|i| Profile::ALL[i]), metrics })
 }
 
 proptest! {

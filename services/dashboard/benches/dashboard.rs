@@ -101,7 +101,10 @@ async fn fetch_fragment(conn: &mut BufReader<TcpStream>, addr: SocketAddr) -> us
 async fn main() {
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    println!("Dashboard benchmark, {SERVERS} servers ({cores} cores, load average {})\n", load.split(' ').take(3).collect::<Vec<_>>().join(" "));
+    println!(
+        "Dashboard benchmark, {SERVERS} servers ({cores} cores, load average {})\n",
+        load.split(' ').take(3).collect::<Vec<_>>().join(" ")
+    );
     let spec = Spec { servers: SERVERS, seq: 1, warming: 20, ..Default::default() };
     let state = AppState::new(Args::for_tests("nats://127.0.0.1:1"));
     state.publish(fixture::snapshot(&spec));
@@ -153,12 +156,29 @@ async fn main() {
     println!("\n| page | raw | gzip | br | target (compressed) | met |");
     println!("|---|---|---|---|---|---|");
     let server_url = dashboard::format::server_url(&worst.server);
-    for path in ["/", "/heatmap", "/heatmap?by=cpu", server_url.as_str(), "/alerts", "/history?range=7d", "/cost", "/remediation", "/model", "/demo"] {
+    for path in [
+        "/",
+        "/heatmap",
+        "/heatmap?by=cpu",
+        server_url.as_str(),
+        "/alerts",
+        "/history?range=7d",
+        "/cost",
+        "/remediation",
+        "/model",
+        "/demo",
+    ] {
         let (raw, _) = get(&app, path, &[]).await;
         let (gz, _) = get(&app, path, &[("accept-encoding", "gzip")]).await;
         let (br, _) = get(&app, path, &[("accept-encoding", "br")]).await;
         let ok = gz < 200_000 && br < 200_000;
-        println!("| `{path}` | {:.1} KB | {:.1} KB | {:.1} KB | < 200 KB | {} |", raw as f64 / 1e3, gz as f64 / 1e3, br as f64 / 1e3, if ok { "yes" } else { "NO" });
+        println!(
+            "| `{path}` | {:.1} KB | {:.1} KB | {:.1} KB | < 200 KB | {} |",
+            raw as f64 / 1e3,
+            gz as f64 / 1e3,
+            br as f64 / 1e3,
+            if ok { "yes" } else { "NO" }
+        );
     }
 
     // 200 SSE clients against a real broker.

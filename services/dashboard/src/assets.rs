@@ -52,13 +52,7 @@ pub fn url(name: &str) -> &'static str {
 pub async fn serve(Path(file): Path<String>) -> Response {
     let wanted = format!("/static/{file}");
     match ASSETS.iter().find(|a| a.url == wanted) {
-        Some(a) => (
-            [
-                (header::CONTENT_TYPE, a.content_type),
-                (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
-            ],
-            a.bytes,
-        )
+        Some(a) => ([(header::CONTENT_TYPE, a.content_type), (header::CACHE_CONTROL, "public, max-age=31536000, immutable")], a.bytes)
             .into_response(),
         None => (StatusCode::NOT_FOUND, [(header::CACHE_CONTROL, "no-store")], "no such asset").into_response(),
     }

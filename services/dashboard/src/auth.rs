@@ -127,11 +127,7 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 pub fn set_cookie(id: &str, secure: bool) -> HeaderValue {
-    let v = format!(
-        "{COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
-        TTL.as_secs(),
-        if secure { "; Secure" } else { "" }
-    );
+    let v = format!("{COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}", TTL.as_secs(), if secure { "; Secure" } else { "" });
     HeaderValue::from_str(&v).unwrap_or_else(|_| HeaderValue::from_static("fc_session=; Path=/"))
 }
 

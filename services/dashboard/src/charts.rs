@@ -173,8 +173,7 @@ pub fn stacked_paths(xs: &[f32], layers: &[Vec<f32>], s: &Scale) -> Vec<String> 
     let mut base = vec![0.0f32; n];
     let mut out = Vec::with_capacity(layers.len());
     for layer in layers {
-        let top: Vec<f32> =
-            (0..n).map(|i| base[i] + layer.get(i).copied().filter(|v| v.is_finite()).unwrap_or(0.0)).collect();
+        let top: Vec<f32> = (0..n).map(|i| base[i] + layer.get(i).copied().filter(|v| v.is_finite()).unwrap_or(0.0)).collect();
         out.push(band_path(xs, &base, &top, s));
         base = top;
     }
@@ -192,9 +191,8 @@ pub struct Cell {
 /// `y0`; returns the cells and the y just below the last row.
 pub fn grid(count: usize, cols: usize, size: f32, gap: f32, y0: f32) -> (Vec<Cell>, f32) {
     let cols = cols.max(1);
-    let cells: Vec<Cell> = (0..count)
-        .map(|i| Cell { x: (i % cols) as f32 * (size + gap), y: y0 + (i / cols) as f32 * (size + gap) })
-        .collect();
+    let cells: Vec<Cell> =
+        (0..count).map(|i| Cell { x: (i % cols) as f32 * (size + gap), y: y0 + (i / cols) as f32 * (size + gap) }).collect();
     let rows = count.div_ceil(cols);
     (cells, y0 + rows as f32 * (size + gap))
 }

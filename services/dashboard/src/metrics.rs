@@ -50,34 +50,19 @@ impl Metrics {
             snapshots: Counter::default(),
         };
         r.register("sse_clients", "Open /events streams", m.sse_clients.clone());
-        r.register(
-            "page_render_seconds",
-            "Seconds from request to response ready, by route",
-            m.render.clone(),
-        );
-        r.register(
-            "snapshots_received",
-            "Whole snapshots installed as the latest",
-            m.snapshots.clone(),
-        );
+        r.register("page_render_seconds", "Seconds from request to response ready, by route", m.render.clone());
+        r.register("snapshots_received", "Whole snapshots installed as the latest", m.snapshots.clone());
         (m, r)
     }
 }
 
 /// Route middleware: times every matched route but the SSE stream.
 pub async fn time_pages(State(state): State<Shared>, req: Request, next: Next) -> Response {
-    let page = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string());
+    let page = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string());
     let clock = Instant::now();
     let response = next.run(req).await;
     if let Some(page) = page.filter(|p| p != "/events") {
-        state
-            .metrics
-            .render
-            .get_or_create(&PageLabels { page })
-            .observe(clock.elapsed().as_secs_f64());
+        state.metrics.render.get_or_create(&PageLabels { page }).observe(clock.elapsed().as_secs_f64());
     }
     response
 }
@@ -91,11 +76,7 @@ mod tests {
         let (m, r) = Metrics::new();
         m.sse_clients.inc();
         m.snapshots.inc();
-        m.render
-            .get_or_create(&PageLabels {
-                page: "/servers/{name}".into(),
-            })
-            .observe(0.002);
+        m.render.get_or_create(&PageLabels { page: "/servers/{name}".into() }).observe(0.002);
         let page = fleetbus::metrics::render(&r).expect("renders");
         for line in [
             "fleetcast_dashboard_sse_clients 1",

@@ -37,11 +37,9 @@ pub fn command(server: &ServerForecast) -> String {
         Profile::Database => format!("dbctl pool enable --host {name} && dbctl replica add --primary {name}"),
         Profile::WebApi => format!("kubectl patch hpa {name} --min-replicas +2"),
         Profile::RiskAnalytics => format!("batchq hold --host {name} --until-risk-below {TRIGGER_RISK:.0}"),
-        Profile::ConductorMgmt | Profile::DataIngest | Profile::Generic => format!(
-            "pagerduty trigger --service {} --summary \"{name} at critical risk ({:.0})\"",
-            server.profile.name(),
-            server.risk
-        ),
+        Profile::ConductorMgmt | Profile::DataIngest | Profile::Generic => {
+            format!("pagerduty trigger --service {} --summary \"{name} at critical risk ({:.0})\"", server.profile.name(), server.risk)
+        }
     }
 }
 

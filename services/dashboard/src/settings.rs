@@ -47,10 +47,7 @@ pub struct Settings {
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings {
-            cost: Mutex::new(Cost { inputs: CostInputs::default(), changed: false }),
-            changes: watch::channel(None).0,
-        }
+        Settings { cost: Mutex::new(Cost { inputs: CostInputs::default(), changed: false }), changes: watch::channel(None).0 }
     }
 }
 

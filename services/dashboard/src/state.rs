@@ -62,7 +62,9 @@ impl Latest {
 pub enum Link {
     Connecting,
     Connected,
-    Disconnected { since: SystemTime },
+    Disconnected {
+        since: SystemTime,
+    },
     /// `--demo-fixture`: no broker, snapshots are generated in-process.
     Fixture,
 }
@@ -93,17 +95,11 @@ pub fn banner(h: &Health, stale_after: Duration, now: SystemTime) -> Option<Bann
             Some(t) => format!(" Showing the snapshot received at {}.", format::utc(t)),
             None => String::new(),
         };
-        return Some(Banner {
-            kind: "down",
-            text: format!("Stale since {}: the NATS connection is down.{shown}", format::utc(since)),
-        });
+        return Some(Banner { kind: "down", text: format!("Stale since {}: the NATS connection is down.{shown}", format::utc(since)) });
     }
     match h.last_snapshot {
         None if h.link == Link::Connecting => Some(Banner { kind: "waiting", text: "Connecting to NATS…".into() }),
-        None => Some(Banner {
-            kind: "waiting",
-            text: "Waiting for the first forecast snapshot on predictions.current.".into(),
-        }),
+        None => Some(Banner { kind: "waiting", text: "Waiting for the first forecast snapshot on predictions.current.".into() }),
         Some(t) if age(t) > stale_after => Some(Banner {
             kind: "stale",
             text: format!(

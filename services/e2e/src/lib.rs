@@ -168,10 +168,8 @@ impl SnapshotWatch {
     pub async fn next(&mut self, timeout: Duration) -> anyhow::Result<Snapshot> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let msg = tokio::time::timeout_at(deadline, self.sub.next())
-                .await
-                .context("no snapshot in time")?
-                .context("subscription closed")?;
+            let msg =
+                tokio::time::timeout_at(deadline, self.sub.next()).await.context("no snapshot in time")?.context("subscription closed")?;
             let part: Snapshot = schemas::decode(&msg.payload).context("snapshot does not decode")?;
             self.most_parts = self.most_parts.max(part.part.count);
             self.largest_part = self.largest_part.max(msg.payload.len());
@@ -199,8 +197,7 @@ impl SnapshotWatch {
 
 /// Every server of the snapshot has a full 96-step forecast.
 pub fn all_forecast(snap: &Snapshot, servers: usize) -> bool {
-    snap.servers.len() == servers
-        && snap.servers.iter().all(|s| s.warmup.is_none() && s.forecast.len() == schemas::TARGET_COUNT)
+    snap.servers.len() == servers && snap.servers.iter().all(|s| s.warmup.is_none() && s.forecast.len() == schemas::TARGET_COUNT)
 }
 
 /// Risk per server.
@@ -233,7 +230,8 @@ pub async fn sent_metrics(client: &async_nats::Client) -> anyhow::Result<(Sent, 
 
 /// What the predictor should hold for `target` at one step: the mean of the reports' values.
 pub fn expected(sent: &Sent, server: &str, step: i64, target: schemas::Target) -> Option<f32> {
-    let values: Vec<f64> = sent.get(&(server.to_string(), step))?.iter().filter_map(|(_, m)| m.get(target.source_metric())).map(f64::from).collect();
+    let values: Vec<f64> =
+        sent.get(&(server.to_string(), step))?.iter().filter_map(|(_, m)| m.get(target.source_metric())).map(f64::from).collect();
     (!values.is_empty()).then(|| target.from_source((values.iter().sum::<f64>() / values.len() as f64) as f32))
 }
 

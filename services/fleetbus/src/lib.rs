@@ -118,10 +118,7 @@ pub fn options(service: &str, url: &BusUrl) -> ConnectOptions {
 /// server answers; reconnects by itself afterwards.
 pub async fn connect(service: &str, url: &str) -> Result<async_nats::Client, ConnectError> {
     let parsed = parse_url(url)?;
-    options(service, &parsed)
-        .connect(parsed.address.as_str())
-        .await
-        .map_err(|source| ConnectError::Connect { url: redact(url), source })
+    options(service, &parsed).connect(parsed.address.as_str()).await.map_err(|source| ConnectError::Connect { url: redact(url), source })
 }
 
 /// The newest complete snapshot kept in the `PREDICTIONS` stream, for a late subscriber: the

@@ -98,11 +98,7 @@ async fn scrape(registry: Arc<Registry>) -> Response {
         Ok(body) => ([(header::CONTENT_TYPE, CONTENT_TYPE)], body).into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "encoding metrics failed");
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "encoding metrics failed\n",
-            )
-                .into_response()
+            (StatusCode::INTERNAL_SERVER_ERROR, "encoding metrics failed\n").into_response()
         }
     }
 }
@@ -114,18 +110,11 @@ pub async fn serve(
     registry: Arc<Registry>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<MetricsServer, MetricsError> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|source| MetricsError::Bind { addr, source })?;
-    let local_addr = listener
-        .local_addr()
-        .map_err(|source| MetricsError::Bind { addr, source })?;
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| MetricsError::Bind { addr, source })?;
+    let local_addr = listener.local_addr().map_err(|source| MetricsError::Bind { addr, source })?;
     let app = router(registry);
     let task = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
+        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
             tracing::warn!(error = %e, "metrics endpoint stopped with an error");
         }
     });
@@ -167,43 +156,26 @@ mod tests {
         registry.register("sent", "Messages sent", sent.clone());
         sent.inc_by(3);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = serve(
-            "127.0.0.1:0".parse().expect("addr"),
-            Arc::new(registry),
-            async {
-                let _ = stopped.await;
-            },
-        )
+        let server = serve("127.0.0.1:0".parse().expect("addr"), Arc::new(registry), async {
+            let _ = stopped.await;
+        })
         .await
         .expect("serve");
         let addr = server.local_addr();
         let page = get(addr, "/metrics").await;
         assert!(page.starts_with("HTTP/1.1 200"), "{page}");
-        assert!(
-            page.to_ascii_lowercase()
-                .contains(&format!("content-type: {CONTENT_TYPE}")),
-            "{page}"
-        );
+        assert!(page.to_ascii_lowercase().contains(&format!("content-type: {CONTENT_TYPE}")), "{page}");
         assert!(page.contains("fleetcast_test_sent_total 3"), "{page}");
         assert!(page.trim_end().ends_with("# EOF"), "{page}");
         assert!(get(addr, "/other").await.starts_with("HTTP/1.1 404"));
         let _ = stop.send(());
         server.join().await;
-        assert!(
-            tokio::net::TcpStream::connect(addr).await.is_err(),
-            "still listening after shutdown"
-        );
+        assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "still listening after shutdown");
     }
 
     #[tokio::test]
     async fn off_without_an_address_and_bind_errors_name_it() {
-        let none = serve_if(
-            &MetricsArgs::default(),
-            Arc::new(Registry::default()),
-            async {},
-        )
-        .await
-        .expect("off");
+        let none = serve_if(&MetricsArgs::default(), Arc::new(Registry::default()), async {}).await.expect("off");
         assert!(none.is_none());
         let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = taken.local_addr().expect("addr");

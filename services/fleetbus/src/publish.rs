@@ -177,7 +177,8 @@ impl Publisher {
         let mut abort = std::pin::pin!(abort);
         let t0 = Instant::now();
         let mut parts = self.splitter.split(&self.source, seq, clock_ms, records, self.limit())?;
-        let mut report = TickReport { parts: parts.len(), bytes: parts.iter().map(Bytes::len).sum(), encode: t0.elapsed(), ..Default::default() };
+        let mut report =
+            TickReport { parts: parts.len(), bytes: parts.iter().map(Bytes::len).sum(), encode: t0.elapsed(), ..Default::default() };
         let t1 = Instant::now();
         let mut pending: Vec<usize> = (0..parts.len()).collect();
         let mut backoff = BACKOFF_FIRST;
@@ -288,10 +289,8 @@ mod tests {
                 let parts = splitter.split("generator", 1, 2, recs.clone(), limit).unwrap();
                 assert!(parts.len() > 1);
                 assert!(parts.iter().all(|p| p.len() <= limit), "limit {limit}");
-                let back: Vec<MetricRecord> = parts
-                    .iter()
-                    .flat_map(|p| MetricsBatch::decode_lenient(p).unwrap().records.into_iter().map(Result::unwrap))
-                    .collect();
+                let back: Vec<MetricRecord> =
+                    parts.iter().flat_map(|p| MetricsBatch::decode_lenient(p).unwrap().records.into_iter().map(Result::unwrap)).collect();
                 assert_eq!(back, recs);
             }
         }

@@ -39,7 +39,11 @@ async fn run(label: &str, extra: &[&str], servers: usize, ticks: usize) -> anyho
     let nats = testkit::NatsServer::start_with(extra)?;
     let client = nats.connect().await?;
     jetstream::new(client.clone())
-        .get_or_create_stream(stream::Config { name: STREAM_METRICS.into(), subjects: vec![METRICS_BATCH_ALL.into()], ..Default::default() })
+        .get_or_create_stream(stream::Config {
+            name: STREAM_METRICS.into(),
+            subjects: vec![METRICS_BATCH_ALL.into()],
+            ..Default::default()
+        })
         .await?;
     let mut sim = Simulator::new(SimConfig { servers, seed: 1, start_ms: 1_767_571_200_000 })?;
     let mut publisher = Publisher::new(client.clone(), "bench", "bench");

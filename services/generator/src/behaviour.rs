@@ -196,7 +196,15 @@ impl Traits {
             for m in [CpuUser, CpuSys, CpuIowait] {
                 t.level[idx(m)] = cpu / used;
             }
-            for (m, f) in [(NetIn, net), (NetOut, net), (LoadAverage, load), (MemUsed, mem), (SwapUsed, 0.3), (BackCloseWait, 0.2), (FrontCloseWait, 0.2)] {
+            for (m, f) in [
+                (NetIn, net),
+                (NetOut, net),
+                (LoadAverage, load),
+                (MemUsed, mem),
+                (SwapUsed, 0.3),
+                (BackCloseWait, 0.2),
+                (FrontCloseWait, 0.2),
+            ] {
                 t.level[idx(m)] = f;
             }
         }
@@ -564,9 +572,8 @@ mod tests {
         // Servers whose memory already sits high do not leak, so a little under the share.
         let leaks = share(&|t| t.mem_leak.is_some());
         assert!((0.08..=MEM_LEAK_SHARE + 0.03).contains(&leaks), "{leaks}");
-        let ordinary = share(&|t| {
-            !t.idle && t.mem_leak.is_none() && t.disk_fill.is_none() && t.conn_leak.is_none() && !t.runaway && !t.degrades
-        });
+        let ordinary =
+            share(&|t| !t.idle && t.mem_leak.is_none() && t.disk_fill.is_none() && t.conn_leak.is_none() && !t.runaway && !t.degrades);
         assert!(ordinary > 0.4, "most servers have none of the trends: {ordinary}");
 
         let within = |x: f32, (lo, hi): (f32, f32)| (lo..=hi).contains(&x);

@@ -54,13 +54,13 @@ fn profile_diurnal(profile: Profile, hour: u32) -> f32 {
 /// jobs use the spare capacity.
 fn weekly(profile: Profile, weekday: u32) -> f32 {
     const W: [[f32; 7]; 7] = [
-        [1.0, 1.0, 1.0, 1.0, 1.0, 1.1, 1.1],     // ml_compute
-        [1.0, 1.0, 1.0, 1.0, 1.0, 0.8, 0.75],    // database
-        [1.05, 1.0, 1.0, 1.0, 0.95, 0.6, 0.55],  // web_api
-        [1.0, 1.0, 1.0, 1.0, 1.0, 0.8, 0.8],     // conductor_mgmt
-        [1.0, 1.0, 1.0, 1.0, 1.0, 0.7, 0.7],     // data_ingest
-        [1.0, 1.0, 1.0, 1.0, 1.05, 0.5, 0.5],    // risk_analytics
-        [1.0, 1.0, 1.0, 1.0, 1.0, 0.85, 0.85],   // generic
+        [1.0, 1.0, 1.0, 1.0, 1.0, 1.1, 1.1],    // ml_compute
+        [1.0, 1.0, 1.0, 1.0, 1.0, 0.8, 0.75],   // database
+        [1.05, 1.0, 1.0, 1.0, 0.95, 0.6, 0.55], // web_api
+        [1.0, 1.0, 1.0, 1.0, 1.0, 0.8, 0.8],    // conductor_mgmt
+        [1.0, 1.0, 1.0, 1.0, 1.0, 0.7, 0.7],    // data_ingest
+        [1.0, 1.0, 1.0, 1.0, 1.05, 0.5, 0.5],   // risk_analytics
+        [1.0, 1.0, 1.0, 1.0, 1.0, 0.85, 0.85],  // generic
     ];
     W[profile.as_index()][weekday as usize % 7]
 }

@@ -43,7 +43,11 @@ pub const GRAPH: [Edge; 6] = [
         source: Database,
         dependent: WebApi,
         impacts: &[
-            Impact { what: "connection failures", strength: 0.85, effects: &[effect(BackCloseWait, 3.0, 15.0), effect(FrontCloseWait, 2.0, 8.0)] },
+            Impact {
+                what: "connection failures",
+                strength: 0.85,
+                effects: &[effect(BackCloseWait, 3.0, 15.0), effect(FrontCloseWait, 2.0, 8.0)],
+            },
             Impact {
                 what: "request queuing",
                 strength: 0.70,
@@ -56,7 +60,11 @@ pub const GRAPH: [Edge; 6] = [
         dependent: DataIngest,
         impacts: &[
             Impact { what: "write stalls", strength: 0.75, effects: &[effect(CpuIowait, 2.0, 5.0), effect(BackCloseWait, 2.5, 10.0)] },
-            Impact { what: "backlog", strength: 0.60, effects: &[effect(MemUsed, 1.2, 0.0), effect(NetIn, 0.5, 0.0), effect(LoadAverage, 1.5, 0.0)] },
+            Impact {
+                what: "backlog",
+                strength: 0.60,
+                effects: &[effect(MemUsed, 1.2, 0.0), effect(NetIn, 0.5, 0.0), effect(LoadAverage, 1.5, 0.0)],
+            },
         ],
     },
     Edge {
@@ -88,7 +96,11 @@ pub const GRAPH: [Edge; 6] = [
     Edge {
         source: DataIngest,
         dependent: MlCompute,
-        impacts: &[Impact { what: "data starvation", strength: 0.60, effects: &[effect(NetIn, 0.3, 0.0), effect(CpuUser, 0.6, 0.0), effect(CpuIowait, 1.5, 0.0)] }],
+        impacts: &[Impact {
+            what: "data starvation",
+            strength: 0.60,
+            effects: &[effect(NetIn, 0.3, 0.0), effect(CpuUser, 0.6, 0.0), effect(CpuIowait, 1.5, 0.0)],
+        }],
     },
 ];
 
@@ -173,10 +185,13 @@ pub fn maybe_start(fleet: &Fleet, step: u64, active: bool, busy: impl Fn(usize) 
     let weight = |i: usize| if fleet.servers[i].problem_child { CHILD_WEIGHT } else { 1.0 };
     let total: f64 = candidates.iter().map(|&i| weight(i)).sum();
     let mut x = rng.random::<f64>() * total;
-    let pick = *candidates.iter().find(|&&i| {
-        x -= weight(i);
-        x < 0.0
-    }).or(candidates.last())?;
+    let pick = *candidates
+        .iter()
+        .find(|&&i| {
+            x -= weight(i);
+            x < 0.0
+        })
+        .or(candidates.last())?;
     let envelope = Envelope::timed(step, 24, rng.random_range(12..=72), 36);
     Some(Cascade { source, sources: vec![pick], envelope, operator: false })
 }

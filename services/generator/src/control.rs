@@ -205,7 +205,10 @@ mod tests {
         let sim = Mutex::new(Simulator::new(SimConfig { servers: 20, seed: 1, start_ms: 0 }).unwrap());
         let out = handle(&sim, true, br#"{"scenario":"critical"}"#).unwrap();
         let r: ScenarioReply = serde_json::from_slice(&out).unwrap();
-        assert_eq!((r.scenario, r.previous, r.affected.len(), r.fleet_size, r.ramp_steps), (Scenario::Critical, Some(Scenario::Healthy), 5, 20, 24));
+        assert_eq!(
+            (r.scenario, r.previous, r.affected.len(), r.fleet_size, r.ramp_steps),
+            (Scenario::Critical, Some(Scenario::Healthy), 5, 20, 24)
+        );
         let status = handle(&sim, false, b"").unwrap();
         let s: ScenarioReply = schemas::decode(&status).unwrap();
         assert_eq!((s.scenario, s.previous, s.affected), (Scenario::Critical, None, r.affected));

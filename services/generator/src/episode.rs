@@ -134,8 +134,7 @@ impl Pull {
 use Metric::*;
 
 /// Degrading: the load climbs, swap starts to be used, connections pile up a little.
-pub const DEGRADING_EFFECTS: &[Effect] =
-    &[effect(LoadAverage, 1.5, 0.5), effect(SwapUsed, 1.5, 3.0), effect(BackCloseWait, 1.5, 2.0)];
+pub const DEGRADING_EFFECTS: &[Effect] = &[effect(LoadAverage, 1.5, 0.5), effect(SwapUsed, 1.5, 3.0), effect(BackCloseWait, 1.5, 2.0)];
 /// Critical: heavy load, swapping, stuck connections, throughput falling.
 pub const CRITICAL_EFFECTS: &[Effect] = &[
     effect(LoadAverage, 2.5, 1.0),
@@ -145,12 +144,8 @@ pub const CRITICAL_EFFECTS: &[Effect] = &[
     effect(NetOut, 0.7, 0.0),
 ];
 /// A cascade's source: overloaded and holding connections its clients wait on.
-pub const CASCADE_SOURCE_EFFECTS: &[Effect] = &[
-    effect(LoadAverage, 2.5, 1.0),
-    effect(SwapUsed, 2.0, 10.0),
-    effect(BackCloseWait, 3.0, 15.0),
-    effect(FrontCloseWait, 2.0, 8.0),
-];
+pub const CASCADE_SOURCE_EFFECTS: &[Effect] =
+    &[effect(LoadAverage, 2.5, 1.0), effect(SwapUsed, 2.0, 10.0), effect(BackCloseWait, 3.0, 15.0), effect(FrontCloseWait, 2.0, 8.0)];
 
 #[cfg(test)]
 mod tests {

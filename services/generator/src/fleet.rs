@@ -96,13 +96,7 @@ impl Fleet {
             for i in 0..count {
                 let idx = servers.len() as u64;
                 let traits = Traits::draw(profile, &mut seeds::rng(seed, Stream::Traits, idx));
-                servers.push(Server {
-                    name: server_name(profile, i),
-                    profile,
-                    problem_child: false,
-                    incident_prone: false,
-                    traits,
-                });
+                servers.push(Server { name: server_name(profile, i), profile, problem_child: false, incident_prone: false, traits });
             }
         }
         let mut rng = seeds::rng(seed, Stream::Fleet, 0);
@@ -145,12 +139,8 @@ mod tests {
     fn original_split() {
         use Profile::*;
         // web/ml/db/etl/risk/gen/con, from the original's documentation.
-        let want: [(usize, [usize; 7]); 4] = [
-            (20, [8, 4, 3, 2, 1, 1, 1]),
-            (45, [16, 9, 7, 4, 4, 3, 2]),
-            (90, [28, 19, 15, 9, 8, 6, 5]),
-            (100, [28, 22, 17, 11, 9, 7, 6]),
-        ];
+        let want: [(usize, [usize; 7]); 4] =
+            [(20, [8, 4, 3, 2, 1, 1, 1]), (45, [16, 9, 7, 4, 4, 3, 2]), (90, [28, 19, 15, 9, 8, 6, 5]), (100, [28, 22, 17, 11, 9, 7, 6])];
         for (n, counts) in want {
             let got = [WebApi, MlCompute, Database, DataIngest, RiskAnalytics, Generic, ConductorMgmt].map(|p| count(n, p));
             assert_eq!(got, counts, "fleet of {n}");

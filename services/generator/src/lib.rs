@@ -9,8 +9,8 @@
 pub mod baseline;
 pub mod behaviour;
 pub mod calendar;
-pub mod control;
 pub mod cascade;
+pub mod control;
 pub mod episode;
 pub mod export;
 pub mod fleet;

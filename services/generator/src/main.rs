@@ -209,7 +209,8 @@ mod tests {
 
     #[test]
     fn export_flags_after_the_subcommand() {
-        let cli = Cli::try_parse_from(["generator", "export", "--days", "2", "--servers", "200", "--seed", "7", "--out", "x.parquet"]).unwrap();
+        let cli =
+            Cli::try_parse_from(["generator", "export", "--days", "2", "--servers", "200", "--seed", "7", "--out", "x.parquet"]).unwrap();
         assert_eq!((cli.fleet.servers, cli.fleet.seed), (200, 7));
         let Some(Command::Export(e)) = cli.command else { panic!("not export") };
         assert_eq!((e.days, e.out), (2.0, PathBuf::from("x.parquet")));

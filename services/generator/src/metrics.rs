@@ -26,26 +26,10 @@ impl Metrics {
     pub fn new() -> (Metrics, Registry) {
         let mut r = Registry::with_prefix("fleetcast_generator");
         let m = Metrics::default();
-        r.register(
-            "ticks",
-            "Simulated steps done (published or skipped)",
-            m.ticks.clone(),
-        );
-        r.register(
-            "batches_published",
-            "Messages stored in the METRICS stream (each part of a split tick)",
-            m.batches.clone(),
-        );
-        r.register(
-            "records_published",
-            "Records in the messages stored",
-            m.records.clone(),
-        );
-        r.register(
-            "publish_errors",
-            "Ticks that could not be published and were skipped",
-            m.publish_errors.clone(),
-        );
+        r.register("ticks", "Simulated steps done (published or skipped)", m.ticks.clone());
+        r.register("batches_published", "Messages stored in the METRICS stream (each part of a split tick)", m.batches.clone());
+        r.register("records_published", "Records in the messages stored", m.records.clone());
+        r.register("publish_errors", "Ticks that could not be published and were skipped", m.publish_errors.clone());
         (m, r)
     }
 }

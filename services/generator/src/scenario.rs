@@ -62,14 +62,8 @@ pub fn plan<'a>(
         v
     };
     let all: Vec<usize> = (0..fleet.len()).collect();
-    let episode = |kind, ramp, targets, from, effects| Episode {
-        kind,
-        operator: true,
-        envelope: Envelope::held(step, ramp),
-        targets,
-        from,
-        effects,
-    };
+    let episode =
+        |kind, ramp, targets, from, effects| Episode { kind, operator: true, envelope: Envelope::held(step, ramp), targets, from, effects };
     match to {
         Scenario::Healthy => {}
         Scenario::Degrading => {

@@ -14,7 +14,7 @@ use rand::Rng;
 use rand_distr::StandardNormal;
 use schemas::{Metric, Metrics, ServerState, METRIC_COUNT, STEP_MS};
 
-use crate::baseline::{idx, spread, UPTIME_MAX_DAYS, SMOOTHED};
+use crate::baseline::{idx, spread, SMOOTHED, UPTIME_MAX_DAYS};
 use crate::behaviour::Behaviour;
 use crate::episode::{Effect, Pull};
 use crate::fleet::Server;
@@ -182,7 +182,11 @@ impl ServerSim {
 /// Keeps a smoothed value in its valid range: percentages 0-100, the rest >= 0.
 fn clamp(m: Metric, x: f32) -> f32 {
     let x = if x.is_finite() { x.max(0.0) } else { 0.0 };
-    if m.unit().is_percent() { x.min(100.0) } else { x }
+    if m.unit().is_percent() {
+        x.min(100.0)
+    } else {
+        x
+    }
 }
 
 fn quantise(x: f32) -> f32 {
@@ -236,7 +240,13 @@ mod tests {
             let mut mem = Vec::new();
             for k in 0..2016 {
                 let ts = ts0 + k * STEP_MS;
-                let ctx = StepContext { ts_ms: ts, hour: crate::calendar::hour(ts), transitions: &t, state_factors: &sf, calendar: cal.factors(server.profile, ts) };
+                let ctx = StepContext {
+                    ts_ms: ts,
+                    hour: crate::calendar::hour(ts),
+                    transitions: &t,
+                    state_factors: &sf,
+                    calendar: cal.factors(server.profile, ts),
+                };
                 if let Some(m) = sim.step(server, &ctx, &Drive::default()) {
                     let rec = schemas::MetricRecord { server: server.name.clone(), ts_ms: ts, profile: Some(server.profile), metrics: m };
                     rec.validate(&ValidationPolicy::at(ts)).unwrap();
@@ -260,7 +270,8 @@ mod tests {
         let sf = [[1.0; METRIC_COUNT]; STATE_COUNT]; // isolate the pull from state changes
         let calm = Behaviour::with_traits(server, Traits::ordinary(), seeds::rng(9, Stream::Behaviour, 0));
         let mut sim = ServerSim::new(server, &cal, seeds::rng(9, Stream::Server, 0), calm);
-        let pull = Pull { targets: Targets { cpu_used: 90.0, mem: 93.0, iowait: Some(35.0) }, mix: 1.0, from: None, effects: CRITICAL_EFFECTS };
+        let pull =
+            Pull { targets: Targets { cpu_used: 90.0, mem: 93.0, iowait: Some(35.0) }, mix: 1.0, from: None, effects: CRITICAL_EFFECTS };
         let ctx = StepContext { ts_ms: 1_767_614_400_000, hour: 12, transitions: &t, state_factors: &sf, calendar: &cal };
         let mut last = None;
         for _ in 0..60 {

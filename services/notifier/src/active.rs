@@ -71,45 +71,25 @@ impl ActiveSet {
             let starts_ms = previous.as_ref().map(|(_, s)| *s).unwrap_or(at_ms);
             // Resolve the label set Alertmanager has (the previous one when known).
             let ended = previous.map(|(a, _)| a).unwrap_or_else(|| alert.clone());
-            out.push(Posting {
-                alert: ended,
-                starts_ms,
-                resolved_ms: Some(at_ms),
-            });
+            out.push(Posting { alert: ended, starts_ms, resolved_ms: Some(at_ms) });
             return;
         }
         let starts_ms = match previous {
             Some((old, starts)) if mapping::label_key(&old) == mapping::label_key(alert) => starts,
             Some((old, starts)) => {
                 // Severity or profile changed: a new label set, so the old one ends here.
-                out.push(Posting {
-                    alert: old,
-                    starts_ms: starts,
-                    resolved_ms: Some(at_ms),
-                });
+                out.push(Posting { alert: old, starts_ms: starts, resolved_ms: Some(at_ms) });
                 at_ms
             }
             None => at_ms,
         };
-        self.alerts
-            .insert(alert.id.clone(), (alert.clone(), starts_ms));
-        out.push(Posting {
-            alert: alert.clone(),
-            starts_ms,
-            resolved_ms: None,
-        });
+        self.alerts.insert(alert.id.clone(), (alert.clone(), starts_ms));
+        out.push(Posting { alert: alert.clone(), starts_ms, resolved_ms: None });
     }
 
     /// Every active alert as a firing posting (for the periodic resend).
     pub fn firing(&self) -> Vec<Posting> {
-        self.alerts
-            .values()
-            .map(|(a, starts)| Posting {
-                alert: a.clone(),
-                starts_ms: *starts,
-                resolved_ms: None,
-            })
-            .collect()
+        self.alerts.values().map(|(a, starts)| Posting { alert: a.clone(), starts_ms: *starts, resolved_ms: None }).collect()
     }
 }
 
@@ -153,72 +133,33 @@ mod tests {
             opened_ms: 0,
             updated_ms: 0,
         };
-        Stored {
-            seq,
-            stored_ms: 1000 * seq as i64,
-            event: AlertEvent {
-                v: 1,
-                tick_ms: 0,
-                alert,
-            },
-        }
+        Stored { seq, stored_ms: 1000 * seq as i64, event: AlertEvent { v: 1, tick_ms: 0, alert } }
     }
 
     #[test]
     fn opens_keeps_start_and_resolves() {
         let mut set = ActiveSet::default();
         let mut out = vec![];
-        assert!(set.apply(
-            &stored(1, "a", Level::Warning, AlertState::Opened),
-            &mut out
-        ));
-        assert!(set.apply(
-            &stored(2, "a", Level::Warning, AlertState::Updated),
-            &mut out
-        ));
+        assert!(set.apply(&stored(1, "a", Level::Warning, AlertState::Opened), &mut out));
+        assert!(set.apply(&stored(2, "a", Level::Warning, AlertState::Updated), &mut out));
         assert_eq!(set.len(), 1);
-        assert_eq!(
-            out.iter()
-                .map(|p| (p.starts_ms, p.resolved_ms))
-                .collect::<Vec<_>>(),
-            [(1000, None), (1000, None)]
-        );
+        assert_eq!(out.iter().map(|p| (p.starts_ms, p.resolved_ms)).collect::<Vec<_>>(), [(1000, None), (1000, None)]);
         out.clear();
-        assert!(set.apply(
-            &stored(3, "a", Level::Warning, AlertState::Resolved),
-            &mut out
-        ));
+        assert!(set.apply(&stored(3, "a", Level::Warning, AlertState::Resolved), &mut out));
         assert!(set.is_empty());
-        assert_eq!(
-            out.iter()
-                .map(|p| (p.starts_ms, p.resolved_ms))
-                .collect::<Vec<_>>(),
-            [(1000, Some(3000))]
-        );
+        assert_eq!(out.iter().map(|p| (p.starts_ms, p.resolved_ms)).collect::<Vec<_>>(), [(1000, Some(3000))]);
     }
 
     #[test]
     fn a_new_severity_ends_the_old_label_set() {
         let mut set = ActiveSet::default();
         let mut out = vec![];
-        set.apply(
-            &stored(1, "a", Level::Warning, AlertState::Opened),
-            &mut out,
-        );
+        set.apply(&stored(1, "a", Level::Warning, AlertState::Opened), &mut out);
         out.clear();
-        set.apply(
-            &stored(5, "a", Level::Critical, AlertState::Updated),
-            &mut out,
-        );
+        set.apply(&stored(5, "a", Level::Critical, AlertState::Updated), &mut out);
         assert_eq!(out.len(), 2);
-        assert_eq!(
-            (out[0].alert.severity, out[0].resolved_ms),
-            (Level::Warning, Some(5000))
-        );
-        assert_eq!(
-            (out[1].alert.severity, out[1].starts_ms, out[1].resolved_ms),
-            (Level::Critical, 5000, None)
-        );
+        assert_eq!((out[0].alert.severity, out[0].resolved_ms), (Level::Warning, Some(5000)));
+        assert_eq!((out[1].alert.severity, out[1].starts_ms, out[1].resolved_ms), (Level::Critical, 5000, None));
         assert_eq!(set.firing().len(), 1);
     }
 
@@ -226,24 +167,12 @@ mod tests {
     fn redeliveries_change_nothing() {
         let mut set = ActiveSet::default();
         let mut out = vec![];
-        set.apply(
-            &stored(4, "a", Level::Warning, AlertState::Opened),
-            &mut out,
-        );
-        set.apply(
-            &stored(6, "a", Level::Warning, AlertState::Resolved),
-            &mut out,
-        );
+        set.apply(&stored(4, "a", Level::Warning, AlertState::Opened), &mut out);
+        set.apply(&stored(6, "a", Level::Warning, AlertState::Resolved), &mut out);
         out.clear();
-        assert!(!set.apply(
-            &stored(4, "a", Level::Warning, AlertState::Opened),
-            &mut out
-        ));
+        assert!(!set.apply(&stored(4, "a", Level::Warning, AlertState::Opened), &mut out));
         set.skip(9);
-        assert!(!set.apply(
-            &stored(8, "b", Level::Warning, AlertState::Opened),
-            &mut out
-        ));
+        assert!(!set.apply(&stored(8, "b", Level::Warning, AlertState::Opened), &mut out));
         assert!(out.is_empty() && set.is_empty() && set.last_seq() == 9);
     }
 
@@ -251,24 +180,10 @@ mod tests {
     fn collapse_keeps_the_newest_state_per_label_set() {
         let mut set = ActiveSet::default();
         let mut out = vec![];
-        set.apply(
-            &stored(1, "a", Level::Warning, AlertState::Opened),
-            &mut out,
-        );
-        set.apply(
-            &stored(2, "b", Level::Warning, AlertState::Opened),
-            &mut out,
-        );
-        set.apply(
-            &stored(3, "a", Level::Warning, AlertState::Resolved),
-            &mut out,
-        );
+        set.apply(&stored(1, "a", Level::Warning, AlertState::Opened), &mut out);
+        set.apply(&stored(2, "b", Level::Warning, AlertState::Opened), &mut out);
+        set.apply(&stored(3, "a", Level::Warning, AlertState::Resolved), &mut out);
         let c = collapse(out);
-        assert_eq!(
-            c.iter()
-                .map(|p| (p.alert.server.as_str(), p.resolved_ms))
-                .collect::<Vec<_>>(),
-            [("a", Some(3000)), ("b", None)]
-        );
+        assert_eq!(c.iter().map(|p| (p.alert.server.as_str(), p.resolved_ms)).collect::<Vec<_>>(), [("a", Some(3000)), ("b", None)]);
     }
 }

@@ -17,11 +17,7 @@ pub enum PostError {
         source: reqwest::Error,
     },
     #[error("POST {url}: HTTP {status}: {body}")]
-    Status {
-        url: String,
-        status: u16,
-        body: String,
-    },
+    Status { url: String, status: u16, body: String },
 }
 
 impl PostError {
@@ -46,41 +42,21 @@ pub struct Alertmanager {
 impl Alertmanager {
     /// `base` without a trailing slash; `timeout` bounds one whole POST.
     pub fn new(base: &str, timeout: Duration) -> Result<Alertmanager, reqwest::Error> {
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .build()?;
-        Ok(Alertmanager {
-            base: base.to_string(),
-            alerts_url: format!("{base}/api/v2/alerts"),
-            client,
-        })
+        let client = reqwest::Client::builder().timeout(timeout).connect_timeout(timeout).build()?;
+        Ok(Alertmanager { base: base.to_string(), alerts_url: format!("{base}/api/v2/alerts"), client })
     }
 
     /// Posts `alerts` (one request, any number of alerts). Ok on any 2xx.
     pub async fn post(&self, alerts: &[PostableAlert]) -> Result<(), PostError> {
         let url = &self.alerts_url;
-        let resp = self
-            .client
-            .post(url)
-            .json(alerts)
-            .send()
-            .await
-            .map_err(|source| PostError::Unreachable {
-                url: url.clone(),
-                source,
-            })?;
+        let resp = self.client.post(url).json(alerts).send().await.map_err(|source| PostError::Unreachable { url: url.clone(), source })?;
         let status = resp.status();
         if status.is_success() {
             return Ok(());
         }
         let mut body = resp.text().await.unwrap_or_default();
         body.truncate(500);
-        Err(PostError::Status {
-            url: url.clone(),
-            status: status.as_u16(),
-            body,
-        })
+        Err(PostError::Status { url: url.clone(), status: status.as_u16(), body })
     }
 }
 
@@ -92,15 +68,8 @@ pub struct Fanout {
 }
 
 impl Fanout {
-    pub fn new(
-        urls: &[String],
-        timeout: Duration,
-        metrics: Metrics,
-    ) -> Result<Fanout, reqwest::Error> {
-        let targets = urls
-            .iter()
-            .map(|u| Alertmanager::new(u, timeout))
-            .collect::<Result<Vec<_>, _>>()?;
+    pub fn new(urls: &[String], timeout: Duration, metrics: Metrics) -> Result<Fanout, reqwest::Error> {
+        let targets = urls.iter().map(|u| Alertmanager::new(u, timeout)).collect::<Result<Vec<_>, _>>()?;
         Ok(Fanout { targets, metrics })
     }
 
@@ -118,9 +87,7 @@ impl Fanout {
             pending.clear();
             return;
         }
-        let posts = pending
-            .iter()
-            .map(|&i| async move { (i, self.targets[i].post(alerts).await) });
+        let posts = pending.iter().map(|&i| async move { (i, self.targets[i].post(alerts).await) });
         let results = futures::future::join_all(posts).await;
         pending.clear();
         for (i, result) in results {

@@ -7,10 +7,7 @@ use clap::Parser;
 
 /// `notifier --alertmanager-url http://127.0.0.1:9093 [...]`.
 #[derive(Debug, Clone, Parser)]
-#[command(
-    name = "notifier",
-    about = "Posts Fleetcast's predicted alerts (stream HISTORY, alerts.>) to Alertmanager"
-)]
+#[command(name = "notifier", about = "Posts Fleetcast's predicted alerts (stream HISTORY, alerts.>) to Alertmanager")]
 pub struct Config {
     /// NATS server; credentials may sit in the URL or in NATS_USER / NATS_PASSWORD.
     #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
@@ -86,25 +83,14 @@ mod tests {
 
     #[test]
     fn urls_repeat_or_split_on_commas() {
-        let c = Config::try_parse_from([
-            "notifier",
-            "--alertmanager-url",
-            "http://a:9093/,http://b:9093",
-            "--alertmanager-url",
-            "https://c",
-        ])
-        .expect("parse");
-        assert_eq!(
-            c.alertmanager_urls,
-            ["http://a:9093", "http://b:9093", "https://c"]
-        );
+        let c =
+            Config::try_parse_from(["notifier", "--alertmanager-url", "http://a:9093/,http://b:9093", "--alertmanager-url", "https://c"])
+                .expect("parse");
+        assert_eq!(c.alertmanager_urls, ["http://a:9093", "http://b:9093", "https://c"]);
         assert_eq!(c.resend, Duration::from_secs(60));
         assert_eq!(c.firing_ttl(), Duration::from_secs(240));
         assert!(Config::try_parse_from(["notifier", "--alertmanager-url", "a:9093"]).is_err());
         assert!(Config::try_parse_from(["notifier", "--alertmanager-url", "http://"]).is_err());
-        assert!(
-            Config::try_parse_from(["notifier"]).is_err()
-                || std::env::var("ALERTMANAGER_URL").is_ok()
-        );
+        assert!(Config::try_parse_from(["notifier"]).is_err() || std::env::var("ALERTMANAGER_URL").is_ok());
     }
 }

@@ -18,11 +18,7 @@ pub enum BadEvent {
     #[error("server name {0:?} is not a valid server name")]
     BadServerName(String),
     #[error("subject {subject:?} does not match the event ({state} on {server})")]
-    Inconsistent {
-        subject: String,
-        state: &'static str,
-        server: String,
-    },
+    Inconsistent { subject: String, state: &'static str, server: String },
 }
 
 impl BadEvent {
@@ -50,8 +46,7 @@ pub struct Stored {
 /// the version is known, the server name valid, and the subject names the same state and
 /// server as the payload.
 pub fn parse(subject: &str, payload: &[u8]) -> Result<AlertEvent, BadEvent> {
-    let event: AlertEvent =
-        schemas::decode(payload).map_err(|e| BadEvent::Undecodable(e.to_string()))?;
+    let event: AlertEvent = schemas::decode(payload).map_err(|e| BadEvent::Undecodable(e.to_string()))?;
     if event.v != VERSION {
         return Err(BadEvent::UnsupportedVersion(event.v));
     }
@@ -62,11 +57,7 @@ pub fn parse(subject: &str, payload: &[u8]) -> Result<AlertEvent, BadEvent> {
     let expected = schemas::subjects::alert_event(alert.state, &alert.server);
     let id_ok = alert.id == format!("{}.{}", alert.server, alert.target.name());
     if subject != expected || !id_ok {
-        return Err(BadEvent::Inconsistent {
-            subject: subject.to_string(),
-            state: alert.state.name(),
-            server: alert.server.clone(),
-        });
+        return Err(BadEvent::Inconsistent { subject: subject.to_string(), state: alert.state.name(), server: alert.server.clone() });
     }
     Ok(event)
 }
@@ -117,30 +108,15 @@ mod tests {
     #[test]
     fn says_why_an_event_is_bad() {
         let e = event("ppweb003", AlertState::Opened);
-        assert_eq!(
-            parse("alerts.opened.ppweb003", b"\x01\x02junk").map_err(|e| e.reason()),
-            Err("undecodable")
-        );
+        assert_eq!(parse("alerts.opened.ppweb003", b"\x01\x02junk").map_err(|e| e.reason()), Err("undecodable"));
         let mut v2 = e.clone();
         v2.v = 2;
-        assert_eq!(
-            parse("alerts.opened.ppweb003", &bytes(&v2)),
-            Err(BadEvent::UnsupportedVersion(2))
-        );
+        assert_eq!(parse("alerts.opened.ppweb003", &bytes(&v2)), Err(BadEvent::UnsupportedVersion(2)));
         let bad = event("bad name", AlertState::Opened);
-        assert_eq!(
-            parse("alerts.opened.x", &bytes(&bad)).map_err(|e| e.reason()),
-            Err("bad_server_name")
-        );
-        assert_eq!(
-            parse("alerts.resolved.ppweb003", &bytes(&e)).map_err(|e| e.reason()),
-            Err("inconsistent")
-        );
+        assert_eq!(parse("alerts.opened.x", &bytes(&bad)).map_err(|e| e.reason()), Err("bad_server_name"));
+        assert_eq!(parse("alerts.resolved.ppweb003", &bytes(&e)).map_err(|e| e.reason()), Err("inconsistent"));
         let mut other_id = e.clone();
         other_id.alert.id = "ppweb004.mem".into();
-        assert_eq!(
-            parse("alerts.opened.ppweb003", &bytes(&other_id)).map_err(|e| e.reason()),
-            Err("inconsistent")
-        );
+        assert_eq!(parse("alerts.opened.ppweb003", &bytes(&other_id)).map_err(|e| e.reason()), Err("inconsistent"));
     }
 }

@@ -38,11 +38,7 @@ pub type LabelKey = (String, &'static str, &'static str);
 
 /// The label-set identity of `alert` (see [`LabelKey`]).
 pub fn label_key(alert: &Alert) -> LabelKey {
-    (
-        alert.id.clone(),
-        alert.severity.name(),
-        alert.profile.name(),
-    )
+    (alert.id.clone(), alert.severity.name(), alert.profile.name())
 }
 
 /// The labels Alertmanager routes, groups and silences on.
@@ -125,10 +121,7 @@ pub fn rfc3339(ms: i64) -> String {
 
 /// Wall clock now in Unix ms.
 pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 /// A value with at most two decimals and no trailing zeros (`97.25`, `95`).
@@ -166,12 +159,7 @@ mod tests {
 
     #[test]
     fn maps_labels_annotations_and_times() {
-        let a = postable(
-            &alert(),
-            1_767_225_600_000,
-            1_767_225_840_000,
-            "http://dash:8080/",
-        );
+        let a = postable(&alert(), 1_767_225_600_000, 1_767_225_840_000, "http://dash:8080/");
         let json = serde_json::to_value(&a).expect("json");
         assert_eq!(
             json["labels"],
@@ -188,10 +176,7 @@ mod tests {
         assert_eq!(ann["minutes_ahead"], "35");
         assert_eq!(ann["basis"], "P50");
         assert_eq!(ann["dashboard"], "http://dash:8080/servers/ppdb001");
-        assert_eq!(
-            ann["summary"],
-            "ppdb001 cpu predicted to reach 97.26 in 35 min (critical threshold 95)"
-        );
+        assert_eq!(ann["summary"], "ppdb001 cpu predicted to reach 97.26 in 35 min (critical threshold 95)");
     }
 
     #[test]
@@ -215,10 +200,6 @@ mod tests {
         b = alert();
         b.predicted = 1.0;
         b.minutes_ahead = 5;
-        assert_eq!(
-            label_key(&alert()),
-            label_key(&b),
-            "annotations are not identity"
-        );
+        assert_eq!(label_key(&alert()), label_key(&b), "annotations are not identity");
     }
 }

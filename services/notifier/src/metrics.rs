@@ -67,53 +67,24 @@ impl Metrics {
             events: Family::default(),
             skipped: Family::default(),
         };
-        r.register(
-            "alerts_sent",
-            "Alerts in POSTs to Alertmanager, by outcome",
-            m.sent.clone(),
-        );
-        r.register(
-            "alertmanager_up",
-            "1 when the last POST to this Alertmanager was accepted",
-            m.up.clone(),
-        );
+        r.register("alerts_sent", "Alerts in POSTs to Alertmanager, by outcome", m.sent.clone());
+        r.register("alertmanager_up", "1 when the last POST to this Alertmanager was accepted", m.up.clone());
         r.register(
             "delivery_latency_seconds",
             "Seconds from an alert event stored on the bus to every Alertmanager accepting it",
             m.latency.clone(),
         );
-        r.register(
-            "active_alerts",
-            "Predicted alerts now firing",
-            m.active.clone(),
-        );
-        r.register(
-            "consumer_pending",
-            "Alert events not yet delivered to the notifier's consumer",
-            m.pending.clone(),
-        );
+        r.register("active_alerts", "Predicted alerts now firing", m.active.clone());
+        r.register("consumer_pending", "Alert events not yet delivered to the notifier's consumer", m.pending.clone());
         r.register("events", "Alert events applied, by state", m.events.clone());
-        r.register(
-            "events_skipped",
-            "Bad alert events acknowledged and skipped, by reason",
-            m.skipped.clone(),
-        );
+        r.register("events_skipped", "Bad alert events acknowledged and skipped, by reason", m.skipped.clone());
         (m, r)
     }
 
     /// Counts `n` alerts sent to `am` with `result`.
     pub fn count_sent(&self, am: &str, result: &'static str, n: usize) {
-        self.sent
-            .get_or_create(&SentLabels {
-                alertmanager: am.to_string(),
-                result,
-            })
-            .inc_by(n as u64);
+        self.sent.get_or_create(&SentLabels { alertmanager: am.to_string(), result }).inc_by(n as u64);
         let up = i64::from(result == "accepted");
-        self.up
-            .get_or_create(&AmLabels {
-                alertmanager: am.to_string(),
-            })
-            .set(up);
+        self.up.get_or_create(&AmLabels { alertmanager: am.to_string() }).set(up);
     }
 }

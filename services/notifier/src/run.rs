@@ -38,10 +38,7 @@ async fn stopped(rx: &mut watch::Receiver<bool>) {
 
 /// Runs until `shutdown` completes. Events not yet acknowledged then are delivered again to
 /// the next start.
-pub async fn run(
-    cfg: Config,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<(), RunError> {
+pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Result<(), RunError> {
     let (stop_tx, mut stop) = watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;
@@ -111,20 +108,11 @@ impl Notifier {
     async fn serve(&mut self, mut consumer: Consumer, stop: &mut watch::Receiver<bool>) {
         let batch = self.cfg.batch as usize;
         let started = Instant::now();
-        self.caught_up = consumer
-            .info()
-            .await
-            .map(|i| i.num_pending == 0)
-            .unwrap_or(false);
+        self.caught_up = consumer.info().await.map(|i| i.num_pending == 0).unwrap_or(false);
         let mut resend = tokio::time::interval(self.cfg.resend);
         resend.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         'outer: loop {
-            let messages = match consumer
-                .stream()
-                .max_messages_per_batch(batch)
-                .messages()
-                .await
-            {
+            let messages = match consumer.stream().max_messages_per_batch(batch).messages().await {
                 Ok(m) => m,
                 Err(e) => {
                     tracing::warn!(error = %e, "could not pull from the consumer; retrying");
@@ -180,26 +168,13 @@ impl Notifier {
                 msgs.push(msg);
                 continue;
             };
-            let (seq, stored) = (
-                info.stream_sequence,
-                source::stored_ms(std::time::SystemTime::from(info.published)),
-            );
+            let (seq, stored) = (info.stream_sequence, source::stored_ms(std::time::SystemTime::from(info.published)));
             pending = Some(info.pending);
             match event::parse(msg.subject.as_str(), &msg.payload) {
                 Ok(ev) => {
                     let state = ev.alert.state.name();
-                    if self.set.apply(
-                        &Stored {
-                            seq,
-                            stored_ms: stored,
-                            event: ev,
-                        },
-                        &mut postings,
-                    ) {
-                        self.metrics
-                            .events
-                            .get_or_create(&StateLabels { state })
-                            .inc();
+                    if self.set.apply(&Stored { seq, stored_ms: stored, event: ev }, &mut postings) {
+                        self.metrics.events.get_or_create(&StateLabels { state }).inc();
                         stored_times.push(stored);
                     }
                 }
@@ -216,9 +191,7 @@ impl Notifier {
         }
         let now = mapping::now_ms();
         for t in stored_times {
-            self.metrics
-                .latency
-                .observe((now - t).max(0) as f64 / 1000.0);
+            self.metrics.latency.observe((now - t).max(0) as f64 / 1000.0);
         }
         ack_all(&msgs).await;
         self.metrics.active.set(self.set.len() as i64);
@@ -230,30 +203,19 @@ impl Notifier {
     }
 
     fn skip(&self, reason: &'static str, msg: &Message, why: &str) {
-        self.metrics
-            .skipped
-            .get_or_create(&ReasonLabels { reason })
-            .inc();
+        self.metrics.skipped.get_or_create(&ReasonLabels { reason }).inc();
         tracing::warn!(subject = %msg.subject, reason, error = why, "skipping a bad alert event");
     }
 
     fn body(&self, postings: &[Posting]) -> Vec<PostableAlert> {
         let now = mapping::now_ms();
-        postings
-            .iter()
-            .map(|p| p.to_postable(now, self.ttl_ms, &self.cfg.dashboard_url))
-            .collect()
+        postings.iter().map(|p| p.to_postable(now, self.ttl_ms, &self.cfg.dashboard_url)).collect()
     }
 
     /// Posts until every Alertmanager accepted (or refused for good), with backoff; keeps the
     /// held messages from being redelivered meanwhile and the up Alertmanagers' resends going.
     /// False when told to stop first (nothing acked: the events come again on the next start).
-    async fn deliver(
-        &mut self,
-        postings: &[Posting],
-        msgs: &[Message],
-        stop: &mut watch::Receiver<bool>,
-    ) -> bool {
+    async fn deliver(&mut self, postings: &[Posting], msgs: &[Message], stop: &mut watch::Receiver<bool>) -> bool {
         let mut pending = self.fanout.all();
         let mut wait = self.cfg.retry_min;
         loop {
@@ -274,12 +236,7 @@ impl Notifier {
                 }
             }
             if self.last_resend.elapsed() >= self.cfg.resend {
-                let up: Vec<usize> = self
-                    .fanout
-                    .all()
-                    .into_iter()
-                    .filter(|i| !pending.contains(i))
-                    .collect();
+                let up: Vec<usize> = self.fanout.all().into_iter().filter(|i| !pending.contains(i)).collect();
                 self.resend_to(up).await;
             }
         }

@@ -33,16 +33,9 @@ pub const ACK_WAIT: Duration = Duration::from_secs(30);
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     #[error("reading stream {stream}: {reason}")]
-    Stream {
-        stream: &'static str,
-        reason: String,
-    },
+    Stream { stream: &'static str, reason: String },
     #[error("consumer {consumer} on stream {stream}: {reason}")]
-    Consumer {
-        stream: &'static str,
-        consumer: String,
-        reason: String,
-    },
+    Consumer { stream: &'static str, consumer: String, reason: String },
     #[error("replaying alert events: {0}")]
     Replay(String),
 }
@@ -73,12 +66,8 @@ pub async fn wait_for_stream(js: &jetstream::Context, every: Duration) -> Stream
 pub fn durable_config(name: &str, start: u64) -> pull::Config {
     pull::Config {
         durable_name: Some(name.to_string()),
-        description: Some(
-            "Fleetcast notifier: alert events, acked once every Alertmanager accepted them".into(),
-        ),
-        deliver_policy: DeliverPolicy::ByStartSequence {
-            start_sequence: start.max(1),
-        },
+        description: Some("Fleetcast notifier: alert events, acked once every Alertmanager accepted them".into()),
+        deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: start.max(1) },
         ack_policy: AckPolicy::Explicit,
         ack_wait: ACK_WAIT,
         max_ack_pending: 20_000,
@@ -91,17 +80,10 @@ pub fn durable_config(name: &str, start: u64) -> pull::Config {
 /// consumer that continues right after it.
 #[tracing::instrument(skip_all, fields(consumer = name))]
 pub async fn open(stream: &Stream, name: &str) -> Result<(ActiveSet, Consumer), SourceError> {
-    let consumer_err = |reason: String| SourceError::Consumer {
-        stream: subjects::STREAM_HISTORY,
-        consumer: name.to_string(),
-        reason,
-    };
+    let consumer_err = |reason: String| SourceError::Consumer { stream: subjects::STREAM_HISTORY, consumer: name.to_string(), reason };
     let floor = match stream.get_consumer::<pull::Config>(name).await {
         Ok(mut existing) => {
-            let info = existing
-                .info()
-                .await
-                .map_err(|e| consumer_err(e.to_string()))?;
+            let info = existing.info().await.map_err(|e| consumer_err(e.to_string()))?;
             Some(info.ack_floor.stream_sequence)
         }
         Err(e) if e.to_string().to_lowercase().contains("not found") => None,
@@ -109,30 +91,17 @@ pub async fn open(stream: &Stream, name: &str) -> Result<(ActiveSet, Consumer), 
     };
     let set = replay(stream, floor).await?;
     if floor.is_some() {
-        stream
-            .delete_consumer(name)
-            .await
-            .map_err(|e| consumer_err(format!("deleting to restart at the ack floor: {e}")))?;
+        stream.delete_consumer(name).await.map_err(|e| consumer_err(format!("deleting to restart at the ack floor: {e}")))?;
     }
     let start = set.last_seq() + 1;
-    let consumer = stream
-        .create_consumer(durable_config(name, start))
-        .await
-        .map_err(|e| consumer_err(e.to_string()))?;
-    tracing::info!(
-        active = set.len(),
-        ack_floor = set.last_seq(),
-        "active alerts rebuilt from the stream"
-    );
+    let consumer = stream.create_consumer(durable_config(name, start)).await.map_err(|e| consumer_err(e.to_string()))?;
+    tracing::info!(active = set.len(), ack_floor = set.last_seq(), "active alerts rebuilt from the stream");
     Ok((set, consumer))
 }
 
 /// The wall-clock time the server stored a message, in Unix ms.
 pub fn stored_ms(published: SystemTime) -> i64 {
-    published
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    published.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 /// Folds every alert event up to stream sequence `upto` (every one there is now when `None`)
@@ -157,12 +126,7 @@ async fn replay(stream: &Stream, upto: Option<u64>) -> Result<ActiveSet, SourceE
         .map_err(|e| err(&e))?;
     let mut out = Vec::new();
     'batches: loop {
-        let mut batch = reader
-            .fetch()
-            .max_messages(1000)
-            .messages()
-            .await
-            .map_err(|e| err(&e))?;
+        let mut batch = reader.fetch().max_messages(1000).messages().await.map_err(|e| err(&e))?;
         let mut got = 0;
         while let Some(msg) = batch.next().await {
             let msg = msg.map_err(|e| err(&e))?;
@@ -175,14 +139,7 @@ async fn replay(stream: &Stream, upto: Option<u64>) -> Result<ActiveSet, SourceE
             }
             match event::parse(msg.subject.as_str(), &msg.payload) {
                 Ok(event) => {
-                    set.apply(
-                        &Stored {
-                            seq,
-                            stored_ms: stored,
-                            event,
-                        },
-                        &mut out,
-                    );
+                    set.apply(&Stored { seq, stored_ms: stored, event }, &mut out);
                     out.clear();
                 }
                 Err(_) => set.skip(seq),

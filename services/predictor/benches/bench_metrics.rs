@@ -17,10 +17,7 @@ fn main() {
         .map(|i| {
             let v = (i % 100) as f32;
             let mut g = ServerGauges {
-                forecast: Target::ALL
-                    .iter()
-                    .map(|t| (*t, [[v, v + 1.5, v + 3.25]; HORIZONS.len()]))
-                    .collect(),
+                forecast: Target::ALL.iter().map(|t| (*t, [[v, v + 1.5, v + 3.25]; HORIZONS.len()])).collect(),
                 breaches: Vec::new(),
             };
             if i % 10 == 0 {
@@ -30,36 +27,20 @@ fn main() {
         })
         .collect();
     let rows = || {
-        names
-            .iter()
-            .zip(&gauges)
-            .enumerate()
-            .map(|(i, (n, g))| ServerRow {
-                name: n,
-                profile: Profile::WebApi,
-                risk: (i % 100) as f32,
-                level: Level::from_risk((i % 100) as f32),
-                gauges: g,
-            })
+        names.iter().zip(&gauges).enumerate().map(|(i, (n, g))| ServerRow {
+            name: n,
+            profile: Profile::WebApi,
+            risk: (i % 100) as f32,
+            level: Level::from_risk((i % 100) as f32),
+            gauges: g,
+        })
     };
     println!("| {SERVERS} servers | fill ms | render ms (best of 5) | page MB | series |");
     println!("|---|---|---|---|---|");
     for (label, config) in [
         ("forecasts, default cap (1000)", SeriesConfig::default()),
-        (
-            "forecasts, uncapped",
-            SeriesConfig {
-                forecasts: true,
-                forecast_servers: usize::MAX,
-            },
-        ),
-        (
-            "--metrics-forecasts=false",
-            SeriesConfig {
-                forecasts: false,
-                ..SeriesConfig::default()
-            },
-        ),
+        ("forecasts, uncapped", SeriesConfig { forecasts: true, forecast_servers: usize::MAX }),
+        ("--metrics-forecasts=false", SeriesConfig { forecasts: false, ..SeriesConfig::default() }),
     ] {
         let (_m, mut series, registry) = Metrics::new("bench");
         let clock = Instant::now();
@@ -77,9 +58,6 @@ fn main() {
             best = best.min(clock.elapsed().as_secs_f64() * 1e3);
         }
         let n = page.lines().filter(|l| !l.starts_with('#')).count();
-        println!(
-            "| {label} | {fill:.0} (refill {refill:.0}) | {best:.0} | {:.1} | {n} |",
-            page.len() as f64 / 1e6
-        );
+        println!("| {label} | {fill:.0} (refill {refill:.0}) | {best:.0} | {:.1} | {n} |", page.len() as f64 / 1e6);
     }
 }

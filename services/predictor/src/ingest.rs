@@ -196,21 +196,29 @@ mod tests {
     fn bad_records_fail_alone_and_good_ones_count() {
         let mut reg = Registry::new(24);
         let year = 365 * 86_400_000;
-        let batch = MetricsBatch::new("generator", 1, T0 + STEP_MS, vec![
-            rec("ppdb001", T0, 50.0),
-            rec("bad name", T0, 50.0),
-            rec("ppdb002", T0, 150.0),
-            rec("ppdb003", T0 + year, 50.0),
-            rec("ppdb004", T0, f32::NAN),
-        ]);
+        let batch = MetricsBatch::new(
+            "generator",
+            1,
+            T0 + STEP_MS,
+            vec![
+                rec("ppdb001", T0, 50.0),
+                rec("bad name", T0, 50.0),
+                rec("ppdb002", T0, 150.0),
+                rec("ppdb003", T0 + year, 50.0),
+                rec("ppdb004", T0, f32::NAN),
+            ],
+        );
         let r = ingest(&mut reg, "metrics.batch.generator", &encode(&batch).unwrap(), BIG, T0);
         assert_eq!((r.records, r.accepted, r.closed), (5, 1, 1));
-        assert_eq!(reasons(&r), [
-            (Some(1), RejectReason::BadServerName),
-            (Some(2), RejectReason::OutOfRange),
-            (Some(3), RejectReason::TimestampSkew),
-            (Some(4), RejectReason::NotFinite),
-        ]);
+        assert_eq!(
+            reasons(&r),
+            [
+                (Some(1), RejectReason::BadServerName),
+                (Some(2), RejectReason::OutOfRange),
+                (Some(3), RejectReason::TimestampSkew),
+                (Some(4), RejectReason::NotFinite),
+            ]
+        );
         assert_eq!(r.rejected[1].server.as_deref(), Some("ppdb002"));
         assert_eq!(r.rejected[0].server, None, "an invalid name is not echoed as a server");
         // The same batch again (a redelivery) changes nothing.
@@ -318,7 +326,8 @@ mod tests {
         for id in reg.take_dirty() {
             reg.server_mut(id).take_dirty(&mut chunks);
         }
-        let mem = MetricRecord { metrics: Metrics { mem_used_pct: Some(40.0), ..Default::default() }, ..rec("ppweb001", T0 + 27 * STEP_MS, 0.0) };
+        let mem =
+            MetricRecord { metrics: Metrics { mem_used_pct: Some(40.0), ..Default::default() }, ..rec("ppweb001", T0 + 27 * STEP_MS, 0.0) };
         let old = MetricRecord { ts_ms: T0 + 2 * STEP_MS, ..mem.clone() };
         let r = send(&mut reg, "cw1", 31, T0 + 30 * STEP_MS, vec![old, mem]);
         assert_eq!((r.accepted, r.filled), (1, 1));

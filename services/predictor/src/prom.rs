@@ -87,101 +87,46 @@ impl Metrics {
             snapshot_bytes: Gauge::default(),
             snapshot_parts: Gauge::default(),
         };
-        r.register(
-            "batches",
-            "Messages taken from the METRICS stream",
-            m.batches.clone(),
-        );
-        r.register(
-            "records_accepted",
-            "Records that counted",
-            m.accepted.clone(),
-        );
-        r.register(
-            "records_late",
-            "Accepted late records that filled a closed step",
-            m.late.clone(),
-        );
-        r.register(
-            "records_duplicate",
-            "Valid records with nothing new (re-sent, redelivered)",
-            m.duplicates.clone(),
-        );
+        r.register("batches", "Messages taken from the METRICS stream", m.batches.clone());
+        r.register("records_accepted", "Records that counted", m.accepted.clone());
+        r.register("records_late", "Accepted late records that filled a closed step", m.late.clone());
+        r.register("records_duplicate", "Valid records with nothing new (re-sent, redelivered)", m.duplicates.clone());
         r.register(
             "records_rejected",
             "Rejections published on metrics.rejected, by source and reason (a whole bad message counts once)",
             m.rejected.clone(),
         );
-        r.register(
-            "kv_write_errors",
-            "Failed window writes to the KV bucket (each retry counts)",
-            m.kv_write_errors.clone(),
-        );
+        r.register("kv_write_errors", "Failed window writes to the KV bucket (each retry counts)", m.kv_write_errors.clone());
         r.register("ticks", "Snapshots computed", m.ticks.clone());
         r.register(
             "tick_latency_seconds",
             "Seconds from the batch that closed a step being stored to its snapshot published",
             m.tick_latency.clone(),
         );
-        r.register(
-            "inference_seconds",
-            "Model inference seconds per tick",
-            m.inference.clone(),
-        );
-        r.register(
-            "servers_warming",
-            "Servers without enough history to forecast yet",
-            m.warming.clone(),
-        );
-        r.register(
-            "servers_ready",
-            "Servers with enough history to forecast",
-            m.ready.clone(),
-        );
-        r.register(
-            "snapshot_bytes",
-            "Bytes of the last snapshot (all parts)",
-            m.snapshot_bytes.clone(),
-        );
-        r.register(
-            "snapshot_parts",
-            "Parts of the last snapshot",
-            m.snapshot_parts.clone(),
-        );
-        r.register(
-            "model",
-            "The loaded forecasting model",
-            Info::new(vec![("version".to_string(), model_version.to_string())]),
-        );
+        r.register("inference_seconds", "Model inference seconds per tick", m.inference.clone());
+        r.register("servers_warming", "Servers without enough history to forecast yet", m.warming.clone());
+        r.register("servers_ready", "Servers with enough history to forecast", m.ready.clone());
+        r.register("snapshot_bytes", "Bytes of the last snapshot (all parts)", m.snapshot_bytes.clone());
+        r.register("snapshot_parts", "Parts of the last snapshot", m.snapshot_parts.clone());
+        r.register("model", "The loaded forecasting model", Info::new(vec![("version".to_string(), model_version.to_string())]));
         (m, servers, root)
     }
 
     /// Counts one ingested message (where `Stats::message` counts it for the stats service).
     pub fn message(&self, report: &MessageReport) {
-        let source = SourceLabels {
-            source: report.source.clone(),
-        };
+        let source = SourceLabels { source: report.source.clone() };
         self.batches.get_or_create(&source).inc();
         if report.accepted > 0 {
-            self.accepted
-                .get_or_create(&source)
-                .inc_by(report.accepted as u64);
+            self.accepted.get_or_create(&source).inc_by(report.accepted as u64);
         }
         if report.filled > 0 {
-            self.late
-                .get_or_create(&source)
-                .inc_by(report.filled as u64);
+            self.late.get_or_create(&source).inc_by(report.filled as u64);
         }
         if report.duplicates > 0 {
-            self.duplicates
-                .get_or_create(&source)
-                .inc_by(report.duplicates as u64);
+            self.duplicates.get_or_create(&source).inc_by(report.duplicates as u64);
         }
         for j in &report.rejected {
-            let labels = RejectLabels {
-                source: report.source.clone(),
-                reason: j.error.reason.name(),
-            };
+            let labels = RejectLabels { source: report.source.clone(), reason: j.error.reason.name() };
             self.rejected.get_or_create(&labels).inc();
         }
     }
@@ -210,15 +155,7 @@ mod tests {
 
     fn rejection(reason: schemas::RejectReason) -> schemas::Rejection {
         let e = schemas::ValidationError::new("x", 1, reason, "r");
-        schemas::Rejection {
-            v: 1,
-            source: "gen".into(),
-            seq: None,
-            index: None,
-            server: None,
-            error: e,
-            rejected_ms: 0,
-        }
+        schemas::Rejection { v: 1, source: "gen".into(), seq: None, index: None, server: None, error: e, rejected_ms: 0 }
     }
 
     #[test]
@@ -236,36 +173,14 @@ mod tests {
         m.message(&report);
         m.message(&report);
         m.kv_write_errors.inc();
-        let t = TickRecord {
-            seq: 1,
-            servers: 2,
-            parts: 1,
-            bytes: 5000,
-            latency_ms: Some(120.0),
-            ..Default::default()
-        };
+        let t = TickRecord { seq: 1, servers: 2, parts: 1, bytes: 5000, latency_ms: Some(120.0), ..Default::default() };
         m.tick(&t, 3, 1);
         let mut g = ServerGauges::default();
-        g.forecast.push((
-            Target::Cpu,
-            [[10.0, 20.0, 30.0]; crate::prom_series::HORIZONS.len()],
-        ));
+        g.forecast.push((Target::Cpu, [[10.0, 20.0, 30.0]; crate::prom_series::HORIZONS.len()]));
         g.breaches.push((Target::Cpu, Level::Critical, 35));
         let rows = [
-            ServerRow {
-                name: "ppweb0001",
-                profile: Profile::WebApi,
-                risk: 91.5,
-                level: Level::Critical,
-                gauges: &g,
-            },
-            ServerRow {
-                name: "ppdb0002",
-                profile: Profile::Database,
-                risk: 3.0,
-                level: Level::Healthy,
-                gauges: &ServerGauges::default(),
-            },
+            ServerRow { name: "ppweb0001", profile: Profile::WebApi, risk: 91.5, level: Level::Critical, gauges: &g },
+            ServerRow { name: "ppdb0002", profile: Profile::Database, risk: 3.0, level: Level::Healthy, gauges: &ServerGauges::default() },
         ];
         servers.fill(&SeriesConfig::default(), rows.iter().cloned());
         let page = fleetbus::metrics::render(&registry).expect("renders");
@@ -294,12 +209,7 @@ mod tests {
             assert!(page.contains(line), "missing {line:?} in:\n{page}");
         }
         // 5 horizons x 3 quantiles of one target.
-        assert_eq!(
-            page.lines()
-                .filter(|l| l.starts_with("fleetcast_forecast{"))
-                .count(),
-            15
-        );
+        assert_eq!(page.lines().filter(|l| l.starts_with("fleetcast_forecast{")).count(), 15);
         assert!(page.contains("# TYPE fleetcast_predictor_tick_latency_seconds histogram"));
         assert!(page.trim_end().ends_with("# EOF"));
 
@@ -310,20 +220,11 @@ mod tests {
         assert!(page.contains("fleetcast_level{server=\"ppdb0002\"} 0"));
 
         // Without forecast gauges: risk and level only.
-        let off = SeriesConfig {
-            forecasts: false,
-            ..SeriesConfig::default()
-        };
+        let off = SeriesConfig { forecasts: false, ..SeriesConfig::default() };
         servers.fill(&off, rows.iter().cloned());
         let page = fleetbus::metrics::render(&registry).expect("renders");
         assert!(page.contains("fleetcast_risk_score{server=\"ppweb0001\""));
-        assert!(
-            !page.lines().any(|l| l.starts_with("fleetcast_forecast{")),
-            "{page}"
-        );
-        assert!(
-            page.contains("fleetcast_time_to_breach_seconds{server=\"ppweb0001\""),
-            "alerts stay"
-        );
+        assert!(!page.lines().any(|l| l.starts_with("fleetcast_forecast{")), "{page}");
+        assert!(page.contains("fleetcast_time_to_breach_seconds{server=\"ppweb0001\""), "alerts stay");
     }
 }

@@ -29,8 +29,7 @@ use schemas::{Level, Profile, ServerForecast, Target, STEP_MS};
 
 /// The horizons exposed: label and steps ahead (5-minute steps; step 1 ends 5 min after the
 /// last closed step).
-pub const HORIZONS: [(&str, usize); 5] =
-    [("30m", 6), ("1h", 12), ("2h", 24), ("4h", 48), ("8h", 96)];
+pub const HORIZONS: [(&str, usize); 5] = [("30m", 6), ("1h", 12), ("2h", 24), ("4h", 48), ("8h", 96)];
 /// Quantile labels, in `[p10, p50, p90]` order.
 pub const QUANTILES: [&str; 3] = ["0.1", "0.5", "0.9"];
 
@@ -49,21 +48,9 @@ pub struct ServerGauges {
 impl ServerGauges {
     pub fn of(sf: &ServerForecast) -> ServerGauges {
         let at = |v: &[f32], steps: usize| v.get(steps - 1).copied().unwrap_or(f32::NAN);
-        let forecast = sf
-            .forecast
-            .iter()
-            .map(|f| {
-                (
-                    f.target,
-                    HORIZONS.map(|(_, s)| [at(&f.p10, s), at(&f.p50, s), at(&f.p90, s)]),
-                )
-            })
-            .collect();
-        let breaches = sf
-            .alerts
-            .iter()
-            .map(|a| (a.target, a.severity, a.minutes_ahead))
-            .collect();
+        let forecast =
+            sf.forecast.iter().map(|f| (f.target, HORIZONS.map(|(_, s)| [at(&f.p10, s), at(&f.p50, s), at(&f.p90, s)]))).collect();
+        let breaches = sf.alerts.iter().map(|a| (a.target, a.severity, a.minutes_ahead)).collect();
         ServerGauges { forecast, breaches }
     }
 }
@@ -87,10 +74,7 @@ pub struct SeriesConfig {
 
 impl Default for SeriesConfig {
     fn default() -> Self {
-        SeriesConfig {
-            forecasts: true,
-            forecast_servers: 1000,
-        }
+        SeriesConfig { forecasts: true, forecast_servers: 1000 }
     }
 }
 
@@ -129,10 +113,7 @@ struct Replace<L> {
 
 impl<L> Default for Replace<L> {
     fn default() -> Self {
-        Replace {
-            prev: HashSet::new(),
-            next: HashSet::new(),
-        }
+        Replace { prev: HashSet::new(), next: HashSet::new() }
     }
 }
 
@@ -164,14 +145,8 @@ pub struct ServerFamilies {
     forecast: Family<ForecastLabels, GaugeF>,
     breach: Family<BreachLabels, GaugeF>,
     omitted: Gauge,
-    sets: (
-        Replace<RiskLabels>,
-        Replace<ServerLabels>,
-        Replace<ForecastLabels>,
-        Replace<BreachLabels>,
-    ),
+    sets: (Replace<RiskLabels>, Replace<ServerLabels>, Replace<ForecastLabels>, Replace<BreachLabels>),
 }
-
 
 /// `fleetcast_level`'s value: `schemas::Level`'s order.
 pub fn level_value(l: Level) -> i64 {
@@ -203,16 +178,8 @@ impl ServerFamilies {
             omitted: Gauge::default(),
             sets: Default::default(),
         };
-        r.register(
-            "risk_score",
-            "Risk of an incident, 0..100, at the last tick",
-            f.risk.clone(),
-        );
-        r.register(
-            "level",
-            "Server level: 0 healthy, 1 watch, 2 warning, 3 critical",
-            f.level.clone(),
-        );
+        r.register("risk_score", "Risk of an incident, 0..100, at the last tick", f.risk.clone());
+        r.register("level", "Server level: 0 healthy, 1 watch, 2 warning, 3 critical", f.level.clone());
         r.register(
             "forecast",
             "Forecast of a target at a horizon from the last tick, in the target's unit (P10/P50/P90)",
@@ -223,11 +190,7 @@ impl ServerFamilies {
             "Seconds from the last tick to the first predicted crossing, per open predicted alert",
             f.breach.clone(),
         );
-        r.register(
-            "forecast_servers_omitted",
-            "Servers left out of fleetcast_forecast by --metrics-forecast-servers",
-            f.omitted.clone(),
-        );
+        r.register("forecast_servers_omitted", "Servers left out of fleetcast_forecast by --metrics-forecast-servers", f.omitted.clone());
         f
     }
 
@@ -236,27 +199,10 @@ impl ServerFamilies {
         let mut rows: Vec<ServerRow<'a>> = rows.collect();
         let (risk, level, forecast, breach) = &mut self.sets;
         for r in &rows {
-            risk.set(
-                &self.risk,
-                RiskLabels {
-                    server: r.name.to_string(),
-                    profile: r.profile.name(),
-                },
-                f64::from(r.risk),
-            );
-            level.set(
-                &self.level,
-                ServerLabels {
-                    server: r.name.to_string(),
-                },
-                level_value(r.level),
-            );
+            risk.set(&self.risk, RiskLabels { server: r.name.to_string(), profile: r.profile.name() }, f64::from(r.risk));
+            level.set(&self.level, ServerLabels { server: r.name.to_string() }, level_value(r.level));
             for (target, severity, minutes) in &r.gauges.breaches {
-                let labels = BreachLabels {
-                    server: r.name.to_string(),
-                    target: target.name(),
-                    severity: level_name(*severity),
-                };
+                let labels = BreachLabels { server: r.name.to_string(), target: target.name(), severity: level_name(*severity) };
                 breach.set(&self.breach, labels, f64::from(*minutes) * 60.0);
             }
         }
@@ -275,12 +221,7 @@ impl ServerFamilies {
                     for ((horizon, _), q) in HORIZONS.iter().zip(values) {
                         for (quantile, v) in QUANTILES.iter().zip(q) {
                             if v.is_finite() {
-                                let labels = ForecastLabels {
-                                    server: r.name.to_string(),
-                                    target: target.name(),
-                                    quantile,
-                                    horizon,
-                                };
+                                let labels = ForecastLabels { server: r.name.to_string(), target: target.name(), quantile, horizon };
                                 forecast.set(&self.forecast, labels, f64::from(*v));
                             }
                         }
@@ -305,24 +246,14 @@ mod tests {
     use super::*;
 
     fn row<'a>(name: &'a str, risk: f32, g: &'a ServerGauges) -> ServerRow<'a> {
-        ServerRow {
-            name,
-            profile: Profile::detect(name),
-            risk,
-            level: Level::from_risk(risk),
-            gauges: g,
-        }
+        ServerRow { name, profile: Profile::detect(name), risk, level: Level::from_risk(risk), gauges: g }
     }
 
     #[test]
     fn horizons_are_whole_steps() {
         for (label, steps) in HORIZONS {
             let minutes = steps as f64 * STEP_SECONDS / 60.0;
-            let expect = if minutes < 60.0 {
-                format!("{minutes}m")
-            } else {
-                format!("{}h", minutes / 60.0)
-            };
+            let expect = if minutes < 60.0 { format!("{minutes}m") } else { format!("{}h", minutes / 60.0) };
             assert_eq!(label, expect);
         }
     }
@@ -332,29 +263,14 @@ mod tests {
         let mut reg = Registry::default();
         let mut f = ServerFamilies::register(&mut reg);
         let mut g = ServerGauges::default();
-        g.forecast
-            .push((Target::Disk, [[1.0, 2.0, 3.0]; HORIZONS.len()]));
-        let rows = [
-            row("ppdb1", 10.0, &g),
-            row("ppdb2", 90.0, &g),
-            row("ppdb3", 50.0, &g),
-        ];
-        f.fill(
-            &SeriesConfig {
-                forecasts: true,
-                forecast_servers: 2,
-            },
-            rows.iter().copied(),
-        );
+        g.forecast.push((Target::Disk, [[1.0, 2.0, 3.0]; HORIZONS.len()]));
+        let rows = [row("ppdb1", 10.0, &g), row("ppdb2", 90.0, &g), row("ppdb3", 50.0, &g)];
+        f.fill(&SeriesConfig { forecasts: true, forecast_servers: 2 }, rows.iter().copied());
         let page = fleetbus::metrics::render(&reg).expect("renders");
         assert!(page.contains("forecast{server=\"ppdb2\""), "{page}");
         assert!(page.contains("forecast{server=\"ppdb3\""), "{page}");
         assert!(!page.contains("forecast{server=\"ppdb1\""), "{page}");
         assert!(page.contains("forecast_servers_omitted 1"));
-        assert_eq!(
-            page.lines().filter(|l| l.starts_with("level{")).count(),
-            3,
-            "risk and level for all"
-        );
+        assert_eq!(page.lines().filter(|l| l.starts_with("level{")).count(), 3, "risk and level for all");
     }
 }

@@ -275,12 +275,7 @@ mod tests {
     use schemas::{Metrics, STEP_MS};
 
     fn rec(server: &str, ts_ms: i64, idle: f32) -> MetricRecord {
-        MetricRecord {
-            server: server.into(),
-            ts_ms,
-            profile: None,
-            metrics: Metrics { cpu_idle_pct: Some(idle), ..Default::default() },
-        }
+        MetricRecord { server: server.into(), ts_ms, profile: None, metrics: Metrics { cpu_idle_pct: Some(idle), ..Default::default() } }
     }
 
     const T0: i64 = 1_800_000_000_000 - 1_800_000_000_000 % STEP_MS;

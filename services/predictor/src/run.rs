@@ -263,7 +263,11 @@ impl Loop {
     /// coalescing, because its groups come full.
     async fn group(&mut self, group: Vec<jetstream::Message>) -> anyhow::Result<bool> {
         let ends_tick = group.len() < self.config.group_messages
-            && group.last().and_then(|m| m.headers.as_ref()).and_then(|h| h.get(subjects::PART_HEADER)).is_some_and(|v| subjects::is_last_part(v.as_str()));
+            && group
+                .last()
+                .and_then(|m| m.headers.as_ref())
+                .and_then(|h| h.get(subjects::PART_HEADER))
+                .is_some_and(|v| subjects::is_last_part(v.as_str()));
         let clock = Instant::now();
         let mut reports = Vec::with_capacity(group.len());
         for msg in &group {

@@ -23,10 +23,7 @@ pub async fn start(
         .start(name, env!("CARGO_PKG_VERSION"))
         .await
         .map_err(|e| anyhow!("starting service {name}: {e}"))?;
-    let mut endpoint = service
-        .endpoint(stats_subject(name))
-        .await
-        .map_err(|e| anyhow!("adding the stats endpoint: {e}"))?;
+    let mut endpoint = service.endpoint(stats_subject(name)).await.map_err(|e| anyhow!("adding the stats endpoint: {e}"))?;
     let task = tokio::spawn(async move {
         while let Some(request) = endpoint.next().await {
             let body = serde_json::to_vec(&stats.report()).unwrap_or_default();

@@ -9,8 +9,8 @@
 use bytes::Bytes;
 use schemas::snapshot::{TargetHistory, VariableWeight};
 use schemas::{
-    CodecError, Explanation, Metric, Metrics, PartInfo, ServerForecast, Snapshot, SnapshotHeader, Target, TargetForecast,
-    Warmup, TARGET_COUNT,
+    CodecError, Explanation, Metric, Metrics, PartInfo, ServerForecast, Snapshot, SnapshotHeader, Target, TargetForecast, Warmup,
+    TARGET_COUNT,
 };
 
 use crate::domain::risk::Assessment;
@@ -27,7 +27,13 @@ const HEADER_ROOM: usize = 512;
 pub fn forecast_from(row: &[f32], h: usize, out: &mut Vec<TargetForecast>) {
     out.clear();
     for (j, target) in Target::ALL.iter().enumerate() {
-        let mut f = TargetForecast { target: *target, method: schemas::Method::Model, p10: Vec::with_capacity(h), p50: Vec::with_capacity(h), p90: Vec::with_capacity(h) };
+        let mut f = TargetForecast {
+            target: *target,
+            method: schemas::Method::Model,
+            p10: Vec::with_capacity(h),
+            p50: Vec::with_capacity(h),
+            p90: Vec::with_capacity(h),
+        };
         for step in 0..h {
             let at = (step * TARGET_COUNT + j) * QUANTILES;
             let (a, b, c) = (row[at], row[at + 1], row[at + 2]);
@@ -195,7 +201,14 @@ mod tests {
             seq: 42,
             tick_ms: 1_800_000_000_000,
             published_ms: 1_700_000_000_000,
-            model: ModelInfo { version: "tiny".into(), horizon_steps: 96, step_ms: 300_000, encoder_steps: 24, min_history_steps: 6, quantiles: vec![0.1, 0.5, 0.9] },
+            model: ModelInfo {
+                version: "tiny".into(),
+                horizon_steps: 96,
+                step_ms: 300_000,
+                encoder_steps: 24,
+                min_history_steps: 6,
+                quantiles: vec![0.1, 0.5, 0.9],
+            },
             fleet: FleetFigures { servers: 3, top: vec!["a".into()], ..Default::default() },
             accuracy: vec![],
         }

@@ -57,9 +57,7 @@ impl From<PublishError> for WriteError {
             | PublishErrorKind::BrokenPipe
             | PublishErrorKind::StreamNotFound
             | PublishErrorKind::MaxAckPending => true,
-            PublishErrorKind::MaxPayloadExceeded
-            | PublishErrorKind::WrongLastMessageId
-            | PublishErrorKind::WrongLastSequence => false,
+            PublishErrorKind::MaxPayloadExceeded | PublishErrorKind::WrongLastMessageId | PublishErrorKind::WrongLastSequence => false,
             // `Other` is JetStream's answer (an API error with a status code) or a failure on
             // the client's side before anything was sent (subject, closed client, bad reply).
             _ => std::error::Error::source(&e)
@@ -178,9 +176,7 @@ impl WindowStore {
                         tracing::warn!(key = %entry.key, "skipping a window whose server name is not one subject token");
                     }
                     Some(Key::Chunk { server, slot }) => match decode_chunk(&entry.value) {
-                        Ok(c) if c.chunk.rem_euclid(self.n_slots) == slot => {
-                            chunks.entry(server.to_string()).or_default().push(c)
-                        }
+                        Ok(c) if c.chunk.rem_euclid(self.n_slots) == slot => chunks.entry(server.to_string()).or_default().push(c),
                         Ok(_) => {} // a slot laid out for another window length
                         Err(e) => tracing::warn!(key = %entry.key, error = %e, "skipping a bad window chunk"),
                     },

@@ -197,9 +197,10 @@ impl Engine {
 
         let clock = Instant::now();
         let outs = &self.outs;
-        let statuses = outs.iter().zip(reg.servers()).filter_map(|(o, w)| {
-            o.as_ref().map(|o| ServerStatus { server: &w.name, assessment: &o.assessment, warming: o.warming })
-        });
+        let statuses = outs
+            .iter()
+            .zip(reg.servers())
+            .filter_map(|(o, w)| o.as_ref().map(|o| ServerStatus { server: &w.name, assessment: &o.assessment, warming: o.warming }));
         let (fleet, accuracy) = self.domain.finish(tick_ms, statuses);
         let events = self.domain.take_events();
         stages.risk_ms += ms(clock.elapsed());

@@ -275,9 +275,7 @@ impl ServerWindow {
     pub fn known_span(&self, n: usize) -> usize {
         let Some(last) = self.last_closed else { return 0 };
         let n = n.min(self.ring.len()) as i64;
-        (last - n + 1..=last)
-            .find(|s| self.step(*s).is_some_and(StepValues::is_observed))
-            .map_or(0, |first| (last - first + 1) as usize)
+        (last - n + 1..=last).find(|s| self.step(*s).is_some_and(StepValues::is_observed)).map_or(0, |first| (last - first + 1) as usize)
     }
 
     /// Every step the window holds of `target`, oldest first and the last closed step last,

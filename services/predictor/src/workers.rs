@@ -146,10 +146,12 @@ impl Workers {
             // (its chunk never arrived).
             let filled: Duration = handles
                 .into_iter()
-                .map(|h| h.join().unwrap_or_else(|_| {
-                    tracing::error!("an inference worker panicked");
-                    Duration::ZERO
-                }))
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        tracing::error!("an inference worker panicked");
+                        Duration::ZERO
+                    })
+                })
                 .sum();
             delivered.map(|done| (done, filled))
         });

@@ -14,13 +14,12 @@ use anyhow::{bail, Context};
 
 /// A receiver that sends nowhere: the tests read alerts through the API, not notifications.
 /// `resolve_timeout` is Alertmanager's default; the notifier sets `endsAt` itself.
-pub const DEFAULT_CONFIG: &str = "global:\n  resolve_timeout: 5m\nroute:\n  receiver: 'null'\n  group_by: ['alertname']\nreceivers:\n  - name: 'null'\n";
+pub const DEFAULT_CONFIG: &str =
+    "global:\n  resolve_timeout: 5m\nroute:\n  receiver: 'null'\n  group_by: ['alertname']\nreceivers:\n  - name: 'null'\n";
 
 /// Path of the Alertmanager binary to use.
 pub fn alertmanager_bin() -> PathBuf {
-    std::env::var("ALERTMANAGER_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from("prometheus-alertmanager"))
+    std::env::var("ALERTMANAGER_BIN").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from("prometheus-alertmanager"))
 }
 
 /// A running Alertmanager; killed (and its temp dir removed) on drop.
@@ -41,11 +40,7 @@ impl Alertmanager {
         let dir = tempfile::tempdir()?;
         std::fs::write(dir.path().join("alertmanager.yml"), config)?;
         std::fs::create_dir_all(dir.path().join("data"))?;
-        let mut am = Alertmanager {
-            child: None,
-            port: crate::free_port(),
-            dir,
-        };
+        let mut am = Alertmanager { child: None, port: crate::free_port(), dir };
         am.spawn()?;
         Ok(am)
     }
@@ -75,9 +70,7 @@ impl Alertmanager {
 
     /// Whether `/-/ready` answers 200 now.
     pub fn ready(&self) -> bool {
-        get(self.port, "/-/ready")
-            .map(|(status, _)| status == 200)
-            .unwrap_or(false)
+        get(self.port, "/-/ready").map(|(status, _)| status == 200).unwrap_or(false)
     }
 
     /// `GET /api/v2/alerts` (active alerts only, Alertmanager's default filter) as JSON.
@@ -91,19 +84,10 @@ impl Alertmanager {
 
     fn spawn(&mut self) -> anyhow::Result<()> {
         let bin = alertmanager_bin();
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join("alertmanager.log"))?;
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("alertmanager.log"))?;
         let child = Command::new(&bin)
-            .arg(format!(
-                "--config.file={}",
-                self.dir.path().join("alertmanager.yml").display()
-            ))
-            .arg(format!(
-                "--storage.path={}",
-                self.dir.path().join("data").display()
-            ))
+            .arg(format!("--config.file={}", self.dir.path().join("alertmanager.yml").display()))
+            .arg(format!("--storage.path={}", self.dir.path().join("data").display()))
             .arg(format!("--web.listen-address=127.0.0.1:{}", self.port))
             // Empty: no gossip cluster, so nothing listens on 9094 and parallel tests never meet.
             .arg("--cluster.listen-address=")
@@ -111,12 +95,7 @@ impl Alertmanager {
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()
-            .with_context(|| {
-                format!(
-                    "starting {} (apt-get install prometheus-alertmanager)",
-                    bin.display()
-                )
-            })?;
+            .with_context(|| format!("starting {} (apt-get install prometheus-alertmanager)", bin.display()))?;
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
@@ -130,11 +109,7 @@ impl Alertmanager {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        bail!(
-            "alertmanager not ready on port {} within 20 s:\n{}",
-            self.port,
-            self.log()
-        )
+        bail!("alertmanager not ready on port {} within 20 s:\n{}", self.port, self.log())
     }
 
     /// Its log so far (for failure messages).
@@ -154,30 +129,14 @@ impl Drop for Alertmanager {
 fn get(port: u16, path: &str) -> anyhow::Result<(u16, String)> {
     let mut conn = std::net::TcpStream::connect(("127.0.0.1", port))?;
     conn.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(
-        conn,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
-    )?;
+    write!(conn, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n")?;
     let mut raw = Vec::new();
     conn.read_to_end(&mut raw)?;
     let text = String::from_utf8_lossy(&raw);
     let (head, body) = text.split_once("\r\n\r\n").context("no HTTP header end")?;
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .context("no HTTP status")?;
-    let chunked = head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked");
-    Ok((
-        status,
-        if chunked {
-            dechunk(body)
-        } else {
-            body.to_string()
-        },
-    ))
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).context("no HTTP status")?;
+    let chunked = head.to_ascii_lowercase().contains("transfer-encoding: chunked");
+    Ok((status, if chunked { dechunk(body) } else { body.to_string() }))
 }
 
 /// Joins a chunked body's chunks.

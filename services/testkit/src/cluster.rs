@@ -198,10 +198,8 @@ impl NatsCluster {
     pub fn wait_meta_leader(&self, timeout: Duration) -> anyhow::Result<String> {
         let deadline = Instant::now() + timeout;
         loop {
-            let views: Vec<Option<String>> = (0..self.len())
-                .filter(|&i| self.nodes[i].child.is_some())
-                .map(|i| self.meta_leader(i))
-                .collect();
+            let views: Vec<Option<String>> =
+                (0..self.len()).filter(|&i| self.nodes[i].child.is_some()).map(|i| self.meta_leader(i)).collect();
             if let Some(Some(leader)) = views.first() {
                 if !leader.is_empty() && views.iter().all(|v| v.as_deref() == Some(leader.as_str())) {
                     if let Some(li) = self.index_of(leader) {
@@ -255,7 +253,9 @@ impl NatsCluster {
 
     /// The index of the running node `client` (a connection name) is connected to.
     pub fn node_of(&self, client: &str) -> Option<usize> {
-        (0..self.len()).filter(|&i| self.nodes[i].child.is_some()).find(|&i| self.connections(i).is_ok_and(|c| c.iter().any(|n| n == client)))
+        (0..self.len())
+            .filter(|&i| self.nodes[i].child.is_some())
+            .find(|&i| self.connections(i).is_ok_and(|c| c.iter().any(|n| n == client)))
     }
 
     fn stream_detail(&self, i: usize, stream: &str) -> anyhow::Result<Option<serde_json::Value>> {
@@ -361,6 +361,10 @@ fn http_get(port: u16, path: &str) -> anyhow::Result<String> {
     conn.read_to_end(&mut raw)?;
     let text = String::from_utf8_lossy(&raw);
     let (head, body) = text.split_once("\r\n\r\n").context("no HTTP header end")?;
-    anyhow::ensure!(head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"), "GET {path}: {}", head.lines().next().unwrap_or(""));
+    anyhow::ensure!(
+        head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
+        "GET {path}: {}",
+        head.lines().next().unwrap_or("")
+    );
     Ok(body.to_string())
 }

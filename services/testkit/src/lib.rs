@@ -22,15 +22,9 @@ use anyhow::{bail, Context};
 /// package (cargo sets `CARGO_MANIFEST_DIR` at run time), else above the working directory.
 /// Resolved at run time, so a test binary built in one checkout never reads another's files.
 pub fn workspace_root() -> PathBuf {
-    let start = std::env::var("CARGO_MANIFEST_DIR")
-        .map(PathBuf::from)
-        .or_else(|_| std::env::current_dir())
-        .unwrap_or_else(|_| PathBuf::from("."));
-    start
-        .ancestors()
-        .find(|d| d.join("Cargo.lock").exists())
-        .map(Path::to_path_buf)
-        .unwrap_or(start)
+    let start =
+        std::env::var("CARGO_MANIFEST_DIR").map(PathBuf::from).or_else(|_| std::env::current_dir()).unwrap_or_else(|_| PathBuf::from("."));
+    start.ancestors().find(|d| d.join("Cargo.lock").exists()).map(Path::to_path_buf).unwrap_or(start)
 }
 
 /// Path of the nats-server binary to use.
@@ -47,9 +41,7 @@ pub fn nats_server_bin() -> PathBuf {
 
 /// Path of the ONNX Runtime shared library (`$ORT_DYLIB_PATH`, else `.tools/ortlib`).
 pub fn ort_dylib() -> PathBuf {
-    std::env::var("ORT_DYLIB_PATH")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| workspace_root().join(".tools/ortlib/libonnxruntime.so"))
+    std::env::var("ORT_DYLIB_PATH").map(PathBuf::from).unwrap_or_else(|_| workspace_root().join(".tools/ortlib/libonnxruntime.so"))
 }
 
 /// A workspace binary of the same build profile as the running test (`cargo nextest run
@@ -59,9 +51,7 @@ pub fn ort_dylib() -> PathBuf {
 /// `target/`.
 pub fn bin_path(name: &str) -> PathBuf {
     if let Ok(profile) = std::env::var("FLEETCAST_PROFILE") {
-        let target = std::env::var("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|_| workspace_root().join("target"));
+        let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| workspace_root().join("target"));
         return target.join(profile).join(name);
     }
     let profile_dir = std::env::current_exe()

@@ -14,28 +14,17 @@ use anyhow::{bail, Context};
 use crate::free_port;
 
 fn bin(env: &str, default: &str) -> PathBuf {
-    std::env::var(env)
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(default))
+    std::env::var(env).map(PathBuf::from).unwrap_or_else(|_| PathBuf::from(default))
 }
 
 /// Polls `http://127.0.0.1:<port><path>` until it answers 200, the child exits, or 60 s pass.
-fn wait_http(
-    child: &mut Child,
-    port: u16,
-    path: &str,
-    what: &str,
-    log: &Path,
-) -> anyhow::Result<()> {
+fn wait_http(child: &mut Child, port: u16, path: &str, what: &str, log: &Path) -> anyhow::Result<()> {
     use std::io::{Read, Write};
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
         if let Some(status) = child.try_wait()? {
             let tail = std::fs::read_to_string(log).unwrap_or_default();
-            bail!(
-                "{what} exited with {status}; its log:\n{}",
-                tail.lines().rev().take(20).collect::<Vec<_>>().join("\n")
-            );
+            bail!("{what} exited with {status}; its log:\n{}", tail.lines().rev().take(20).collect::<Vec<_>>().join("\n"));
         }
         if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
             let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
@@ -50,10 +39,7 @@ fn wait_http(
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    bail!(
-        "{what} not ready on port {port} within 60 s (log: {})",
-        log.display()
-    )
+    bail!("{what} not ready on port {port} within 60 s (log: {})", log.display())
 }
 
 /// A running node_exporter; killed on drop.
@@ -73,11 +59,7 @@ impl NodeExporter {
         let mut cmd = Command::new(&exe);
         cmd.arg(format!("--web.listen-address=127.0.0.1:{port}")).args(extra);
         let child = spawn_ready(&mut cmd, &exe, port, "/metrics", "node_exporter", &log)?;
-        Ok(NodeExporter {
-            child,
-            port,
-            _dir: dir,
-        })
+        Ok(NodeExporter { child, port, _dir: dir })
     }
 
     pub fn port(&self) -> u16 {
@@ -113,10 +95,7 @@ impl Prometheus {
 
     /// Like [`start`](Self::start), with `prepare` run on the (empty) data directory first, e.g.
     /// to create blocks of history with `promtool tsdb create-blocks-from openmetrics`.
-    pub fn start_with_data(
-        config: &str,
-        prepare: impl FnOnce(&Path) -> anyhow::Result<()>,
-    ) -> anyhow::Result<Prometheus> {
+    pub fn start_with_data(config: &str, prepare: impl FnOnce(&Path) -> anyhow::Result<()>) -> anyhow::Result<Prometheus> {
         let dir = tempfile::tempdir()?;
         let data = dir.path().join("data");
         std::fs::create_dir_all(&data)?;
@@ -131,9 +110,7 @@ impl Prometheus {
     /// Stops Prometheus (SIGTERM, then SIGKILL after 10 s), keeping its data and port: the
     /// query API is down, a real "connection refused", until [`restart`](Self::restart).
     pub fn stop(&mut self) -> anyhow::Result<()> {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
         let deadline = Instant::now() + Duration::from_secs(10);
         while self.child.try_wait()?.is_none() {
             if Instant::now() > deadline {
@@ -170,24 +147,18 @@ impl Prometheus {
         let mut encoded = String::new();
         for b in promql.bytes() {
             match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                    encoded.push(b as char)
-                }
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => encoded.push(b as char),
                 _ => encoded.push_str(&format!("%{b:02X}")),
             }
         }
         let mut conn = std::net::TcpStream::connect(("127.0.0.1", self.port))?;
         conn.set_read_timeout(Some(Duration::from_secs(10)))?;
         // HTTP/1.0: the body ends at the connection's end, never chunked.
-        write!(
-            conn,
-            "GET /api/v1/query?query={encoded} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n"
-        )?;
+        write!(conn, "GET /api/v1/query?query={encoded} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
         let mut raw = String::new();
         conn.read_to_string(&mut raw)?;
         let (_, body) = raw.split_once("\r\n\r\n").context("no HTTP header end")?;
-        let v: serde_json::Value =
-            serde_json::from_str(body).with_context(|| format!("not JSON: {body}"))?;
+        let v: serde_json::Value = serde_json::from_str(body).with_context(|| format!("not JSON: {body}"))?;
         if v["status"] != "success" {
             bail!("query {promql:?} failed: {body}");
         }

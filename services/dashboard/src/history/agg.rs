@@ -144,11 +144,7 @@ pub fn server(store: &HistoryStore, range: Range, id: u32) -> PolarsResult<DataF
     let mut out = df
         .lazy()
         .group_by([col("time_ms")])
-        .agg([
-            col("risk").mean().alias("mean_risk"),
-            col("risk").max().alias("max_risk"),
-            col("level").max().alias("worst_level_code"),
-        ])
+        .agg([col("risk").mean().alias("mean_risk"), col("risk").max().alias("max_risk"), col("level").max().alias("worst_level_code")])
         .sort(["time_ms"], SortMultipleOptions::default())
         .collect()?;
     let names: Vec<&str> = i64s(&out, "worst_level_code")
@@ -180,15 +176,12 @@ pub fn top_servers(store: &HistoryStore, range: Range, n: usize) -> PolarsResult
     let mut out = df
         .lazy()
         .group_by([col("server_id")])
-        .agg([
-            col("risk").mean().alias("mean_risk"),
-            col("risk").max().alias("max_risk"),
-            col("critical").sum().alias("critical_ticks"),
-        ])
+        .agg([col("risk").mean().alias("mean_risk"), col("risk").max().alias("max_risk"), col("critical").sum().alias("critical_ticks")])
         .sort(["mean_risk", "server_id"], SortMultipleOptions::default().with_order_descending_multi([true, false]))
         .limit(n as IdxSize)
         .collect()?;
-    let names: Vec<String> = i64s(&out, "server_id").into_iter().map(|id| id.map(|i| store.name(i as u32).to_string()).unwrap_or_default()).collect();
+    let names: Vec<String> =
+        i64s(&out, "server_id").into_iter().map(|id| id.map(|i| store.name(i as u32).to_string()).unwrap_or_default()).collect();
     out.with_column(Column::new("server".into(), names))?;
     out.select(["server", "mean_risk", "max_risk", "critical_ticks"])
 }

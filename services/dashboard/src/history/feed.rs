@@ -47,11 +47,7 @@ pub async fn run(state: Shared) {
 async fn consume(js: &jetstream::Context, state: &Shared, bad: &mut u64, last_seq: &mut u64) -> anyhow::Result<()> {
     let stream = js.get_stream(STREAM_HISTORY).await?;
     // After a restart of this loop, carry on after the last message filed (no duplicates).
-    let deliver_policy = if *last_seq > 0 {
-        DeliverPolicy::ByStartSequence { start_sequence: *last_seq + 1 }
-    } else {
-        DeliverPolicy::All
-    };
+    let deliver_policy = if *last_seq > 0 { DeliverPolicy::ByStartSequence { start_sequence: *last_seq + 1 } } else { DeliverPolicy::All };
     let consumer = stream
         .create_consumer(OrderedConfig {
             filter_subjects: vec![HISTORY_TICK.to_string(), format!("{ALERTS_PREFIX}.>")],

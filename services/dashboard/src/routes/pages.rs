@@ -15,13 +15,25 @@ use crate::views::{self, query_suffix, render, respond, Rendered, ViewId};
 
 type Sess = Extension<Session>;
 
-pub async fn overview(State(st): State<Shared>, Extension(s): Sess, headers: HeaderMap, uri: Uri, Query(q): Query<views::overview::OverviewQuery>) -> Response {
+pub async fn overview(
+    State(st): State<Shared>,
+    Extension(s): Sess,
+    headers: HeaderMap,
+    uri: Uri,
+    Query(q): Query<views::overview::OverviewQuery>,
+) -> Response {
     let latest = st.latest();
     let live = render(&views::overview::build(latest.as_deref(), &q));
     respond(&st, &s, &headers, ViewId::Overview, Rendered::new("Fleet overview", live, format!("/{}", query_suffix(&uri))))
 }
 
-pub async fn heatmap(State(st): State<Shared>, Extension(s): Sess, headers: HeaderMap, uri: Uri, Query(q): Query<views::heatmap::HeatmapQuery>) -> Response {
+pub async fn heatmap(
+    State(st): State<Shared>,
+    Extension(s): Sess,
+    headers: HeaderMap,
+    uri: Uri,
+    Query(q): Query<views::heatmap::HeatmapQuery>,
+) -> Response {
     let by = views::heatmap::By::parse(q.by.as_deref());
     let latest = st.latest();
     let mut r = Rendered::new("Heatmap", render(&views::heatmap::build(latest.as_deref(), by)), format!("/heatmap{}", query_suffix(&uri)));
@@ -51,10 +63,20 @@ pub async fn server(State(st): State<Shared>, Extension(s): Sess, headers: Heade
     respond(&st, &s, &headers, ViewId::Server, r)
 }
 
-pub async fn alerts(State(st): State<Shared>, Extension(s): Sess, headers: HeaderMap, uri: Uri, Query(q): Query<views::alerts::AlertsQuery>) -> Response {
+pub async fn alerts(
+    State(st): State<Shared>,
+    Extension(s): Sess,
+    headers: HeaderMap,
+    uri: Uri,
+    Query(q): Query<views::alerts::AlertsQuery>,
+) -> Response {
     let ams = st.alertmanagers.statuses().await;
     let latest = st.latest();
-    let mut r = Rendered::new("Predicted alerts", render(&views::alerts::build(latest.as_deref(), &q, &ams)), format!("/alerts{}", query_suffix(&uri)));
+    let mut r = Rendered::new(
+        "Predicted alerts",
+        render(&views::alerts::build(latest.as_deref(), &q, &ams)),
+        format!("/alerts{}", query_suffix(&uri)),
+    );
     r.controls = render(&views::alerts::controls(&q, &ams));
     respond(&st, &s, &headers, ViewId::Alerts, r)
 }
@@ -67,7 +89,13 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
         .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, format!("aggregation failed: {e}")).into_response())
 }
 
-pub async fn history(State(st): State<Shared>, Extension(s): Sess, headers: HeaderMap, uri: Uri, Query(q): Query<views::history::HistoryQuery>) -> Response {
+pub async fn history(
+    State(st): State<Shared>,
+    Extension(s): Sess,
+    headers: HeaderMap,
+    uri: Uri,
+    Query(q): Query<views::history::HistoryQuery>,
+) -> Response {
     let (st2, q2) = (st.clone(), q.clone());
     let live = match blocking(move || render(&views::history::build(&read(&st2.history), &q2))).await {
         Ok(html) => html,
@@ -102,16 +130,18 @@ fn history_csv_now(st: &Shared, q: &CsvQuery) -> Response {
             Some(id) => agg::server(&store, range, id),
             None => return (StatusCode::NOT_FOUND, "server: no history for that server").into_response(),
         },
-        other => {
-            return (StatusCode::BAD_REQUEST, format!("table: {other:?} is not one of fleet, servers, server")).into_response()
-        }
+        other => return (StatusCode::BAD_REQUEST, format!("table: {other:?} is not one of fleet, servers, server")).into_response(),
     };
     let bytes = frame.and_then(|mut df| agg::csv(&mut df));
     match bytes {
         Ok(b) => {
             let name = format!("attachment; filename=\"fleetcast-{table}-{}.csv\"", range.name());
             (
-                [(header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()), (header::CONTENT_DISPOSITION, name), (header::CACHE_CONTROL, "no-store".into())],
+                [
+                    (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+                    (header::CONTENT_DISPOSITION, name),
+                    (header::CACHE_CONTROL, "no-store".into()),
+                ],
                 b,
             )
                 .into_response()
@@ -201,7 +231,10 @@ pub async fn healthz(State(st): State<Shared>) -> Response {
 pub async fn not_found(State(st): State<Shared>, Extension(s): Sess, headers: HeaderMap, uri: Uri) -> Response {
     let mut r = Rendered::new(
         "Not found",
-        format!("<div class=\"panel\"><p>Nothing at <code>{}</code>. <a href=\"/\">Back to the overview</a>.</p></div>", crate::format::escape_html(uri.path())),
+        format!(
+            "<div class=\"panel\"><p>Nothing at <code>{}</code>. <a href=\"/\">Back to the overview</a>.</p></div>",
+            crate::format::escape_html(uri.path())
+        ),
         uri.path().to_string(),
     );
     r.status = StatusCode::NOT_FOUND;

@@ -9,8 +9,8 @@ use serde::Deserialize;
 use schemas::{Alert, Level, Profile, Target};
 
 use super::{level_class, level_label, Stamp};
-use crate::format;
 use crate::alertmanager::{silence_link, AmStatus, ALERTNAME};
+use crate::format;
 use crate::state::Latest;
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -18,7 +18,13 @@ pub struct Tick {
 /// Anchors the first x label at its start and the last at its end.
 fn anchor_edges(mut ticks: Vec<Tick>, left: f32, right: f32) -> Vec<Tick> {
     for t in &mut ticks {
-        t.anchor = if t.at - left < 12.0 { "start" } else if right - t.at < 12.0 { "end" } else { "middle" };
+        t.anchor = if t.at - left < 12.0 {
+            "start"
+        } else if right - t.at < 12.0 {
+            "end"
+        } else {
+            "middle"
+        };
     }
     ticks
 }
@@ -96,10 +102,8 @@ pub fn forecast(
         }
         _ => (String::new(), String::new(), format!("{}: no forecast yet (warming up)", target.label())),
     };
-    let y_ticks = charts::ticks(y_min, y_max, 4)
-        .into_iter()
-        .map(|v| Tick { at: charts::px(s.y(v)), label: axis_label(v), anchor: "end" })
-        .collect();
+    let y_ticks =
+        charts::ticks(y_min, y_max, 4).into_iter().map(|v| Tick { at: charts::px(s.y(v)), label: axis_label(v), anchor: "end" }).collect();
     let first_hour = (x_min as i32).div_euclid(STEPS_PER_HOUR * 2) * 2;
     let x_ticks = (first_hour..=(x_max as i32 / STEPS_PER_HOUR))
         .step_by(2)
@@ -198,7 +202,12 @@ pub struct SeriesChart {
 }
 
 /// `lines`: (css class, values); `stack`: (css class, values) layered bottom-up.
-pub fn series(xs_ms: &[i64], lines: &[(&'static str, Vec<Option<f64>>)], stack: &[(&'static str, Vec<f64>)], y_ceil: Option<f32>) -> SeriesChart {
+pub fn series(
+    xs_ms: &[i64],
+    lines: &[(&'static str, Vec<Option<f64>>)],
+    stack: &[(&'static str, Vec<f64>)],
+    y_ceil: Option<f32>,
+) -> SeriesChart {
     let frame = Frame { width: 900.0, height: 200.0, left: 40.0, right: 12.0, top: 10.0, bottom: 24.0 };
     let xs: Vec<f32> = xs_ms.iter().map(|&t| ((t - xs_ms.first().copied().unwrap_or(0)) / 1000) as f32).collect();
     let mut values: Vec<f32> = lines.iter().flat_map(|(_, v)| v.iter().flatten().map(|x| *x as f32)).collect();
@@ -209,19 +218,13 @@ pub fn series(xs_ms: &[i64], lines: &[(&'static str, Vec<Option<f64>>)], stack: 
     let x_max = xs.last().copied().unwrap_or(1.0).max(1.0);
     let s = Scale { frame, x_min: 0.0, x_max, y_min, y_max };
     let layers: Vec<Vec<f32>> = stack.iter().map(|(_, v)| v.iter().map(|x| *x as f32).collect()).collect();
-    let areas = charts::stacked_paths(&xs, &layers, &s)
-        .into_iter()
-        .zip(stack)
-        .map(|(d, (class, _))| SeriesPath { class, d })
-        .collect();
+    let areas = charts::stacked_paths(&xs, &layers, &s).into_iter().zip(stack).map(|(d, (class, _))| SeriesPath { class, d }).collect();
     let lines = lines
         .iter()
-        .map(|(class, v)| SeriesPath {
-            class,
-            d: charts::line_path(xs.iter().zip(v).map(|(x, y)| (*x, y.map(|y| y as f32))), &s),
-        })
+        .map(|(class, v)| SeriesPath { class, d: charts::line_path(xs.iter().zip(v).map(|(x, y)| (*x, y.map(|y| y as f32))), &s) })
         .collect();
-    let y_ticks = charts::ticks(y_min, y_max, 4).into_iter().map(|v| Tick { at: charts::px(s.y(v)), label: axis_label(v), anchor: "end" }).collect();
+    let y_ticks =
+        charts::ticks(y_min, y_max, 4).into_iter().map(|v| Tick { at: charts::px(s.y(v)), label: axis_label(v), anchor: "end" }).collect();
     let n = xs_ms.len();
     let x_ticks = if n == 0 {
         vec![]
@@ -230,8 +233,19 @@ pub fn series(xs_ms: &[i64], lines: &[(&'static str, Vec<Option<f64>>)], stack: 
         let mut seen = Vec::new();
         picks
             .iter()
-            .filter(|i| if seen.contains(*i) { false } else { seen.push(**i); true })
-            .map(|&i| Tick { at: charts::px(s.x(xs[i])), label: format::utc_ms(xs_ms[i]).get(5..16).unwrap_or("").to_string(), anchor: "middle" })
+            .filter(|i| {
+                if seen.contains(*i) {
+                    false
+                } else {
+                    seen.push(**i);
+                    true
+                }
+            })
+            .map(|&i| Tick {
+                at: charts::px(s.x(xs[i])),
+                label: format::utc_ms(xs_ms[i]).get(5..16).unwrap_or("").to_string(),
+                anchor: "middle",
+            })
             .collect()
     };
     SeriesChart {
@@ -284,7 +298,12 @@ mod tests {
     #[test]
     fn series_stacks_and_lines() {
         let xs = [0, 300_000, 600_000];
-        let c = series(&xs, &[("avg", vec![Some(10.0), None, Some(30.0)])], &[("f-healthy", vec![5.0, 5.0, 5.0]), ("f-critical", vec![1.0, 2.0, 3.0])], None);
+        let c = series(
+            &xs,
+            &[("avg", vec![Some(10.0), None, Some(30.0)])],
+            &[("f-healthy", vec![5.0, 5.0, 5.0]), ("f-critical", vec![1.0, 2.0, 3.0])],
+            None,
+        );
         assert_eq!(c.areas.len(), 2);
         assert_eq!(c.lines[0].d.matches('M').count(), 2);
         assert_eq!(c.x_ticks.len(), 3);

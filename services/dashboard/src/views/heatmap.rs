@@ -59,11 +59,7 @@ pub struct HeatmapControls {
 
 pub fn controls(by: By) -> HeatmapControls {
     let mut options = vec![Choice { value: "risk", label: "Risk level", selected: by == By::Risk }];
-    options.extend(Target::ALL.iter().map(|t| Choice {
-        value: t.name(),
-        label: t.label(),
-        selected: by == By::Target(*t),
-    }));
+    options.extend(Target::ALL.iter().map(|t| Choice { value: t.name(), label: t.label(), selected: by == By::Target(*t) }));
     HeatmapControls { options }
 }
 
@@ -147,7 +143,13 @@ pub fn build(latest: Option<&Latest>, by: By) -> HeatmapLive {
                     (thresholds::band(s, t, v), format!("{} peak {}", t.label(), format::target_value(t, v)))
                 }
             };
-            out.cells.push(HeatCell { x: c.x, y: c.y, href: format::server_url(&s.server), class, title: format!("{} · {value}", s.server) });
+            out.cells.push(HeatCell {
+                x: c.x,
+                y: c.y,
+                href: format::server_url(&s.server),
+                class,
+                title: format!("{} · {value}", s.server),
+            });
         }
         y = bottom + 6.0;
     }

@@ -144,7 +144,12 @@ pub fn build(store: &HistoryStore, q: &HistoryQuery) -> HistoryLive {
             out.level_chart = Some(chart::series(
                 &t,
                 &[],
-                &[("f-healthy", layer("healthy")), ("f-watch", layer("watch")), ("f-warning", layer("warning")), ("f-critical", layer("critical"))],
+                &[
+                    ("f-healthy", layer("healthy")),
+                    ("f-watch", layer("watch")),
+                    ("f-warning", layer("warning")),
+                    ("f-critical", layer("critical")),
+                ],
                 None,
             ));
         }
@@ -201,7 +206,12 @@ pub fn build(store: &HistoryStore, q: &HistoryQuery) -> HistoryLive {
                         name: name.to_string(),
                         href: format::server_url(name),
                         found: true,
-                        chart: Some(chart::series(&t, &[("risk", agg::f64s(&df, "mean_risk")), ("max", agg::f64s(&df, "max_risk"))], &[], Some(100.0))),
+                        chart: Some(chart::series(
+                            &t,
+                            &[("risk", agg::f64s(&df, "mean_risk")), ("max", agg::f64s(&df, "max_risk"))],
+                            &[],
+                            Some(100.0),
+                        )),
                         worst: ["healthy", "watch", "warning", "critical"].get(worst as usize).unwrap_or(&"healthy").to_string(),
                     }
                 }

@@ -166,14 +166,7 @@ pub struct Rendered {
 
 impl Rendered {
     pub fn new(title: impl Into<String>, live: String, live_url: String) -> Rendered {
-        Rendered {
-            title: title.into(),
-            controls: String::new(),
-            live,
-            live_url,
-            trigger: "sse:snapshot",
-            status: StatusCode::OK,
-        }
+        Rendered { title: title.into(), controls: String::new(), live, live_url, trigger: "sse:snapshot", status: StatusCode::OK }
     }
 }
 

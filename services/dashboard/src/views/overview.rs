@@ -161,7 +161,11 @@ fn count(x: f32) -> String {
 
 fn expected(id: &'static str, horizon: &'static str, total: f32, likely: &[ServerOdds]) -> Expected {
     let carried: f32 = likely.iter().map(|o| o.p).sum();
-    let share = if !likely.is_empty() && total - carried > 0.05 { format!("these carry {} of {}", count(carried), count(total)) } else { String::new() };
+    let share = if !likely.is_empty() && total - carried > 0.05 {
+        format!("these carry {} of {}", count(carried), count(total))
+    } else {
+        String::new()
+    };
     Expected {
         id,
         horizon,
@@ -199,12 +203,24 @@ pub fn build(latest: Option<&Latest>, q: &OverviewQuery) -> OverviewLive {
     let headers = SortKey::ALL
         .iter()
         .map(|(k, name, label)| {
-            let next_dir = if *k == key && desc { "asc" } else if *k == key { "desc" } else { "" };
+            let next_dir = if *k == key && desc {
+                "asc"
+            } else if *k == key {
+                "desc"
+            } else {
+                ""
+            };
             let dir = if next_dir.is_empty() { String::new() } else { format!("&dir={next_dir}") };
             Header {
                 label,
                 href: format!("/?sort={name}{dir}&n={n}"),
-                arrow: if *k != key { "" } else if desc { " ▼" } else { " ▲" },
+                arrow: if *k != key {
+                    ""
+                } else if desc {
+                    " ▼"
+                } else {
+                    " ▲"
+                },
                 num: matches!(k, SortKey::Risk | SortKey::Cpu | SortKey::Mem),
             }
         })
@@ -249,7 +265,10 @@ pub fn build(latest: Option<&Latest>, q: &OverviewQuery) -> OverviewLive {
             need = need.max(w.need_steps);
         }
         let detail = if need > 0 {
-            format!("the furthest behind has {least} of {need} steps ({} of history needed)", format::span(std::time::Duration::from_secs(u64::from(need) * 300)))
+            format!(
+                "the furthest behind has {least} of {need} steps ({} of history needed)",
+                format::span(std::time::Duration::from_secs(u64::from(need) * 300))
+            )
         } else {
             String::new()
         };

@@ -94,9 +94,7 @@ pub fn build(latest: &Latest, s: &ServerForecast) -> ServerLive {
     let tick = latest.snapshot.tick_ms;
     let charts = Target::ALL
         .iter()
-        .map(|t| {
-            chart::forecast(*t, s.recent.iter().find(|r| r.target == *t), s.forecast_of(*t), thresholds::for_server(s, *t))
-        })
+        .map(|t| chart::forecast(*t, s.recent.iter().find(|r| r.target == *t), s.forecast_of(*t), thresholds::for_server(s, *t)))
         .collect();
     // The predictor's order: the reason that sets the level first, then by points.
     let reasons: Vec<&schemas::snapshot::RiskReason> = s.reasons.iter().collect();
@@ -128,9 +126,7 @@ pub fn build(latest: &Latest, s: &ServerForecast) -> ServerLive {
         level: level_class(s.level),
         level_label: level_label(s.level),
         last_step: format::utc_ms(s.last_ms),
-        warmup: s.warmup.map(|w| {
-            format!("Warming up: {} of {} steps of history; no forecast until then.", w.have_steps, w.need_steps)
-        }),
+        warmup: s.warmup.map(|w| format!("Warming up: {} of {} steps of history; no forecast until then.", w.have_steps, w.need_steps)),
         no_forecast: s.no_forecast.as_ref().map(|r| format!("No forecast: {r}. The level comes from the current values alone.")),
         reasons: reasons
             .iter()

@@ -93,11 +93,15 @@ async fn every_post_needs_the_sessions_csrf_token_even_without_a_key() {
     assert_eq!(wrong.status, 403);
     let no_session = post(&app, "/demo/scenario", &[], &format!("scenario=critical&csrf={csrf}")).await;
     assert_eq!(no_session.status, 403, "a token without its session is worthless");
-    let foreign = post(&app, "/demo/scenario", &[("cookie", &cookie), ("origin", "https://evil.example")], &format!("scenario=critical&csrf={csrf}")).await;
+    let foreign =
+        post(&app, "/demo/scenario", &[("cookie", &cookie), ("origin", "https://evil.example")], &format!("scenario=critical&csrf={csrf}"))
+            .await;
     assert_eq!(foreign.status, 403);
     assert!(st.last_switch.lock().unwrap().is_none(), "nothing happened");
 
-    let bad = post(&app, "/demo/scenario", &[("cookie", &cookie), ("origin", "http://127.0.0.1:8080")], &format!("scenario=pigeon&csrf={csrf}")).await;
+    let bad =
+        post(&app, "/demo/scenario", &[("cookie", &cookie), ("origin", "http://127.0.0.1:8080")], &format!("scenario=pigeon&csrf={csrf}"))
+            .await;
     assert_eq!(bad.status, 303);
     assert!(st.last_switch.lock().unwrap().as_ref().is_some_and(|o| o.result.as_ref().is_err_and(|e| e.contains("pigeon"))));
     *st.last_switch.lock().unwrap() = None;

@@ -148,7 +148,9 @@ async fn operator_journey_in_chromium() {
 
     // Overview shows the fleet, with live updates connected.
     page.navigate(&format!("{base}/")).await.unwrap();
-    page.wait_for("document.getElementById('fleet-size') && document.getElementById('fleet-size').textContent === '60'", WAIT).await.unwrap();
+    page.wait_for("document.getElementById('fleet-size') && document.getElementById('fleet-size').textContent === '60'", WAIT)
+        .await
+        .unwrap();
     assert_eq!(page.eval("htmx.version").await.unwrap(), "2.0.11");
     page.wait_for("document.body.dataset.live === 'open'", WAIT).await.unwrap();
     assert_eq!(page.eval("document.querySelectorAll('#riskiest tbody tr').length").await.unwrap(), 25);
@@ -159,9 +161,12 @@ async fn operator_journey_in_chromium() {
     page.eval("window.__marker = 42").await.unwrap();
     let next = fixture::snapshot(&Spec { servers: 61, seq: 101, ..spec.clone() });
     publish(&st.client, &next).await;
-    page.wait_for("document.getElementById('seq').textContent === '101' && document.getElementById('fleet-size').textContent === '61'", WAIT)
-        .await
-        .expect("the page shows the new snapshot");
+    page.wait_for(
+        "document.getElementById('seq').textContent === '101' && document.getElementById('fleet-size').textContent === '61'",
+        WAIT,
+    )
+    .await
+    .expect("the page shows the new snapshot");
     assert_eq!(page.eval("window.__marker").await.unwrap(), 42, "no navigation happened");
     assert_eq!(page.eval("performance.getEntriesByType('navigation').length").await.unwrap(), 1);
 

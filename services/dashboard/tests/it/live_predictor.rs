@@ -134,7 +134,8 @@ async fn operator_reads_a_real_predictors_snapshot() {
         .until(WAIT * 2, |s| s.tick_ms == last && s.servers.len() == 3 && s.servers.iter().all(|x| x.forecast.len() == Target::ALL.len()))
         .await
         .unwrap();
-    let manifest: Value = serde_json::from_str(&std::fs::read_to_string(testkit::workspace_root().join("models/tft.json")).unwrap()).unwrap();
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(testkit::workspace_root().join("models/tft.json")).unwrap()).unwrap();
     assert_eq!(target.model.version, manifest["version"].as_str().unwrap(), "the committed model made the forecasts");
     let seen: Seen = Arc::new(Mutex::new(HashMap::from([(target.seq, target.clone())])));
     let s2 = seen.clone();
@@ -176,7 +177,8 @@ async fn operator_reads_a_real_predictors_snapshot() {
     assert_eq!(rows.len(), snap.servers.len(), "one row per server: {overview}");
     let mut hrefs = HashMap::new();
     for s in &snap.servers {
-        let row = rows.iter().find(|r| r["name"] == s.server.as_str()).unwrap_or_else(|| panic!("{} not on the overview: {overview}", s.server));
+        let row =
+            rows.iter().find(|r| r["name"] == s.server.as_str()).unwrap_or_else(|| panic!("{} not on the overview: {overview}", s.server));
         let label = row["label"].as_str().unwrap_or("").trim().to_lowercase();
         assert_eq!(label, s.level.name(), "{}'s level on the overview", s.server);
         assert!(row["class"].as_str().unwrap_or("").split(' ').any(|c| c == format!("lv-{}", s.level.name())), "{row}");

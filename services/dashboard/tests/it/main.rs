@@ -3,8 +3,8 @@
 //! One test binary for the crate (each former `tests/*.rs` file is a module here), so the
 //! suite links once instead of once per file.
 
-mod common;
 mod cdp;
+mod common;
 
 mod assets;
 mod auth;

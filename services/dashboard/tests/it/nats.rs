@@ -182,7 +182,8 @@ async fn stub_generator(client: &async_nats::Client, seen: Arc<Mutex<Vec<Scenari
             let previous = *current.lock().unwrap();
             if is_set {
                 let Ok(r) = schemas::decode::<ScenarioRequest>(&req.message.payload) else {
-                    let _ = req.respond(Err(async_nats::service::error::Error { status: "request: not MessagePack".into(), code: 400 })).await;
+                    let _ =
+                        req.respond(Err(async_nats::service::error::Error { status: "request: not MessagePack".into(), code: 400 })).await;
                     continue;
                 };
                 seen.lock().unwrap().push(r.scenario);

@@ -80,8 +80,7 @@ async fn hostile_input_is_rejected_counted_and_bounded() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let nats = NatsServer::start()?;
     let url = nats.url();
-    let predictor =
-        Service::start(dir.path(), "predictor", &["--max-servers", "20000"], &[("NATS_URL", url.as_str())]).await?;
+    let predictor = Service::start(dir.path(), "predictor", &["--max-servers", "20000"], &[("NATS_URL", url.as_str())]).await?;
     let pid = predictor.pid().expect("running");
     let client = nats.connect().await?;
     let js = jetstream::new(client.clone());
@@ -119,9 +118,7 @@ async fn hostile_input_is_rejected_counted_and_bounded() -> anyhow::Result<()> {
 
     // The good records of the bad batch and the one after land: they are in a snapshot
     // (warming up).
-    let snap = watch
-        .until(Duration::from_secs(20), |s| s.servers.iter().filter(|f| f.server.starts_with("good-")).count() == 3)
-        .await?;
+    let snap = watch.until(Duration::from_secs(20), |s| s.servers.iter().filter(|f| f.server.starts_with("good-")).count() == 3).await?;
     assert!(snap.servers.iter().all(|s| !s.server.contains('<') && !s.server.contains('*')));
 
     let s = stats(&client).await?;

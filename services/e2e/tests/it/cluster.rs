@@ -26,11 +26,8 @@ fn password(user: &str) -> &'static str {
 /// Steps of the recent CPU history where most servers have no value: a lost step shows up as a
 /// hole shared by the whole fleet (as in faults.rs).
 fn fleet_holes(snap: &Snapshot) -> Vec<usize> {
-    let rows: Vec<&Vec<Option<f32>>> = snap
-        .servers
-        .iter()
-        .filter_map(|s| s.recent.iter().find(|h| h.target == Target::Cpu).map(|h| &h.values))
-        .collect();
+    let rows: Vec<&Vec<Option<f32>>> =
+        snap.servers.iter().filter_map(|s| s.recent.iter().find(|h| h.target == Target::Cpu).map(|h| &h.values)).collect();
     let len = rows.iter().map(|r| r.len()).min().unwrap_or(0);
     (0..len).filter(|&k| rows.iter().filter(|r| r[r.len() - len + k].is_none()).count() * 2 > rows.len()).collect()
 }
@@ -68,7 +65,12 @@ async fn lead_on(cluster: &NatsCluster, js: &jetstream::Context, stream: &str, c
 
 /// Reads snapshots until `pred` holds, checking every whole snapshot seen on the way for a
 /// fleet-wide hole in its recent history (a lost step stays visible for `recent_steps` ticks).
-async fn until_checked(watch: &mut SnapshotWatch, timeout: Duration, seen: &mut usize, mut pred: impl FnMut(&Snapshot) -> bool) -> anyhow::Result<Snapshot> {
+async fn until_checked(
+    watch: &mut SnapshotWatch,
+    timeout: Duration,
+    seen: &mut usize,
+    mut pred: impl FnMut(&Snapshot) -> bool,
+) -> anyhow::Result<Snapshot> {
     let deadline = Instant::now() + timeout;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -101,7 +103,12 @@ async fn node_killed_under_load_loses_nothing_and_catches_up() -> anyhow::Result
         for i in 0..cluster.len() {
             let log = cluster.log(i);
             let lines: Vec<&str> = log.lines().filter(|l| l.contains("[WRN]") || l.contains("[ERR]") || l.contains("Slow")).collect();
-            eprintln!("--- {} ({} warnings/errors, last 20)\n{}", cluster.name(i), lines.len(), lines[lines.len().saturating_sub(20)..].join("\n"));
+            eprintln!(
+                "--- {} ({} warnings/errors, last 20)\n{}",
+                cluster.name(i),
+                lines.len(),
+                lines[lines.len().saturating_sub(20)..].join("\n")
+            );
         }
     }
     result
@@ -205,7 +212,11 @@ async fn run(cluster: &mut NatsCluster, dir: &std::path::Path) -> anyhow::Result
                 break (last, c.clone());
             }
         }
-        anyhow::ensure!(Instant::now() < deadline, "not every batch applied: METRICS last seq {last}, consumer {c:?}\n{}", predictor.log_tail(30));
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "not every batch applied: METRICS last seq {last}, consumer {c:?}\n{}",
+            predictor.log_tail(30)
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
     eprintln!("METRICS last seq {metrics_last}; consumer {acked:?}");

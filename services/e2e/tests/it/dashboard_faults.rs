@@ -174,7 +174,10 @@ async fn stuck_clients_and_a_lost_broker() -> anyhow::Result<()> {
         if open >= STUCK as u64 && full == STUCK {
             break;
         }
-        anyhow::ensure!(Instant::now() < deadline, "after 30 s: {open} event streams open, {full} of {STUCK} page connections with full buffers");
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "after 30 s: {open} event streams open, {full} of {STUCK} page connections with full buffers"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 

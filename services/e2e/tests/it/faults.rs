@@ -36,11 +36,8 @@ async fn stack() -> anyhow::Result<Stack> {
 /// as a hole shared by the whole fleet (an offline server only leaves its own). Fails when
 /// there is no history to look at, which would show no hole either.
 fn fleet_holes(snap: &Snapshot, at_least: usize) -> Vec<usize> {
-    let rows: Vec<&Vec<Option<f32>>> = snap
-        .servers
-        .iter()
-        .filter_map(|s| s.recent.iter().find(|h| h.target == Target::Cpu).map(|h| &h.values))
-        .collect();
+    let rows: Vec<&Vec<Option<f32>>> =
+        snap.servers.iter().filter_map(|s| s.recent.iter().find(|h| h.target == Target::Cpu).map(|h| &h.values)).collect();
     assert_eq!(rows.len(), SERVERS, "every server has a CPU history");
     let len = rows.iter().map(|r| r.len()).min().unwrap_or(0);
     assert!(len >= at_least, "a CPU history of {len} steps, expected at least {at_least}");
@@ -77,9 +74,7 @@ async fn predictor_killed_mid_stream_loses_nothing() -> anyhow::Result<()> {
     let restarted = Instant::now();
     st.predictor.restart().await?;
 
-    let after = watch
-        .until(Duration::from_secs(10), |s| s.tick_ms > before.tick_ms && all_forecast(s, SERVERS))
-        .await?;
+    let after = watch.until(Duration::from_secs(10), |s| s.tick_ms > before.tick_ms && all_forecast(s, SERVERS)).await?;
     assert!(restarted.elapsed() < Duration::from_secs(10), "snapshots resumed in {:?}", restarted.elapsed());
     // Windows came back from KV: nobody is warming up again, and no step is missing.
     assert_eq!(after.fleet.warming, 0);
@@ -104,9 +99,7 @@ async fn broker_restart_under_load_resumes_with_state() -> anyhow::Result<()> {
 
     st.nats.restart()?;
     let restarted = Instant::now();
-    let after = watch
-        .until(Duration::from_secs(15), |s| s.tick_ms > before.tick_ms && all_forecast(s, SERVERS))
-        .await?;
+    let after = watch.until(Duration::from_secs(15), |s| s.tick_ms > before.tick_ms && all_forecast(s, SERVERS)).await?;
     assert!(restarted.elapsed() < Duration::from_secs(15), "resumed in {:?}", restarted.elapsed());
     assert_eq!(after.fleet.warming, 0);
     assert!(!st.predictor.log_text().contains("panicked"));

@@ -7,7 +7,7 @@ mod bad_input;
 mod cluster;
 mod dashboard_faults;
 mod faults;
-mod prometheus_services;
 mod production_config;
+mod prometheus_services;
 mod security;
 mod stack;

@@ -53,10 +53,8 @@ fn columns_types_and_rows() {
     let profile = df.column("profile").unwrap().str().unwrap();
     let server = df.column("server").unwrap().str().unwrap();
     let impact = df.column("cascade_impact").unwrap().f32().unwrap();
-    let cpu: Vec<&Float32Chunked> = ["cpu_user_pct", "cpu_sys_pct", "cpu_iowait_pct", "cpu_idle_pct"]
-        .iter()
-        .map(|c| df.column(c).unwrap().f32().unwrap())
-        .collect();
+    let cpu: Vec<&Float32Chunked> =
+        ["cpu_user_pct", "cpu_sys_pct", "cpu_iowait_pct", "cpu_idle_pct"].iter().map(|c| df.column(c).unwrap().f32().unwrap()).collect();
     let mut offline = 0;
     for i in 0..df.height() {
         let (t, k) = (ts.get(i).unwrap(), step.get(i).unwrap());

@@ -72,10 +72,8 @@ impl Live {
     /// Mean of `f` over the named servers' records in ticks `from..=to`.
     fn mean(&self, names: &[String], from: u64, to: u64, f: impl Fn(&MetricRecord) -> f32) -> f32 {
         let ticks = self.ticks.lock().unwrap();
-        let vals: Vec<f32> = ticks
-            .range(from..=to)
-            .flat_map(|(_, recs)| recs.iter().filter(|r| names.contains(&r.server)).map(&f))
-            .collect();
+        let vals: Vec<f32> =
+            ticks.range(from..=to).flat_map(|(_, recs)| recs.iter().filter(|r| names.contains(&r.server)).map(&f)).collect();
         assert!(!vals.is_empty(), "no records in ticks {from}..={to}");
         vals.iter().sum::<f32>() / vals.len() as f32
     }
@@ -159,7 +157,16 @@ async fn cascade_fails_two_databases_and_spreads_then_healthy_recovers() {
 
     let before = |names: &[String], f: &dyn Fn(&MetricRecord) -> f32| l.mean(names, t - 3, t - 1, f);
     let after = |names: &[String], f: &dyn Fn(&MetricRecord) -> f32| l.mean(names, t + 30, t + 36, f);
-    eprintln!("cascade: db cpu {} iow {}->{} web back {}->{} ml cpu {}->{}", after(&dbs, &cpu_used), before(&dbs, &metric(Metric::CpuIowait)), after(&dbs, &metric(Metric::CpuIowait)), before(&webs, &metric(Metric::BackCloseWait)), after(&webs, &metric(Metric::BackCloseWait)), before(&mls, &cpu_used), after(&mls, &cpu_used));
+    eprintln!(
+        "cascade: db cpu {} iow {}->{} web back {}->{} ml cpu {}->{}",
+        after(&dbs, &cpu_used),
+        before(&dbs, &metric(Metric::CpuIowait)),
+        after(&dbs, &metric(Metric::CpuIowait)),
+        before(&webs, &metric(Metric::BackCloseWait)),
+        after(&webs, &metric(Metric::BackCloseWait)),
+        before(&mls, &cpu_used),
+        after(&mls, &cpu_used)
+    );
     assert!(after(&dbs, &cpu_used) > 88.0, "sources toward 95 % CPU");
     assert!(after(&dbs, &metric(Metric::CpuIowait)) > before(&dbs, &metric(Metric::CpuIowait)) + 15.0, "and 45 % iowait");
     let back = metric(Metric::BackCloseWait);

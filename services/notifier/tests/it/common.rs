@@ -22,10 +22,7 @@ pub fn auth_nats() -> anyhow::Result<NatsServer> {
         .split('$')
         .skip(1)
         .filter_map(|rest| {
-            let name: String = rest
-                .chars()
-                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                .collect();
+            let name: String = rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
             name.ends_with("_PASSWORD").then_some(name)
         })
         .collect();
@@ -36,10 +33,7 @@ pub fn auth_nats() -> anyhow::Result<NatsServer> {
 
 /// The URL `user` connects with on an [`auth_nats`] server.
 pub fn url_as(nats: &NatsServer, user: &str) -> String {
-    nats.url_as(
-        user,
-        &password(&format!("FLEETCAST_{}_PASSWORD", user.to_uppercase())),
-    )
+    nats.url_as(user, &password(&format!("FLEETCAST_{}_PASSWORD", user.to_uppercase())))
 }
 
 fn password(var: &str) -> String {
@@ -54,10 +48,7 @@ pub const DEADLINE: Duration = Duration::from_secs(30);
 pub async fn create_history(js: &jetstream::Context) -> anyhow::Result<()> {
     js.get_or_create_stream(stream::Config {
         name: subjects::STREAM_HISTORY.to_string(),
-        subjects: vec![
-            subjects::HISTORY_TICK.to_string(),
-            format!("{}.>", subjects::ALERTS_PREFIX),
-        ],
+        subjects: vec![subjects::HISTORY_TICK.to_string(), format!("{}.>", subjects::ALERTS_PREFIX)],
         retention: stream::RetentionPolicy::Limits,
         storage: stream::StorageType::File,
         discard: stream::DiscardPolicy::Old,
@@ -79,11 +70,7 @@ pub fn alert(server: &str, target: Target, severity: Level, state: AlertState) -
         profile: Profile::detect(server),
         target,
         severity,
-        basis: if severity == Level::Critical {
-            AlertBasis::P50
-        } else {
-            AlertBasis::P90
-        },
+        basis: if severity == Level::Critical { AlertBasis::P50 } else { AlertBasis::P90 },
         threshold: 90.0,
         predicted: 96.5,
         current: Some(71.0),
@@ -99,24 +86,14 @@ pub fn alert(server: &str, target: Target, severity: Level, state: AlertState) -
 /// header, subject `alerts.<state>.<server>`) and waits for the stream's ack.
 pub async fn publish(js: &jetstream::Context, alert: Alert) -> anyhow::Result<()> {
     let subject = subjects::alert_event(alert.state, &alert.server);
-    let payload = schemas::encode(&AlertEvent {
-        v: 1,
-        tick_ms: 1_000,
-        alert,
-    })?;
+    let payload = schemas::encode(&AlertEvent { v: 1, tick_ms: 1_000, alert })?;
     publish_raw(js, &subject, payload).await
 }
 
-pub async fn publish_raw(
-    js: &jetstream::Context,
-    subject: &str,
-    payload: Vec<u8>,
-) -> anyhow::Result<()> {
+pub async fn publish_raw(js: &jetstream::Context, subject: &str, payload: Vec<u8>) -> anyhow::Result<()> {
     let mut headers = async_nats::HeaderMap::new();
     headers.insert(schemas::CONTENT_TYPE_HEADER, schemas::CONTENT_TYPE);
-    js.publish_with_headers(subject.to_string(), headers, payload.into())
-        .await?
-        .await?;
+    js.publish_with_headers(subject.to_string(), headers, payload.into()).await?.await?;
     Ok(())
 }
 
@@ -137,17 +114,11 @@ pub fn firing(am: &Alertmanager) -> anyhow::Result<BTreeSet<(String, String, Str
 }
 
 pub fn set(items: &[(&str, &str, &str)]) -> BTreeSet<(String, String, String)> {
-    items
-        .iter()
-        .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
-        .collect()
+    items.iter().map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string())).collect()
 }
 
 /// Polls Alertmanager until it lists exactly `want`, within [`DEADLINE`].
-pub async fn until_firing(
-    am: &Alertmanager,
-    want: &BTreeSet<(String, String, String)>,
-) -> anyhow::Result<()> {
+pub async fn until_firing(am: &Alertmanager, want: &BTreeSet<(String, String, String)>) -> anyhow::Result<()> {
     let deadline = Instant::now() + DEADLINE;
     let mut last = Default::default();
     while Instant::now() < deadline {
@@ -176,11 +147,7 @@ pub struct Notifier {
 
 impl Notifier {
     /// Starts it against `nats` and `ams` with `extra` flags; waits for `notifier ready`.
-    pub async fn start(
-        nats_url: &str,
-        ams: &[&Alertmanager],
-        extra: &[&str],
-    ) -> anyhow::Result<Notifier> {
+    pub async fn start(nats_url: &str, ams: &[&Alertmanager], extra: &[&str]) -> anyhow::Result<Notifier> {
         let dir = tempfile::tempdir()?;
         let metrics = format!("127.0.0.1:{}", testkit::free_port());
         let urls: Vec<String> = ams.iter().map(|a| a.url()).collect();
@@ -197,23 +164,14 @@ impl Notifier {
             metrics.clone(),
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
-        let mut n = Notifier {
-            args,
-            child: None,
-            log: dir.path().join("notifier.log"),
-            _dir: dir,
-            metrics,
-        };
+        let mut n = Notifier { args, child: None, log: dir.path().join("notifier.log"), _dir: dir, metrics };
         n.spawn().await?;
         Ok(n)
     }
 
     async fn spawn(&mut self) -> anyhow::Result<()> {
         let bin = testkit::bin_path("notifier");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)?;
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log)?;
         let start = self.log_text().len();
         self.child = Some(
             Command::new(&bin)
@@ -225,27 +183,14 @@ impl Notifier {
                 .stderr(log)
                 .kill_on_drop(true)
                 .spawn()
-                .with_context(|| {
-                    format!(
-                        "starting {} (cargo build --release -p notifier)",
-                        bin.display()
-                    )
-                })?,
+                .with_context(|| format!("starting {} (cargo build --release -p notifier)", bin.display()))?,
         );
         let deadline = Instant::now() + DEADLINE;
         while Instant::now() < deadline {
-            if self
-                .log_text()
-                .get(start..)
-                .is_some_and(|t| t.contains("notifier ready"))
-            {
+            if self.log_text().get(start..).is_some_and(|t| t.contains("notifier ready")) {
                 return Ok(());
             }
-            if let Some(status) = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
                 bail!("notifier exited ({status}):\n{}", self.log_text());
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -275,9 +220,7 @@ impl Notifier {
     pub async fn terminate(&mut self) -> anyhow::Result<std::process::ExitStatus> {
         let mut c = self.child.take().context("not running")?;
         let pid = c.id().context("no pid")?;
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status()?;
+        std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status()?;
         Ok(tokio::time::timeout(DEADLINE, c.wait()).await??)
     }
 
@@ -285,34 +228,19 @@ impl Notifier {
     pub async fn scrape(&self) -> anyhow::Result<String> {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut s = tokio::net::TcpStream::connect(&self.metrics).await?;
-        s.write_all(
-            format!(
-                "GET /metrics HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-                self.metrics
-            )
-            .as_bytes(),
-        )
-        .await?;
+        s.write_all(format!("GET /metrics HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", self.metrics).as_bytes()).await?;
         let mut buf = String::new();
         s.read_to_string(&mut buf).await?;
         Ok(buf)
     }
 
     /// Polls `/metrics` until a line starts with `prefix` and its value satisfies `ok`.
-    pub async fn until_metric(
-        &self,
-        prefix: &str,
-        ok: impl Fn(f64) -> bool,
-    ) -> anyhow::Result<f64> {
+    pub async fn until_metric(&self, prefix: &str, ok: impl Fn(f64) -> bool) -> anyhow::Result<f64> {
         let deadline = Instant::now() + DEADLINE;
         let mut last = String::new();
         while Instant::now() < deadline {
             last = self.scrape().await.unwrap_or_default();
-            let v = last
-                .lines()
-                .find(|l| l.starts_with(prefix))
-                .and_then(|l| l.rsplit(' ').next())
-                .and_then(|v| v.parse().ok());
+            let v = last.lines().find(|l| l.starts_with(prefix)).and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok());
             if let Some(v) = v.filter(|v| ok(*v)) {
                 return Ok(v);
             }
@@ -331,4 +259,3 @@ pub async fn open_three(js: &jetstream::Context, am: &Alertmanager) -> anyhow::R
     let want = set(&[("ppdb001", "cpu", "critical"), ("ppweb002", "mem", "warning"), ("ppml0003", "disk", "warning")]);
     until_firing(am, &want).await
 }
-

@@ -30,73 +30,22 @@ async fn events_reach_alertmanager_with_labels_and_resolve() -> anyhow::Result<(
     assert_eq!(db["annotations"]["threshold"], "90", "{db}");
     assert_eq!(db["annotations"]["predicted"], "96.5", "{db}");
     assert_eq!(db["annotations"]["minutes_ahead"], "30", "{db}");
-    assert_eq!(
-        db["annotations"]["dashboard"], "http://dash.example:8080/servers/ppdb001",
-        "{db}"
-    );
-    assert_eq!(
-        db["generatorURL"], "http://dash.example:8080/servers/ppdb001",
-        "{db}"
-    );
+    assert_eq!(db["annotations"]["dashboard"], "http://dash.example:8080/servers/ppdb001", "{db}");
+    assert_eq!(db["generatorURL"], "http://dash.example:8080/servers/ppdb001", "{db}");
 
     // A bad event in the middle is skipped; the ones after it still arrive.
     publish_raw(&js, "alerts.opened.ppbad001", b"not msgpack".to_vec()).await?;
-    publish(
-        &js,
-        alert(
-            "ppweb002",
-            Target::Mem,
-            Level::Warning,
-            AlertState::Resolved,
-        ),
-    )
-    .await?;
+    publish(&js, alert("ppweb002", Target::Mem, Level::Warning, AlertState::Resolved)).await?;
     // Warning -> critical: a new label set; the warning one must end.
-    publish(
-        &js,
-        alert(
-            "ppml0003",
-            Target::Disk,
-            Level::Critical,
-            AlertState::Updated,
-        ),
-    )
-    .await?;
-    until_firing(
-        &am,
-        &set(&[
-            ("ppdb001", "cpu", "critical"),
-            ("ppml0003", "disk", "critical"),
-        ]),
-    )
-    .await?;
+    publish(&js, alert("ppml0003", Target::Disk, Level::Critical, AlertState::Updated)).await?;
+    until_firing(&am, &set(&[("ppdb001", "cpu", "critical"), ("ppml0003", "disk", "critical")])).await?;
 
-    notifier
-        .until_metric(
-            "fleetcast_notifier_events_skipped_total{reason=\"undecodable\"}",
-            |v| v == 1.0,
-        )
-        .await?;
-    notifier
-        .until_metric("fleetcast_notifier_active_alerts", |v| v == 2.0)
-        .await?;
-    notifier
-        .until_metric("fleetcast_notifier_events_total{state=\"opened\"}", |v| {
-            v == 3.0
-        })
-        .await?;
+    notifier.until_metric("fleetcast_notifier_events_skipped_total{reason=\"undecodable\"}", |v| v == 1.0).await?;
+    notifier.until_metric("fleetcast_notifier_active_alerts", |v| v == 2.0).await?;
+    notifier.until_metric("fleetcast_notifier_events_total{state=\"opened\"}", |v| v == 3.0).await?;
     let page = notifier.scrape().await?;
-    assert!(
-        page.contains("fleetcast_notifier_delivery_latency_seconds_count 5"),
-        "{page}"
-    );
-    assert!(
-        page.contains(&format!(
-            "fleetcast_notifier_alertmanager_up{{alertmanager=\"{}\"}} 1",
-            am.url()
-        )),
-        "{page}"
-    );
+    assert!(page.contains("fleetcast_notifier_delivery_latency_seconds_count 5"), "{page}");
+    assert!(page.contains(&format!("fleetcast_notifier_alertmanager_up{{alertmanager=\"{}\"}} 1", am.url())), "{page}");
     Ok(())
 }
 
@@ -118,30 +67,16 @@ async fn a_thousand_changes_in_one_tick_all_arrive() -> anyhow::Result<()> {
         want.insert((server.clone(), "cpu".to_string(), "critical".to_string()));
         let a = alert(&server, Target::Cpu, Level::Critical, AlertState::Opened);
         let subject = schemas::subjects::alert_event(a.state, &a.server);
-        let payload = schemas::encode(&schemas::AlertEvent {
-            v: 1,
-            tick_ms: 1,
-            alert: a,
-        })?;
+        let payload = schemas::encode(&schemas::AlertEvent { v: 1, tick_ms: 1, alert: a })?;
         acks.push(js.publish(subject, payload.into()).await?);
     }
     for ack in acks {
         ack.await?;
     }
     until_firing(&am, &want).await?;
-    notifier
-        .until_metric("fleetcast_notifier_delivery_latency_seconds_count", |v| {
-            v == 1000.0
-        })
-        .await?;
+    notifier.until_metric("fleetcast_notifier_delivery_latency_seconds_count", |v| v == 1000.0).await?;
     let page = notifier.scrape().await?;
-    let buckets: Vec<&str> = page
-        .lines()
-        .filter(|l| l.starts_with("fleetcast_notifier_delivery_latency_seconds_bucket"))
-        .collect();
-    eprintln!(
-        "delivery latency of 1,000 alert changes:\n{}",
-        buckets.join("\n")
-    );
+    let buckets: Vec<&str> = page.lines().filter(|l| l.starts_with("fleetcast_notifier_delivery_latency_seconds_bucket")).collect();
+    eprintln!("delivery latency of 1,000 alert changes:\n{}", buckets.join("\n"));
     Ok(())
 }

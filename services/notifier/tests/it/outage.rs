@@ -17,87 +17,28 @@ async fn an_alertmanager_that_was_down_ends_with_exactly_the_right_set() -> anyh
     let steady = Alertmanager::start()?;
     let notifier = Notifier::start(&nats.url(), &[&flaky, &steady], &[]).await?;
 
-    publish(
-        &js,
-        alert("ppdb001", Target::Cpu, Level::Critical, AlertState::Opened),
-    )
-    .await?;
-    publish(
-        &js,
-        alert("ppweb002", Target::Mem, Level::Warning, AlertState::Opened),
-    )
-    .await?;
-    let before = set(&[
-        ("ppdb001", "cpu", "critical"),
-        ("ppweb002", "mem", "warning"),
-    ]);
+    publish(&js, alert("ppdb001", Target::Cpu, Level::Critical, AlertState::Opened)).await?;
+    publish(&js, alert("ppweb002", Target::Mem, Level::Warning, AlertState::Opened)).await?;
+    let before = set(&[("ppdb001", "cpu", "critical"), ("ppweb002", "mem", "warning")]);
     until_firing(&flaky, &before).await?;
     until_firing(&steady, &before).await?;
 
     flaky.stop();
-    publish(
-        &js,
-        alert(
-            "ppdb001",
-            Target::Cpu,
-            Level::Critical,
-            AlertState::Resolved,
-        ),
-    )
-    .await?;
-    publish(
-        &js,
-        alert(
-            "ppweb002",
-            Target::Mem,
-            Level::Critical,
-            AlertState::Updated,
-        ),
-    )
-    .await?;
-    publish(
-        &js,
-        alert("ppml0003", Target::Swap, Level::Warning, AlertState::Opened),
-    )
-    .await?;
-    publish(
-        &js,
-        alert("ppetl004", Target::Load, Level::Warning, AlertState::Opened),
-    )
-    .await?;
-    publish(
-        &js,
-        alert(
-            "ppetl004",
-            Target::Load,
-            Level::Warning,
-            AlertState::Resolved,
-        ),
-    )
-    .await?;
+    publish(&js, alert("ppdb001", Target::Cpu, Level::Critical, AlertState::Resolved)).await?;
+    publish(&js, alert("ppweb002", Target::Mem, Level::Critical, AlertState::Updated)).await?;
+    publish(&js, alert("ppml0003", Target::Swap, Level::Warning, AlertState::Opened)).await?;
+    publish(&js, alert("ppetl004", Target::Load, Level::Warning, AlertState::Opened)).await?;
+    publish(&js, alert("ppetl004", Target::Load, Level::Warning, AlertState::Resolved)).await?;
     // The notifier keeps trying the one that is down (and holds the events for it).
     notifier
-        .until_metric(
-            &format!(
-                "fleetcast_notifier_alerts_sent_total{{alertmanager=\"{}\",result=\"failed\"}}",
-                flaky.url()
-            ),
-            |v| v >= 1.0,
-        )
+        .until_metric(&format!("fleetcast_notifier_alerts_sent_total{{alertmanager=\"{}\",result=\"failed\"}}", flaky.url()), |v| v >= 1.0)
         .await?;
 
     flaky.restart()?;
-    let after = set(&[
-        ("ppweb002", "mem", "critical"),
-        ("ppml0003", "swap", "warning"),
-    ]);
+    let after = set(&[("ppweb002", "mem", "critical"), ("ppml0003", "swap", "warning")]);
     until_firing(&flaky, &after).await?;
     until_firing(&steady, &after).await?;
-    notifier
-        .until_metric("fleetcast_notifier_consumer_pending", |v| v == 0.0)
-        .await?;
-    notifier
-        .until_metric("fleetcast_notifier_active_alerts", |v| v == 2.0)
-        .await?;
+    notifier.until_metric("fleetcast_notifier_consumer_pending", |v| v == 0.0).await?;
+    notifier.until_metric("fleetcast_notifier_active_alerts", |v| v == 2.0).await?;
     Ok(())
 }

@@ -20,45 +20,17 @@ async fn a_restarted_notifier_remembers_the_active_alerts() -> anyhow::Result<()
     let mut notifier = Notifier::start(&url_as(&nats, "notifier"), &[&am], &[]).await?;
 
     open_three(&js, &am).await?;
-    notifier
-        .until_metric("fleetcast_notifier_consumer_pending", |v| v == 0.0)
-        .await?;
+    notifier.until_metric("fleetcast_notifier_consumer_pending", |v| v == 0.0).await?;
 
     notifier.kill9().await?;
-    publish(
-        &js,
-        alert(
-            "ppweb002",
-            Target::Mem,
-            Level::Warning,
-            AlertState::Resolved,
-        ),
-    )
-    .await?;
-    publish(
-        &js,
-        alert("ppetl004", Target::Cpu, Level::Warning, AlertState::Opened),
-    )
-    .await?;
+    publish(&js, alert("ppweb002", Target::Mem, Level::Warning, AlertState::Resolved)).await?;
+    publish(&js, alert("ppetl004", Target::Cpu, Level::Warning, AlertState::Opened)).await?;
     am.restart()?;
-    assert!(
-        firing(&am)?.is_empty(),
-        "a restarted Alertmanager starts empty"
-    );
+    assert!(firing(&am)?.is_empty(), "a restarted Alertmanager starts empty");
 
     notifier.restart().await?;
-    until_firing(
-        &am,
-        &set(&[
-            ("ppdb001", "cpu", "critical"),
-            ("ppml0003", "disk", "warning"),
-            ("ppetl004", "cpu", "warning"),
-        ]),
-    )
-    .await?;
-    notifier
-        .until_metric("fleetcast_notifier_active_alerts", |v| v == 3.0)
-        .await?;
+    until_firing(&am, &set(&[("ppdb001", "cpu", "critical"), ("ppml0003", "disk", "warning"), ("ppetl004", "cpu", "warning")])).await?;
+    notifier.until_metric("fleetcast_notifier_active_alerts", |v| v == 3.0).await?;
     let status = notifier.terminate().await?;
     assert!(status.success(), "SIGTERM exit {status}");
     Ok(())

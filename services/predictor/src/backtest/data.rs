@@ -198,11 +198,7 @@ pub fn load_generated(path: &Path, max_servers: usize) -> anyhow::Result<Vec<Ser
             per.entry(s.clone()).or_default().push((t / 1000, m));
         }
     }
-    Ok(per
-        .into_iter()
-        .take(max_servers)
-        .filter_map(|(s, samples)| on_grid(s, "generated", Target::ALL.to_vec(), samples))
-        .collect())
+    Ok(per.into_iter().take(max_servers).filter_map(|(s, samples)| on_grid(s, "generated", Target::ALL.to_vec(), samples)).collect())
 }
 
 #[cfg(test)]

@@ -129,7 +129,12 @@ pub fn markdown(groups: &[GroupSummary], scored: &[Scored]) -> String {
         );
     }
     let _ = writeln!(o, "\nPublished method share and CPU > 90 % breaches (precision / recall / F1 of P90 crossing, 30 min and 8 h):\n");
-    let _ = writeln!(o, "| group | {} | {} |", Method::ALL.map(|m| m.name()).join(" | "), (0..SLOTS).map(|s| format!("{} 30m / 8h", slot_name(s))).collect::<Vec<_>>().join(" | "));
+    let _ = writeln!(
+        o,
+        "| group | {} | {} |",
+        Method::ALL.map(|m| m.name()).join(" | "),
+        (0..SLOTS).map(|s| format!("{} 30m / 8h", slot_name(s))).collect::<Vec<_>>().join(" | ")
+    );
     let _ = writeln!(o, "|---|{}", "---|".repeat(Method::ALL.len() + SLOTS));
     for g in groups {
         let shares: Vec<String> = g.published_share.iter().map(|s| pct(*s)).collect();

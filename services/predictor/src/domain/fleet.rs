@@ -122,11 +122,8 @@ mod tests {
     #[test]
     fn figures_count_rank_and_combine() {
         let calm = assess(Profile::Generic, &Metrics::default(), &[flat(Target::Mem, 40.0, 50.0, 60.0)]);
-        let hot = assess(
-            Profile::WebApi,
-            &Metrics { mem_used_pct: Some(96.0), ..Default::default() },
-            &[flat(Target::Mem, 90.0, 94.0, 97.0)],
-        );
+        let hot =
+            assess(Profile::WebApi, &Metrics { mem_used_pct: Some(96.0), ..Default::default() }, &[flat(Target::Mem, 90.0, 94.0, 97.0)]);
         let names: Vec<String> = (0..30).map(|i| format!("s{i:02}")).collect();
         let mut all: Vec<ServerStatus> = names.iter().map(|n| status(n, &calm, false)).collect();
         let one = figures(all.iter().copied().take(1), AlertCounts::default());
@@ -159,7 +156,8 @@ mod tests {
         let mut assessed = Vec::new();
         for i in 0..100 {
             let p = [0.0f32, 0.02, 0.3, 0.6, 0.9][i % 5] + i as f32 * 1e-4;
-            let a = Assessment { risk: 0.0, level: Level::Healthy, reasons: vec![], odds: IncidentOdds { within_30m: p / 2.0, within_8h: p } };
+            let a =
+                Assessment { risk: 0.0, level: Level::Healthy, reasons: vec![], odds: IncidentOdds { within_30m: p / 2.0, within_8h: p } };
             names.push(format!("s{i:03}"));
             assessed.push(a);
         }

@@ -201,7 +201,8 @@ impl Statistical {
             w.history(target, &mut self.history);
             let Some(basis) = Basis::new(&self.history, &mut self.scratch) else { continue };
             for method in STATISTICAL {
-                let mut f = TargetForecast { target, method, p10: Vec::with_capacity(h), p50: Vec::with_capacity(h), p90: Vec::with_capacity(h) };
+                let mut f =
+                    TargetForecast { target, method, p10: Vec::with_capacity(h), p50: Vec::with_capacity(h), p90: Vec::with_capacity(h) };
                 basis.curves(method, &self.history, target, h, &mut f);
                 out.of_mut(method).push(f);
             }
@@ -246,13 +247,7 @@ fn theil_sen(y: &[f32], buf: &mut Vec<f32>) -> Option<(f32, f32)> {
     }
     let slope = median(buf);
     buf.clear();
-    buf.extend(
-        (0..n)
-            .rev()
-            .filter(|&i| y[i].is_finite())
-            .take(TREND_ANCHOR_STEPS)
-            .map(|i| y[i] + slope * (n - 1 - i) as f32),
-    );
+    buf.extend((0..n).rev().filter(|&i| y[i].is_finite()).take(TREND_ANCHOR_STEPS).map(|i| y[i] + slope * (n - 1 - i) as f32));
     Some((slope, median(buf)))
 }
 

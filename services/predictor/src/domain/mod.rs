@@ -21,13 +21,13 @@ pub mod select;
 pub mod thresholds;
 
 use schemas::snapshot::TargetThresholds;
-use schemas::{Alert, AlertEvent, FleetFigures, MethodAccuracy, Metrics, Method, Profile, Target, TargetAccuracy, TargetForecast};
+use schemas::{Alert, AlertEvent, FleetFigures, Method, MethodAccuracy, Metrics, Profile, Target, TargetAccuracy, TargetForecast};
 
 use serde::{Deserialize, Serialize};
 
 use crate::accuracy::{target_index, AccuracyTracker, Scores};
 use crate::select::{publish, Candidates};
-use alerts::{breaches_into, AlertBook, Breach, BookConfig};
+use alerts::{breaches_into, AlertBook, BookConfig, Breach};
 use fleet::{figures, ServerStatus};
 use risk::{assess, assess_with, Assessment, Predicted};
 use thresholds::thresholds;
@@ -194,11 +194,7 @@ impl Domain {
 
     /// Closes the tick: ages unobserved servers' alerts and computes the fleet figures over
     /// every server's latest assessment, and the live accuracy.
-    pub fn finish<'a>(
-        &mut self,
-        tick_ms: i64,
-        servers: impl IntoIterator<Item = ServerStatus<'a>>,
-    ) -> (FleetFigures, Vec<TargetAccuracy>) {
+    pub fn finish<'a>(&mut self, tick_ms: i64, servers: impl IntoIterator<Item = ServerStatus<'a>>) -> (FleetFigures, Vec<TargetAccuracy>) {
         self.book.finish_tick(tick_ms, &mut self.events);
         self.ticks += 1;
         if self.ticks.is_multiple_of(256) {

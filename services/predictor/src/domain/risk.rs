@@ -36,13 +36,13 @@
 //! - every point is explained in words ([`RiskReason`]); reasons are ordered by their
 //!   resource's level, then points, so the first reason is the one that sets the level.
 
-use schemas::snapshot::RiskReason;
 use schemas::metric::Unit;
+use schemas::snapshot::RiskReason;
 use schemas::{Alert, AlertBasis, Level, Metrics, Profile, Target, TargetForecast};
 
 use super::alerts::{breaches, Breach};
-use super::odds::{incident_odds, IncidentOdds};
 use super::horizon::{NEAR_STEPS, STEP_MINUTES};
+use super::odds::{incident_odds, IncidentOdds};
 use super::thresholds::{thresholds, Thresholds};
 
 const CURRENT_WEIGHT: f32 = 0.7;
@@ -237,9 +237,7 @@ fn reason_text(
             match th.severity(v) {
                 Some(Level::Critical) => s.push_str(&format!(" (critical from {})", format_value(target, th.critical))),
                 Some(_) => s.push_str(&format!(" (warning from {})", format_value(target, th.warning))),
-                None if share(th, v) > 0.0 => {
-                    s.push_str(&format!(" (nearing warning at {})", format_value(target, th.warning)))
-                }
+                None if share(th, v) > 0.0 => s.push_str(&format!(" (nearing warning at {})", format_value(target, th.warning))),
                 None => {}
             }
         }
@@ -252,11 +250,7 @@ fn reason_text(
         if now.is_none_or(|v| v < a.threshold) {
             let basis = a.basis.label();
             let which = if a.threshold >= th.critical { "critical" } else { "warning" };
-            s.push_str(&format!(
-                ", {basis} crosses {which} {} in {}",
-                format_value(target, a.threshold),
-                format_lead(a.steps_ahead)
-            ));
+            s.push_str(&format!(", {basis} crosses {which} {} in {}", format_value(target, a.threshold), format_lead(a.steps_ahead)));
         }
         return s;
     }

@@ -138,12 +138,7 @@ fn levels_follow_the_one_scheme() {
     let idle = assess(Profile::Generic, &Metrics::default(), &[]);
     assert_eq!((idle.risk, idle.level), (0.0, Level::Healthy));
     // Several targets critical now and ahead: clamped at 100.
-    let hot = Metrics {
-        cpu_idle_pct: Some(1.0),
-        mem_used_pct: Some(99.0),
-        cpu_iowait_pct: Some(50.0),
-        ..Default::default()
-    };
+    let hot = Metrics { cpu_idle_pct: Some(1.0), mem_used_pct: Some(99.0), cpu_iowait_pct: Some(50.0), ..Default::default() };
     let fc = [flat(Target::Cpu, 98.0, 99.0, 100.0), flat(Target::Mem, 98.0, 99.0, 100.0)];
     let a = assess(Profile::WebApi, &hot, &fc);
     assert_eq!((a.risk, a.level), (100.0, Level::Critical));

@@ -23,15 +23,8 @@ use crate::accuracy::ServerScore;
 
 /// The methods that may be published. Last value is scored beside them as the baseline, never
 /// published: on one spike it forecasts the spike for 8 hours.
-pub const CANDIDATES: [Method; 7] = [
-    Method::Model,
-    Method::Level,
-    Method::SeasonalNaive,
-    Method::Trend,
-    Method::Climatology,
-    Method::Blend,
-    Method::Ensemble,
-];
+pub const CANDIDATES: [Method; 7] =
+    [Method::Model, Method::Level, Method::SeasonalNaive, Method::Trend, Method::Climatology, Method::Blend, Method::Ensemble];
 
 /// The members of [`Method::Ensemble`]: methods whose errors differ in kind (a learned model,
 /// a flat line at now, yesterday's curve, the day's range), so their mean cancels some of each.
@@ -108,7 +101,8 @@ impl Candidates {
                     wi[j] = v;
                 }
             }
-            let mut sum = TargetForecast { target, method: Method::Ensemble, p10: vec![0.0; len], p50: vec![0.0; len], p90: vec![0.0; len] };
+            let mut sum =
+                TargetForecast { target, method: Method::Ensemble, p10: vec![0.0; len], p50: vec![0.0; len], p90: vec![0.0; len] };
             for ((f, _), [n50, n90, f50, f90]) in present.zip(w) {
                 for k in 0..len {
                     let a = far_share(k + 1);
@@ -136,7 +130,9 @@ impl Candidates {
 /// decay and one set of matured points, so their ratio compares like with like.
 pub fn member_weights(records: impl Iterator<Item = Option<(f32, f32)>> + Clone) -> impl Iterator<Item = f32> {
     let n = records.clone().count().max(1) as f32;
-    let inverse = |r: Option<(f32, f32)>| r.filter(|&(loss, w)| w >= MIN_WEIGHT && loss.is_finite() && loss > 0.0).map(|(loss, _)| loss.powf(-WEIGHT_POWER));
+    let inverse = |r: Option<(f32, f32)>| {
+        r.filter(|&(loss, w)| w >= MIN_WEIGHT && loss.is_finite() && loss > 0.0).map(|(loss, _)| loss.powf(-WEIGHT_POWER))
+    };
     let total: Option<f32> = records.clone().map(inverse).sum();
     let total = total.filter(|t| t.is_finite() && *t > 0.0);
     records.map(move |r| match total {
@@ -244,7 +240,15 @@ mod tests {
 
     #[test]
     fn unusable_candidates_are_skipped_and_last_value_is_never_published() {
-        let scores = |m: Method| if m == Method::LastValue { s(0.0, 99.0) } else if m == Method::Model { s(0.2, 50.0) } else { s(1.0, 50.0) };
+        let scores = |m: Method| {
+            if m == Method::LastValue {
+                s(0.0, 99.0)
+            } else if m == Method::Model {
+                s(0.2, 50.0)
+            } else {
+                s(1.0, 50.0)
+            }
+        };
         assert_eq!(choose(|_| true, scores, p50_loss), Some(Method::Model));
         assert_eq!(choose(|m| m != Method::Model, scores, p50_loss), Some(DEFAULT), "a non-finite model forecast is not published");
         assert_eq!(choose(|m| m == Method::Trend, |_| None, p50_loss), Some(Method::Trend), "the default unusable: any usable one");
@@ -260,7 +264,10 @@ mod tests {
         let model_best = |m: Method, _| if m == Method::Model { s(0.1, 50.0) } else { s(1.0, 50.0) };
         let mut out = Vec::new();
         publish(&c, model_best, &mut out);
-        assert_eq!(out.iter().map(|f| (f.target, f.method)).collect::<Vec<_>>(), [(Target::Cpu, Method::Model), (Target::Mem, Method::Level)]);
+        assert_eq!(
+            out.iter().map(|f| (f.target, f.method)).collect::<Vec<_>>(),
+            [(Target::Cpu, Method::Model), (Target::Mem, Method::Level)]
+        );
     }
 
     #[test]
@@ -310,7 +317,13 @@ mod tests {
 
     #[test]
     fn the_p50_and_the_band_are_chosen_apart() {
-        let f = |method, mid: f32, lo: f32, hi: f32| TargetForecast { target: Target::Cpu, method, p10: vec![lo; 2], p50: vec![mid; 2], p90: vec![hi; 2] };
+        let f = |method, mid: f32, lo: f32, hi: f32| TargetForecast {
+            target: Target::Cpu,
+            method,
+            p10: vec![lo; 2],
+            p50: vec![mid; 2],
+            p90: vec![hi; 2],
+        };
         let mut c = Candidates::default();
         c.of_mut(Method::Trend).push(f(Method::Trend, 50.0, 49.0, 51.0));
         c.of_mut(Method::Climatology).push(f(Method::Climatology, 30.0, 10.0, 60.0));

@@ -71,21 +71,21 @@ async fn every_bad_record_is_rejected_with_its_reason() {
     let t = t0();
     let year = 365 * 86_400_000i64;
     let records = vec![
-        good("ppdb001", t),                                                                     // 0 ok
-        record("ppdb002", t, vec![("cpu_user_pct", V::from("high"))]),                          // 1 wrong_type
-        without(good("ppdb003", t), "ts_ms"),                                                   // 2 missing_field
-        with(good("ppdb004", t), "color", V::from("blue")),                                     // 3 unknown_field
-        record("ppdb005", t, vec![("cascade_impact", V::from(0.5))]),                           // 4 unknown_metric
-        record("ppdb006", t, vec![("cpu_user_pct", V::from(f64::NAN))]),                        // 5 not_finite
-        record("ppdb007", t, vec![("mem_used_pct", V::from(150.0))]),                           // 6 out_of_range
-        good("bad name!", t),                                                                   // 7 bad_server_name
-        with(good("ppdb008", t), "profile", V::from("mainframe")),                              // 8 bad_profile
-        good("ppdb009", t + year),                                                              // 9 timestamp_skew
-        V::from(42),                                                                            // 10 wrong_type (not a map)
-        good("ppweb001", t),                                                                    // 11 ok
-        record("ppdb010", t, vec![("net_in_mb_s", V::from(-1.0))]),                             // 12 out_of_range
-        good("ppapi001", t),                                                                    // 13 ok (third server)
-        good("ppcon001", t),                                                                    // 14 fleet_limit
+        good("ppdb001", t),                                              // 0 ok
+        record("ppdb002", t, vec![("cpu_user_pct", V::from("high"))]),   // 1 wrong_type
+        without(good("ppdb003", t), "ts_ms"),                            // 2 missing_field
+        with(good("ppdb004", t), "color", V::from("blue")),              // 3 unknown_field
+        record("ppdb005", t, vec![("cascade_impact", V::from(0.5))]),    // 4 unknown_metric
+        record("ppdb006", t, vec![("cpu_user_pct", V::from(f64::NAN))]), // 5 not_finite
+        record("ppdb007", t, vec![("mem_used_pct", V::from(150.0))]),    // 6 out_of_range
+        good("bad name!", t),                                            // 7 bad_server_name
+        with(good("ppdb008", t), "profile", V::from("mainframe")),       // 8 bad_profile
+        good("ppdb009", t + year),                                       // 9 timestamp_skew
+        V::from(42),                                                     // 10 wrong_type (not a map)
+        good("ppweb001", t),                                             // 11 ok
+        record("ppdb010", t, vec![("net_in_mb_s", V::from(-1.0))]),      // 12 out_of_range
+        good("ppapi001", t),                                             // 13 ok (third server)
+        good("ppcon001", t),                                             // 14 fleet_limit
     ];
     publish_raw(&js, batch(schemas::SCHEMA_VERSION, t + STEP_MS, records)).await;
     publish_raw(&js, b"\xc1\xc1 not msgpack at all".to_vec()).await;
@@ -125,7 +125,10 @@ async fn every_bad_record_is_rejected_with_its_reason() {
     let pairs: Vec<_> = got.iter().map(|r| (r.index, r.error.reason)).collect();
     assert_eq!(pairs, want);
     let field = |i: usize| got[i].error.field.as_str();
-    assert_eq!((field(0), field(3), field(5), field(6)), ("metrics.cpu_user_pct", "metrics.cascade_impact", "metrics.mem_used_pct", "server"));
+    assert_eq!(
+        (field(0), field(3), field(5), field(6)),
+        ("metrics.cpu_user_pct", "metrics.cascade_impact", "metrics.mem_used_pct", "server")
+    );
     assert_eq!(got[5].server.as_deref(), Some("ppdb007"), "a valid server name is named");
     assert_eq!(got[6].server, None, "an invalid name is not");
 
@@ -142,7 +145,12 @@ async fn every_bad_record_is_rejected_with_its_reason() {
     assert_eq!(st["rejects_by_source"][SOURCE]["fleet_limit"], 1);
 
     // And the predictor goes on: the next step is processed normally.
-    let next = MetricRecord { server: "ppdb001".into(), ts_ms: t + STEP_MS, profile: None, metrics: Metrics { cpu_idle_pct: Some(50.0), ..Default::default() } };
+    let next = MetricRecord {
+        server: "ppdb001".into(),
+        ts_ms: t + STEP_MS,
+        profile: None,
+        metrics: Metrics { cpu_idle_pct: Some(50.0), ..Default::default() },
+    };
     publish_batch(&js, &schemas::MetricsBatch::new(SOURCE, 2, t + 2 * STEP_MS, vec![next])).await;
     let snap = snaps.until(Duration::from_secs(10), |s| s.tick_ms == t + STEP_MS).await;
     assert_eq!(snap.servers.iter().find(|s| s.server == "ppdb001").unwrap().last_ms, t + STEP_MS);

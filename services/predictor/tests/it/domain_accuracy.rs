@@ -67,13 +67,22 @@ fn a_perfect_forecast_scores_zero_loss_and_full_coverage() {
     for s in 0..steps {
         // The step that just closed happened as predicted, then the next forecast is issued.
         acc.record_actual("web1", at(s), &mem(truth(s)));
-        acc.record_forecast("web1", at(s), &[mem_forecast(|k| { let y = truth(s + k as i64); (y, y, y) })]);
+        acc.record_forecast(
+            "web1",
+            at(s),
+            &[mem_forecast(|k| {
+                let y = truth(s + k as i64);
+                (y, y, y)
+            })],
+        );
     }
     let r = acc.report();
     let m = &r[0];
     let expected: u64 = LEADS
         .iter()
-        .map(|&(lead, stride)| (0..steps).filter(|i| i - i64::from(lead) >= 0 && (i - i64::from(lead)) % i64::from(stride) == 0).count() as u64)
+        .map(|&(lead, stride)| {
+            (0..steps).filter(|i| i - i64::from(lead) >= 0 && (i - i64::from(lead)) % i64::from(stride) == 0).count() as u64
+        })
         .sum();
     assert_eq!((m.samples, m.qrisk_p50, m.qrisk_p90, m.coverage), (expected, 0.0, 0.0, 1.0));
 }
@@ -135,7 +144,13 @@ fn memory_stays_bounded_for_ten_thousand_servers() {
     let mut acc = AccuracyTracker::default();
     let full: Vec<TargetForecast> = Target::ALL
         .iter()
-        .map(|&target| TargetForecast { target, method: schemas::Method::Model, p10: vec![1.0; 96], p50: vec![2.0; 96], p90: vec![3.0; 96] })
+        .map(|&target| TargetForecast {
+            target,
+            method: schemas::Method::Model,
+            p10: vec![1.0; 96],
+            p50: vec![2.0; 96],
+            p90: vec![3.0; 96],
+        })
         .collect();
     let names: Vec<String> = (0..10_000).map(|i| format!("ppweb{i:05}")).collect();
     for s in 0..150 {
@@ -169,12 +184,31 @@ fn a_servers_record_weighs_the_long_leads_by_how_many_they_stand_for() {
     let mut near = AccuracyTracker::default();
     let mut far = AccuracyTracker::default();
     for step in 0..400 {
-        near.record_forecast("db1", at(step), &[mem_forecast(|k| { let y = truth(step + k as i64); let v = if k > 12 { y + 10.0 } else { y }; (v, v, v) })]);
-        far.record_forecast("db1", at(step), &[mem_forecast(|k| { let y = truth(step + k as i64); let v = if k > 12 { y } else { y + 2.0 }; (v, v, v) })]);
+        near.record_forecast(
+            "db1",
+            at(step),
+            &[mem_forecast(|k| {
+                let y = truth(step + k as i64);
+                let v = if k > 12 { y + 10.0 } else { y };
+                (v, v, v)
+            })],
+        );
+        far.record_forecast(
+            "db1",
+            at(step),
+            &[mem_forecast(|k| {
+                let y = truth(step + k as i64);
+                let v = if k > 12 { y } else { y + 2.0 };
+                (v, v, v)
+            })],
+        );
         near.record_actual("db1", at(step), &mem(truth(step)));
         far.record_actual("db1", at(step), &mem(truth(step)));
     }
-    let (n, f) = (near.server_scores("db1")[predictor::accuracy::target_index(Target::Mem)], far.server_scores("db1")[predictor::accuracy::target_index(Target::Mem)]);
+    let (n, f) = (
+        near.server_scores("db1")[predictor::accuracy::target_index(Target::Mem)],
+        far.server_scores("db1")[predictor::accuracy::target_index(Target::Mem)],
+    );
     let (n, f) = (n.expect("scored"), f.expect("scored"));
     assert!(f.loss50 < n.loss50 && f.loss90 < n.loss90, "near {n:?} far {f:?}");
 }

@@ -54,7 +54,12 @@ async fn windows_round_trip_and_only_changed_chunks_are_written() {
     let now_step = wall - wall.rem_euclid(STEP_MS);
     for k in 0..3 {
         let ts = now_step + k * 60_000;
-        let r = MetricRecord { server: "rtweb01".into(), ts_ms: ts, profile: None, metrics: Metrics { mem_used_pct: Some(40.0 + k as f32), ..Default::default() } };
+        let r = MetricRecord {
+            server: "rtweb01".into(),
+            ts_ms: ts,
+            profile: None,
+            metrics: Metrics { mem_used_pct: Some(40.0 + k as f32), ..Default::default() },
+        };
         let batch = MetricsBatch::new("rt", k as u64, ts, vec![r]);
         let r = ingest(&mut reg, "metrics.batch.rt", &schemas::encode(&batch).unwrap(), LIMITS, wall);
         assert_eq!((r.accepted, r.closed), (1, 0), "the step is still open");
@@ -132,7 +137,12 @@ async fn alerts_keep_their_identity_across_a_restart() {
     let hot = |s: i64| {
         let mut m = metrics(0, s);
         m.mem_used_pct = Some(97.0); // critical for a web server (from 95 %)
-        MetricsBatch::new(SOURCE, s as u64, t0 + (s + 1) * STEP_MS, vec![MetricRecord { server: "ppweb0001".into(), ts_ms: t0 + s * STEP_MS, profile: None, metrics: m }])
+        MetricsBatch::new(
+            SOURCE,
+            s as u64,
+            t0 + (s + 1) * STEP_MS,
+            vec![MetricRecord { server: "ppweb0001".into(), ts_ms: t0 + s * STEP_MS, profile: None, metrics: m }],
+        )
     };
     let mut snaps = Snapshots::subscribe(&client).await;
     let first = predictor::start(config(&nats.url())).await.unwrap();

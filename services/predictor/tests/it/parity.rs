@@ -32,7 +32,8 @@ fn tensor(golden: &Value, group: &str, name: &str) -> (Vec<usize>, Vec<f64>) {
     let v = golden.get(group).and_then(|g| g.get(name)).unwrap_or_else(|| panic!("golden has no {group}.{name}"));
     let (shape, data) = match v.get("data") {
         Some(data) => {
-            let shape: Option<Vec<usize>> = v.get("shape").and_then(Value::as_array).map(|s| s.iter().filter_map(Value::as_u64).map(|d| d as usize).collect());
+            let shape: Option<Vec<usize>> =
+                v.get("shape").and_then(Value::as_array).map(|s| s.iter().filter_map(Value::as_u64).map(|d| d as usize).collect());
             (shape, data)
         }
         None => (None, v),
@@ -137,14 +138,25 @@ fn features_match_the_contract_fixture() {
     let mut reg = Registry::new(t.max(predictor::methods::HISTORY_STEPS));
     let limits = Limits { max_bytes: 1 << 20, max_servers: 100 };
     for (seq, b) in fx.batches.iter().enumerate() {
-        let batch = MetricsBatch { v: SCHEMA_VERSION, source: "generator".into(), seq: seq as u64, clock_ms: b.clock_ms, records: b.records.clone() };
+        let batch = MetricsBatch {
+            v: SCHEMA_VERSION,
+            source: "generator".into(),
+            seq: seq as u64,
+            clock_ms: b.clock_ms,
+            records: b.records.clone(),
+        };
         let report = ingest(&mut reg, "metrics.batch.generator", &schemas::encode(&batch).expect("encode"), limits, b.clock_ms);
         assert!(report.rejected.is_empty(), "batch {seq} had rejections: {:?}", report.rejected);
         assert_eq!(report.accepted, b.records.len(), "batch {seq}: every record counts");
     }
     // NaN and -1: a cell the builder does not write shows up.
     let (s, n) = (manifest.sizes(), fx.servers.len());
-    let mut inputs = Inputs { past: vec![f32::NAN; n * s.past], mask: vec![f32::NAN; n * s.past], time: vec![f32::NAN; n * s.time], profile: vec![-1; n] };
+    let mut inputs = Inputs {
+        past: vec![f32::NAN; n * s.past],
+        mask: vec![f32::NAN; n * s.past],
+        time: vec![f32::NAN; n * s.time],
+        profile: vec![-1; n],
+    };
     let mut builder = FeatureBuilder::new(t, h, s);
     // The fixture's order alternates last steps (L, L-12, L, L), so the calendar cache must follow.
     for (row, want) in fx.servers.iter().enumerate() {

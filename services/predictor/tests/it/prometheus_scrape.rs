@@ -28,11 +28,7 @@ fn records(k: i64) -> Vec<(&'static str, Metrics)> {
         hot.cpu_sys_pct = Some(6.0);
         hot.cpu_iowait_pct = Some(2.0);
     }
-    vec![
-        ("ppgen001", disk),
-        ("ppweb002", hot),
-        ("ppdb003", base_record()),
-    ]
+    vec![("ppgen001", disk), ("ppweb002", hot), ("ppdb003", base_record())]
 }
 
 struct Predictor {
@@ -47,14 +43,7 @@ impl Predictor {
         let child = Command::new(env!("CARGO_BIN_EXE_predictor"))
             .args(["--nats-url", nats, "--model"])
             .arg(testkit::workspace_root().join("models/tft.onnx"))
-            .args([
-                "--coalesce",
-                "20ms",
-                "--intra-threads",
-                "1",
-                "--inference-workers",
-                "1",
-            ])
+            .args(["--coalesce", "20ms", "--intra-threads", "1", "--inference-workers", "1"])
             .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
             .env("ORT_DYLIB_PATH", testkit::ort_dylib())
             .env("RUST_LOG", "info")
@@ -112,17 +101,11 @@ fn until(
         }
         std::thread::sleep(Duration::from_millis(250));
     }
-    panic!(
-        "{promql}: no matching answer within {within:?}; last {last:?}\nprometheus log:\n{}",
-        prom.log()
-    );
+    panic!("{promql}: no matching answer within {within:?}; last {last:?}\nprometheus log:\n{}", prom.log());
 }
 
 fn value(series: &serde_json::Value) -> f64 {
-    series["value"][1]
-        .as_str()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(f64::NAN)
+    series["value"][1].as_str().and_then(|v| v.parse().ok()).unwrap_or(f64::NAN)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -142,28 +125,13 @@ async fn prometheus_scrapes_forecasts_and_rejections() {
         let ts = t + k * STEP_MS;
         let recs = records(k)
             .into_iter()
-            .map(|(server, metrics)| MetricRecord {
-                server: server.into(),
-                ts_ms: ts,
-                profile: None,
-                metrics,
-            })
+            .map(|(server, metrics)| MetricRecord { server: server.into(), ts_ms: ts, profile: None, metrics })
             .collect();
-        publish_batch(
-            &js,
-            &MetricsBatch::new(SOURCE, k as u64 + 1, ts + STEP_MS, recs),
-        )
-        .await;
+        publish_batch(&js, &MetricsBatch::new(SOURCE, k as u64 + 1, ts + STEP_MS, recs)).await;
         // One tick per step, as with a live source (the alert book sees every step).
         let deadline = Duration::from_secs(60);
-        if tokio::time::timeout(deadline, snaps.until(deadline, |s| s.tick_ms == ts))
-            .await
-            .is_err()
-        {
-            panic!(
-                "no snapshot for step {k}; predictor log:\n{}",
-                predictor.log()
-            );
+        if tokio::time::timeout(deadline, snaps.until(deadline, |s| s.tick_ms == ts)).await.is_err() {
+            panic!("no snapshot for step {k}; predictor log:\n{}", predictor.log());
         }
     }
     publish_raw(&js, b"\xc1 not a batch".to_vec()).await;
@@ -176,87 +144,36 @@ async fn prometheus_scrapes_forecasts_and_rejections() {
     let prom = testkit::prometheus::Prometheus::start(&config).expect("prometheus");
     let within = Duration::from_secs(60);
 
-    until(&prom, "up{job=\"predictor\"}", within, |r| {
-        r.len() == 1 && value(&r[0]) == 1.0
-    });
-    let risk = until(
-        &prom,
-        "fleetcast_risk_score{server=\"ppweb002\"}",
-        within,
-        |r| r.len() == 1,
-    );
+    until(&prom, "up{job=\"predictor\"}", within, |r| r.len() == 1 && value(&r[0]) == 1.0);
+    let risk = until(&prom, "fleetcast_risk_score{server=\"ppweb002\"}", within, |r| r.len() == 1);
     assert_eq!(risk[0]["metric"]["profile"], "web_api");
-    assert!(
-        value(&risk[0]) >= 50.0,
-        "98 % CPU held for an hour: risk {risk:?}"
-    );
-    let level = until(&prom, "fleetcast_level{server=\"ppweb002\"}", within, |r| {
-        r.len() == 1
-    });
+    assert!(value(&risk[0]) >= 50.0, "98 % CPU held for an hour: risk {risk:?}");
+    let level = until(&prom, "fleetcast_level{server=\"ppweb002\"}", within, |r| r.len() == 1);
     assert_eq!(value(&level[0]), 3.0, "critical: {level:?}");
-    let quiet = until(&prom, "fleetcast_level{server=\"ppdb003\"}", within, |r| {
-        r.len() == 1
-    });
+    let quiet = until(&prom, "fleetcast_level{server=\"ppdb003\"}", within, |r| r.len() == 1);
     assert!(value(&quiet[0]) <= 1.0, "the quiet database: {quiet:?}");
 
     // The bad message: one malformed rejection from source `test`.
-    let rejected = until(
-        &prom,
-        "fleetcast_predictor_records_rejected_total",
-        within,
-        |r| !r.is_empty(),
-    );
+    let rejected = until(&prom, "fleetcast_predictor_records_rejected_total", within, |r| !r.is_empty());
     assert_eq!(rejected.len(), 1, "{rejected:?}");
     assert_eq!(rejected[0]["metric"]["source"], SOURCE);
     assert_eq!(rejected[0]["metric"]["reason"], "malformed");
     assert_eq!(value(&rejected[0]), 1.0);
-    let accepted = until(
-        &prom,
-        "sum(fleetcast_predictor_records_accepted_total)",
-        within,
-        |r| r.len() == 1,
-    );
+    let accepted = until(&prom, "sum(fleetcast_predictor_records_accepted_total)", within, |r| r.len() == 1);
     assert_eq!(value(&accepted[0]), (3 * STEPS) as f64);
 
     // The filling disk: a forecast above today's value, and an open predicted alert.
-    let disk = until(
-        &prom,
-        "fleetcast_forecast{server=\"ppgen001\",target=\"disk\",quantile=\"0.5\",horizon=\"8h\"}",
-        within,
-        |r| r.len() == 1,
-    );
+    let disk =
+        until(&prom, "fleetcast_forecast{server=\"ppgen001\",target=\"disk\",quantile=\"0.5\",horizon=\"8h\"}", within, |r| r.len() == 1);
     assert!(value(&disk[0]) > 73.0, "rising disk at 8 h: {disk:?}");
-    let breach = until(
-        &prom,
-        "fleetcast_time_to_breach_seconds{server=\"ppgen001\",target=\"disk\"}",
-        within,
-        |r| !r.is_empty(),
-    );
+    let breach = until(&prom, "fleetcast_time_to_breach_seconds{server=\"ppgen001\",target=\"disk\"}", within, |r| !r.is_empty());
     assert!(breach.iter().all(|s| value(s) > 0.0), "{breach:?}");
     // 5 horizons x 3 quantiles per forecast target.
-    let n = until(
-        &prom,
-        "count(fleetcast_forecast{server=\"ppdb003\",target=\"cpu\"})",
-        within,
-        |r| r.len() == 1,
-    );
+    let n = until(&prom, "count(fleetcast_forecast{server=\"ppdb003\",target=\"cpu\"})", within, |r| r.len() == 1);
     assert_eq!(value(&n[0]), 15.0);
 
     // The example rules load and evaluate on these series.
-    until(
-        &prom,
-        "fleetcast:servers:count_by_level{level=\"critical\"}",
-        within,
-        |r| r.len() == 1 && value(&r[0]) >= 1.0,
-    );
-    let alerts = until(
-        &prom,
-        "ALERTS{alertname=\"FleetcastServerCritical\"}",
-        within,
-        |r| !r.is_empty(),
-    );
-    assert!(
-        alerts.iter().any(|a| a["metric"]["server"] == "ppweb002"),
-        "{alerts:?}"
-    );
+    until(&prom, "fleetcast:servers:count_by_level{level=\"critical\"}", within, |r| r.len() == 1 && value(&r[0]) >= 1.0);
+    let alerts = until(&prom, "ALERTS{alertname=\"FleetcastServerCritical\"}", within, |r| !r.is_empty());
+    assert!(alerts.iter().any(|a| a["metric"]["server"] == "ppweb002"), "{alerts:?}");
 }

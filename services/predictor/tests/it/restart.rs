@@ -104,7 +104,12 @@ async fn at_kill(js: &jetstream::Context) -> AtKill {
     let mut stream = js.get_stream("METRICS").await.unwrap();
     let published = stream.info().await.unwrap().state.last_sequence;
     let c = stream.consumer_info("predictor").await.unwrap();
-    AtKill { published, acked: c.ack_floor.stream_sequence, unacked: c.num_pending + c.num_ack_pending as u64, delivered: c.num_ack_pending as u64 }
+    AtKill {
+        published,
+        acked: c.ack_floor.stream_sequence,
+        unacked: c.num_pending + c.num_ack_pending as u64,
+        delivered: c.num_ack_pending as u64,
+    }
 }
 
 /// Every batch delivered and acknowledged: the ack floor is the last batch.

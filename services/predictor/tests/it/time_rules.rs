@@ -27,11 +27,7 @@ const FIVE_H: i64 = 5 * 3_600_000;
 
 async fn publish(js: &jetstream::Context, batch: &MetricsBatch) {
     let payload = schemas::encode(batch).expect("encode");
-    js.publish(schemas::subjects::metrics_batch(&batch.source), payload.into())
-        .await
-        .expect("publish")
-        .await
-        .expect("stored in METRICS");
+    js.publish(schemas::subjects::metrics_batch(&batch.source), payload.into()).await.expect("publish").await.expect("stored in METRICS");
 }
 
 fn record(server: &str, ts_ms: i64, metrics: Metrics) -> MetricRecord {
@@ -143,7 +139,13 @@ async fn late_values_fill_their_step_and_older_than_the_window_is_too_late() {
     let mem_at = |k: i64| 40.0 + (k % 7) as f32;
     let cpu_only = {
         let b = base_record();
-        Metrics { cpu_user_pct: b.cpu_user_pct, cpu_sys_pct: b.cpu_sys_pct, cpu_iowait_pct: b.cpu_iowait_pct, cpu_idle_pct: b.cpu_idle_pct, ..Default::default() }
+        Metrics {
+            cpu_user_pct: b.cpu_user_pct,
+            cpu_sys_pct: b.cpu_sys_pct,
+            cpu_iowait_pct: b.cpu_iowait_pct,
+            cpu_idle_pct: b.cpu_idle_pct,
+            ..Default::default()
+        }
     };
     let mem_only = |k: i64| Metrics { mem_used_pct: Some(mem_at(k)), ..Default::default() };
     let mut snap = None;
@@ -163,7 +165,11 @@ async fn late_values_fill_their_step_and_older_than_the_window_is_too_late() {
     let web = server(&snap, "ppweb001");
     let want: Vec<Option<f32>> = (0..steps).map(|k| (k < steps - 2).then(|| mem_at(k))).collect();
     assert_eq!(recent(web, Target::Mem), want, "every late memory value filled its step");
-    assert!(web.forecast_of(Target::Mem).is_some(), "the forecast reads memory: {:?}", web.forecast.iter().map(|f| f.target).collect::<Vec<_>>());
+    assert!(
+        web.forecast_of(Target::Mem).is_some(),
+        "the forecast reads memory: {:?}",
+        web.forecast.iter().map(|f| f.target).collect::<Vec<_>>()
+    );
 
     let rejections = drain(&mut r.rejected, Duration::from_millis(500)).await;
     assert_eq!(rejections.len(), 1, "nothing else is dropped: {rejections:?}");
@@ -217,11 +223,16 @@ async fn a_repeated_batch_or_record_counts_once() {
     let a = MetricsBatch::new("dup1", 1, t + 60_000, vec![record("ppweb010", t, cpu_used(10.0)), record("ppweb011", t, cpu_used(10.0))]);
     publish(&r.js, &a).await;
     publish(&r.js, &a).await;
-    let b = MetricsBatch::new("dup1", 2, t + STEP_MS, vec![
-        record("ppweb010", t + 150_000, cpu_used(90.0)),
-        record("ppweb011", t, cpu_used(10.0)),
-        record("ppweb011", t + 150_000, cpu_used(90.0)),
-    ]);
+    let b = MetricsBatch::new(
+        "dup1",
+        2,
+        t + STEP_MS,
+        vec![
+            record("ppweb010", t + 150_000, cpu_used(90.0)),
+            record("ppweb011", t, cpu_used(10.0)),
+            record("ppweb011", t + 150_000, cpu_used(90.0)),
+        ],
+    );
     publish(&r.js, &b).await;
     let snap = r.snaps.until(WAIT, |s| s.tick_ms == t).await;
     for name in ["ppweb010", "ppweb011"] {
@@ -269,7 +280,8 @@ async fn every_server_event_matches_the_documented_alert_pattern() {
     client.flush().await.unwrap();
 
     let t = t0() - 12 * STEP_MS;
-    let hot = Metrics { cpu_user_pct: Some(92.0), cpu_sys_pct: Some(5.0), cpu_iowait_pct: Some(2.5), cpu_idle_pct: Some(0.5), ..base_record() };
+    let hot =
+        Metrics { cpu_user_pct: Some(92.0), cpu_sys_pct: Some(5.0), cpu_iowait_pct: Some(2.5), cpu_idle_pct: Some(0.5), ..base_record() };
     let mut snap = None;
     for k in 0..12 {
         let ts = t + k * STEP_MS;

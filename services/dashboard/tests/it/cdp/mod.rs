@@ -247,10 +247,12 @@ impl Page<'_> {
     /// recorder did not run on this document or the page was served without a
     /// Content-Security-Policy header: "no violations" must mean a policy was enforced.
     pub async fn csp_violations(&self) -> anyhow::Result<Vec<String>> {
-        let header = self
-            .eval("fetch(location.href, {credentials: 'same-origin'}).then(r => r.headers.get('content-security-policy'))")
-            .await?;
-        anyhow::ensure!(header.as_str().is_some_and(|h| h.contains("script-src")), "the page has no Content-Security-Policy header: {header}");
+        let header =
+            self.eval("fetch(location.href, {credentials: 'same-origin'}).then(r => r.headers.get('content-security-policy'))").await?;
+        anyhow::ensure!(
+            header.as_str().is_some_and(|h| h.contains("script-src")),
+            "the page has no Content-Security-Policy header: {header}"
+        );
         let v = self.eval("window.__csp === undefined ? null : JSON.stringify(window.__csp)").await?;
         let recorded = v.as_str().ok_or_else(|| anyhow::anyhow!("the CSP violation recorder did not run on this page"))?;
         Ok(serde_json::from_str(recorded)?)

@@ -19,19 +19,13 @@ pub fn t0() -> i64 {
 }
 
 pub fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
 }
 
 /// Logs of the predictor under test, shown with `RUST_LOG=predictor=debug` and `--no-capture`.
 pub fn logs() {
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_test_writer()
-        .try_init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
 }
 
 pub fn config(url: &str) -> Config {
@@ -46,9 +40,7 @@ pub fn config(url: &str) -> Config {
 
 pub fn server_names(n: usize) -> Vec<String> {
     let kinds = ["ppml", "ppdb", "ppweb", "ppcon", "ppetl", "pprisk", "ppgen"];
-    (0..n)
-        .map(|i| format!("{}{:04}", kinds[i % kinds.len()], i))
-        .collect()
+    (0..n).map(|i| format!("{}{:04}", kinds[i % kinds.len()], i)).collect()
 }
 
 /// Plausible metrics of server `i` at step `s` (deterministic, within every range).
@@ -100,12 +92,7 @@ pub fn step_batch(names: &[String], step_start: i64, seq: u64) -> MetricsBatch {
     let records = names
         .iter()
         .enumerate()
-        .map(|(i, n)| MetricRecord {
-            server: n.clone(),
-            ts_ms: step_start,
-            profile: None,
-            metrics: metrics(i, s),
-        })
+        .map(|(i, n)| MetricRecord { server: n.clone(), ts_ms: step_start, profile: None, metrics: metrics(i, s) })
         .collect();
     MetricsBatch::new(SOURCE, seq, step_start + STEP_MS, records)
 }
@@ -116,36 +103,21 @@ pub async fn publish_batch(js: &jetstream::Context, batch: &MetricsBatch) {
 
 /// Publishes `batch` as part `(index, count)` of its tick (the `Fleetcast-Part` header), or
 /// without the header.
-pub async fn publish_part(
-    js: &jetstream::Context,
-    batch: &MetricsBatch,
-    part: Option<(usize, usize)>,
-) {
+pub async fn publish_part(js: &jetstream::Context, batch: &MetricsBatch, part: Option<(usize, usize)>) {
     let mut headers = async_nats::HeaderMap::new();
     if let Some((index, count)) = part {
-        headers.insert(
-            schemas::subjects::PART_HEADER,
-            schemas::subjects::part_header(index, count).as_str(),
-        );
+        headers.insert(schemas::subjects::PART_HEADER, schemas::subjects::part_header(index, count).as_str());
     }
     let payload = schemas::encode(batch).expect("encode");
-    js.publish_with_headers(
-        schemas::subjects::metrics_batch(SOURCE),
-        headers,
-        payload.into(),
-    )
-    .await
-    .expect("publish")
-    .await
-    .expect("stored in METRICS");
-}
-
-pub async fn publish_raw(js: &jetstream::Context, payload: Vec<u8>) {
-    js.publish(schemas::subjects::metrics_batch(SOURCE), payload.into())
+    js.publish_with_headers(schemas::subjects::metrics_batch(SOURCE), headers, payload.into())
         .await
         .expect("publish")
         .await
         .expect("stored in METRICS");
+}
+
+pub async fn publish_raw(js: &jetstream::Context, payload: Vec<u8>) {
+    js.publish(schemas::subjects::metrics_batch(SOURCE), payload.into()).await.expect("publish").await.expect("stored in METRICS");
 }
 
 /// Whole snapshots from `predictions.current`.
@@ -156,23 +128,15 @@ pub struct Snapshots {
 
 impl Snapshots {
     pub async fn subscribe(client: &async_nats::Client) -> Snapshots {
-        let sub = client
-            .subscribe(schemas::subjects::PREDICTIONS_CURRENT)
-            .await
-            .expect("subscribe");
-        Snapshots {
-            sub,
-            asm: SnapshotAssembler::default(),
-        }
+        let sub = client.subscribe(schemas::subjects::PREDICTIONS_CURRENT).await.expect("subscribe");
+        Snapshots { sub, asm: SnapshotAssembler::default() }
     }
 
     /// The next whole snapshot, or `None` after `within`.
     pub async fn next(&mut self, within: Duration) -> Option<Snapshot> {
         let deadline = tokio::time::Instant::now() + within;
         loop {
-            let msg = tokio::time::timeout_at(deadline, self.sub.next())
-                .await
-                .ok()??;
+            let msg = tokio::time::timeout_at(deadline, self.sub.next()).await.ok()??;
             let part: Snapshot = schemas::decode(&msg.payload).expect("a snapshot part decodes");
             if let Some(whole) = self.asm.push(part) {
                 return Some(whole);
@@ -197,10 +161,7 @@ impl Snapshots {
 
 /// The predictor's stats as its service endpoint reports them.
 pub async fn stats(client: &async_nats::Client) -> serde_json::Value {
-    let reply = client
-        .request(predictor::service::stats_subject("predictor"), "".into())
-        .await
-        .expect("stats request");
+    let reply = client.request(predictor::service::stats_subject("predictor"), "".into()).await.expect("stats request");
     serde_json::from_slice(&reply.payload).expect("stats JSON")
 }
 
