@@ -104,14 +104,17 @@ if [ -n "${ALERTMANAGER_URL:-}" ]; then
 fi
 # A real server beside the simulated fleet (services/ingest/README.md): with PROMETHEUS_URL,
 # ingest pulls a team's own Prometheus (24 h of backfill); otherwise this very machine goes
-# node_exporter -> Prometheus (var/prometheus) -> remote-write -> ingest.
+# node_exporter -> Prometheus (var/prometheus, kept between runs) -> remote-write -> ingest,
+# and ingest reads each pushed host's last 24 h from that Prometheus the first time the host
+# is pushed (--pull history), so a machine the TSDB already knows is forecast at the first tick.
 INGEST_LISTEN="${INGEST_LISTEN:-127.0.0.1:9201}"
 if [ -n "${PROMETHEUS_URL:-}" ]; then
   start ingest "ingest ready" --listen "$INGEST_LISTEN" --prometheus-url "$PROMETHEUS_URL"
 elif command -v prometheus >/dev/null && command -v prometheus-node-exporter >/dev/null; then
-  start ingest "ingest ready" --listen "$INGEST_LISTEN"
   NODE_EXPORTER_LISTEN="${NODE_EXPORTER_LISTEN:-127.0.0.1:9112}"
   PROMETHEUS_LISTEN="${PROMETHEUS_LISTEN:-127.0.0.1:9099}"
+  start ingest "ingest ready" --listen "$INGEST_LISTEN" \
+    --prometheus-url "http://$PROMETHEUS_LISTEN" --pull history
   mkdir -p "$root/var/prometheus"
   cat >"$root/var/prometheus/prometheus.yml" <<YML
 global: { scrape_interval: 15s, evaluation_interval: 1m }

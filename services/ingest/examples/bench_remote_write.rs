@@ -33,50 +33,22 @@ fn payloads(hosts: usize, scrapes: usize, start_ms: i64) -> (Vec<Vec<u8>>, usize
                 labels.extend(extra.iter().map(|(n, v)| Label::new(n, v)));
                 labels.push(Label::new("instance", &inst));
                 labels.push(Label::new("job", "node"));
-                ts.push(TimeSeries {
-                    labels,
-                    samples: vec![Sample {
-                        value: v,
-                        timestamp: t,
-                    }],
-                });
+                ts.push(TimeSeries { labels, samples: vec![Sample { value: v, timestamp: t }] });
             };
             for cpu in ["0", "1"] {
-                for (mode, rate) in [
-                    ("idle", 0.6),
-                    ("user", 0.25),
-                    ("system", 0.1),
-                    ("iowait", 0.04),
-                    ("steal", 0.01),
-                ] {
-                    push(
-                        "node_cpu_seconds_total",
-                        &[("cpu", cpu), ("mode", mode)],
-                        1e5 + rate * secs,
-                    );
+                for (mode, rate) in [("idle", 0.6), ("user", 0.25), ("system", 0.1), ("iowait", 0.04), ("steal", 0.01)] {
+                    push("node_cpu_seconds_total", &[("cpu", cpu), ("mode", mode)], 1e5 + rate * secs);
                 }
             }
             push("node_memory_MemTotal_bytes", &[], 16e9);
-            push(
-                "node_memory_MemAvailable_bytes",
-                &[],
-                6e9 + (h % 7) as f64 * 1e8,
-            );
+            push("node_memory_MemAvailable_bytes", &[], 6e9 + (h % 7) as f64 * 1e8);
             push("node_memory_SwapTotal_bytes", &[], 2e9);
             push("node_memory_SwapFree_bytes", &[], 1.5e9);
             push("node_filesystem_size_bytes", &[("mountpoint", "/")], 1e11);
             push("node_filesystem_avail_bytes", &[("mountpoint", "/")], 4e10);
             for dev in ["eth0", "lo"] {
-                push(
-                    "node_network_receive_bytes_total",
-                    &[("device", dev)],
-                    1e9 + 2e6 * secs,
-                );
-                push(
-                    "node_network_transmit_bytes_total",
-                    &[("device", dev)],
-                    1e9 + 1e6 * secs,
-                );
+                push("node_network_receive_bytes_total", &[("device", dev)], 1e9 + 2e6 * secs);
+                push("node_network_transmit_bytes_total", &[("device", dev)], 1e9 + 1e6 * secs);
             }
             push("node_load1", &[], 1.5);
             push("node_boot_time_seconds", &[], 1.7e9);
@@ -130,42 +102,17 @@ fn history_slice(hosts: usize, from: i64, to: i64, origin: i64) -> Vec<TimeSerie
             labels.extend(extra.iter().map(|(n, v)| Label::new(n, v)));
             labels.push(Label::new("instance", &inst));
             labels.push(Label::new("job", "node"));
-            let samples = times
-                .iter()
-                .map(|&t| Sample {
-                    value: f((t - origin) as f64 / 1e3),
-                    timestamp: t,
-                })
-                .collect();
+            let samples = times.iter().map(|&t| Sample { value: f((t - origin) as f64 / 1e3), timestamp: t }).collect();
             out.push(TimeSeries { labels, samples });
         };
-        for (mode, rate) in [
-            ("idle", 0.6),
-            ("iowait", 0.05),
-            ("system", 0.1),
-            ("user", 0.25),
-        ] {
-            push(
-                "node_cpu_seconds_total",
-                &[("cpu", "0"), ("mode", mode)],
-                &|s| 1e5 + rate * s,
-            );
+        for (mode, rate) in [("idle", 0.6), ("iowait", 0.05), ("system", 0.1), ("user", 0.25)] {
+            push("node_cpu_seconds_total", &[("cpu", "0"), ("mode", mode)], &|s| 1e5 + rate * s);
         }
         let day = |s: f64| (s / 86_400.0 * std::f64::consts::TAU).sin();
         push("node_memory_MemTotal_bytes", &[], &|_| 16e9);
-        push("node_memory_MemAvailable_bytes", &[], &|s| {
-            6e9 + 2e9 * day(s)
-        });
-        push(
-            "node_filesystem_avail_bytes",
-            &[("mountpoint", "/")],
-            &|_| 4e10,
-        );
-        push(
-            "node_filesystem_size_bytes",
-            &[("mountpoint", "/")],
-            &|_| 1e11,
-        );
+        push("node_memory_MemAvailable_bytes", &[], &|s| 6e9 + 2e9 * day(s));
+        push("node_filesystem_avail_bytes", &[("mountpoint", "/")], &|_| 4e10);
+        push("node_filesystem_size_bytes", &[("mountpoint", "/")], &|_| 1e11);
         push("node_load1", &[], &|s| 1.5 + day(s));
     }
     out
@@ -184,17 +131,12 @@ async fn bench_backfill(hosts: usize) -> anyhow::Result<()> {
         let slice = history_slice(hosts, from, (from + 3_600_000).min(now_ms()), origin);
         samples += slice.iter().map(|s| s.samples.len()).sum::<usize>();
         for chunk in slice.chunks(4_500) {
-            let body = encode_body(&WriteRequest {
-                timeseries: chunk.to_vec(),
-            });
+            let body = encode_body(&WriteRequest { timeseries: chunk.to_vec() });
             let (_, bad) = post_all(&format!("{}/api/v1/write", prom.url()), &[body]).await;
             anyhow::ensure!(bad == 0, "Prometheus refused history: {}", prom.log());
         }
     }
-    println!(
-        "backfill source: {hosts} hosts x 24 h, {samples} samples remote-written into Prometheus 2.42 in {:.1?}",
-        t.elapsed()
-    );
+    println!("backfill source: {hosts} hosts x 24 h, {samples} samples remote-written into Prometheus 2.42 in {:.1?}", t.elapsed());
     let stats = std::sync::Arc::new(ingest::stats::Stats::default());
     let cfg = PullConfig {
         url: prom.url(),
@@ -209,9 +151,7 @@ async fn bench_backfill(hosts: usize) -> anyhow::Result<()> {
     };
     let mut puller = ingest::pull::Puller::new(Prom::new(cfg, stats.clone())?, "bench", stats);
     let t = Instant::now();
-    let outs = puller
-        .backfill_all(end - 86_400_000 + schemas::STEP_MS, end)
-        .await;
+    let outs = puller.backfill_all(end - 86_400_000 + schemas::STEP_MS, end).await;
     let took = t.elapsed();
     let (mut batches, mut records, mut servers) = (0, 0, std::collections::HashSet::new());
     for o in &outs {
@@ -237,10 +177,7 @@ async fn main() -> anyhow::Result<()> {
     let start = ingest::align::step_start(now_ms()) - 35 * 60_000;
     let (bodies, samples) = payloads(args.hosts, args.scrapes, start);
     let mb = bodies.iter().map(Vec::len).sum::<usize>() as f64 / 1e6;
-    println!(
-        "{} requests, {samples} samples, {mb:.1} MB snappy",
-        bodies.len()
-    );
+    println!("{} requests, {samples} samples, {mb:.1} MB snappy", bodies.len());
 
     // In-process decode + map + align, no HTTP: the cost of ingest's own work.
     let mut aligner = ingest::align::Aligner::new(ingest::align::AlignConfig::default());
@@ -262,29 +199,14 @@ async fn main() -> anyhow::Result<()> {
     let nats = testkit::NatsServer::start()?;
     let client = nats.connect().await?;
     jetstream::new(client)
-        .get_or_create_stream(stream::Config {
-            name: "METRICS".into(),
-            subjects: vec!["metrics.batch.>".into()],
-            ..Default::default()
-        })
+        .get_or_create_stream(stream::Config { name: "METRICS".into(), subjects: vec!["metrics.batch.>".into()], ..Default::default() })
         .await?;
     let port = testkit::free_port();
     let listen = format!("127.0.0.1:{port}");
-    let cfg = ingest::Config::parse_from([
-        "ingest",
-        "--nats-url",
-        &nats.url(),
-        "--listen",
-        &listen,
-        "--max-body",
-        "67108864",
-    ]);
+    let cfg = ingest::Config::parse_from(["ingest", "--nats-url", &nats.url(), "--listen", &listen, "--max-body", "67108864"]);
     let (_stop_tx, stop) = tokio::sync::watch::channel(false);
     tokio::spawn(ingest::service::run(cfg, stop));
-    while reqwest::get(format!("http://{listen}/-/ready"))
-        .await
-        .is_err()
-    {
+    while reqwest::get(format!("http://{listen}/-/ready")).await.is_err() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let (ing, ing_bad) = post_all(&format!("http://{listen}/api/v1/write"), &bodies).await;
@@ -294,22 +216,10 @@ async fn main() -> anyhow::Result<()> {
     let rate = |d: Duration| samples as f64 / d.as_secs_f64();
     println!("| receiver | time | samples/s | refused requests |");
     println!("|---|---|---|---|");
-    println!(
-        "| ingest decode + align (in process, 1 thread) | {core:.2?} | {:.0} | 0 |",
-        rate(core)
-    );
-    println!(
-        "| ingest over HTTP (+ NATS publish) | {ing:.2?} | {:.0} | {ing_bad} |",
-        rate(ing)
-    );
-    println!(
-        "| Prometheus 2.42 receiver over HTTP | {pro:.2?} | {:.0} | {pro_bad} |",
-        rate(pro)
-    );
-    println!(
-        "ingest over HTTP / Prometheus: {:.2}x",
-        pro.as_secs_f64() / ing.as_secs_f64()
-    );
+    println!("| ingest decode + align (in process, 1 thread) | {core:.2?} | {:.0} | 0 |", rate(core));
+    println!("| ingest over HTTP (+ NATS publish) | {ing:.2?} | {:.0} | {ing_bad} |", rate(ing));
+    println!("| Prometheus 2.42 receiver over HTTP | {pro:.2?} | {:.0} | {pro_bad} |", rate(pro));
+    println!("ingest over HTTP / Prometheus: {:.2}x", pro.as_secs_f64() / ing.as_secs_f64());
     drop(prom);
     if args.backfill_hosts > 0 {
         println!();

@@ -47,6 +47,11 @@ pub struct Config {
     /// `user:password` for the query API (basic auth).
     #[arg(long, env = "PROMETHEUS_BASIC_AUTH", hide_env_values = true)]
     pub prometheus_basic_auth: Option<String>,
+    /// What the query API is for, with --prometheus-url: `live` queries every step (and
+    /// backfills at start and for each new host); `history` (needs --listen) leaves the live
+    /// steps to remote-write and reads only the history of each host the first time it is pushed.
+    #[arg(long, env = "INGEST_PULL", value_enum, default_value_t = PullMode::Live)]
+    pub pull: PullMode,
     /// History loaded at start and for each new host (the predictor keeps 384 steps, 32 h).
     #[arg(long, env = "INGEST_BACKFILL", default_value = "24h", value_parser = humantime::parse_duration)]
     pub backfill: Duration,
@@ -64,25 +69,24 @@ pub struct Config {
     pub backlog: usize,
 }
 
+/// See [`Config::pull`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PullMode {
+    Live,
+    History,
+}
+
 impl Config {
     /// What clap cannot check: a source that is one subject token, and at least one input.
     pub fn check(&self) -> Result<(), String> {
-        if self.source.is_empty()
-            || !self
-                .source
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-        {
-            return Err(format!(
-                "--source {:?}: must be 1 or more of [A-Za-z0-9_-]",
-                self.source
-            ));
+        if self.source.is_empty() || !self.source.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+            return Err(format!("--source {:?}: must be 1 or more of [A-Za-z0-9_-]", self.source));
         }
         if self.listen.is_none() && self.prometheus_url.is_none() {
-            return Err(
-                "nothing to ingest: give --listen (remote-write), --prometheus-url (pull), or both"
-                    .into(),
-            );
+            return Err("nothing to ingest: give --listen (remote-write), --prometheus-url (pull), or both".into());
+        }
+        if self.pull == PullMode::History && (self.listen.is_none() || self.prometheus_url.is_none()) {
+            return Err("--pull history backfills pushed hosts: it needs --listen and --prometheus-url".into());
         }
         if self.backlog == 0 || self.max_hosts == 0 {
             return Err("--backlog and --max-hosts must be at least 1".into());

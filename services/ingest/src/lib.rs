@@ -1,8 +1,9 @@
 //! Fleetcast's ingest service: real fleets in. A team's Prometheus pushes node_exporter series
-//! by remote-write (`remote_write`), or ingest pulls them by PromQL with history backfill
-//! (`pull`); either way the series are mapped to the 14 Fleetcast metrics (`mapping`, `promql`),
-//! aligned into 5-minute steps (`align`) and published as `MetricsBatch`es through the shared
-//! publisher (`sink`, `fleetbus::publish`). Bad input is rejected per sample or request,
+//! by remote-write (`remote_write`, bodies decoded by prost into `prompb`), or ingest pulls them
+//! by PromQL with history backfill (`pull`, which can also backfill pushed hosts); either way the
+//! series are mapped to the 14 Fleetcast metrics (`mapping`, `promql`), aligned into 5-minute
+//! steps (`align`) and published as `MetricsBatch`es through the shared publisher (`sink`,
+//! `fleetbus::publish`). Bad input is rejected per sample or request,
 //! counted (`stats`) and reported on `metrics.rejected`.
 
 pub mod align;
@@ -19,4 +20,4 @@ pub mod service;
 pub mod sink;
 pub mod stats;
 
-pub use config::Config;
+pub use config::{Config, PullMode};

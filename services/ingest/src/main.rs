@@ -4,6 +4,11 @@
 use clap::Parser;
 use tokio::sync::watch;
 
+/// mimalloc instead of glibc's malloc: see the dependency's note in Cargo.toml and the CPU
+/// figures in the README's Cost section.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     fleetbus::process::init_tracing();

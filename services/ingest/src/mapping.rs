@@ -49,35 +49,66 @@ pub enum Feature {
     Mapped(Metric),
 }
 
-/// One input series of one host, without the host.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// One input series of one host, without the host. `Copy`, with its label values inline, so
+/// that classifying and looking up a sample allocates nothing (the per-sample path).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct SeriesKey {
     pub feature: Feature,
     /// `cpu` for CPU modes, `device` for network, the mode for CPU groups; empty otherwise.
-    pub detail: String,
+    pub detail: Tag,
     /// CPU mode, so `user` and `nice` of one CPU stay two counters.
-    pub sub: String,
+    pub sub: Tag,
+}
+
+/// A short label value kept inline: a CPU number, a network device (Linux caps their names at
+/// 15 bytes), a CPU mode. A value over [`Tag::INLINE`] bytes keeps its first 7 bytes and a
+/// 64-bit hash of the whole, so two long values are told apart unless their hashes collide.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct Tag {
+    len: u8,
+    bytes: [u8; Tag::INLINE],
+}
+
+impl Tag {
+    pub const INLINE: usize = 15;
+}
+
+impl From<&str> for Tag {
+    fn from(v: &str) -> Tag {
+        let mut bytes = [0u8; Tag::INLINE];
+        if v.len() <= Tag::INLINE {
+            bytes[..v.len()].copy_from_slice(v.as_bytes());
+            return Tag { len: v.len() as u8, bytes };
+        }
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        v.hash(&mut h);
+        bytes[..7].copy_from_slice(&v.as_bytes()[..7]);
+        bytes[7..].copy_from_slice(&h.finish().to_le_bytes());
+        Tag { len: u8::MAX, bytes }
+    }
+}
+
+impl std::fmt::Debug for Tag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // A long value shows its kept 7 bytes.
+        let n = match usize::from(self.len) {
+            n if n <= Tag::INLINE => n,
+            _ => 7,
+        };
+        write!(f, "{:?}", String::from_utf8_lossy(&self.bytes[..n]))
+    }
 }
 
 /// Network devices that are not the host's traffic: loopback and virtual bridges/pairs.
 pub fn is_virtual_device(device: &str) -> bool {
-    device == "lo"
-        || ["veth", "docker", "br-", "virbr", "cni", "flannel", "cali"]
-            .iter()
-            .any(|p| device.starts_with(p))
+    device == "lo" || ["veth", "docker", "br-", "virbr", "cni", "flannel", "cali"].iter().any(|p| device.starts_with(p))
 }
 
 /// What a series with metric name `name` and label lookup `label` feeds, and as which kind;
 /// `None` for every series the mapping does not read (most of node_exporter's ~1,000).
-pub fn classify<'a>(
-    name: &str,
-    label: impl Fn(&str) -> Option<&'a str>,
-) -> Option<(SeriesKey, Kind)> {
-    let key = |feature, detail: &str, sub: &str| SeriesKey {
-        feature,
-        detail: detail.to_owned(),
-        sub: sub.to_owned(),
-    };
+pub fn classify<'a>(name: &str, label: impl Fn(&str) -> Option<&'a str>) -> Option<(SeriesKey, Kind)> {
+    let key = |feature, detail: &str, sub: &str| SeriesKey { feature, detail: Tag::from(detail), sub: Tag::from(sub) };
     if let Some(metric) = name.strip_prefix("fleetcast:") {
         return Metric::from_name(metric).map(|m| (key(Feature::Mapped(m), "", ""), Kind::Gauge));
     }
@@ -92,42 +123,28 @@ pub fn classify<'a>(
                 "idle" => Feature::CpuIdle,
                 _ => return None,
             };
-            Some((
-                key(feature, label("cpu").unwrap_or(""), mode),
-                Kind::Counter,
-            ))
+            Some((key(feature, label("cpu").unwrap_or(""), mode), Kind::Counter))
         }
-        "namedprocess_namegroup_cpu_seconds_total" if label("groupname") == Some("java") => Some((
-            key(Feature::JavaCpu, "", label("mode").unwrap_or("")),
-            Kind::Counter,
-        )),
+        "namedprocess_namegroup_cpu_seconds_total" if label("groupname") == Some("java") => {
+            Some((key(Feature::JavaCpu, "", label("mode").unwrap_or("")), Kind::Counter))
+        }
         "node_memory_MemAvailable_bytes" => gauge(Feature::MemAvailable),
         "node_memory_MemTotal_bytes" => gauge(Feature::MemTotal),
         "node_memory_SwapFree_bytes" => gauge(Feature::SwapFree),
         "node_memory_SwapTotal_bytes" => gauge(Feature::SwapTotal),
-        "node_filesystem_avail_bytes" if label("mountpoint") == Some("/") => {
-            gauge(Feature::RootAvail)
-        }
-        "node_filesystem_size_bytes" if label("mountpoint") == Some("/") => {
-            gauge(Feature::RootSize)
-        }
+        "node_filesystem_avail_bytes" if label("mountpoint") == Some("/") => gauge(Feature::RootAvail),
+        "node_filesystem_size_bytes" if label("mountpoint") == Some("/") => gauge(Feature::RootSize),
         "node_network_receive_bytes_total" | "node_network_transmit_bytes_total" => {
             let device = label("device")?;
             if is_virtual_device(device) {
                 return None;
             }
-            let f = if name.contains("receive") {
-                Feature::NetRx
-            } else {
-                Feature::NetTx
-            };
+            let f = if name.contains("receive") { Feature::NetRx } else { Feature::NetTx };
             Some((key(f, device, ""), Kind::Counter))
         }
         "node_load1" => gauge(Feature::Load1),
         "node_boot_time_seconds" => gauge(Feature::BootTime),
-        "node_tcp_connection_states" if label("state") == Some("close_wait") => {
-            gauge(Feature::CloseWait)
-        }
+        "node_tcp_connection_states" if label("state") == Some("close_wait") => gauge(Feature::CloseWait),
         "fleetcast_close_wait" => match label("side")? {
             "front" => gauge(Feature::Mapped(Metric::FrontCloseWait)),
             "back" => gauge(Feature::Mapped(Metric::BackCloseWait)),
@@ -155,19 +172,12 @@ pub type StepInputs = HashMap<SeriesKey, f64>;
 /// A `fleetcast:<metric>` input wins over the raw formula. Non-finite results are left out.
 pub fn reduce(inputs: &StepInputs, step_end_ms: i64) -> Metrics {
     let sum = |f: Feature| -> Option<f64> {
-        let mut it = inputs
-            .iter()
-            .filter(|(k, _)| k.feature == f)
-            .map(|(_, v)| *v)
-            .peekable();
+        let mut it = inputs.iter().filter(|(k, _)| k.feature == f).map(|(_, v)| *v).peekable();
         it.peek()?;
         Some(it.sum())
     };
     let one = |f: Feature| inputs.iter().find(|(k, _)| k.feature == f).map(|(_, v)| *v);
-    let ncpu = inputs
-        .keys()
-        .filter(|k| k.feature == Feature::CpuIdle)
-        .count();
+    let ncpu = inputs.keys().filter(|k| k.feature == Feature::CpuIdle).count();
     let pct_of_cpus = |f: Feature| -> Option<f64> {
         (ncpu > 0).then_some(())?;
         sum(f).map(|s| (100.0 * s / ncpu as f64).clamp(0.0, 100.0))
@@ -189,35 +199,14 @@ pub fn reduce(inputs: &StepInputs, step_end_ms: i64) -> Metrics {
     put(Metric::CpuIowait, pct_of_cpus(Feature::CpuIowait));
     put(Metric::CpuIdle, pct_of_cpus(Feature::CpuIdle));
     put(Metric::JavaCpu, pct_of_cpus(Feature::JavaCpu));
-    put(
-        Metric::MemUsed,
-        used_pct(Feature::MemAvailable, Feature::MemTotal),
-    );
-    put(
-        Metric::SwapUsed,
-        used_pct(Feature::SwapFree, Feature::SwapTotal),
-    );
-    put(
-        Metric::DiskUsage,
-        used_pct(Feature::RootAvail, Feature::RootSize),
-    );
-    put(
-        Metric::NetIn,
-        sum(Feature::NetRx).and_then(nonneg).map(|b| b / 1e6),
-    );
-    put(
-        Metric::NetOut,
-        sum(Feature::NetTx).and_then(nonneg).map(|b| b / 1e6),
-    );
+    put(Metric::MemUsed, used_pct(Feature::MemAvailable, Feature::MemTotal));
+    put(Metric::SwapUsed, used_pct(Feature::SwapFree, Feature::SwapTotal));
+    put(Metric::DiskUsage, used_pct(Feature::RootAvail, Feature::RootSize));
+    put(Metric::NetIn, sum(Feature::NetRx).and_then(nonneg).map(|b| b / 1e6));
+    put(Metric::NetOut, sum(Feature::NetTx).and_then(nonneg).map(|b| b / 1e6));
     put(Metric::LoadAverage, one(Feature::Load1).and_then(nonneg));
-    put(
-        Metric::UptimeDays,
-        one(Feature::BootTime).and_then(|b| nonneg((step_end_ms as f64 / 1e3 - b) / 86_400.0)),
-    );
-    put(
-        Metric::BackCloseWait,
-        one(Feature::CloseWait).and_then(nonneg),
-    );
+    put(Metric::UptimeDays, one(Feature::BootTime).and_then(|b| nonneg((step_end_ms as f64 / 1e3 - b) / 86_400.0)));
+    put(Metric::BackCloseWait, one(Feature::CloseWait).and_then(nonneg));
     for (k, v) in inputs {
         if let Feature::Mapped(metric) = k.feature {
             put(metric, Some(*v));
@@ -231,11 +220,7 @@ mod tests {
     use super::*;
 
     fn key(feature: Feature, detail: &str, sub: &str) -> SeriesKey {
-        SeriesKey {
-            feature,
-            detail: detail.into(),
-            sub: sub.into(),
-        }
+        SeriesKey { feature, detail: detail.into(), sub: sub.into() }
     }
 
     fn labels<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<&'a str> {
@@ -244,38 +229,14 @@ mod tests {
 
     #[test]
     fn classifies_node_exporter_series() {
-        let cpu = classify(
-            "node_cpu_seconds_total",
-            labels(&[("cpu", "1"), ("mode", "nice")]),
-        )
-        .unwrap();
+        let cpu = classify("node_cpu_seconds_total", labels(&[("cpu", "1"), ("mode", "nice")])).unwrap();
         assert_eq!(cpu, (key(Feature::CpuUser, "1", "nice"), Kind::Counter));
-        assert!(classify(
-            "node_cpu_seconds_total",
-            labels(&[("cpu", "1"), ("mode", "steal")])
-        )
-        .is_none());
-        assert!(classify(
-            "node_network_receive_bytes_total",
-            labels(&[("device", "lo")])
-        )
-        .is_none());
-        assert!(classify(
-            "node_network_receive_bytes_total",
-            labels(&[("device", "veth12ab")])
-        )
-        .is_none());
-        let eth = classify(
-            "node_network_transmit_bytes_total",
-            labels(&[("device", "eth0")]),
-        )
-        .unwrap();
+        assert!(classify("node_cpu_seconds_total", labels(&[("cpu", "1"), ("mode", "steal")])).is_none());
+        assert!(classify("node_network_receive_bytes_total", labels(&[("device", "lo")])).is_none());
+        assert!(classify("node_network_receive_bytes_total", labels(&[("device", "veth12ab")])).is_none());
+        let eth = classify("node_network_transmit_bytes_total", labels(&[("device", "eth0")])).unwrap();
         assert_eq!(eth.0.feature, Feature::NetTx);
-        assert!(classify(
-            "node_filesystem_avail_bytes",
-            labels(&[("mountpoint", "/boot")])
-        )
-        .is_none());
+        assert!(classify("node_filesystem_avail_bytes", labels(&[("mountpoint", "/boot")])).is_none());
         assert_eq!(classify("node_load1", labels(&[])).unwrap().1, Kind::Gauge);
         let mapped = classify("fleetcast:mem_used_pct", labels(&[])).unwrap();
         assert_eq!(mapped.0.feature, Feature::Mapped(Metric::MemUsed));
@@ -307,32 +268,12 @@ mod tests {
         i.insert(key(Feature::BootTime, "", ""), 1_700_000_000.0);
         let m = reduce(&i, 1_700_000_000_000 + 2 * 86_400_000);
         let close = |a: Option<f32>, b: f32| (a.unwrap() - b).abs() < 1e-3;
-        assert!(
-            close(m.cpu_user_pct, 15.0) && close(m.cpu_sys_pct, 5.0),
-            "{m:?}"
-        );
-        assert!(
-            close(m.cpu_iowait_pct, 2.5) && close(m.cpu_idle_pct, 75.0),
-            "{m:?}"
-        );
-        assert!(
-            close(m.mem_used_pct, 25.0) && close(m.disk_usage_pct, 70.0),
-            "{m:?}"
-        );
-        assert!(
-            close(m.net_in_mb_s, 3.0) && close(m.load_average, 1.25) && close(m.uptime_days, 2.0),
-            "{m:?}"
-        );
+        assert!(close(m.cpu_user_pct, 15.0) && close(m.cpu_sys_pct, 5.0), "{m:?}");
+        assert!(close(m.cpu_iowait_pct, 2.5) && close(m.cpu_idle_pct, 75.0), "{m:?}");
+        assert!(close(m.mem_used_pct, 25.0) && close(m.disk_usage_pct, 70.0), "{m:?}");
+        assert!(close(m.net_in_mb_s, 3.0) && close(m.load_average, 1.25) && close(m.uptime_days, 2.0), "{m:?}");
         // No swap, no transmit series, no CLOSE_WAIT, no java: unknown, never 0.
-        assert_eq!(
-            (
-                m.swap_used_pct,
-                m.net_out_mb_s,
-                m.back_close_wait,
-                m.java_cpu_pct
-            ),
-            (None, None, None, None)
-        );
+        assert_eq!((m.swap_used_pct, m.net_out_mb_s, m.back_close_wait, m.java_cpu_pct), (None, None, None, None));
         assert!(schemas::validate::check_metrics(&m).is_ok());
     }
 

@@ -26,13 +26,7 @@ pub fn strip_port(value: &str) -> &str {
         };
     }
     match value.rsplit_once(':') {
-        Some((host, port))
-            if !host.contains(':')
-                && !port.is_empty()
-                && port.bytes().all(|b| b.is_ascii_digit()) =>
-        {
-            host
-        }
+        Some((host, port)) if !host.contains(':') && !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => host,
         _ => value,
     }
 }
@@ -92,21 +86,14 @@ mod tests {
             assert!(!name.contains('.'));
             assert!(check_server_name(&name).is_ok());
         }
-        assert_eq!(
-            server_name("instance", &"x".repeat(300)).unwrap().len(),
-            128
-        );
+        assert_eq!(server_name("instance", &"x".repeat(300)).unwrap().len(), 128);
     }
 
     #[test]
     fn nothing_left_is_rejected_naming_the_label() {
         for bad in ["", ":9100", "  "] {
             let e = server_name("host", bad).unwrap_err();
-            assert_eq!(
-                (e.field.as_str(), e.reason),
-                ("labels.host", RejectReason::BadServerName),
-                "{bad:?}"
-            );
+            assert_eq!((e.field.as_str(), e.reason), ("labels.host", RejectReason::BadServerName), "{bad:?}");
         }
     }
 }

@@ -18,11 +18,7 @@ pub enum QueryError {
     #[error("request to {url}: {source}")]
     Http { url: String, source: reqwest::Error },
     #[error("{url} answered {status}: {body}")]
-    Status {
-        url: String,
-        status: u16,
-        body: String,
-    },
+    Status { url: String, status: u16, body: String },
     #[error("{url}: unexpected answer: {what}")]
     Shape { url: String, what: String },
 }
@@ -93,13 +89,7 @@ impl Prom {
     /// ms, step 300 s): the answer's body. Retried per [`QueryError::retryable`] with backoff
     /// (0.5 s doubling, at most 10 s) up to `cfg.attempts`; `what` (the metric) names the query
     /// in the log.
-    pub async fn query(
-        &self,
-        what: &str,
-        expr: &str,
-        time_ms: i64,
-        range: Option<(i64, i64)>,
-    ) -> Result<String, QueryError> {
+    pub async fn query(&self, what: &str, expr: &str, time_ms: i64, range: Option<(i64, i64)>) -> Result<String, QueryError> {
         let mut backoff = Duration::from_millis(500);
         let mut attempt = 1;
         loop {
@@ -123,27 +113,13 @@ impl Prom {
         }
     }
 
-    async fn query_once(
-        &self,
-        expr: &str,
-        time_ms: i64,
-        range: Option<(i64, i64)>,
-    ) -> Result<String, QueryError> {
+    async fn query_once(&self, expr: &str, time_ms: i64, range: Option<(i64, i64)>) -> Result<String, QueryError> {
         let secs = |ms: i64| format!("{:.3}", ms as f64 / 1e3);
         let (path, form) = match range {
-            None => (
-                "query",
-                vec![("query", expr.to_owned()), ("time", secs(time_ms))],
-            ),
-            Some((start, end)) => (
-                "query_range",
-                vec![
-                    ("query", expr.to_owned()),
-                    ("start", secs(start)),
-                    ("end", secs(end)),
-                    ("step", "300".to_owned()),
-                ],
-            ),
+            None => ("query", vec![("query", expr.to_owned()), ("time", secs(time_ms))]),
+            Some((start, end)) => {
+                ("query_range", vec![("query", expr.to_owned()), ("start", secs(start)), ("end", secs(end)), ("step", "300".to_owned())])
+            }
         };
         let url = format!("{}/api/v1/{path}", self.cfg.url.trim_end_matches('/'));
         let mut req = self.http.post(&url).form(&form);
@@ -153,19 +129,12 @@ impl Prom {
         if let Some((user, password)) = self.cfg.basic.as_deref().and_then(|b| b.split_once(':')) {
             req = req.basic_auth(user, Some(password));
         }
-        let http_err = |source| QueryError::Http {
-            url: url.clone(),
-            source,
-        };
+        let http_err = |source| QueryError::Http { url: url.clone(), source };
         let resp = req.send().await.map_err(http_err)?;
         let status = resp.status().as_u16();
         let body = resp.text().await.map_err(http_err)?;
         if status != 200 {
-            return Err(QueryError::Status {
-                url,
-                status,
-                body: body.chars().take(300).collect(),
-            });
+            return Err(QueryError::Status { url, status, body: body.chars().take(300).collect() });
         }
         Ok(body)
     }

@@ -32,19 +32,10 @@ where
     F: FnMut(&str) -> Option<String>,
 {
     let mut de = serde_json::Deserializer::from_str(body);
-    let top = Top {
-        label: host_label,
-        keep,
-    };
-    let (status, error, data) = de
-        .deserialize_map(top)
-        .map_err(|e| format!("not a query API answer: {e}"))?;
+    let top = Top { label: host_label, keep };
+    let (status, error, data) = de.deserialize_map(top).map_err(|e| format!("not a query API answer: {e}"))?;
     if status.as_deref() != Some("success") {
-        return Err(format!(
-            "status {} ({})",
-            status.as_deref().unwrap_or("missing"),
-            error.as_deref().unwrap_or("no error given")
-        ));
+        return Err(format!("status {} ({})", status.as_deref().unwrap_or("missing"), error.as_deref().unwrap_or("no error given")));
     }
     data.ok_or_else(|| "no data.result array".to_owned())
 }
@@ -82,12 +73,7 @@ impl<'de, F: FnMut(&str) -> Option<String>> Visitor<'de> for Top<'_, F> {
             match key.as_str() {
                 "status" => status = Some(map.next_value::<String>()?),
                 "error" => error = Some(map.next_value::<String>()?),
-                "data" => {
-                    data = Some(map.next_value_seed(Data {
-                        label: self.label,
-                        keep: &mut self.keep,
-                    })?)
-                }
+                "data" => data = Some(map.next_value_seed(Data { label: self.label, keep: &mut self.keep })?),
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                 }
@@ -121,10 +107,7 @@ impl<'de, F: FnMut(&str) -> Option<String>> Visitor<'de> for Data<'_, F> {
         let mut parsed = None;
         while let Some(key) = map.next_key::<String>()? {
             if key == "result" && parsed.is_none() {
-                parsed = Some(map.next_value_seed(Result_ {
-                    label: self.label,
-                    keep: &mut *self.keep,
-                })?);
+                parsed = Some(map.next_value_seed(Result_ { label: self.label, keep: &mut *self.keep })?);
             } else {
                 map.next_value::<IgnoredAny>()?;
             }
@@ -190,10 +173,7 @@ mod tests {
             {"metric":{"instance":"h2:9100"},"value":[1700000100,"NaN"]}]}}"#;
         let p = parse(vector, "instance", all).unwrap();
         assert_eq!((p.series.len(), p.unlabelled), (2, 1));
-        assert_eq!(
-            p.series[0],
-            ("h1:9100".to_owned(), vec![(1_700_000_100_000, 12.5)])
-        );
+        assert_eq!(p.series[0], ("h1:9100".to_owned(), vec![(1_700_000_100_000, 12.5)]));
         assert!(p.series[1].1[0].1.is_nan());
         let matrix = r#"{"status":"success","data":{"resultType":"matrix","result":[
             {"metric":{"instance":"h1"},"values":[[1700000100,"1"],[1700000400,"2"]]}]}}"#;
@@ -211,9 +191,7 @@ mod tests {
             if i > 0 {
                 body.push(',');
             }
-            body.push_str(&format!(
-                r#"{{"metric":{{"instance":"h{i}"}},"values":[[1700000100,"{i}"]]}}"#
-            ));
+            body.push_str(&format!(r#"{{"metric":{{"instance":"h{i}"}},"values":[[1700000100,"{i}"]]}}"#));
         }
         body.push_str("]}}");
         let mut kept = 0;
@@ -225,9 +203,6 @@ mod tests {
         })
         .unwrap();
         assert_eq!((p.series.len(), p.refused), (10, 990));
-        assert_eq!(
-            p.series[9],
-            ("H9".to_owned(), vec![(1_700_000_100_000, 9.0)])
-        );
+        assert_eq!(p.series[9], ("H9".to_owned(), vec![(1_700_000_100_000, 9.0)]));
     }
 }

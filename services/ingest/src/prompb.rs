@@ -34,10 +34,7 @@ pub struct Label {
 
 impl Label {
     pub fn new(name: &str, value: &str) -> Label {
-        Label {
-            name: Bytes::copy_from_slice(name.as_bytes()),
-            value: Bytes::copy_from_slice(value.as_bytes()),
-        }
+        Label { name: Bytes::copy_from_slice(name.as_bytes()), value: Bytes::copy_from_slice(value.as_bytes()) }
     }
 }
 
@@ -63,7 +60,5 @@ impl TimeSeries {
 pub fn encode_body(req: &WriteRequest) -> Vec<u8> {
     let raw = prost::Message::encode_to_vec(req);
     // Compressing an in-memory buffer fails only beyond snap's 4 GiB input limit.
-    snap::raw::Encoder::new()
-        .compress_vec(&raw)
-        .unwrap_or_default()
+    snap::raw::Encoder::new().compress_vec(&raw).unwrap_or_default()
 }

@@ -20,26 +20,14 @@ pub fn raw_expr(metric: Metric, by: &str, sel: &str) -> Option<String> {
         (true, false) => sel.to_owned(),
         (false, false) => format!("{m},{sel}"),
     };
-    let ncpu = format!(
-        "count by ({by})(node_cpu_seconds_total{{{}}})",
-        s("mode=\"idle\"")
-    );
-    let cpu = |modes: &str| {
-        format!(
-            "100 * sum by ({by})(rate(node_cpu_seconds_total{{{}}}[5m])) / {ncpu}",
-            s(&format!("mode=~\"{modes}\""))
-        )
-    };
+    let ncpu = format!("count by ({by})(node_cpu_seconds_total{{{}}})", s("mode=\"idle\""));
+    let cpu =
+        |modes: &str| format!("100 * sum by ({by})(rate(node_cpu_seconds_total{{{}}}[5m])) / {ncpu}", s(&format!("mode=~\"{modes}\"")));
     let avg = |name: &str, m: &str| format!("sum by ({by})(avg_over_time({name}{{{}}}[5m]))", s(m));
-    let used = |free: &str, total: &str, m: &str| {
-        format!("100 * (1 - {} / ({} > 0))", avg(free, m), avg(total, m))
-    };
+    let used = |free: &str, total: &str, m: &str| format!("100 * (1 - {} / ({} > 0))", avg(free, m), avg(total, m));
     let net = |dir: &str| {
         let m = format!("device!~\"{VIRTUAL_DEVICES}\"");
-        format!(
-            "sum by ({by})(rate(node_network_{dir}_bytes_total{{{}}}[5m])) / 1e6",
-            s(&m)
-        )
+        format!("sum by ({by})(rate(node_network_{dir}_bytes_total{{{}}}[5m])) / 1e6", s(&m))
     };
     Some(match metric {
         Metric::CpuUser => cpu("user|nice"),
@@ -86,11 +74,7 @@ pub fn recording_rules_yaml() -> String {
     );
     for m in Metric::ALL {
         if let Some(expr) = raw_expr(m, "instance", "") {
-            out.push_str(&format!(
-                "      - record: fleetcast:{}\n        expr: '{}'\n",
-                m.name(),
-                expr.replace('\'', "''")
-            ));
+            out.push_str(&format!("      - record: fleetcast:{}\n        expr: '{}'\n", m.name(), expr.replace('\'', "''")));
         }
     }
     out
@@ -103,31 +87,18 @@ mod tests {
     #[test]
     fn selectors_are_merged() {
         let e = raw_expr(Metric::DiskUsage, "instance", "instance=\"h:9100\"").unwrap();
-        assert!(
-            e.contains("node_filesystem_avail_bytes{mountpoint=\"/\",instance=\"h:9100\"}"),
-            "{e}"
-        );
+        assert!(e.contains("node_filesystem_avail_bytes{mountpoint=\"/\",instance=\"h:9100\"}"), "{e}");
         let load = raw_expr(Metric::LoadAverage, "host", "").unwrap();
         assert_eq!(load, "max by (host)(avg_over_time(node_load1{}[5m]))");
-        assert!(pull_expr(Metric::MemUsed, "instance", "")
-            .starts_with("max by (instance)(fleetcast:mem_used_pct{}) or ("));
+        assert!(pull_expr(Metric::MemUsed, "instance", "").starts_with("max by (instance)(fleetcast:mem_used_pct{}) or ("));
     }
 
     #[test]
     fn the_shipped_recording_rules_are_generated_from_here() {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../deploy/prometheus/recording_rules.yml"
-        );
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/prometheus/recording_rules.yml");
         let shipped = std::fs::read_to_string(path).unwrap_or_default();
         if shipped != recording_rules_yaml() {
-            let _ = std::fs::write(
-                concat!(
-                    env!("CARGO_MANIFEST_DIR"),
-                    "/../../target/recording_rules.yml.new"
-                ),
-                recording_rules_yaml(),
-            );
+            let _ = std::fs::write(concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/recording_rules.yml.new"), recording_rules_yaml());
             panic!("{path} differs from promql::recording_rules_yaml(); the generated text is in target/recording_rules.yml.new");
         }
     }

@@ -9,7 +9,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::info;
 
 use crate::align::{AlignConfig, Aligner};
-use crate::config::Config;
+use crate::config::{Config, PullMode};
 use crate::promapi::{Prom, PullConfig};
 use crate::pull::Puller;
 use crate::remote_write::{flush_loop, now_ms, router, PushState};
@@ -23,10 +23,7 @@ pub enum ServiceError {
     #[error(transparent)]
     Connect(#[from] fleetbus::ConnectError),
     #[error("listening on {addr}: {source}")]
-    Listen {
-        addr: std::net::SocketAddr,
-        source: std::io::Error,
-    },
+    Listen { addr: std::net::SocketAddr, source: std::io::Error },
     #[error("HTTP client: {0}")]
     Client(#[from] reqwest::Error),
 }
@@ -37,15 +34,10 @@ pub async fn run(cfg: Config, stop: watch::Receiver<bool>) -> Result<(), Service
     let client = fleetbus::connect("ingest", &cfg.nats_url).await?;
     let stats = Arc::new(Stats::default());
     let (tx, rx) = mpsc::channel(cfg.backlog);
-    let sink = tokio::spawn(sink::run(
-        client.clone(),
-        cfg.source.clone(),
-        now_ms() as u64,
-        rx,
-        stats.clone(),
-        stop.clone(),
-    ));
+    let sink = tokio::spawn(sink::run(client.clone(), cfg.source.clone(), now_ms() as u64, rx, stats.clone(), stop.clone()));
     let mut tasks = Vec::new();
+    let history = cfg.pull == PullMode::History;
+    let (fresh_tx, fresh_rx) = mpsc::unbounded_channel();
     if let Some(addr) = cfg.listen {
         let align = AlignConfig {
             close_after_ms: cfg.close_after.as_millis() as i64,
@@ -61,10 +53,9 @@ pub async fn run(cfg: Config, stop: watch::Receiver<bool>) -> Result<(), Service
             source: cfg.source.clone(),
             stats: stats.clone(),
             out: tx.clone(),
+            fresh: history.then_some(fresh_tx),
         });
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|source| ServiceError::Listen { addr, source })?;
+        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| ServiceError::Listen { addr, source })?;
         let bound = listener.local_addr().unwrap_or(addr);
         info!(%bound, "remote-write receiver on http://{bound}/api/v1/write");
         let mut stop_http = stop.clone();
@@ -73,10 +64,7 @@ pub async fn run(cfg: Config, stop: watch::Receiver<bool>) -> Result<(), Service
             let shutdown = async move {
                 let _ = stop_http.wait_for(|v| *v).await;
             };
-            if let Err(e) = axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-            {
+            if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
                 tracing::error!("remote-write server: {e}");
             }
         }));
@@ -97,10 +85,14 @@ pub async fn run(cfg: Config, stop: watch::Receiver<bool>) -> Result<(), Service
             },
             stats.clone(),
         )?;
-        info!(url = %url, backfill = ?cfg.backfill, "pulling from the query API");
-        tasks.push(tokio::spawn(
-            Puller::new(prom, &cfg.source, stats.clone()).run(tx.clone(), stop.clone()),
-        ));
+        let puller = Puller::new(prom, &cfg.source, stats.clone());
+        if history {
+            info!(url = %url, backfill = ?cfg.backfill, "reading the history of each pushed host from the query API");
+            tasks.push(tokio::spawn(puller.run_history(fresh_rx, tx.clone(), stop.clone())));
+        } else {
+            info!(url = %url, backfill = ?cfg.backfill, "pulling from the query API");
+            tasks.push(tokio::spawn(puller.run(tx.clone(), stop.clone())));
+        }
     }
     drop(tx);
     info!(source = %cfg.source, subject = %schemas::subjects::metrics_batch(&cfg.source), "ingest ready");

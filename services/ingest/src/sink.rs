@@ -9,10 +9,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use fleetbus::publish::{PublishError, Publisher};
-use schemas::{
-    MetricRecord, RejectReason, Rejection, ValidationError, CONTENT_TYPE, CONTENT_TYPE_HEADER,
-    SCHEMA_VERSION,
-};
+use schemas::{MetricRecord, RejectReason, Rejection, ValidationError, CONTENT_TYPE, CONTENT_TYPE_HEADER, SCHEMA_VERSION};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
@@ -44,10 +41,7 @@ impl Tally {
 
     /// `n` rejections of `e`'s kind at once (e.g. every host cut by the fleet bound).
     pub fn add_n(&mut self, e: ValidationError, server: Option<&str>, n: u64) {
-        let slot = self
-            .by
-            .entry((e.field.clone(), e.reason))
-            .or_insert_with(|| (0, e, server.map(str::to_owned)));
+        let slot = self.by.entry((e.field.clone(), e.reason)).or_insert_with(|| (0, e, server.map(str::to_owned)));
         slot.0 += n;
     }
 
@@ -63,20 +57,9 @@ impl Tally {
             .map(|(n, mut error, server)| {
                 stats.add("rejected", "reason", error.reason.name(), n);
                 if n > 1 {
-                    error.rule = format!(
-                        "{} ({n} alike in this request, the first shown)",
-                        error.rule
-                    );
+                    error.rule = format!("{} ({n} alike in this request, the first shown)", error.rule);
                 }
-                Rejection {
-                    v: SCHEMA_VERSION,
-                    source: source.to_owned(),
-                    seq: None,
-                    index: None,
-                    server,
-                    error,
-                    rejected_ms: wall_ms,
-                }
+                Rejection { v: SCHEMA_VERSION, source: source.to_owned(), seq: None, index: None, server, error, rejected_ms: wall_ms }
             })
             .collect()
     }
@@ -106,13 +89,7 @@ pub async fn run(
                     Ok(r) => {
                         stats.add("published", "what", "batches", 1);
                         stats.add("published", "what", "records", n as u64);
-                        debug!(
-                            seq,
-                            clock_ms,
-                            records = n,
-                            parts = r.parts,
-                            "batch published"
-                        );
+                        debug!(seq, clock_ms, records = n, parts = r.parts, "batch published");
                     }
                     Err(PublishError::Aborted { .. }) => {
                         info!(seq, "shutting down with a batch unacknowledged");
@@ -132,14 +109,7 @@ pub async fn run(
                     };
                     let mut headers = async_nats::HeaderMap::new();
                     headers.insert(CONTENT_TYPE_HEADER, CONTENT_TYPE);
-                    if let Err(e) = client
-                        .publish_with_headers(
-                            schemas::subjects::METRICS_REJECTED,
-                            headers,
-                            Bytes::from(payload),
-                        )
-                        .await
-                    {
+                    if let Err(e) = client.publish_with_headers(schemas::subjects::METRICS_REJECTED, headers, Bytes::from(payload)).await {
                         warn!("publishing a rejection: {e}");
                     }
                 }

@@ -23,10 +23,7 @@ impl Stats {
     /// The count of `name{label=value}`, 0 when never added.
     pub fn get(&self, name: &str, label: &str, value: &str) -> u64 {
         let c = self.counters.lock().unwrap_or_else(|p| p.into_inner());
-        c.iter()
-            .filter(|((n, l, v), _)| *n == name && *l == label && v == value)
-            .map(|(_, n)| *n)
-            .sum()
+        c.iter().filter(|((n, l, v), _)| *n == name && *l == label && v == value).map(|(_, n)| *n).sum()
     }
 
     /// Prometheus text exposition 0.0.4.
@@ -40,10 +37,7 @@ impl Stats {
                 last = name;
             }
             let value = value.replace('\\', "\\\\").replace('"', "\\\"");
-            let _ = writeln!(
-                out,
-                "fleetcast_ingest_{name}_total{{{label}=\"{value}\"}} {n}"
-            );
+            let _ = writeln!(out, "fleetcast_ingest_{name}_total{{{label}=\"{value}\"}} {n}");
         }
         out
     }
@@ -62,13 +56,7 @@ mod tests {
         assert_eq!(s.get("rejected", "reason", "not_finite"), 3);
         assert_eq!(s.get("rejected", "reason", "malformed"), 0);
         let text = s.render();
-        assert!(
-            text.contains("fleetcast_ingest_rejected_total{reason=\"not_finite\"} 3"),
-            "{text}"
-        );
-        assert!(
-            text.contains("# TYPE fleetcast_ingest_samples_total counter"),
-            "{text}"
-        );
+        assert!(text.contains("fleetcast_ingest_rejected_total{reason=\"not_finite\"} 3"), "{text}");
+        assert!(text.contains("# TYPE fleetcast_ingest_samples_total counter"), "{text}");
     }
 }

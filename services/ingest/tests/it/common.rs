@@ -36,6 +36,12 @@ pub struct Stack {
 impl Stack {
     /// nats-server + METRICS stream + `ingest --listen` with `extra` args; waits for `/-/ready`.
     pub async fn start(extra: &[&str]) -> Stack {
+        Stack::start_at(testkit::free_port(), extra).await
+    }
+
+    /// As [`Stack::start`], listening on loopback port `http` (a sender configured before
+    /// ingest starts, as a Prometheus is, needs the address first).
+    pub async fn start_at(http: u16, extra: &[&str]) -> Stack {
         let nats = NatsServer::start().expect("nats-server");
         let client = nats.connect().await.expect("connect");
         jetstream::new(client.clone())
@@ -49,47 +55,20 @@ impl Stack {
         let batches = client.subscribe(METRICS_BATCH_ALL).await.expect("sub");
         let rejected = client.subscribe(METRICS_REJECTED).await.expect("sub");
         client.flush().await.expect("flush");
-        let http = testkit::free_port();
         let dir = tempfile::tempdir().expect("tempdir");
         let log = dir.path().join("ingest.log");
         let ingest = Command::new(env!("CARGO_BIN_EXE_ingest"))
-            .args([
-                "--nats-url",
-                &nats.url(),
-                "--listen",
-                &format!("127.0.0.1:{http}"),
-                "--source",
-                "ittest",
-            ])
+            .args(["--nats-url", &nats.url(), "--listen", &format!("127.0.0.1:{http}"), "--source", "ittest"])
             .args(extra)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log"))
             .spawn()
             .expect("start ingest");
-        let stack = Stack {
-            _nats: nats,
-            _client: client,
-            ingest,
-            http,
-            batches,
-            rejected,
-            kept: Vec::new(),
-            log,
-            _dir: dir,
-        };
+        let stack = Stack { _nats: nats, _client: client, ingest, http, batches, rejected, kept: Vec::new(), log, _dir: dir };
         let deadline = Instant::now() + Duration::from_secs(60);
-        while reqwest::get(stack.url("/-/ready"))
-            .await
-            .ok()
-            .map(|r| r.status().as_u16())
-            != Some(200)
-        {
-            assert!(
-                Instant::now() < deadline,
-                "ingest not ready; log:\n{}",
-                stack.log_text()
-            );
+        while reqwest::get(stack.url("/-/ready")).await.ok().map(|r| r.status().as_u16()) != Some(200) {
+            assert!(Instant::now() < deadline, "ingest not ready; log:\n{}", stack.log_text());
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         stack
@@ -104,13 +83,7 @@ impl Stack {
     }
 
     /// POSTs `body` with the remote-write headers (`content_type`, `encoding` overridable).
-    pub async fn post(
-        &self,
-        body: Vec<u8>,
-        content_type: &str,
-        encoding: &str,
-        token: Option<&str>,
-    ) -> (u16, String) {
+    pub async fn post(&self, body: Vec<u8>, content_type: &str, encoding: &str, token: Option<&str>) -> (u16, String) {
         let mut req = reqwest::Client::new()
             .post(self.url("/api/v1/write"))
             .header("Content-Type", content_type)
@@ -121,59 +94,34 @@ impl Stack {
             req = req.bearer_auth(t);
         }
         let resp = req.send().await.expect("POST");
-        (
-            resp.status().as_u16(),
-            resp.text().await.unwrap_or_default(),
-        )
+        (resp.status().as_u16(), resp.text().await.unwrap_or_default())
     }
 
     /// POSTs a well-formed remote-write request.
     pub async fn write(&self, req: &WriteRequest) -> u16 {
-        self.post(encode_body(req), "application/x-protobuf", "snappy", None)
-            .await
-            .0
+        self.post(encode_body(req), "application/x-protobuf", "snappy", None).await.0
     }
 
     /// The next batch on `metrics.batch.>`, within `within`.
     pub async fn next_batch(&mut self, within: Duration) -> MetricsBatch {
         let msg = tokio::time::timeout(within, self.batches.next())
             .await
-            .unwrap_or_else(|_| {
-                panic!(
-                    "no batch within {within:?}; ingest log:\n{}",
-                    self.log_text()
-                )
-            })
+            .unwrap_or_else(|_| panic!("no batch within {within:?}; ingest log:\n{}", self.log_text()))
             .expect("subscription open");
         let d = MetricsBatch::decode_lenient(&msg.payload).expect("a valid batch");
-        MetricsBatch::new(
-            d.source,
-            d.seq,
-            d.clock_ms,
-            d.records
-                .into_iter()
-                .map(|r| r.expect("valid record"))
-                .collect(),
-        )
+        MetricsBatch::new(d.source, d.seq, d.clock_ms, d.records.into_iter().map(|r| r.expect("valid record")).collect())
     }
 
     /// The first rejection matching `pred` (read earlier and kept, or arriving within
     /// `within`); the others read meanwhile are kept for later calls, in order.
-    pub async fn rejection_where(
-        &mut self,
-        within: Duration,
-        pred: impl Fn(&Rejection) -> bool,
-    ) -> Rejection {
+    pub async fn rejection_where(&mut self, within: Duration, pred: impl Fn(&Rejection) -> bool) -> Rejection {
         if let Some(i) = self.kept.iter().position(&pred) {
             return self.kept.remove(i);
         }
         let deadline = Instant::now() + within;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let msg = tokio::time::timeout(left, self.rejected.next())
-                .await
-                .ok()
-                .flatten();
+            let msg = tokio::time::timeout(left, self.rejected.next()).await.ok().flatten();
             let msg = msg.unwrap_or_else(|| panic!("no matching rejection within {within:?}"));
             let r: Rejection = schemas::decode(&msg.payload).expect("a Rejection");
             if pred(&r) {
@@ -185,12 +133,7 @@ impl Stack {
 
     /// `fleetcast_ingest_<name>_total{...="<value>"}` from `/metrics`.
     pub async fn counter(&self, name: &str, value: &str) -> u64 {
-        let text = reqwest::get(self.url("/metrics"))
-            .await
-            .expect("GET /metrics")
-            .text()
-            .await
-            .unwrap_or_default();
+        let text = reqwest::get(self.url("/metrics")).await.expect("GET /metrics").text().await.unwrap_or_default();
         let prefix = format!("fleetcast_ingest_{name}_total{{");
         text.lines()
             .filter(|l| l.starts_with(&prefix) && l.contains(&format!("=\"{value}\"}}")))
@@ -210,10 +153,7 @@ impl Drop for Stack {
 pub fn series(labels: &[(&str, &str)], samples: &[(i64, f64)]) -> TimeSeries {
     TimeSeries {
         labels: labels.iter().map(|(n, v)| Label::new(n, v)).collect(),
-        samples: samples
-            .iter()
-            .map(|&(timestamp, value)| Sample { value, timestamp })
-            .collect(),
+        samples: samples.iter().map(|&(timestamp, value)| Sample { value, timestamp }).collect(),
     }
 }
 

@@ -5,8 +5,9 @@
 mod backfill;
 mod bad_input;
 mod common;
-mod prometheus_push;
 mod promdata;
+mod prometheus_push;
 mod pull_faults;
 mod pull_hosts;
+mod push_history;
 mod steps;

@@ -19,10 +19,7 @@ use crate::common::{now_ms, request, series};
 /// A Prometheus (remote-write receiver on) that takes samples up to 6 h old in any order, so a
 /// test can write a host's history after another's.
 pub fn prometheus() -> Prometheus {
-    Prometheus::start(
-        "global:\n  scrape_interval: 15s\nstorage:\n  tsdb:\n    out_of_order_time_window: 6h\n",
-    )
-    .expect("prometheus")
+    Prometheus::start("global:\n  scrape_interval: 15s\nstorage:\n  tsdb:\n    out_of_order_time_window: 6h\n").expect("prometheus")
 }
 
 /// Remote-writes `all` into `prom`, 2,000 series a request; panics unless every request is taken.
@@ -51,22 +48,11 @@ pub async fn write(prom: &Prometheus, all: Vec<TimeSeries>) {
 /// memory 75 % used, root disk 40 % used, load 1.5.
 pub fn history(host: &str, start_ms: i64, end_ms: i64) -> Vec<TimeSeries> {
     let times: Vec<i64> = (start_ms..end_ms).step_by(60_000).collect();
-    let at = |f: &dyn Fn(f64) -> f64| -> Vec<(i64, f64)> {
-        times
-            .iter()
-            .map(|&t| (t, f((t - start_ms) as f64 / 1e3)))
-            .collect()
-    };
+    let at = |f: &dyn Fn(f64) -> f64| -> Vec<(i64, f64)> { times.iter().map(|&t| (t, f((t - start_ms) as f64 / 1e3))).collect() };
     let mut out = Vec::new();
     for (mode, rate) in [("idle", 0.6), ("user", 0.3), ("system", 0.1)] {
         out.push(series(
-            &[
-                ("__name__", "node_cpu_seconds_total"),
-                ("cpu", "0"),
-                ("instance", host),
-                ("job", "node"),
-                ("mode", mode),
-            ],
+            &[("__name__", "node_cpu_seconds_total"), ("cpu", "0"), ("instance", host), ("job", "node"), ("mode", mode)],
             &at(&|s| 1000.0 + rate * s),
         ));
     }
@@ -78,16 +64,8 @@ pub fn history(host: &str, start_ms: i64, end_ms: i64) -> Vec<TimeSeries> {
     };
     out.push(gauge("node_memory_MemTotal_bytes", None, 8e9));
     out.push(gauge("node_memory_MemAvailable_bytes", None, 2e9));
-    out.push(gauge(
-        "node_filesystem_size_bytes",
-        Some(("mountpoint", "/")),
-        1e11,
-    ));
-    out.push(gauge(
-        "node_filesystem_avail_bytes",
-        Some(("mountpoint", "/")),
-        6e10,
-    ));
+    out.push(gauge("node_filesystem_size_bytes", Some(("mountpoint", "/")), 1e11));
+    out.push(gauge("node_filesystem_avail_bytes", Some(("mountpoint", "/")), 6e10));
     out.push(gauge("node_load1", None, 1.5));
     out
 }
@@ -122,14 +100,10 @@ impl Proxy {
     /// Serves on a free loopback port, forwarding to `upstream` (e.g. `http://127.0.0.1:9090`).
     pub async fn start(upstream: String) -> Proxy {
         let faults = Arc::new(Mutex::new(Faults::default()));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind proxy");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let port = listener.local_addr().expect("addr").port();
         let state = (faults.clone(), upstream, reqwest::Client::new());
-        let app = axum::Router::new()
-            .fallback(forward)
-            .with_state(Arc::new(state));
+        let app = axum::Router::new().fallback(forward).with_state(Arc::new(state));
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
@@ -161,11 +135,7 @@ async fn forward(
     key.extend_from_slice(&body);
     let (fail, delay) = {
         let mut f = faults.lock().unwrap_or_else(|p| p.into_inner());
-        let delay = f
-            .slow
-            .as_ref()
-            .filter(|(needle, _)| String::from_utf8_lossy(&body).contains(needle.as_str()))
-            .map(|(_, d)| *d);
+        let delay = f.slow.as_ref().filter(|(needle, _)| String::from_utf8_lossy(&body).contains(needle.as_str())).map(|(_, d)| *d);
         let first = f.first_attempt_503;
         let n = f.seen.entry(key).or_default();
         *n += 1;
@@ -177,9 +147,7 @@ async fn forward(
     if let Some(d) = delay {
         tokio::time::sleep(d).await;
     }
-    let mut req = client
-        .request(method, format!("{upstream}{uri}"))
-        .body(body);
+    let mut req = client.request(method, format!("{upstream}{uri}")).body(body);
     if let Some(ct) = headers.get("content-type") {
         req = req.header("content-type", ct);
     }

@@ -14,17 +14,10 @@ use testkit::prometheus::{NodeExporter, Prometheus};
 use crate::common::{now_ms, request, series, Stack};
 
 /// The newest sample timestamp (ms) Prometheus has remote-written successfully, if any.
-async fn highest_sent_ms(prom: &Prometheus) -> Option<i64> {
-    let text = reqwest::get(format!("{}/metrics", prom.url()))
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
+pub async fn highest_sent_ms(prom: &Prometheus) -> Option<i64> {
+    let text = reqwest::get(format!("{}/metrics", prom.url())).await.ok()?.text().await.ok()?;
     text.lines()
-        .filter(|l| {
-            l.starts_with("prometheus_remote_storage_queue_highest_sent_timestamp_seconds{")
-        })
+        .filter(|l| l.starts_with("prometheus_remote_storage_queue_highest_sent_timestamp_seconds{"))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .map(|s| (s * 1e3) as i64)
         .max()
@@ -48,12 +41,7 @@ async fn prometheus_remote_writes_this_machine() {
     // Wait until ingest holds at least 4 scrapes (8 s of them) of the newest step.
     let deadline = Instant::now() + Duration::from_secs(60);
     let sent = loop {
-        assert!(
-            Instant::now() < deadline,
-            "Prometheus sent too little to ingest; its log:\n{}\ningest log:\n{}",
-            prom.log(),
-            s.log_text()
-        );
+        assert!(Instant::now() < deadline, "Prometheus sent too little to ingest; its log:\n{}\ningest log:\n{}", prom.log(), s.log_text());
         if let Some(sent) = highest_sent_ms(&prom).await {
             let step = ingest::align::step_start(sent);
             if sent >= step.max(started) + 8_000 {
@@ -65,10 +53,7 @@ async fn prometheus_remote_writes_this_machine() {
     let step = ingest::align::step_start(sent);
     let end = step + schemas::STEP_MS;
     // Another host's sample past the step's end + --close-after moves the watermark on.
-    let closer = series(
-        &[("__name__", "node_load1"), ("instance", "zz-closer:9100")],
-        &[(end + 6_000, 1.0)],
-    );
+    let closer = series(&[("__name__", "node_load1"), ("instance", "zz-closer:9100")], &[(end + 6_000, 1.0)]);
     assert_eq!(s.write(&request(vec![closer])).await, 204);
     let record = loop {
         let batch = s.next_batch(Duration::from_secs(30)).await;
@@ -81,27 +66,12 @@ async fn prometheus_remote_writes_this_machine() {
     };
     let m = &record.metrics;
     let pct = |v: Option<f32>| v.is_some_and(|v| (0.0..=100.0).contains(&v));
-    assert!(
-        pct(m.cpu_idle_pct) && pct(m.cpu_user_pct) && pct(m.cpu_sys_pct),
-        "{m:?}"
-    );
-    assert!(
-        m.mem_used_pct.is_some_and(|v| v > 0.0 && v < 100.0),
-        "{m:?}"
-    );
-    assert!(
-        m.disk_usage_pct.is_some_and(|v| v > 0.0 && v <= 100.0),
-        "root filesystem: {m:?}"
-    );
-    assert!(
-        m.load_average.is_some_and(|v| v >= 0.0) && m.uptime_days.is_some_and(|v| v > 0.0),
-        "{m:?}"
-    );
+    assert!(pct(m.cpu_idle_pct) && pct(m.cpu_user_pct) && pct(m.cpu_sys_pct), "{m:?}");
+    assert!(m.mem_used_pct.is_some_and(|v| v > 0.0 && v < 100.0), "{m:?}");
+    assert!(m.disk_usage_pct.is_some_and(|v| v > 0.0 && v <= 100.0), "root filesystem: {m:?}");
+    assert!(m.load_average.is_some_and(|v| v >= 0.0) && m.uptime_days.is_some_and(|v| v > 0.0), "{m:?}");
     assert!(m.net_in_mb_s.is_some(), "{m:?}");
     assert_eq!(record.ts_ms, step);
     assert!(s.counter("samples", "accepted").await > 0);
-    assert!(
-        s.counter("samples", "ignored").await > 0,
-        "node_exporter's other series are ignored, not rejected"
-    );
+    assert!(s.counter("samples", "ignored").await > 0, "node_exporter's other series are ignored, not rejected");
 }

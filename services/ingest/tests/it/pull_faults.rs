@@ -43,10 +43,7 @@ fn complete(m: &Metrics) -> bool {
     // samples, scaling every mode alike.
     let cpu = m.cpu_idle_pct.zip(m.cpu_user_pct).zip(m.cpu_sys_pct);
     let idle_share = cpu.map(|((i, u), s)| i / (i + u + s));
-    near(idle_share, 0.6)
-        && near(m.mem_used_pct, 75.0)
-        && near(m.disk_usage_pct, 40.0)
-        && near(m.load_average, 1.5)
+    near(idle_share, 0.6) && near(m.mem_used_pct, 75.0) && near(m.disk_usage_pct, 40.0) && near(m.load_average, 1.5)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -56,17 +53,7 @@ async fn a_prometheus_down_at_start_loses_no_steps_once_it_is_back() {
     write(&prom, history("steady:9100", now - 90 * 60_000, now)).await;
     prom.stop().expect("stop prometheus");
     let (delay, live_end, round_at) = live_round_in(Duration::from_secs(30));
-    let mut s = Stack::start(&[
-        "--prometheus-url",
-        &prom.url(),
-        "--backfill",
-        "1h",
-        "--pull-delay",
-        &delay,
-        "--query-attempts",
-        "2",
-    ])
-    .await;
+    let mut s = Stack::start(&["--prometheus-url", &prom.url(), "--backfill", "1h", "--pull-delay", &delay, "--query-attempts", "2"]).await;
     // Every metric's backfill query fails (connection refused), is retried once, and counted.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -82,27 +69,14 @@ async fn a_prometheus_down_at_start_loses_no_steps_once_it_is_back() {
     }
     assert!(s.counter("query_failures", "unreachable").await >= 28);
     let log = s.log_text();
-    assert!(
-        log.contains("retrying in") && log.contains("left unknown"),
-        "{log}"
-    );
-    assert!(
-        now_ms() < round_at,
-        "the test was too slow to restart in time"
-    );
+    assert!(log.contains("retrying in") && log.contains("left unknown"), "{log}");
+    assert!(now_ms() < round_at, "the test was too slow to restart in time");
     prom.restart().expect("restart prometheus");
 
     let mut steps = BTreeMap::new();
     until_live(&mut s, live_end, "steady", &mut steps).await;
-    let want: Vec<i64> = (0..=WINDOW_STEPS)
-        .map(|k| live_end - STEP_MS - k * STEP_MS)
-        .rev()
-        .collect();
-    assert_eq!(
-        steps.keys().copied().collect::<Vec<_>>(),
-        want,
-        "the window missed while down, and the live step"
-    );
+    let want: Vec<i64> = (0..=WINDOW_STEPS).map(|k| live_end - STEP_MS - k * STEP_MS).rev().collect();
+    assert_eq!(steps.keys().copied().collect::<Vec<_>>(), want, "the window missed while down, and the live step");
     for (ts, m) in &steps {
         assert!(complete(m), "step {ts}: {m:?}");
     }
@@ -139,23 +113,15 @@ async fn answers_that_fail_or_are_slow_are_retried_counted_and_refilled() {
     while backfilled < WINDOW_STEPS {
         let b = s.next_batch(Duration::from_secs(60)).await;
         collect(&mut steps, &b, "steady");
-        let r = b
-            .records
-            .iter()
-            .find(|r| r.server == "steady")
-            .unwrap_or_else(|| panic!("steady in {b:?}"));
+        let r = b.records.iter().find(|r| r.server == "steady").unwrap_or_else(|| panic!("steady in {b:?}"));
         assert_eq!(r.metrics.load_average, None, "{:?}", r.metrics);
-        let mut with_load = r.metrics.clone();
+        let mut with_load = r.metrics;
         with_load.load_average = Some(1.5);
         assert!(complete(&with_load), "{:?}", r.metrics);
         backfilled += 1;
     }
     assert_eq!(s.counter("pull_errors", "load_average").await, 1);
-    assert_eq!(
-        s.counter("pull_errors", "mem_used_pct").await,
-        0,
-        "503 retried"
-    );
+    assert_eq!(s.counter("pull_errors", "mem_used_pct").await, 0, "503 retried");
     assert!(s.counter("query_failures", "status_5xx").await >= 13);
     assert_eq!(s.counter("query_failures", "timeout").await, 2);
     let log = s.log_text();
