@@ -26,11 +26,18 @@ up-cluster:
 down:
     deploy/down.sh
 
-# Every test: Rust (real nats-server, real ONNX model, headless Chromium) and the trainer's pytest.
+# Every test: formatting and lints, Rust (real nats-server, real ONNX model, headless Chromium)
+# and the trainer's pytest.
 test:
     deploy/bootstrap.sh --with-browser
+    {{just_executable()}} lint
     cargo nextest run --workspace --release --no-fail-fast
     services/trainer/test.sh
+
+# rustfmt (rustfmt.toml) and clippy with every warning an error, over all targets.
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets -- -D warnings
 
 # Train the TFT on generated data, evaluate it, export models/tft.onnx and write the model card.
 train *ARGS:

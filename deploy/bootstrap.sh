@@ -55,6 +55,12 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install --locked --quiet cargo-nextest
 fi
 
+# `just test` checks formatting and lints first; rustup's minimal profile leaves both out.
+if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
+  echo "bootstrap: adding the rustfmt and clippy components (rustup)"
+  rustup component add rustfmt clippy
+fi
+
 "$tools/bin/nats-server" --version >/dev/null
 "$tools/bin/just" --version >/dev/null
 echo "bootstrap: ok (just, nats-server, onnxruntime in $tools; prometheus, node_exporter, alertmanager from apt)"
