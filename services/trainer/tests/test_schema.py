@@ -23,7 +23,8 @@ def test_metric_order_matches_rust():
 
 def test_target_order_and_sources_match_rust():
     src = _rust("metric.rs")
-    all_block = src.split("pub const ALL: [Target; TARGET_COUNT] = [", 1)[1].split("];", 1)[0]
+    # Whatever rustfmt does with the line breaks: from `ALL: [Target; TARGET_COUNT] =` to `];`.
+    all_block = re.split(r"pub const ALL: \[Target; TARGET_COUNT\] =\s*\[", src, maxsplit=1)[1].split("];", 1)[0]
     variants = re.findall(r"Target::(\w+)", all_block)
     names = dict(re.findall(r"Target::(\w+) => \"(\w+)\"", _fn_body(src, "name", after="impl Target")))
     assert [names[v] for v in variants] == schema.TARGETS
@@ -31,7 +32,7 @@ def test_target_order_and_sources_match_rust():
 
 def test_profile_order_matches_rust():
     src = _rust("profile.rs")
-    block = src.split("pub const ALL: [Profile; 7] = [", 1)[1].split("];", 1)[0]
+    block = re.split(r"pub const ALL: \[Profile; 7\] =\s*\[", src, maxsplit=1)[1].split("];", 1)[0]
     variants = re.findall(r"Profile::(\w+)", block)
     names = dict(re.findall(r"Profile::(\w+) => \"(\w+)\"", _fn_body(src, "name", after="impl Profile")))
     assert [names[v] for v in variants] == schema.PROFILES
