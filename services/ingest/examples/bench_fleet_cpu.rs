@@ -234,15 +234,7 @@ async fn row(args: &Args, fleet: &[Vec<Series>], nats_url: &str) -> anyhow::Resu
                 let permit = in_flight.clone().acquire_owned().await?;
                 let (client, url, refused) = (client.clone(), url.clone(), refused.clone());
                 tokio::spawn(async move {
-                    let ok = client
-                        .post(&url)
-                        .header("Content-Type", "application/x-protobuf")
-                        .header("Content-Encoding", "snappy")
-                        .header("X-Prometheus-Remote-Write-Version", "0.1.0")
-                        .body(body)
-                        .send()
-                        .await
-                        .is_ok_and(|r| r.status().is_success());
+                    let ok = ingest::prompb::post(&client, &url, body).send().await.is_ok_and(|r| r.status().is_success());
                     if !ok {
                         refused.fetch_add(1, Ordering::Relaxed);
                     }

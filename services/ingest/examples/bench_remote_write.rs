@@ -65,14 +65,7 @@ async fn post_all(url: &str, bodies: &[Vec<u8>]) -> (Duration, usize) {
     let t0 = Instant::now();
     let mut bad = 0;
     for b in bodies {
-        let resp = client
-            .post(url)
-            .header("Content-Type", "application/x-protobuf")
-            .header("Content-Encoding", "snappy")
-            .header("X-Prometheus-Remote-Write-Version", "0.1.0")
-            .body(b.clone())
-            .send()
-            .await;
+        let resp = ingest::prompb::post(&client, url, b.clone()).send().await;
         if !resp.is_ok_and(|r| r.status().is_success()) {
             bad += 1;
         }

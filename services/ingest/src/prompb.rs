@@ -62,3 +62,15 @@ pub fn encode_body(req: &WriteRequest) -> Vec<u8> {
     // Compressing an in-memory buffer fails only beyond snap's 4 GiB input limit.
     snap::raw::Encoder::new().compress_vec(&raw).unwrap_or_default()
 }
+
+/// A remote-write 1.0 POST of an [`encode_body`] body to `url` (`…/api/v1/write`), with the
+/// headers the spec requires (protobuf, snappy, version 0.1.0), as Prometheus sends it; for
+/// the benchmarks and tests that play a Prometheus.
+pub fn post(client: &reqwest::Client, url: &str, body: impl Into<reqwest::Body>) -> reqwest::RequestBuilder {
+    client
+        .post(url)
+        .header("Content-Type", "application/x-protobuf")
+        .header("Content-Encoding", "snappy")
+        .header("X-Prometheus-Remote-Write-Version", "0.1.0")
+        .body(body)
+}

@@ -29,15 +29,8 @@ pub async fn write(prom: &Prometheus, all: Vec<TimeSeries>) {
     while !all.is_empty() {
         let rest = all.split_off(all.len().min(2_000));
         let body = encode_body(&request(std::mem::replace(&mut all, rest)));
-        let resp = client
-            .post(format!("{}/api/v1/write", prom.url()))
-            .header("Content-Type", "application/x-protobuf")
-            .header("Content-Encoding", "snappy")
-            .header("X-Prometheus-Remote-Write-Version", "0.1.0")
-            .body(body)
-            .send()
-            .await
-            .expect("remote-write to prometheus");
+        let resp =
+            ingest::prompb::post(&client, &format!("{}/api/v1/write", prom.url()), body).send().await.expect("remote-write to prometheus");
         let status = resp.status();
         let text = resp.text().await.unwrap_or_default();
         assert!(status.is_success(), "prometheus answered {status}: {text}");
