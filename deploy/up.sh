@@ -70,6 +70,9 @@ else
   answers "$host" "$port" || { echo "nats-server did not start; see $logs/nats.log"; exit 1; }
 fi
 
+# Where cargo puts the binaries (CARGO_TARGET_DIR, as cargo itself reads it).
+bin="${CARGO_TARGET_DIR:-$root/target}/release"
+
 echo "building (release)..."
 # --all-targets, as `just test` builds: a --bins build resolves features without the test-only
 # dependencies and recompiles polars (about 5 minutes) after every `just test`, and back again.
@@ -78,7 +81,7 @@ cargo build --release --workspace --all-targets
 # start NAME READY_PATTERN ARGS...: starts a service and waits for its readiness line in its log.
 start() {
   local name="$1" ready="$2"; shift 2
-  NATS_URL="$(url_for "$name")" "$root/target/release/$name" "$@" >"$logs/$name.log" 2>&1 &
+  NATS_URL="$(url_for "$name")" "$bin/$name" "$@" >"$logs/$name.log" 2>&1 &
   echo $! >"$run/$name.pid"
   for _ in $(seq 600); do
     grep -q "$ready" "$logs/$name.log" 2>/dev/null && { echo "  $name ready (log: var/log/$name.log)"; return 0; }
@@ -93,14 +96,33 @@ start() {
 PREDICTOR_METRICS_LISTEN="${PREDICTOR_METRICS_LISTEN:-127.0.0.1:9464}"
 GENERATOR_METRICS_LISTEN="${GENERATOR_METRICS_LISTEN:-127.0.0.1:9466}"
 DASHBOARD_METRICS_LISTEN="${DASHBOARD_METRICS_LISTEN:-127.0.0.1:9467}"
+NOTIFIER_METRICS_LISTEN="${NOTIFIER_METRICS_LISTEN:-127.0.0.1:9465}"
+# Predicted alerts go to the Alertmanagers named in ALERTMANAGER_URL (comma-separated; the
+# dashboard's Alerts page reads the same variable); unnamed, Debian's alertmanager runs here on
+# loopback (var/alertmanager, silences kept between runs) and receives them.
+if [ -z "${ALERTMANAGER_URL:-}" ] && command -v prometheus-alertmanager >/dev/null; then
+  ALERTMANAGER_LISTEN="${ALERTMANAGER_LISTEN:-127.0.0.1:9093}"
+  mkdir -p "$root/var/alertmanager/data"
+  # Routing, grouping and receivers are Alertmanager's job: edit this file to page someone.
+  [ -f "$root/var/alertmanager/alertmanager.yml" ] || cat >"$root/var/alertmanager/alertmanager.yml" <<YML
+route: { receiver: 'none', group_by: ['alertname', 'server'] }
+receivers: [ { name: 'none' } ]
+YML
+  # --cluster.listen-address= : no gossip port (9094) for a single loopback instance.
+  prometheus-alertmanager --config.file="$root/var/alertmanager/alertmanager.yml" \
+    --storage.path="$root/var/alertmanager/data" --web.listen-address="$ALERTMANAGER_LISTEN" \
+    --cluster.listen-address= >"$logs/alertmanager.log" 2>&1 &
+  echo $! >"$run/alertmanager.pid"
+  export ALERTMANAGER_URL="http://$ALERTMANAGER_LISTEN"
+fi
 start predictor "predictor ready" --metrics-listen "$PREDICTOR_METRICS_LISTEN"
 start generator "generator ready" --servers "$SERVERS" --metrics-listen "$GENERATOR_METRICS_LISTEN"
 start dashboard "dashboard ready" --listen "$DASHBOARD_LISTEN" --metrics-listen "$DASHBOARD_METRICS_LISTEN"
-# Predicted alerts into Alertmanager only when one is named (ALERTMANAGER_URL, comma-separated;
-# the dashboard's Alerts page reads the same variable).
 if [ -n "${ALERTMANAGER_URL:-}" ]; then
-  start notifier "notifier ready" --dashboard-url "http://$DASHBOARD_LISTEN" \
-    --metrics-listen "${NOTIFIER_METRICS_LISTEN:-127.0.0.1:9465}"
+  start notifier "notifier ready" --dashboard-url "http://$DASHBOARD_LISTEN" --metrics-listen "$NOTIFIER_METRICS_LISTEN"
+  echo "  predicted alerts -> Alertmanager $ALERTMANAGER_URL (silence them there)"
+else
+  echo "  (no ALERTMANAGER_URL and prometheus-alertmanager not installed: predicted alerts stay on NATS and the dashboard)"
 fi
 # A real server beside the simulated fleet (services/ingest/README.md): with PROMETHEUS_URL,
 # ingest pulls a team's own Prometheus (24 h of backfill); otherwise this very machine goes
@@ -116,6 +138,7 @@ elif command -v prometheus >/dev/null && command -v prometheus-node-exporter >/d
   start ingest "ingest ready" --listen "$INGEST_LISTEN" \
     --prometheus-url "http://$PROMETHEUS_LISTEN" --pull history
   mkdir -p "$root/var/prometheus"
+  notifier_target=""; [ -f "$run/notifier.pid" ] && notifier_target=", '$NOTIFIER_METRICS_LISTEN'"
   cat >"$root/var/prometheus/prometheus.yml" <<YML
 global: { scrape_interval: 15s, evaluation_interval: 1m }
 rule_files: ['$root/deploy/prometheus/fleetcast_rules.yml']
@@ -124,7 +147,7 @@ scrape_configs:
     static_configs: [ { targets: ['$NODE_EXPORTER_LISTEN'], labels: { instance: '$(hostname)' } } ]
   # Fleetcast's own /metrics (pipeline health and forecasts at now), so the example rules run.
   - job_name: fleetcast
-    static_configs: [ { targets: ['$PREDICTOR_METRICS_LISTEN', '$GENERATOR_METRICS_LISTEN', '$DASHBOARD_METRICS_LISTEN', '$INGEST_LISTEN'] } ]
+    static_configs: [ { targets: ['$PREDICTOR_METRICS_LISTEN', '$GENERATOR_METRICS_LISTEN', '$DASHBOARD_METRICS_LISTEN', '$INGEST_LISTEN'$notifier_target] } ]
 remote_write:
   - url: http://$INGEST_LISTEN/api/v1/write
     # Only the hosts' own series go to ingest; Fleetcast's forecasts of them stay here.
@@ -136,16 +159,23 @@ YML
     --web.listen-address="$PROMETHEUS_LISTEN" >"$logs/prometheus.log" 2>&1 &
   echo $! >"$run/prometheus.pid"
   echo "  this machine ($(hostname)): node_exporter $NODE_EXPORTER_LISTEN -> prometheus http://$PROMETHEUS_LISTEN -> ingest $INGEST_LISTEN"
+  # Steps close 60 s after their 5-minute boundary; a forecast needs 12 steps of window, which
+  # the backfill supplies from whatever history this Prometheus already holds.
+  echo "    it appears on the dashboard as '$(hostname)' after its first 5-minute step closes (within 6 min);"
+  echo "    its forecasts start once var/prometheus holds an hour of it (12 steps), history included"
 else
   echo "  (prometheus / prometheus-node-exporter not installed: no real server beside the simulated fleet)"
 fi
 
+metrics_urls="http://$PREDICTOR_METRICS_LISTEN/metrics http://$GENERATOR_METRICS_LISTEN/metrics http://$DASHBOARD_METRICS_LISTEN/metrics"
+[ -f "$run/notifier.pid" ] && metrics_urls="$metrics_urls http://$NOTIFIER_METRICS_LISTEN/metrics"
+[ -f "$run/ingest.pid" ] && metrics_urls="$metrics_urls http://$INGEST_LISTEN/metrics"
 cat <<MSG
 
 Fleetcast is up.
   dashboard:   http://$DASHBOARD_LISTEN/
-  snapshots:   . var/secrets.env && nats sub predictions.current --user admin --password "\$FLEETCAST_ADMIN_PASSWORD" --translate 'target/release/fcmsg decode'
-  metrics:     http://$PREDICTOR_METRICS_LISTEN/metrics http://$GENERATOR_METRICS_LISTEN/metrics http://$DASHBOARD_METRICS_LISTEN/metrics
+  snapshots:   . var/secrets.env && nats sub predictions.current --user admin --password "\$FLEETCAST_ADMIN_PASSWORD" --translate '$bin/fcmsg decode'
+  metrics:     $metrics_urls
   logs:        var/log/
 Ctrl-C (or 'just down' from another shell) stops everything.
 MSG

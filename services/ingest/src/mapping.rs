@@ -28,6 +28,9 @@ pub enum Feature {
     CpuSys,
     CpuIowait,
     CpuIdle,
+    /// `mode="steal"`: time a VM's hypervisor gave to others. Not a Fleetcast metric, but part
+    /// of the whole the CPU parts are shares of.
+    CpuSteal,
     /// `namedprocess_namegroup_cpu_seconds_total{groupname="java"}` (process-exporter).
     JavaCpu,
     MemAvailable,
@@ -121,6 +124,7 @@ pub fn classify<'a>(name: &str, label: impl Fn(&str) -> Option<&'a str>) -> Opti
                 "system" | "irq" | "softirq" => Feature::CpuSys,
                 "iowait" => Feature::CpuIowait,
                 "idle" => Feature::CpuIdle,
+                "steal" => Feature::CpuSteal,
                 _ => return None,
             };
             Some((key(feature, label("cpu").unwrap_or(""), mode), Kind::Counter))
@@ -159,9 +163,14 @@ pub type StepInputs = HashMap<SeriesKey, f64>;
 
 /// The Fleetcast metrics of one host for the step ending at `step_end_ms`.
 ///
-/// - CPU parts: `100 * Σ rate(mode group) / ncpu`, ncpu = CPUs with an idle rate; each clamped
-///   to 0..=100 (rate estimates of one CPU's modes may sum a hair over 1 s/s).
-/// - `java_cpu_pct`: `100 * rate / ncpu`.
+/// - CPU parts: `100 * Σ rate(mode group) / Σ rate(every mode)`, the share of the CPU time the
+///   host accounted in the step (steal included in the whole, so the four parts sum to under
+///   100 on a VM whose hypervisor steals). A share, not `/ ncpu`: a rate over a window the
+///   samples only partly cover (a host that started, stopped or missed scrapes in the step;
+///   Prometheus's `rate()` does not extrapolate across such gaps) understates every mode
+///   alike, which a share cancels and `/ ncpu` does not (idle read 32 % on an idle host).
+///   Equal to `/ ncpu` when the window is covered, since the modes of a CPU sum to 1 s/s.
+/// - `java_cpu_pct`: `100 * rate / ncpu`, ncpu = CPUs with an idle rate.
 /// - `mem_used_pct = 100 * (1 - MemAvailable / MemTotal)`; swap likewise, absent when the host
 ///   has no swap (SwapTotal = 0); `disk_usage_pct` from the root filesystem's avail/size.
 /// - `net_*_mb_s = Σ rate(bytes) / 1e6` over the non-virtual devices.
@@ -182,6 +191,12 @@ pub fn reduce(inputs: &StepInputs, step_end_ms: i64) -> Metrics {
         (ncpu > 0).then_some(())?;
         sum(f).map(|s| (100.0 * s / ncpu as f64).clamp(0.0, 100.0))
     };
+    let cpu_time: f64 =
+        [Feature::CpuUser, Feature::CpuSys, Feature::CpuIowait, Feature::CpuIdle, Feature::CpuSteal].into_iter().filter_map(sum).sum();
+    let share_of_cpu_time = |f: Feature| -> Option<f64> {
+        (ncpu > 0 && cpu_time > 0.0).then_some(())?;
+        sum(f).map(|s| (100.0 * s / cpu_time).clamp(0.0, 100.0))
+    };
     let used_pct = |free: Feature, total: Feature| -> Option<f64> {
         let (free, total) = (one(free)?, one(total)?);
         (total > 0.0).then(|| (100.0 * (1.0 - free / total)).clamp(0.0, 100.0))
@@ -194,10 +209,10 @@ pub fn reduce(inputs: &StepInputs, step_end_ms: i64) -> Metrics {
             m.set(metric, Some(v as f32));
         }
     };
-    put(Metric::CpuUser, pct_of_cpus(Feature::CpuUser));
-    put(Metric::CpuSys, pct_of_cpus(Feature::CpuSys));
-    put(Metric::CpuIowait, pct_of_cpus(Feature::CpuIowait));
-    put(Metric::CpuIdle, pct_of_cpus(Feature::CpuIdle));
+    put(Metric::CpuUser, share_of_cpu_time(Feature::CpuUser));
+    put(Metric::CpuSys, share_of_cpu_time(Feature::CpuSys));
+    put(Metric::CpuIowait, share_of_cpu_time(Feature::CpuIowait));
+    put(Metric::CpuIdle, share_of_cpu_time(Feature::CpuIdle));
     put(Metric::JavaCpu, pct_of_cpus(Feature::JavaCpu));
     put(Metric::MemUsed, used_pct(Feature::MemAvailable, Feature::MemTotal));
     put(Metric::SwapUsed, used_pct(Feature::SwapFree, Feature::SwapTotal));
@@ -231,7 +246,9 @@ mod tests {
     fn classifies_node_exporter_series() {
         let cpu = classify("node_cpu_seconds_total", labels(&[("cpu", "1"), ("mode", "nice")])).unwrap();
         assert_eq!(cpu, (key(Feature::CpuUser, "1", "nice"), Kind::Counter));
-        assert!(classify("node_cpu_seconds_total", labels(&[("cpu", "1"), ("mode", "steal")])).is_none());
+        let steal = classify("node_cpu_seconds_total", labels(&[("cpu", "1"), ("mode", "steal")])).unwrap();
+        assert_eq!(steal.0.feature, Feature::CpuSteal);
+        assert!(classify("node_cpu_seconds_total", labels(&[("cpu", "1"), ("mode", "guest")])).is_none());
         assert!(classify("node_network_receive_bytes_total", labels(&[("device", "lo")])).is_none());
         assert!(classify("node_network_receive_bytes_total", labels(&[("device", "veth12ab")])).is_none());
         let eth = classify("node_network_transmit_bytes_total", labels(&[("device", "eth0")])).unwrap();
@@ -247,7 +264,7 @@ mod tests {
     #[test]
     fn reduces_a_two_cpu_host() {
         let mut i = StepInputs::new();
-        // Two CPUs: 0.2 + 0.1 s/s user (+nice), 0.05 sys each, 0.7 and 0.8 idle, 0.05 iowait on one.
+        // Two CPUs: 0.2 + 0.1 s/s user (+nice), 0.05 sys each, 0.7 and 0.85 idle, 0.05 iowait on one.
         i.insert(key(Feature::CpuUser, "0", "user"), 0.15);
         i.insert(key(Feature::CpuUser, "0", "nice"), 0.05);
         i.insert(key(Feature::CpuUser, "1", "user"), 0.10);
@@ -255,7 +272,7 @@ mod tests {
         i.insert(key(Feature::CpuSys, "1", "system"), 0.05);
         i.insert(key(Feature::CpuIowait, "0", "iowait"), 0.05);
         i.insert(key(Feature::CpuIdle, "0", "idle"), 0.70);
-        i.insert(key(Feature::CpuIdle, "1", "idle"), 0.80);
+        i.insert(key(Feature::CpuIdle, "1", "idle"), 0.85);
         i.insert(key(Feature::MemAvailable, "", ""), 6e9);
         i.insert(key(Feature::MemTotal, "", ""), 8e9);
         i.insert(key(Feature::SwapFree, "", ""), 0.0);
@@ -269,12 +286,38 @@ mod tests {
         let m = reduce(&i, 1_700_000_000_000 + 2 * 86_400_000);
         let close = |a: Option<f32>, b: f32| (a.unwrap() - b).abs() < 1e-3;
         assert!(close(m.cpu_user_pct, 15.0) && close(m.cpu_sys_pct, 5.0), "{m:?}");
-        assert!(close(m.cpu_iowait_pct, 2.5) && close(m.cpu_idle_pct, 75.0), "{m:?}");
+        assert!(close(m.cpu_iowait_pct, 2.5) && close(m.cpu_idle_pct, 77.5), "{m:?}");
         assert!(close(m.mem_used_pct, 25.0) && close(m.disk_usage_pct, 70.0), "{m:?}");
         assert!(close(m.net_in_mb_s, 3.0) && close(m.load_average, 1.25) && close(m.uptime_days, 2.0), "{m:?}");
         // No swap, no transmit series, no CLOSE_WAIT, no java: unknown, never 0.
         assert_eq!((m.swap_used_pct, m.net_out_mb_s, m.back_close_wait, m.java_cpu_pct), (None, None, None, None));
         assert!(schemas::validate::check_metrics(&m).is_ok());
+    }
+
+    #[test]
+    fn cpu_parts_are_shares_of_the_time_accounted() {
+        let cpu = |user: f64, sys: f64, idle: f64, steal: f64| {
+            let mut i = StepInputs::new();
+            for c in ["0", "1"] {
+                i.insert(key(Feature::CpuUser, c, "user"), user);
+                i.insert(key(Feature::CpuSys, c, "system"), sys);
+                i.insert(key(Feature::CpuIowait, c, "iowait"), 0.0);
+                i.insert(key(Feature::CpuIdle, c, "idle"), idle);
+                i.insert(key(Feature::CpuSteal, c, "steal"), steal);
+            }
+            reduce(&i, 0)
+        };
+        // A window a third covered reads every mode at a third: the same shares as a full one,
+        // and a record that passes the contract (it was rejected as "inconsistent" as /ncpu).
+        let (full, partial) = (cpu(0.2, 0.1, 0.7, 0.0), cpu(0.2 / 3.0, 0.1 / 3.0, 0.7 / 3.0, 0.0));
+        let close = |a: Option<f32>, b: f32| (a.unwrap() - b).abs() < 1e-3;
+        for m in [&full, &partial] {
+            assert!(close(m.cpu_user_pct, 20.0) && close(m.cpu_sys_pct, 10.0) && close(m.cpu_idle_pct, 70.0), "{m:?}");
+            assert!(schemas::validate::check_metrics(m).is_ok(), "{m:?}");
+        }
+        // Steal is part of the whole: a VM losing 30 % to its hypervisor has 30 points fewer.
+        let stolen = cpu(0.2, 0.1, 0.4, 0.3);
+        assert!(close(stolen.cpu_idle_pct, 40.0) && close(stolen.cpu_user_pct, 20.0), "{stolen:?}");
     }
 
     #[test]

@@ -21,8 +21,11 @@ pub fn raw_expr(metric: Metric, by: &str, sel: &str) -> Option<String> {
         (false, false) => format!("{m},{sel}"),
     };
     let ncpu = format!("count by ({by})(node_cpu_seconds_total{{{}}})", s("mode=\"idle\""));
+    // Shares of the CPU time accounted (see `mapping::reduce`): robust to windows the
+    // samples only partly cover, where `rate()` understates every mode alike.
+    let cpu_time = format!("sum by ({by})(rate(node_cpu_seconds_total{{{}}}[5m]))", s(""));
     let cpu =
-        |modes: &str| format!("100 * sum by ({by})(rate(node_cpu_seconds_total{{{}}}[5m])) / {ncpu}", s(&format!("mode=~\"{modes}\"")));
+        |modes: &str| format!("100 * sum by ({by})(rate(node_cpu_seconds_total{{{}}}[5m])) / {cpu_time}", s(&format!("mode=~\"{modes}\"")));
     let avg = |name: &str, m: &str| format!("sum by ({by})(avg_over_time({name}{{{}}}[5m]))", s(m));
     let used = |free: &str, total: &str, m: &str| format!("100 * (1 - {} / ({} > 0))", avg(free, m), avg(total, m));
     let net = |dir: &str| {

@@ -109,7 +109,12 @@ pub struct FreshHost {
 pub fn router(state: Arc<PushState>) -> Router {
     Router::new()
         .route("/api/v1/write", post(write))
-        .route("/metrics", get(|State(s): State<Arc<PushState>>| async move { s.stats.render() }))
+        .route(
+            "/metrics",
+            get(|State(s): State<Arc<PushState>>| async move {
+                ([(axum::http::header::CONTENT_TYPE, fleetbus::metrics::CONTENT_TYPE)], s.stats.render())
+            }),
+        )
         .route("/-/ready", get(|| async { "ready\n" }))
         .with_state(state)
 }
@@ -283,6 +288,8 @@ pub fn apply(aligner: &mut Aligner, req: &WriteRequest, host_label: &str, stats:
 pub fn closed_out(closed: Vec<ClosedStep>, source: &str, stats: &Stats, wall: i64) -> Vec<Out> {
     let mut out = Vec::new();
     for step in closed {
+        stats.add("steps_closed", "what", "steps", 1);
+        stats.add("steps_closed", "what", "records", step.records.len() as u64);
         let mut tally = Tally::default();
         for (server, e) in step.rejected {
             tally.add(e, Some(&server));

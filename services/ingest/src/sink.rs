@@ -104,6 +104,8 @@ pub async fn run(
             }
             Out::Rejections(list) => {
                 for r in list {
+                    let e = &r.error;
+                    warn!(server = r.server.as_deref().unwrap_or("-"), field = %e.field, reason = e.reason.name(), "rejected: {}", e.rule);
                     let Ok(payload) = schemas::encode(&r) else {
                         continue;
                     };

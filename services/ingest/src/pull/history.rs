@@ -21,7 +21,7 @@ use std::time::Duration;
 use schemas::{Metric, STEP_MS};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
-use tracing::warn;
+use tracing::{info, warn};
 
 use super::round::{batch, Admit};
 use super::{Grid, Puller};
@@ -133,6 +133,16 @@ impl Puller {
         }
         // Names only: the live hosts are the aligner's, bounded there.
         self.seen.clear();
+        let hosts: std::collections::HashSet<&String> = grid.values().flat_map(|h| h.keys()).collect();
+        let records: usize = grid.values().map(|h| h.len()).sum();
+        self.stats.add("backfilled", "what", "hosts", hosts.len() as u64);
+        self.stats.add("backfilled", "what", "records", records as u64);
+        info!(
+            hosts = hosts.len(),
+            records,
+            steps = grid.len(),
+            "history of pushed hosts read (the predictor forecasts a host once it holds a window)"
+        );
         let mut outs = Vec::new();
         if grid.values().any(|h| !h.is_empty()) {
             outs.push(batch(clock, grid));

@@ -124,6 +124,8 @@ impl Puller {
             self.gaps.entry(m).or_insert(first_end);
         }
         info!(steps = round.grid.len(), hosts = self.seen.len(), gaps = self.gaps.len(), "backfilled from {}", self.prom.cfg.url);
+        self.stats.add("backfilled", "what", "hosts", self.seen.len() as u64);
+        self.stats.add("backfilled", "what", "records", round.grid.values().map(|h| h.len() as u64).sum());
         let mut outs: Vec<Out> = round.grid.into_iter().map(|(start, hosts)| batch(start + STEP_MS, [(start, hosts)].into())).collect();
         outs.extend(self.rejections(tally));
         outs
