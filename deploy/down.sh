@@ -4,7 +4,7 @@ set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 run="$root/var/run"
 quiet=0; [ "${1:-}" = "--quiet" ] && quiet=1
-for name in prometheus node-exporter ingest notifier alertmanager dashboard generator predictor nats nats-n1 nats-n2 nats-n3; do
+for name in prometheus node-exporter ingest notifier alertmanager dashboard generator predictor-2 predictor-3 predictor nats nats-n1 nats-n2 nats-n3; do
   f="$run/$name.pid"
   [ -f "$f" ] || continue
   pid="$(cat "$f")"

@@ -79,9 +79,12 @@ echo "building (release)..."
 cargo build --release --workspace --all-targets
 
 # start NAME READY_PATTERN ARGS...: starts a service and waits for its readiness line in its log.
+# START_AS=<binary>: run that binary under NAME (a second predictor: its own log and pid file,
+# the binary's NATS user).
 start() {
   local name="$1" ready="$2"; shift 2
-  NATS_URL="$(url_for "$name")" "$bin/$name" "$@" >"$logs/$name.log" 2>&1 &
+  local exe="${START_AS:-$name}"
+  NATS_URL="$(url_for "$exe")" "$bin/$exe" "$@" >"$logs/$name.log" 2>&1 &
   echo $! >"$run/$name.pid"
   for _ in $(seq 600); do
     grep -q "$ready" "$logs/$name.log" 2>/dev/null && { echo "  $name ready (log: var/log/$name.log)"; return 0; }
@@ -116,6 +119,12 @@ YML
   export ALERTMANAGER_URL="http://$ALERTMANAGER_LISTEN"
 fi
 start predictor "predictor ready" --metrics-listen "$PREDICTOR_METRICS_LISTEN"
+# PREDICTORS=2 (what `just up-cluster` sets, with FLEETCAST_PARTITIONS=8): more predictors
+# sharing the partitions; each takes over the others' when they stop (services/predictor/README.md).
+for k in $(seq 2 "${PREDICTORS:-1}"); do
+  START_AS=predictor start "predictor-$k" "predictor ready" --instance "predictor-$k" \
+    --metrics-listen "127.0.0.1:$((9470 + k))"
+done
 start generator "generator ready" --servers "$SERVERS" --metrics-listen "$GENERATOR_METRICS_LISTEN"
 start dashboard "dashboard ready" --listen "$DASHBOARD_LISTEN" --metrics-listen "$DASHBOARD_METRICS_LISTEN"
 if [ -n "${ALERTMANAGER_URL:-}" ]; then

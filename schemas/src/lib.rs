@@ -11,6 +11,7 @@ pub mod curves;
 pub mod history;
 pub mod method;
 pub mod metric;
+pub mod partition;
 pub mod parts;
 pub mod profile;
 pub mod record;

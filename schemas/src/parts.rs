@@ -11,6 +11,7 @@
 use serde::{Serialize, Serializer};
 
 use crate::codec::CodecError;
+use crate::partition::PartitionInfo;
 use crate::snapshot::{FleetFigures, ModelInfo, PartInfo, ServerForecast, Snapshot, TargetAccuracy};
 use crate::SCHEMA_VERSION;
 
@@ -27,6 +28,9 @@ struct Frame<'a, S> {
     model: &'a ModelInfo,
     fleet: &'a FleetFigures,
     accuracy: &'a [TargetAccuracy],
+    // Left out when unpartitioned, so a one-predictor snapshot is byte for byte as before.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    partition: Option<PartitionInfo>,
     servers: S,
 }
 
@@ -41,6 +45,7 @@ impl Serialize for Snapshot {
             model: &self.model,
             fleet: &self.fleet,
             accuracy: &self.accuracy,
+            partition: self.partition,
             servers: &self.servers,
         }
         .serialize(s)
@@ -60,6 +65,8 @@ pub struct SnapshotHeader {
     pub model: ModelInfo,
     pub fleet: FleetFigures,
     pub accuracy: Vec<TargetAccuracy>,
+    /// The partition this snapshot covers; `None` when unpartitioned.
+    pub partition: Option<PartitionInfo>,
 }
 
 impl SnapshotHeader {
@@ -94,6 +101,7 @@ impl SnapshotHeader {
             model: self.model.clone(),
             fleet: self.fleet.clone(),
             accuracy: self.accuracy.clone(),
+            partition: self.partition,
             servers,
         }
     }
@@ -108,6 +116,7 @@ impl SnapshotHeader {
             model: &self.model,
             fleet: &self.fleet,
             accuracy: &self.accuracy,
+            partition: self.partition,
             servers,
         }
     }
@@ -117,36 +126,42 @@ fn frame_error(why: &str) -> CodecError {
     CodecError::Encode(rmp_serde::encode::Error::Syntax(why.to_string()))
 }
 
-/// Joins the parts of a snapshot. Feed it every message from `predictions.current`; it
-/// returns a whole snapshot when its last part arrives. A part of a newer snapshot drops
-/// an incomplete older one (never mixes two snapshots).
+/// Joins the parts of a snapshot. Feed it every message from `predictions.current` (or from
+/// every partition's subject at once); it returns a whole snapshot when its last part arrives.
+/// A part of a newer snapshot drops an incomplete older one of the same partition (never
+/// mixes two snapshots); partitions are joined apart, so their parts may interleave.
 #[derive(Debug, Default)]
 pub struct SnapshotAssembler {
-    pending: Option<Snapshot>,
-    next_index: u16,
+    pending: Vec<(Option<u16>, Snapshot, u16)>,
 }
 
 impl SnapshotAssembler {
     pub fn push(&mut self, part: Snapshot) -> Option<Snapshot> {
+        let key = part.partition.map(|p| p.index);
+        let slot = self.pending.iter().position(|(k, _, _)| *k == key);
         if part.part.count <= 1 {
-            self.pending = None;
+            if let Some(i) = slot {
+                self.pending.swap_remove(i);
+            }
             return Some(part);
         }
         if part.part.index == 0 {
-            self.next_index = 1;
-            self.pending = Some(part);
+            match slot {
+                Some(i) => self.pending[i] = (key, part, 1),
+                None => self.pending.push((key, part, 1)),
+            }
             return None;
         }
-        let fits = matches!(&self.pending, Some(p) if p.seq == part.seq && part.part.index == self.next_index);
-        if !fits {
-            self.pending = None;
+        let i = slot?;
+        let (_, pending, next_index) = &mut self.pending[i];
+        if pending.seq != part.seq || part.part.index != *next_index {
+            self.pending.swap_remove(i);
             return None;
         }
-        let pending = self.pending.as_mut()?;
         pending.servers.extend(part.servers);
-        self.next_index += 1;
-        if self.next_index == part.part.count {
-            let mut whole = self.pending.take()?;
+        *next_index += 1;
+        if *next_index == part.part.count {
+            let (_, mut whole, _) = self.pending.swap_remove(i);
             whole.part = PartInfo::default();
             return Some(whole);
         }

@@ -86,6 +86,7 @@ fn golden_snapshot() -> Snapshot {
             coverage: 0.75,
             methods: vec![MethodAccuracy { method: Method::Level, samples: 960, qrisk_p50: 0.25, qrisk_p90: 0.125, coverage: 0.5 }],
         }],
+        partition: None,
         servers: (0..2).map(server).collect(),
     }
 }
@@ -104,6 +105,7 @@ fn header_of(s: &Snapshot) -> SnapshotHeader {
         model: s.model.clone(),
         fleet: s.fleet.clone(),
         accuracy: s.accuracy.clone(),
+        partition: s.partition,
     }
 }
 
@@ -179,4 +181,29 @@ fn never_mixes_snapshots() {
     assert!(a.push(part(1, 1, 2, &["b"])).is_none(), "pending dropped by the newer part");
     let single = a.push(part(3, 0, 1, &["z"])).unwrap();
     assert_eq!(names(&single), ["z"]);
+}
+
+#[test]
+fn joins_partitions_apart_and_keeps_their_number() {
+    let of = |p: u16, seq: u64, index: u16, names: &[&str]| {
+        let mut s = part(seq, index, 2, names);
+        s.partition = Some(crate::partition::PartitionInfo { index: p, count: 2 });
+        s
+    };
+    let mut a = SnapshotAssembler::default();
+    assert!(a.push(of(0, 1, 0, &["a"])).is_none());
+    assert!(a.push(of(1, 9, 0, &["x"])).is_none());
+    let zero = a.push(of(0, 1, 1, &["b"])).unwrap();
+    let one = a.push(of(1, 9, 1, &["y"])).unwrap();
+    assert_eq!((names(&zero), names(&one)), (vec!["a", "b"], vec!["x", "y"]));
+    assert_eq!(one.partition, Some(crate::partition::PartitionInfo { index: 1, count: 2 }));
+    // On the wire and back, through both writers.
+    let bytes = crate::encode(&one).unwrap();
+    let back: Snapshot = crate::decode(&bytes).unwrap();
+    assert_eq!(back, one);
+    let mut written = Vec::new();
+    let servers = encoded(&one.servers);
+    let refs: Vec<&[u8]> = servers.iter().map(|v| v.as_slice()).collect();
+    header_of(&one).write_part(&mut written, one.part, &refs).unwrap();
+    assert_eq!(written, bytes);
 }

@@ -44,6 +44,10 @@ pub struct Snapshot {
     pub fleet: FleetFigures,
     /// Live accuracy of matured forecasts, per target (repeated in every part).
     pub accuracy: Vec<TargetAccuracy>,
+    /// Which partition of the fleet this snapshot covers (`crate::partition`); absent when
+    /// one predictor holds the whole fleet.
+    #[serde(default)]
+    pub partition: Option<crate::partition::PartitionInfo>,
     /// This part's servers.
     pub servers: Vec<ServerForecast>,
 }

@@ -1,6 +1,7 @@
 //! Fleetcast's operator dashboard.
 //!
-//! The dashboard keeps the latest forecast snapshot from `predictions.current` in memory and
+//! The dashboard keeps the latest forecast snapshot from `predictions.current` (or the merge
+//! of every partition's, from `predictions.current.<k>`: `partitions.rs`) in memory and
 //! renders every view from it with askama; htmx re-fetches only the visible view's fragment
 //! when the server pushes a one-line SSE event per new snapshot. No request ever re-runs
 //! inference (the original re-ran its model on every GET). Everything under `views/` and the
@@ -20,6 +21,7 @@ pub mod history;
 pub mod locks;
 pub mod metrics;
 pub mod model_card;
+pub mod partitions;
 pub mod remediation;
 pub mod routes;
 pub mod security;

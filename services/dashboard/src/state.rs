@@ -18,6 +18,7 @@ use crate::format;
 use crate::history::HistoryStore;
 use crate::locks::{lock, read, write};
 use crate::model_card::CardCache;
+use crate::partitions::{Origin, PartitionSeen, Partitions};
 use crate::settings::Settings;
 
 pub type Shared = Arc<AppState>;
@@ -33,6 +34,8 @@ pub struct Latest {
     by_name: HashMap<String, usize>,
     /// Server indexes, riskiest first (non-finite risks last, then by name).
     pub by_risk: Vec<usize>,
+    /// The partitions merged into `snapshot` (`partitions.rs`); empty when unpartitioned.
+    pub partitions: Vec<PartitionSeen>,
 }
 
 impl Latest {
@@ -44,7 +47,7 @@ impl Latest {
             let (sa, sb) = (&snapshot.servers[a], &snapshot.servers[b]);
             key(sb).total_cmp(&key(sa)).then_with(|| sa.server.cmp(&sb.server))
         });
-        Latest { snapshot, received, update, by_name, by_risk }
+        Latest { snapshot, received, update, by_name, by_risk, partitions: Vec::new() }
     }
 
     pub fn server(&self, name: &str) -> Option<&ServerForecast> {
@@ -127,6 +130,8 @@ pub struct AppState {
     /// Operator inputs kept in the `dashboard_settings` KV bucket (cost-avoidance assumptions).
     pub settings: Settings,
     nats: OnceLock<async_nats::Client>,
+    /// The newest snapshot of each partition, for the merged view.
+    partitions: Mutex<Partitions>,
     shutdown: watch::Sender<bool>,
     /// Open `/events` streams (one per browser tab).
     pub sse_clients: std::sync::atomic::AtomicUsize,
@@ -154,6 +159,7 @@ impl AppState {
             card,
             settings: Settings::default(),
             nats: OnceLock::new(),
+            partitions: Mutex::default(),
             shutdown: watch::channel(false).0,
             sse_clients: Default::default(),
             metrics,
@@ -167,9 +173,32 @@ impl AppState {
 
     /// Installs a whole snapshot as the latest and wakes every SSE stream.
     pub fn publish(&self, snapshot: Snapshot) {
+        self.install(snapshot, Vec::new());
+    }
+
+    /// Takes a whole snapshot off NATS (live, or read back from the stream at start): keeps
+    /// the newest of each partition and installs what [`Partitions::accept`] says to show (the
+    /// snapshot itself when unpartitioned, else the merge of every partition's newest).
+    /// Returns whether anything was installed.
+    pub fn receive(&self, snapshot: Snapshot, origin: Origin) -> bool {
+        // Held while installing, so the live loop and the start-up read install in the order
+        // the keeper decided.
+        let mut kept = lock(&self.partitions);
+        match kept.accept(snapshot, origin) {
+            Some(shown) => {
+                self.install(shown.snapshot, shown.partitions);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn install(&self, snapshot: Snapshot, partitions: Vec<PartitionSeen>) {
         let now = SystemTime::now();
         let update = *self.updates.borrow() + 1;
-        let latest = Arc::new(Latest::new(snapshot, now, update));
+        let mut latest = Latest::new(snapshot, now, update);
+        latest.partitions = partitions;
+        let latest = Arc::new(latest);
         *write(&self.latest) = Some(latest);
         lock(&self.health).last_snapshot = Some(now);
         self.metrics.snapshots.inc();

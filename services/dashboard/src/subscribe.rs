@@ -1,16 +1,19 @@
 //! The NATS edge for snapshots: connect (in the background, so the dashboard serves its
-//! "connecting" banner even with the broker down), subscribe to `predictions.current`, join
-//! parts with `SnapshotAssembler`, and on start read the snapshot retained in the
-//! `PREDICTIONS` stream so a fresh page is never empty. Bad messages are counted and logged,
-//! never fatal.
+//! "connecting" banner even with the broker down), subscribe to `predictions.current` and to
+//! every partition's `predictions.current.<k>`, join parts with one `SnapshotAssembler`, hand
+//! whole snapshots to the state (which keeps the newest of each partition and shows their
+//! merge: `partitions.rs`), and on start read the snapshots retained in the `PREDICTIONS`
+//! stream so a fresh page is never empty. Bad messages are counted and logged, never fatal.
 
 use std::time::{Duration, SystemTime};
 
 use async_nats::jetstream;
+use async_nats::jetstream::stream::{LastRawMessageErrorKind, Stream};
 use futures::StreamExt;
-use schemas::subjects::PREDICTIONS_CURRENT;
+use schemas::subjects::{PREDICTIONS_CURRENT, STREAM_PREDICTIONS};
 use schemas::{Snapshot, SnapshotAssembler, SCHEMA_VERSION};
 
+use crate::partitions::Origin;
 use crate::state::{Link, Shared};
 
 /// Connects through `fleetbus` (credentials may sit in the URL: the `dashboard` user only
@@ -43,7 +46,7 @@ pub async fn watch_link(state: Shared, client: async_nats::Client) {
     }
 }
 
-/// Why a message on `predictions.current` was skipped.
+/// Why a message on `predictions.current[.<k>]` was skipped.
 #[derive(Debug, thiserror::Error)]
 pub enum BadSnapshot {
     #[error("undecodable snapshot: {0}")]
@@ -52,6 +55,8 @@ pub enum BadSnapshot {
     Version(u16),
     #[error("part index {index} of {count} is out of range")]
     Part { index: u16, count: u16 },
+    #[error("partition {index} of {count} is out of range")]
+    Partition { index: u16, count: u16 },
 }
 
 /// Decodes one message and feeds the assembler; returns a whole snapshot when complete.
@@ -63,6 +68,9 @@ pub fn decode_part(asm: &mut SnapshotAssembler, payload: &[u8]) -> Result<Option
     if part.part.count > 1 && part.part.index >= part.part.count {
         return Err(BadSnapshot::Part { index: part.part.index, count: part.part.count });
     }
+    if let Some(p) = part.partition.filter(|p| p.index >= p.count.max(1)) {
+        return Err(BadSnapshot::Partition { index: p.index, count: p.count });
+    }
     Ok(asm.push(part))
 }
 
@@ -73,21 +81,35 @@ pub fn worth_logging(n: u64) -> bool {
     n <= 5 || n % 100 == 0
 }
 
-fn skip(state: &Shared, err: BadSnapshot) {
+fn skip(state: &Shared, subject: &str, err: BadSnapshot) {
     let n = state.count_bad_message(err.to_string());
     if worth_logging(n) {
-        tracing::warn!(error = %err, skipped = n, "skipping a message on predictions.current");
+        tracing::warn!(error = %err, skipped = n, subject, "skipping a snapshot message");
     }
+}
+
+/// Where partition `k`'s predictor publishes (`schemas::partition::snapshot_subject(k, n)` for
+/// any `n > 1`; the count is not known until a snapshot says it).
+fn partition_subject(k: u16) -> String {
+    format!("{PREDICTIONS_CURRENT}.{k}")
+}
+
+async fn subscribe_both(
+    client: &async_nats::Client,
+) -> Result<impl futures::Stream<Item = async_nats::Message>, async_nats::SubscribeError> {
+    let whole = client.subscribe(PREDICTIONS_CURRENT).await?;
+    let parts = client.subscribe(format!("{PREDICTIONS_CURRENT}.*")).await?;
+    Ok(futures::stream::select(whole, parts))
 }
 
 /// Subscribes and installs every whole snapshot until shutdown.
 pub async fn run(state: Shared, client: async_nats::Client) {
     let mut shutdown = state.shutdown_signal();
     let mut sub = loop {
-        match client.subscribe(PREDICTIONS_CURRENT).await {
+        match subscribe_both(&client).await {
             Ok(s) => break s,
             Err(e) => {
-                tracing::warn!(error = %e, "subscribing to predictions.current failed; retrying");
+                tracing::warn!(error = %e, "subscribing to predictions.current[.*] failed; retrying");
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                     _ = shutdown.changed() => return,
@@ -101,9 +123,11 @@ pub async fn run(state: Shared, client: async_nats::Client) {
         tokio::select! {
             msg = sub.next() => match msg {
                 Some(msg) => match decode_part(&mut asm, &msg.payload) {
-                    Ok(Some(whole)) => state.publish(whole),
+                    Ok(Some(whole)) => {
+                        state.receive(whole, Origin::Live);
+                    }
                     Ok(None) => {}
-                    Err(e) => skip(&state, e),
+                    Err(e) => skip(&state, &msg.subject, e),
                 },
                 None => return,
             },
@@ -112,21 +136,25 @@ pub async fn run(state: Shared, client: async_nats::Client) {
     }
 }
 
-/// Keeps trying to read the retained snapshot until one is installed (by this or by a live
-/// message), so a dashboard started before the predictor's stream exists still catches up.
+/// Reads the retained snapshots once, then again every 2 s until something is installed (by
+/// this or by a live message), so a dashboard started before the predictor's stream exists
+/// still catches up. What it reads goes through the same keeper as live snapshots, which never
+/// lets it replace newer ones, and it fills in a partition whose predictor is gone.
 async fn read_retained_until_found(state: Shared, client: async_nats::Client) {
     let mut shutdown = state.shutdown_signal();
-    while state.latest().is_none() {
+    loop {
         match read_retained(&client).await {
-            Ok(Some(snapshot)) => {
-                if state.latest().is_none() {
-                    tracing::info!(seq = snapshot.seq, servers = snapshot.servers.len(), "read the retained snapshot");
-                    state.publish(snapshot);
-                }
+            Ok(found) if !found.is_empty() => {
+                let (n, servers) = (found.len(), found.iter().map(|s| s.servers.len()).sum::<usize>());
+                let installed = found.into_iter().fold(false, |any, s| state.receive(s, Origin::Retained) | any);
+                tracing::info!(snapshots = n, servers, installed, "read the retained snapshot");
                 return;
             }
-            Ok(None) => {}
+            Ok(_) => {}
             Err(e) => tracing::debug!(error = %e, "no retained snapshot yet"),
+        }
+        if state.latest().is_some() {
+            return;
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(2)) => {}
@@ -135,11 +163,85 @@ async fn read_retained_until_found(state: Shared, client: async_nats::Client) {
     }
 }
 
-/// The newest whole snapshot in the `PREDICTIONS` stream. The last message says which part it
-/// is; the parts of its snapshot precede it back to back (the stream holds only this
-/// subject). A snapshot still being published is skipped for the one before it.
-pub async fn read_retained(client: &async_nats::Client) -> anyhow::Result<Option<Snapshot>> {
-    fleetbus::latest_snapshot(&jetstream::new(client.clone())).await
+/// The newest whole snapshots in the `PREDICTIONS` stream: the one on `predictions.current`,
+/// or, when partition 0's on `predictions.current.0` is newer (or the only one), the newest of
+/// every partition (their count read from partition 0's). Empty when there are none; a
+/// partition with nothing retained is left out (partition 0 with nothing retained: none).
+pub async fn read_retained(client: &async_nats::Client) -> anyhow::Result<Vec<Snapshot>> {
+    let js = jetstream::new(client.clone());
+    let stream = js.get_stream(STREAM_PREDICTIONS).await?;
+    let whole = newest_on_subject(&stream, PREDICTIONS_CURRENT).await?;
+    let first = match newest_on_subject(&stream, &partition_subject(0)).await {
+        Ok(s) => s,
+        // A stream without the partitions' subjects still serves the unpartitioned snapshot.
+        Err(e) if whole.is_some() => {
+            tracing::debug!(error = %e, "no retained snapshot of partition 0");
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    let first = match (whole, first) {
+        (Some(w), Some(p)) if w.published_ms >= p.published_ms => return Ok(vec![w]),
+        (w, None) => return Ok(w.into_iter().collect()),
+        (_, Some(p)) => p,
+    };
+    let count = first.partition.map_or(1, |p| p.count);
+    let mut out = vec![first];
+    for k in 1..count {
+        match newest_on_subject(&stream, &partition_subject(k)).await {
+            Ok(Some(s)) => out.push(s),
+            Ok(None) => {}
+            Err(e) => tracing::debug!(error = %e, partition = k, "reading a retained partition snapshot failed"),
+        }
+    }
+    Ok(out)
+}
+
+/// The newest whole snapshot on `subject` in `stream`. Its last message tells which part it is;
+/// the parts of its snapshot precede it on the subject back to back, but other partitions'
+/// messages may sit between them in the stream. So the subject's messages are read forward
+/// (`next_by_subject` skips the others) from a little before the last, through a
+/// `SnapshotAssembler`; when that window holds no whole snapshot (the newest was cut off or
+/// is still being published), from further back, for the one before it.
+async fn newest_on_subject(stream: &Stream, subject: &str) -> anyhow::Result<Option<Snapshot>> {
+    let tail = match stream.get_last_raw_message_by_subject(subject).await {
+        Ok(m) => m,
+        Err(e) if matches!(e.kind(), LastRawMessageErrorKind::NoMessageFound) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    // Back to back its earlier parts are `index` messages back; every other partition may have
+    // published as many in between.
+    let (index, spread) = match schemas::decode::<Snapshot>(&tail.payload) {
+        Ok(last) => (u64::from(last.part.index), u64::from(last.partition.map_or(1, |p| p.count.max(1)))),
+        Err(_) => (0, 1),
+    };
+    let first = stream.cached_info().state.first_sequence.max(1);
+    let mut back = index * spread;
+    for _ in 0..4 {
+        let start = tail.sequence.saturating_sub(back).max(first);
+        let mut asm = SnapshotAssembler::default();
+        let mut whole = None;
+        let mut seq = start;
+        while seq <= tail.sequence {
+            let m = match stream.get_first_raw_message_by_subject(subject, seq).await {
+                Ok(m) => m,
+                Err(e) if matches!(e.kind(), LastRawMessageErrorKind::NoMessageFound) => break,
+                Err(e) => return Err(e.into()),
+            };
+            if m.sequence > tail.sequence {
+                break;
+            }
+            if let Ok(Some(w)) = decode_part(&mut asm, &m.payload) {
+                whole = Some(w);
+            }
+            seq = m.sequence + 1;
+        }
+        if whole.is_some() || start <= first {
+            return Ok(whole);
+        }
+        back = (back + spread) * 4;
+    }
+    Ok(None)
 }
 
 #[cfg(test)]
@@ -169,5 +271,33 @@ mod tests {
         s.v = SCHEMA_VERSION;
         s.part = schemas::PartInfo { index: 5, count: 2 };
         assert!(matches!(decode_part(&mut asm, &schemas::encode(&s).unwrap()), Err(BadSnapshot::Part { .. })));
+    }
+
+    #[test]
+    fn refuses_partitions_out_of_range() {
+        let mut asm = SnapshotAssembler::default();
+        let mut s = fixture::snapshot(&fixture::Spec { servers: 2, ..Default::default() });
+        s.partition = Some(schemas::partition::PartitionInfo { index: 2, count: 2 });
+        assert!(matches!(decode_part(&mut asm, &schemas::encode(&s).unwrap()), Err(BadSnapshot::Partition { index: 2, count: 2 })));
+    }
+
+    /// Parts of two partitions interleaved on one assembler come out as two whole snapshots.
+    #[test]
+    fn assembles_interleaved_partitions() {
+        let [a, b]: [Snapshot; 2] = fixture::partitions(&fixture::Spec { servers: 30, ..Default::default() }, 2).try_into().unwrap();
+        let (pa, pb) = (fixture::split(&a, 2), fixture::split(&b, 2));
+        let mut asm = SnapshotAssembler::default();
+        let mut whole = Vec::new();
+        for p in [&pa[0], &pb[0], &pa[1], &pb[1]] {
+            whole.extend(decode_part(&mut asm, &schemas::encode(p).unwrap()).unwrap());
+        }
+        assert_eq!(whole, [a, b]);
+    }
+
+    #[test]
+    fn partition_subjects_are_the_publishers() {
+        for k in 0..8 {
+            assert_eq!(partition_subject(k), schemas::partition::snapshot_subject(k, 8));
+        }
     }
 }

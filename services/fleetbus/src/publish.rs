@@ -7,6 +7,13 @@
 //! creates it, is not up yet) the same parts are retried with backoff, never dropped; message
 //! ids let the stream discard a part it already stored. The caller passes the future that
 //! aborts the retries (its shutdown signal), so this module knows no service's shutdown type.
+//!
+//! With a partition count above one ([`Publisher::with_partitions`]) the tick is published
+//! as one batch per partition present (`metrics.batch.<source>.<partition>`, parts counted
+//! and ids `<run_id>.<seq>.p<partition>.<part>` per partition; see `partitioned`); the tick
+//! still counts as sent only once every part of every partition is acknowledged.
+
+mod partitioned;
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -16,6 +23,8 @@ use bytes::Bytes;
 use futures::future::join_all;
 use schemas::{MetricRecord, MetricsBatch, CONTENT_TYPE, CONTENT_TYPE_HEADER};
 use tracing::warn;
+
+use self::partitioned::Part;
 
 /// Bytes kept free under `max_payload` for the headers and protocol framing.
 pub const HEADER_MARGIN: usize = 512;
@@ -113,7 +122,10 @@ fn encode_within(
 /// How one tick went out.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct TickReport {
+    /// Messages the tick took, every partition's together (parts cut again count once).
     pub parts: usize,
+    /// Partitions the tick reached (1 unpartitioned).
+    pub partitions: usize,
     pub bytes: usize,
     /// Time spent encoding and splitting.
     pub encode: Duration,
@@ -125,11 +137,15 @@ pub struct TickReport {
     pub resplit: usize,
 }
 
-/// Publishes ticks of one source on `metrics.batch.<source>`.
+/// Publishes ticks of one source on `metrics.batch.<source>`, or with `count` partitions
+/// on `metrics.batch.<source>.<partition>` (`schemas::partition::metrics_batch_subject`).
 pub struct Publisher {
     client: async_nats::Client,
     js: jetstream::Context,
     subject: String,
+    /// The subject of each partition (one: `metrics.batch.<source>`).
+    subjects: Vec<String>,
+    partitions: u16,
     source: String,
     run_id: String,
     splitter: Splitter,
@@ -138,20 +154,49 @@ pub struct Publisher {
 impl Publisher {
     /// `run_id` makes message ids unique to this run, so a restarted source is never
     /// mistaken for a duplicate of the previous one (a source that must de-duplicate across
-    /// restarts, such as a backfill, passes an id stable across them).
+    /// restarts, such as a backfill, passes an id stable across them). Unpartitioned, as
+    /// [`with_partitions`](Self::with_partitions)`(1)`.
     pub fn new(client: async_nats::Client, source: &str, run_id: impl Into<String>) -> Self {
+        let subject = schemas::subjects::metrics_batch(source);
         Publisher {
             js: jetstream::new(client.clone()),
             client,
-            subject: schemas::subjects::metrics_batch(source),
+            subjects: vec![subject.clone()],
+            subject,
+            partitions: 1,
             source: source.to_owned(),
             run_id: run_id.into(),
             splitter: Splitter::default(),
         }
     }
 
+    /// Splits every tick among `count` partitions by server (`schemas::partition::of`): each
+    /// partition present in a tick is its own batch on `metrics.batch.<source>.<partition>`,
+    /// its parts numbered `1/n..n/n` within the partition and identified
+    /// `<run_id>.<seq>.p<partition>.<part>`. 1 (the default; 0 is taken as 1) publishes
+    /// exactly as unpartitioned: `metrics.batch.<source>`, ids `<run_id>.<seq>.<part>`.
+    pub fn with_partitions(mut self, count: u16) -> Self {
+        let count = count.max(1);
+        self.partitions = count;
+        self.subjects = (0..count).map(|p| schemas::partition::metrics_batch_subject(&self.source, p, count)).collect();
+        self.subject = if count == 1 { self.subjects[0].clone() } else { format!("{}.*", schemas::subjects::metrics_batch(&self.source)) };
+        self
+    }
+
+    /// The partition count (1 unpartitioned).
+    pub fn partitions(&self) -> u16 {
+        self.partitions
+    }
+
+    /// Where ticks go: `metrics.batch.<source>`, or with partitions the wildcard of them all,
+    /// `metrics.batch.<source>.*` (for logs; [`subjects`](Self::subjects) lists them).
     pub fn subject(&self) -> &str {
         &self.subject
+    }
+
+    /// The subject of each partition, by partition (one unpartitioned).
+    pub fn subjects(&self) -> &[String] {
+        &self.subjects
     }
 
     /// The largest message this publisher sends: the `max_payload` the client enforces (the
@@ -164,9 +209,10 @@ impl Publisher {
         max.saturating_sub(HEADER_MARGIN).max(1024)
     }
 
-    /// Sends one tick and waits until the stream has acknowledged all of it. Failed parts are
-    /// retried with backoff (200 ms doubling to 5 s) until they are acknowledged or `abort`
-    /// resolves, which ends the call with [`PublishError::Aborted`].
+    /// Sends one tick and waits until the stream has acknowledged all of it (with partitions,
+    /// every part of every partition present). Failed parts are retried with backoff (200 ms
+    /// doubling to 5 s) until they are acknowledged or `abort` resolves, which ends the call
+    /// with [`PublishError::Aborted`].
     pub async fn publish(
         &mut self,
         seq: u64,
@@ -176,9 +222,22 @@ impl Publisher {
     ) -> Result<TickReport, PublishError> {
         let mut abort = std::pin::pin!(abort);
         let t0 = Instant::now();
-        let mut parts = self.splitter.split(&self.source, seq, clock_ms, records, self.limit())?;
-        let mut report =
-            TickReport { parts: parts.len(), bytes: parts.iter().map(Bytes::len).sum(), encode: t0.elapsed(), ..Default::default() };
+        let limit = self.limit();
+        let mut parts = Vec::new();
+        let groups = partitioned::group(records, self.partitions);
+        let reached = groups.len();
+        for (partition, records) in groups {
+            for bytes in self.splitter.split(&self.source, seq, clock_ms, records, limit)? {
+                parts.push(Part { partition, bytes });
+            }
+        }
+        let mut report = TickReport {
+            parts: parts.len(),
+            partitions: reached,
+            bytes: parts.iter().map(|p| p.bytes.len()).sum(),
+            encode: t0.elapsed(),
+            ..Default::default()
+        };
         let t1 = Instant::now();
         let mut pending: Vec<usize> = (0..parts.len()).collect();
         let mut backoff = BACKOFF_FIRST;
@@ -196,20 +255,28 @@ impl Publisher {
                     // The server's limit is lower than the one this part was cut for (its INFO
                     // came late, or it changed on reconnect): cut the part again, at once.
                     let limit = self.limit();
-                    warn!(subject = %self.subject, seq, bytes = parts[i].len(), limit, "part over the server's max_payload; splitting it again");
-                    let batch: MetricsBatch = schemas::decode(&parts[i])?;
+                    let (partition, subject) = (parts[i].partition, self.subject_of(parts[i].partition));
+                    warn!(subject, seq, bytes = parts[i].bytes.len(), limit, "part over the server's max_payload; splitting it again");
+                    let batch: MetricsBatch = schemas::decode(&parts[i].bytes)?;
                     report.resplit += 1;
-                    for part in self.splitter.split(&self.source, seq, clock_ms, batch.records, limit)? {
-                        parts.push(part);
+                    for bytes in self.splitter.split(&self.source, seq, clock_ms, batch.records, limit)? {
+                        parts.push(Part { partition, bytes });
                         pending.push(parts.len() - 1);
                     }
                     continue;
                 }
                 if !wait {
+                    let subject = self.subject_of(parts[i].partition);
                     if err.kind() == PublishErrorKind::StreamNotFound {
-                        warn!(subject = %self.subject, seq, "no JetStream stream answers on {} (the predictor creates stream {}); retrying the tick in {:?}", self.subject, schemas::subjects::STREAM_METRICS, backoff);
+                        warn!(
+                            subject,
+                            seq,
+                            "no JetStream stream answers on {subject} (the predictor creates stream {}); retrying the tick in {:?}",
+                            schemas::subjects::STREAM_METRICS,
+                            backoff
+                        );
                     } else {
-                        warn!(subject = %self.subject, seq, "publishing failed: {err}; retrying in {backoff:?}");
+                        warn!(subject, seq, "publishing failed: {err}; retrying in {backoff:?}");
                     }
                 }
                 wait = true;
@@ -227,17 +294,24 @@ impl Publisher {
         }
     }
 
+    fn subject_of(&self, partition: u16) -> &str {
+        self.subjects.get(usize::from(partition)).unwrap_or(&self.subject)
+    }
+
     /// Publishes the `pending` parts back to back, then awaits their acks; returns failures.
-    async fn send_round(&self, seq: u64, parts: &[Bytes], pending: &[usize]) -> Vec<(usize, jetstream::context::PublishError)> {
+    /// Parts are numbered within their partition (all of them unpartitioned).
+    async fn send_round(&self, seq: u64, parts: &[Part], pending: &[usize]) -> Vec<(usize, jetstream::context::PublishError)> {
+        let labels = partitioned::label(parts, self.partitions);
         let mut failed = Vec::new();
         let mut acks = Vec::with_capacity(pending.len());
         for &i in pending {
+            let (p, (index, count)) = (parts[i].partition, labels[i]);
             let msg = PublishMessage::build()
-                .payload(parts[i].clone())
+                .payload(parts[i].bytes.clone())
                 .header(CONTENT_TYPE_HEADER, CONTENT_TYPE)
-                .header(schemas::subjects::PART_HEADER, schemas::subjects::part_header(i, parts.len()).as_str())
-                .message_id(format!("{}.{}.{}", self.run_id, seq, i));
-            match self.js.send_publish(self.subject.clone(), msg).await {
+                .header(schemas::subjects::PART_HEADER, schemas::subjects::part_header(index, count).as_str())
+                .message_id(partitioned::message_id(&self.run_id, seq, p, self.partitions, index));
+            match self.js.send_publish(self.subject_of(p).to_owned(), msg).await {
                 Ok(ack) => acks.push(async move { (i, ack.await) }),
                 Err(e) => failed.push((i, e)),
             }

@@ -28,6 +28,9 @@ pub struct LiveOptions {
     pub backfill_steps: u64,
     /// Last token of the subject, `metrics.batch.<source>`.
     pub source: String,
+    /// Partitions of the fleet (1: unpartitioned, `metrics.batch.<source>`; more: one batch
+    /// per partition on `metrics.batch.<source>.<partition>`; see `Publisher::with_partitions`).
+    pub partitions: u16,
     /// Scenario to switch to once the backfill is done.
     pub scenario: Option<Scenario>,
     /// Start of the first step; default: `backfill_steps` steps before now.
@@ -74,11 +77,12 @@ pub async fn run_counted(opts: LiveOptions, mut shutdown: Shutdown, metrics: cra
     let sim = Arc::new(Mutex::new(sim));
     let control = control::start(&client, sim.clone()).await?;
     let run_id = format!("{:x}-{:x}", now_ms(), std::process::id());
-    let mut publisher = Publisher::new(client.clone(), &opts.source, run_id);
+    let mut publisher = Publisher::new(client.clone(), &opts.source, run_id).with_partitions(opts.partitions);
     info!(
         servers = opts.servers,
         seed = opts.seed,
         subject = publisher.subject(),
+        partitions = publisher.partitions(),
         max_message = publisher.limit(),
         "backfilling {} steps from {}",
         opts.backfill_steps,

@@ -57,6 +57,11 @@ struct LiveArgs {
     /// Source name: batches go to metrics.batch.<source>.
     #[arg(long, env = "GENERATOR_SOURCE", default_value = "generator")]
     source: String,
+    /// Partitions of the fleet (at least 1): with more than 1, each tick is one batch per
+    /// partition on metrics.batch.<source>.<partition>, servers assigned by FNV-1a of the name
+    /// (as NATS's partition()); 1 publishes on metrics.batch.<source>, as ever.
+    #[arg(long, env = "FLEETCAST_PARTITIONS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    partitions: u16,
     /// Scenario to switch to once the backfill is done: healthy, degrading, critical, cascade.
     #[arg(long, env = "GENERATOR_SCENARIO", value_parser = parse_scenario)]
     scenario: Option<Scenario>,
@@ -166,6 +171,7 @@ fn run_live(fleet: FleetArgs, args: LiveArgs) -> anyhow::Result<()> {
             tick: args.tick,
             backfill_steps: args.backfill_steps,
             source: args.source,
+            partitions: args.partitions,
             scenario: args.scenario,
             start_ms: args.start,
             max_steps: args.max_steps,
@@ -214,5 +220,16 @@ mod tests {
         assert_eq!((cli.fleet.servers, cli.fleet.seed), (200, 7));
         let Some(Command::Export(e)) = cli.command else { panic!("not export") };
         assert_eq!((e.days, e.out), (2.0, PathBuf::from("x.parquet")));
+    }
+
+    #[test]
+    fn partitions_default_to_one_and_zero_is_refused() {
+        assert_eq!(Cli::try_parse_from(["generator"]).unwrap().live.partitions, 1);
+        assert_eq!(Cli::try_parse_from(["generator", "--partitions", "4"]).unwrap().live.partitions, 4);
+        for bad in ["0", "many", "70000"] {
+            let err = Cli::try_parse_from(["generator", "--partitions", bad]).unwrap_err();
+            assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation, "{bad}: {err}");
+            assert!(err.to_string().contains("--partitions"), "{err}");
+        }
     }
 }

@@ -17,6 +17,11 @@ pub struct Config {
     /// Last token of the subject `metrics.batch.<source>`: [A-Za-z0-9_-]+.
     #[arg(long, env = "INGEST_SOURCE", default_value = "prometheus")]
     pub source: String,
+    /// Partitions of the fleet (at least 1): with more than 1, each closed step is one batch
+    /// per partition on `metrics.batch.<source>.<partition>`, hosts assigned by FNV-1a of the
+    /// server name (as NATS's partition()); 1 publishes on `metrics.batch.<source>`, as ever.
+    #[arg(long, env = "FLEETCAST_PARTITIONS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    pub partitions: u16,
     /// Serve remote-write (`POST /api/v1/write`) and `/metrics` here, e.g. 127.0.0.1:9201.
     #[arg(long, env = "INGEST_LISTEN")]
     pub listen: Option<SocketAddr>,
@@ -88,9 +93,27 @@ impl Config {
         if self.pull == PullMode::History && (self.listen.is_none() || self.prometheus_url.is_none()) {
             return Err("--pull history backfills pushed hosts: it needs --listen and --prometheus-url".into());
         }
-        if self.backlog == 0 || self.max_hosts == 0 {
-            return Err("--backlog and --max-hosts must be at least 1".into());
+        if self.backlog == 0 || self.max_hosts == 0 || self.partitions == 0 {
+            return Err("--backlog, --max-hosts and --partitions must be at least 1".into());
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partitions_default_to_one_and_zero_is_refused() {
+        let base = ["ingest", "--listen", "127.0.0.1:9201"];
+        assert_eq!(Config::try_parse_from(base).unwrap().partitions, 1);
+        let four = Config::try_parse_from(base.iter().copied().chain(["--partitions", "4"])).unwrap();
+        assert_eq!((four.partitions, four.check()), (4, Ok(())));
+        for bad in ["0", "many", "70000"] {
+            let err = Config::try_parse_from(base.iter().copied().chain(["--partitions", bad])).unwrap_err();
+            assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation, "{bad}: {err}");
+            assert!(err.to_string().contains("--partitions"), "{err}");
+        }
     }
 }

@@ -34,7 +34,8 @@ pub async fn run(cfg: Config, stop: watch::Receiver<bool>) -> Result<(), Service
     let client = fleetbus::connect("ingest", &cfg.nats_url).await?;
     let stats = Arc::new(Stats::default());
     let (tx, rx) = mpsc::channel(cfg.backlog);
-    let sink = tokio::spawn(sink::run(client.clone(), cfg.source.clone(), now_ms() as u64, rx, stats.clone(), stop.clone()));
+    let sink =
+        tokio::spawn(sink::run(client.clone(), cfg.source.clone(), cfg.partitions, now_ms() as u64, rx, stats.clone(), stop.clone()));
     let mut tasks = Vec::new();
     let history = cfg.pull == PullMode::History;
     let (fresh_tx, fresh_rx) = mpsc::unbounded_channel();
@@ -95,7 +96,11 @@ pub async fn run(cfg: Config, stop: watch::Receiver<bool>) -> Result<(), Service
         }
     }
     drop(tx);
-    info!(source = %cfg.source, subject = %schemas::subjects::metrics_batch(&cfg.source), "ingest ready");
+    let subject = match cfg.partitions {
+        1 => schemas::subjects::metrics_batch(&cfg.source),
+        _ => format!("{}.*", schemas::subjects::metrics_batch(&cfg.source)),
+    };
+    info!(source = %cfg.source, %subject, partitions = cfg.partitions, "ingest ready");
     for t in tasks {
         let _ = t.await;
     }

@@ -1,6 +1,6 @@
 //! The one way out to NATS: closed steps go through the shared `fleetbus::publish::Publisher`
-//! on `metrics.batch.<source>` (split at max_payload, `Fleetcast-Part`, `Nats-Msg-Id`, retried
-//! with backoff), rejections on `metrics.rejected` in the predictor's `Rejection` shape. One task
+//! on `metrics.batch.<source>` (or, partitioned, `metrics.batch.<source>.<partition>`; split at
+//! max_payload, `Fleetcast-Part`, `Nats-Msg-Id`, retried with backoff), rejections on `metrics.rejected` in the predictor's `Rejection` shape. One task
 //! owns the publisher, so batches leave in the order the steps closed, whichever path (push or
 //! pull) made them.
 
@@ -67,16 +67,18 @@ impl Tally {
 
 /// Publishes everything sent on `rx` until the channel closes (every sender gone) or `abort`
 /// fires. `seq_start` should grow across restarts (the start's wall clock), so a restarted
-/// ingest is never taken for a repeat of the previous run's batches.
+/// ingest is never taken for a repeat of the previous run's batches. `partitions` is the
+/// publisher's partition count (1: unpartitioned; see `Publisher::with_partitions`).
 pub async fn run(
     client: async_nats::Client,
     source: String,
+    partitions: u16,
     seq_start: u64,
     mut rx: mpsc::Receiver<Out>,
     stats: Arc<Stats>,
     mut abort: watch::Receiver<bool>,
 ) {
-    let mut publisher = Publisher::new(client.clone(), &source, format!("{source}-{seq_start}"));
+    let mut publisher = Publisher::new(client.clone(), &source, format!("{source}-{seq_start}")).with_partitions(partitions);
     let mut seq = seq_start;
     while let Some(out) = rx.recv().await {
         match out {
@@ -89,7 +91,7 @@ pub async fn run(
                     Ok(r) => {
                         stats.add("published", "what", "batches", 1);
                         stats.add("published", "what", "records", n as u64);
-                        debug!(seq, clock_ms, records = n, parts = r.parts, "batch published");
+                        debug!(seq, clock_ms, records = n, parts = r.parts, partitions = r.partitions, "batch published");
                     }
                     Err(PublishError::Aborted { .. }) => {
                         info!(seq, "shutting down with a batch unacknowledged");

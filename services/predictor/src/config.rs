@@ -112,6 +112,25 @@ pub struct Config {
     #[arg(long, env = "PREDICTOR_REPLICAS", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=5))]
     pub replicas: u8,
 
+    /// Partitions the fleet is split into (`schemas::partition`); every source must publish
+    /// with the same number. 1: this predictor holds the whole fleet. More: it takes a fair
+    /// share of them among the live predictors (`partitions/`), and the rest when others die.
+    #[arg(long, env = "FLEETCAST_PARTITIONS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub partitions: u16,
+
+    /// This predictor's name among the partitioned predictors (default: host name and pid).
+    #[arg(long, env = "PREDICTOR_INSTANCE")]
+    pub instance: Option<String>,
+
+    /// How often a partitioned predictor renews its membership and reviews its partitions.
+    #[arg(long, env = "PREDICTOR_HEARTBEAT", default_value = "2s", value_parser = humantime_duration)]
+    pub heartbeat: Duration,
+
+    /// A partitioned predictor whose heartbeat is older than this is gone; its partitions pass
+    /// to the others. The partition consumers' pin lapses after the same time without a pull.
+    #[arg(long, env = "PREDICTOR_MEMBER_TTL", default_value = "8s", value_parser = humantime_duration)]
+    pub member_ttl: Duration,
+
     /// `--metrics-listen ADDR`: Prometheus `/metrics` (off when absent; see `prom.rs`).
     #[command(flatten)]
     pub metrics: fleetbus::metrics::MetricsArgs,
@@ -156,6 +175,20 @@ impl Config {
     /// What the forecast gauges include (`prom_series.rs`).
     pub fn series(&self) -> crate::prom_series::SeriesConfig {
         crate::prom_series::SeriesConfig { forecasts: self.metrics_forecasts, forecast_servers: self.metrics_forecast_servers }
+    }
+
+    /// How long a partition consumer's pin outlives its holder's last pull.
+    pub fn pin_ttl(&self) -> Duration {
+        self.member_ttl
+    }
+
+    /// This instance's member name: `--instance`, else `<host>-<pid>`, as one KV key token.
+    pub fn instance_name(&self) -> String {
+        let raw = self.instance.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+            format!("{}-{}", host.trim(), std::process::id())
+        });
+        raw.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
     }
 
     pub fn manifest_path(&self) -> PathBuf {

@@ -36,7 +36,8 @@ pub struct MessageReport {
 
 /// The source token of a batch subject.
 pub fn source_of(subject: &str) -> &str {
-    subject.strip_prefix(schemas::subjects::METRICS_BATCH_PREFIX).and_then(|s| s.strip_prefix('.')).unwrap_or(subject)
+    // `metrics.batch.<source>`, or `metrics.batch.<source>.<partition>` on a partitioned fleet.
+    schemas::partition::parse_metrics_batch(subject).0
 }
 
 /// Bounds on what a message may bring.

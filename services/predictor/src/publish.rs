@@ -24,11 +24,30 @@ pub struct Publisher {
     client: async_nats::Client,
     js: jetstream::Context,
     forecasts_prefix: String,
+    /// `predictions.current`, or `predictions.current.<k>` for partition k.
+    snapshot_subject: String,
+    /// The saved domain state's key in KV `state`: `domain`, or `domain.p<k>`.
+    state_key: String,
 }
 
 impl Publisher {
     pub fn new(client: async_nats::Client, js: jetstream::Context) -> Publisher {
-        Publisher { client, js, forecasts_prefix: format!("$KV.{}.", subjects::BUCKET_FORECASTS) }
+        Publisher {
+            client,
+            js,
+            forecasts_prefix: format!("$KV.{}.", subjects::BUCKET_FORECASTS),
+            snapshot_subject: subjects::PREDICTIONS_CURRENT.to_string(),
+            state_key: crate::streams::STATE_KEY.to_string(),
+        }
+    }
+
+    /// Publishes one partition's snapshot and state ([`crate::streams::state_key`]).
+    pub fn for_partition(mut self, partition: Option<schemas::partition::PartitionInfo>) -> Publisher {
+        if let Some(p) = partition {
+            self.snapshot_subject = schemas::partition::snapshot_subject(p.index, p.count);
+        }
+        self.state_key = crate::streams::state_key(partition);
+        self
     }
 
     async fn send(&self, subject: String, payload: Bytes, acks: &mut Vec<PublishAckFuture>) -> Result<(), WriteError> {
@@ -47,7 +66,7 @@ impl Publisher {
         for k in 0..out.plan.count() {
             let part = engine.part(out, k)?;
             bytes += part.len();
-            in_flight.push_back(self.js.publish_with_headers(subjects::PREDICTIONS_CURRENT, headers(), part).await?);
+            in_flight.push_back(self.js.publish_with_headers(self.snapshot_subject.clone(), headers(), part).await?);
             if in_flight.len() > PARTS_IN_FLIGHT {
                 if let Some(ack) = in_flight.pop_front() {
                     ack.await?;
@@ -66,7 +85,7 @@ impl Publisher {
         let mut writes: Vec<(String, Bytes)> =
             out.forecasts.iter().map(|(server, v)| (format!("{}{server}", self.forecasts_prefix), v.clone())).collect();
         if let Some(state) = &out.state {
-            writes.push((format!("$KV.{}.{}", crate::streams::BUCKET_STATE, crate::streams::STATE_KEY), state.clone()));
+            writes.push((format!("$KV.{}.{}", crate::streams::BUCKET_STATE, self.state_key), state.clone()));
         }
         publish_all(&self.js, writes).await?;
         Ok(bytes)
@@ -93,3 +112,15 @@ pub enum RejectionsError {
 
 /// The newest complete snapshot retained in `PREDICTIONS` (shared with the dashboard).
 pub use fleetbus::latest_snapshot;
+
+/// The number of the last snapshot (any part) retained on `subject`; 0 when there is none.
+/// A partition's next snapshot continues from it, whoever published it before.
+pub async fn last_seq_on(js: &jetstream::Context, subject: &str) -> u64 {
+    let Ok(stream) = js.get_stream(subjects::STREAM_PREDICTIONS).await else {
+        return 0;
+    };
+    match stream.get_last_raw_message_by_subject(subject).await {
+        Ok(m) => schemas::decode::<schemas::Snapshot>(&m.payload).map_or(0, |s| s.seq),
+        Err(_) => 0,
+    }
+}

@@ -1,30 +1,26 @@
-//! Starting and running the predictor: connect, create the streams, load the model, rebuild
-//! the windows from KV, register the stats service, then loop. [`start`] returns a handle, so
-//! tests and the benchmark run the predictor in-process and can stop it gracefully or abort
-//! it like a crash; the binary calls [`run`].
-//!
-//! The loop takes messages in groups: apply each, publish its rejections, store the changed
-//! windows, then ack the group (a crash before the ack means redelivery, and a redelivered
-//! record for a closed step is ignored as late). When steps have closed and no message
-//! follows within `coalesce` (the rest of a split tick arrives back to back), or a backlog has
-//! kept the tick waiting `tick_max_delay`, the tick runs.
+//! Starting and running the predictor: connect, create the streams, load the model, register
+//! the stats service and `/metrics`, then run the loop (`consume.rs`) over the whole fleet, or,
+//! with `--partitions N > 1`, the partition supervisor (`partitions/`), which runs one loop per
+//! partition this predictor holds. [`start`] returns a handle, so tests and the benchmark run
+//! the predictor in-process and can stop it gracefully or abort it like a crash; the binary
+//! calls [`run`].
 
 use std::future::Future;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use async_nats::jetstream;
-use futures::{FutureExt, StreamExt};
+use schemas::partition::PartitionInfo;
 use schemas::subjects;
 use tokio::sync::watch;
 
 use crate::config::Config;
-use crate::ingest::{ingest, Limits};
+use crate::consume::{pull, Loop, Messages};
 use crate::publish::Publisher;
 use crate::registry::Registry;
-use crate::stats::{ms, Stages, Stats, TickRecord};
+use crate::stats::{ms, Stages, Stats};
 use crate::store::WindowStore;
-use crate::tick::Engine;
+use crate::tick::{Engine, SharedWorkers};
 use crate::workers::Workers;
 
 pub fn wall_ms() -> i64 {
@@ -87,7 +83,20 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     }
 }
 
-/// Sets everything up and spawns the loop.
+/// What every loop of this process shares: the connection, the model's workers, the streams,
+/// the stats and `/metrics` counters.
+pub(crate) struct Base {
+    pub config: Config,
+    pub client: async_nats::Client,
+    pub js: jetstream::Context,
+    pub workers: SharedWorkers,
+    pub streams: crate::streams::Streams,
+    pub stats: Stats,
+    pub prom: crate::prom::Metrics,
+    pub max_payload: usize,
+}
+
+/// Sets everything up and spawns the loop (or the partition supervisor).
 pub async fn start(config: Config) -> anyhow::Result<Running> {
     let client = fleetbus::connect("predictor", &config.nats_url).await?;
     let js = jetstream::new(client.clone());
@@ -96,327 +105,130 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let workers = tokio::task::spawn_blocking(move || Workers::load(&model_path, &manifest_path, &dylib, workers, chunk, threads))
         .await
         .context("model loader")??;
+    let version = workers.manifest().version.clone();
     let streams = crate::streams::ensure(&js, &config).await?;
     tracing::debug!("streams ready");
-    // The window keeps what the model reads and what the statistical methods read (a day and
-    // the horizon), whichever is longer.
-    let capacity = workers.manifest().encoder_steps.max(crate::methods::HISTORY_STEPS);
-    let store = WindowStore::open(&js, subjects::BUCKET_WINDOWS, capacity, config.kv_max_age).await?;
-    let mut reg = Registry::new(capacity);
-    let clock = Instant::now();
-    let restored = store.load(&mut reg, wall_ms()).await?;
-    tracing::info!(servers = restored, ms = ms(clock.elapsed()), "windows rebuilt from KV");
-    tracing::debug!("reading the last snapshot number");
-    let last_seq = crate::publish::latest_snapshot(&js).await.ok().flatten().map_or(0, |s| s.seq);
     let stats = Stats::default();
-    stats.set_model(&workers.manifest().version);
-    let mut engine = Engine::new(workers, config.recent_steps, last_seq);
-    engine.keep_gauges(config.metrics.metrics_listen.is_some());
-    match streams.state.get(crate::streams::STATE_KEY).await {
-        Ok(Some(bytes)) => match engine.restore_domain(&bytes) {
-            Ok(()) => tracing::info!(bytes = bytes.len(), "alert book and accuracy restored"),
-            Err(e) => tracing::warn!(error = %e, "ignoring unreadable saved state"),
-        },
-        Ok(None) => {}
-        Err(e) => tracing::warn!(error = %e, "reading saved state"),
-    }
+    stats.set_model(&version);
     let (service, service_task) = crate::service::start(&client, &config.service_name, stats.clone()).await?;
     let service_abort = service_task.abort_handle();
     tracing::debug!("stats service registered");
-    let messages = pull(&streams.consumer, config.group_messages).await?;
     let max_payload = config.max_payload.unwrap_or_else(|| client.server_info().max_payload).max(4096);
     let (shutdown, shutdown_rx) = watch::channel(false);
-    let (prom, series, registry) = crate::prom::Metrics::new(&engine.manifest().version);
+    let (prom, series, registry) = crate::prom::Metrics::new(&version);
     let mut metrics_stop = shutdown_rx.clone();
     // Stops with the loop's shutdown (or when the `Running` is dropped).
-    let _metrics = fleetbus::metrics::serve_if(&config.metrics, std::sync::Arc::new(registry), async move {
+    let metrics = fleetbus::metrics::serve_if(&config.metrics, std::sync::Arc::new(registry), async move {
         let _ = metrics_stop.wait_for(|stop| *stop).await;
     })
     .await?;
-    let mut lp = Loop {
-        config,
-        reg,
-        store,
-        engine,
-        publisher: Publisher::new(client.clone(), js.clone()),
-        stats: stats.clone(),
-        prom,
-        series,
-        max_payload,
-        acc: Stages::default(),
-        due_since: None,
-        first_published_ms: None,
-        consumer: streams.consumer,
-        shutdown: shutdown_rx,
+    let workers = std::sync::Arc::new(std::sync::Mutex::new(workers));
+    let base = Base { config, client: client.clone(), js, workers, streams, stats: stats.clone(), prom, max_payload };
+    let task = if base.config.partitions > 1 {
+        tracing::info!(partitions = base.config.partitions, instance = %base.config.instance_name(), model = %version, "predictor ready (partitioned)");
+        tokio::spawn(async move {
+            let _metrics = metrics;
+            let result = crate::partitions::supervise(base, shutdown_rx).await;
+            finish(service, service_task, client, result).await
+        })
+    } else {
+        let (mut lp, messages) = open_loop(&base, None, Some(series), shutdown_rx).await?;
+        tracing::info!(servers = lp.reg.len(), model = %version, "predictor ready");
+        tokio::spawn(async move {
+            let _metrics = metrics;
+            let result = lp.run(messages).await;
+            finish(service, service_task, client, result).await
+        })
     };
-    tracing::info!(servers = lp.reg.len(), model = %lp.engine.manifest().version, "predictor ready");
-    let task = tokio::spawn(async move {
-        let result = lp.run(messages).await;
-        service_task.abort();
-        let _ = service.stop().await;
-        let _ = client.flush().await;
-        if let Err(e) = &result {
-            tracing::error!(error = %format!("{e:#}"), "predictor loop failed");
-        }
-        result
-    });
     Ok(Running { stats, shutdown, task, service_task: service_abort })
 }
 
-async fn pull(consumer: &jetstream::consumer::Consumer<jetstream::consumer::pull::Config>, group: usize) -> anyhow::Result<Messages> {
-    consumer
-        .stream()
-        .max_messages_per_batch(group.max(1))
-        .heartbeat(Duration::from_secs(5))
-        .expires(Duration::from_secs(30))
-        .messages()
-        .await
-        .context("pulling from METRICS")
+async fn finish(
+    service: async_nats::service::Service,
+    service_task: tokio::task::JoinHandle<()>,
+    client: async_nats::Client,
+    result: anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    service_task.abort();
+    let _ = service.stop().await;
+    let _ = client.flush().await;
+    if let Err(e) = &result {
+        tracing::error!(error = %format!("{e:#}"), "predictor loop failed");
+    }
+    result
 }
 
-struct Loop {
-    config: Config,
-    reg: Registry,
-    store: WindowStore,
-    engine: Engine,
-    publisher: Publisher,
-    stats: Stats,
-    /// `/metrics`: pipeline counters, and the per-server gauges refilled on every tick.
-    prom: crate::prom::Metrics,
-    series: crate::prom_series::ServerFamilies,
-    max_payload: usize,
-    /// Decode and KV time since the last tick.
-    acc: Stages,
-    due_since: Option<Instant>,
-    /// JetStream publish time of the earliest batch that closed a step not yet ticked.
-    first_published_ms: Option<i64>,
-    consumer: jetstream::consumer::Consumer<jetstream::consumer::pull::Config>,
+/// How long a partition consumer's pull request waits: short, so a pin is renewed well within
+/// `member_ttl` and a takeover is not held up by a dead holder's outstanding request.
+fn pull_expires(config: &Config, partition: Option<PartitionInfo>) -> Duration {
+    match partition {
+        Some(_) => (config.member_ttl / 2).clamp(Duration::from_secs(1), Duration::from_secs(30)),
+        None => Duration::from_secs(30),
+    }
+}
+
+/// A loop over the whole fleet (`partition` None) or over one partition: its windows rebuilt
+/// from KV, its alert book and accuracy restored, its snapshot numbers continued, and its
+/// consumer's pull stream opened.
+pub(crate) async fn open_loop(
+    base: &Base,
+    partition: Option<PartitionInfo>,
+    series: Option<crate::prom_series::ServerFamilies>,
     shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<(Loop, Messages)> {
+    let config = &base.config;
+    let manifest = base.workers.lock().unwrap_or_else(|p| p.into_inner()).manifest().clone();
+    // The window keeps what the model reads and what the statistical methods read (a day and
+    // the horizon), whichever is longer.
+    let capacity = manifest.encoder_steps.max(crate::methods::HISTORY_STEPS);
+    let store = WindowStore::open(&base.js, subjects::BUCKET_WINDOWS, capacity, config.kv_max_age).await?.for_partition(partition);
+    let mut reg = Registry::new(capacity);
+    let clock = Instant::now();
+    let restored = store.load(&mut reg, wall_ms()).await?;
+    let part = partition.map(|p| p.index);
+    tracing::info!(servers = restored, ?part, ms = ms(clock.elapsed()), "windows rebuilt from KV");
+    let last_seq = match partition {
+        None => crate::publish::latest_snapshot(&base.js).await.ok().flatten().map_or(0, |s| s.seq),
+        Some(p) => crate::publish::last_seq_on(&base.js, &schemas::partition::snapshot_subject(p.index, p.count)).await,
+    };
+    let mut engine = Engine::shared(base.workers.clone(), config.recent_steps, last_seq);
+    engine.set_partition(partition);
+    engine.keep_gauges(config.metrics.metrics_listen.is_some() && series.is_some());
+    let key = crate::streams::state_key(partition);
+    match base.streams.state.get(&key).await {
+        Ok(Some(bytes)) => match engine.restore_domain(&bytes) {
+            Ok(()) => tracing::info!(bytes = bytes.len(), ?part, "alert book and accuracy restored"),
+            Err(e) => tracing::warn!(error = %e, ?part, "ignoring unreadable saved state"),
+        },
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = %e, ?part, "reading saved state"),
+    }
+    let (consumer, group) = match (partition, &base.streams.consumer) {
+        (None, Some(c)) => (c.clone(), None),
+        (None, None) => anyhow::bail!("no whole-fleet consumer on a partitioned predictor"),
+        (Some(p), _) => {
+            (crate::streams::partition_consumer(&base.js, &base.streams.metrics, config, p).await?, Some(crate::streams::PRIORITY_GROUP))
+        }
+    };
+    let expires = pull_expires(config, partition);
+    let messages = pull(&consumer, config.group_messages, group, expires).await?;
+    let lp = Loop {
+        config: config.clone(),
+        reg,
+        store,
+        engine,
+        publisher: Publisher::new(base.client.clone(), base.js.clone()).for_partition(partition),
+        stats: base.stats.clone(),
+        prom: base.prom.clone(),
+        series,
+        max_payload: base.max_payload,
+        acc: Stages::default(),
+        due_since: None,
+        first_published_ms: None,
+        consumer,
+        group,
+        expires,
+        shutdown,
+    };
+    Ok((lp, messages))
 }
-
-type Messages = async_nats::jetstream::consumer::pull::Stream;
-
-impl Loop {
-    async fn run(&mut self, mut messages: Messages) -> anyhow::Result<()> {
-        let mut shutdown = self.shutdown.clone();
-        if self.reg.due_count() > 0 {
-            self.tick().await;
-        }
-        let mut last_grace = Instant::now();
-        loop {
-            let wait = if self.reg.due_count() > 0 { self.config.coalesce } else { Duration::from_secs(1) };
-            let first = tokio::select! {
-                biased;
-                _ = shutdown.changed() => break,
-                next = tokio::time::timeout(wait, messages.next()) => next,
-            };
-            match first {
-                Ok(Some(Ok(msg))) => {
-                    let mut group = vec![msg];
-                    while group.len() < self.config.group_messages {
-                        match messages.next().now_or_never() {
-                            Some(Some(Ok(m))) => group.push(m),
-                            _ => break,
-                        }
-                    }
-                    if self.group(group).await? && self.reg.due_count() > 0 {
-                        // The source said this was its tick's last part: no coalesce wait.
-                        self.tick().await;
-                    }
-                }
-                Ok(Some(Err(e))) => tracing::warn!(error = %e, "pulling from METRICS"),
-                Ok(None) => {
-                    tracing::warn!("the METRICS pull stream ended; pulling again");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                    match pull(&self.consumer, self.config.group_messages).await {
-                        Ok(m) => messages = m,
-                        Err(e) => tracing::warn!(error = %format!("{e:#}"), "pulling from METRICS"),
-                    }
-                }
-                Err(_idle) => {
-                    if self.reg.due_count() > 0 {
-                        self.tick().await;
-                    }
-                }
-            }
-            if last_grace.elapsed() >= Duration::from_secs(1) {
-                last_grace = Instant::now();
-                let closed = self.reg.close_by_wall(wall_ms(), self.config.grace.as_millis() as i64);
-                if closed > 0 {
-                    tracing::debug!(closed, "steps closed by the wall clock");
-                    self.flush().await?;
-                }
-            }
-            if self.reg.due_count() > 0 {
-                let since = *self.due_since.get_or_insert_with(Instant::now);
-                if since.elapsed() >= self.config.tick_max_delay {
-                    self.tick().await;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Applies, stores and acks one group of messages. Returns whether the group drained the
-    /// stream (it is not full) and ends with a part its source marked as its tick's last
-    /// ([`subjects::PART_HEADER`]): then nothing is worth waiting for. A backlog keeps
-    /// coalescing, because its groups come full.
-    async fn group(&mut self, group: Vec<jetstream::Message>) -> anyhow::Result<bool> {
-        let ends_tick = group.len() < self.config.group_messages
-            && group
-                .last()
-                .and_then(|m| m.headers.as_ref())
-                .and_then(|h| h.get(subjects::PART_HEADER))
-                .is_some_and(|v| subjects::is_last_part(v.as_str()));
-        let clock = Instant::now();
-        let mut reports = Vec::with_capacity(group.len());
-        for msg in &group {
-            let limits = Limits { max_bytes: self.config.max_message_bytes, max_servers: self.config.max_servers };
-            let report = ingest(&mut self.reg, msg.subject.as_str(), &msg.payload, limits, wall_ms());
-            if report.closed > 0 && self.first_published_ms.is_none() {
-                self.first_published_ms = msg.info().ok().map(|i| (i.published.unix_timestamp_nanos() / 1_000_000) as i64);
-            }
-            reports.push(report);
-        }
-        self.acc.decode_ms += ms(clock.elapsed());
-        for r in &reports {
-            self.stats.message(r);
-            self.prom.message(r);
-            if !r.rejected.is_empty() {
-                for j in &r.rejected {
-                    tracing::debug!(source = %j.source, index = ?j.index, error = %j.error, "rejected");
-                }
-                if let Err(e) = self.publisher.rejections(&r.rejected).await {
-                    tracing::warn!(error = %e, "publishing rejections");
-                }
-            }
-        }
-        self.flush().await?;
-        for msg in &group {
-            if let Err(e) = msg.ack().await {
-                tracing::warn!(error = %e, "ack failed (the message will be redelivered)");
-            }
-        }
-        if self.reg.due_count() > 0 {
-            self.due_since.get_or_insert_with(Instant::now);
-        }
-        Ok(ends_tick)
-    }
-
-    /// Stores the changed windows. While the broker is away (a retryable `store::WriteError`)
-    /// it retries, acking nothing; a shutdown then gives up (unacked messages are redelivered).
-    /// A refused write would be refused forever: counted, logged and skipped (memory is whole).
-    async fn flush(&mut self) -> anyhow::Result<()> {
-        if !self.reg.has_dirty() {
-            return Ok(());
-        }
-        let clock = Instant::now();
-        let writes = self.store.prepare(&mut self.reg);
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            match self.store.write(&writes).await {
-                Ok(flushed) => {
-                    self.acc.kv_ms += ms(clock.elapsed());
-                    self.stats.kv(flushed.keys, flushed.bytes);
-                    return Ok(());
-                }
-                Err(e) if !e.is_retryable() => {
-                    self.prom.kv_write_errors.inc();
-                    tracing::error!(error = %e, keys = writes.len(), "storing windows refused; going on without storing them");
-                    return Ok(());
-                }
-                Err(e) => {
-                    self.prom.kv_write_errors.inc();
-                    tracing::warn!(error = %e, retry_in = ?backoff, "storing windows failed");
-                    if *self.shutdown.borrow() {
-                        anyhow::bail!("shutting down with windows not stored: {e}");
-                    }
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                }
-            }
-        }
-    }
-
-    async fn tick(&mut self) {
-        let due = self.reg.take_due();
-        self.due_since = None;
-        let published_ms = self.first_published_ms.take();
-        let wall = wall_ms();
-        let (engine, reg, max_payload) = (&mut self.engine, &self.reg, self.max_payload);
-        let computed = if tokio::runtime::Handle::current().runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread {
-            tokio::task::block_in_place(|| engine.compute(reg, &due, wall, max_payload))
-        } else {
-            engine.compute(reg, &due, wall, max_payload)
-        };
-        let out = match computed {
-            Ok(out) => out,
-            Err(e) => {
-                tracing::error!(error = %format!("{e:#}"), servers = due.len(), "tick failed");
-                return;
-            }
-        };
-        let clock = Instant::now();
-        let bytes = match self.publisher.tick(&self.engine, &out).await {
-            Ok(bytes) => bytes,
-            Err(e) => {
-                tracing::error!(error = %format!("{e:#}"), seq = out.seq, "publishing the tick failed");
-                0
-            }
-        };
-        let mut stages = std::mem::take(&mut self.acc);
-        stages.add(&out.stages);
-        stages.publish_ms += ms(clock.elapsed());
-        let record = TickRecord {
-            seq: out.seq,
-            stages,
-            servers: out.forecast_count,
-            parts: out.plan.count(),
-            bytes,
-            latency_ms: published_ms.map(|p| (wall_ms() - p) as f64),
-        };
-        self.stats.tick(&record);
-        let warming = self.engine.warming();
-        self.stats.windows(self.reg.len(), warming);
-        self.prom.tick(&record, self.reg.len(), warming);
-        self.fill_series(&out.order);
-        tracing::debug!(seq = out.seq, forecast = out.forecast_count, warming = out.warming_count, parts = out.plan.count(), "tick");
-        drop(out);
-        release_memory();
-    }
-
-    /// Replaces the per-server `/metrics` gauges with the servers of the snapshot (`order`).
-    fn fill_series(&mut self, order: &[u32]) {
-        if self.config.metrics.metrics_listen.is_none() {
-            return;
-        }
-        let (reg, engine) = (&self.reg, &self.engine);
-        let rows = order.iter().filter_map(|&id| {
-            let (w, o) = (reg.server(id), engine.out(id)?);
-            Some(crate::prom_series::ServerRow {
-                name: &w.name,
-                profile: w.profile,
-                risk: o.assessment.risk,
-                level: o.assessment.level,
-                gauges: &o.gauges,
-            })
-        });
-        self.series.fill(&self.config.series(), rows);
-    }
-}
-
-/// A large tick allocates and frees hundreds of MB (outputs, encodings, parts); glibc keeps
-/// freed memory in its arenas unless asked, so resident memory would stay at the peak.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn release_memory() {
-    extern "C" {
-        fn malloc_trim(pad: usize) -> i32;
-    }
-    // SAFETY: malloc_trim only hands free heap pages back to the kernel; no preconditions.
-    unsafe {
-        malloc_trim(0);
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn release_memory() {}

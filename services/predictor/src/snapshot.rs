@@ -211,6 +211,7 @@ mod tests {
             },
             fleet: FleetFigures { servers: 3, top: vec!["a".into()], ..Default::default() },
             accuracy: vec![],
+            partition: None,
         }
     }
 

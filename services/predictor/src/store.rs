@@ -11,6 +11,8 @@ use async_nats::jetstream::{self, context::PublishError, context::PublishErrorKi
 use bytes::{Bytes, BytesMut};
 use futures::{StreamExt, TryStreamExt};
 
+use schemas::partition::PartitionInfo;
+
 use crate::chunk::{self, decode_chunk, decode_clock, encode_chunk, parse_key, Chunk, Key};
 use crate::registry::Registry;
 use crate::window::chunk_of;
@@ -79,6 +81,10 @@ pub struct WindowStore {
     prefix: String,
     n_slots: i64,
     scratch: Vec<i64>,
+    /// Set on a partitioned predictor: only this partition's servers are loaded, and its
+    /// source clocks are kept under keys of their own (`=src.<source>.p<index>`), since each
+    /// partition sees a source's steps close on its own.
+    partition: Option<PartitionInfo>,
 }
 
 /// What a flush wrote.
@@ -99,7 +105,33 @@ impl WindowStore {
             prefix: format!("$KV.{bucket}."),
             n_slots: chunk::n_slots(capacity),
             scratch: Vec::new(),
+            partition: None,
         })
+    }
+
+    /// Restricts this store to one partition's servers and source clocks.
+    pub fn for_partition(mut self, partition: Option<PartitionInfo>) -> WindowStore {
+        self.partition = partition;
+        self
+    }
+
+    fn source_key(&self, source: &str) -> String {
+        match self.partition {
+            Some(p) => chunk::source_key(&format!("{source}.p{}", p.index)),
+            None => chunk::source_key(source),
+        }
+    }
+
+    /// The source a stored clock key belongs to in this store's partition, if it does.
+    fn own_source<'k>(&self, stored: &'k str) -> Option<&'k str> {
+        match self.partition {
+            None => Some(stored).filter(|s| !s.contains('.')),
+            Some(p) => stored.strip_suffix(&format!(".p{}", p.index)),
+        }
+    }
+
+    fn own_server(&self, server: &str) -> bool {
+        self.partition.is_none_or(|p| schemas::partition::of(server, p.count) == p.index)
     }
 
     pub fn n_slots(&self) -> i64 {
@@ -130,7 +162,7 @@ impl WindowStore {
         for id in 0..reg.sources().len() as u16 {
             let s = reg.source_mut(id);
             if std::mem::take(&mut s.dirty) {
-                let subject = format!("{}{}", self.prefix, chunk::source_key(&s.name));
+                let subject = format!("{}{}", self.prefix, self.source_key(&s.name));
                 writes.push((subject, Bytes::copy_from_slice(&chunk::encode_clock(s.clock_ms))));
             }
         }
@@ -165,10 +197,12 @@ impl WindowStore {
             let done = entry.delta == 0;
             if entry.operation == kv::Operation::Put {
                 match parse_key(&entry.key) {
-                    Some(Key::Source(name)) => match decode_clock(&entry.value) {
-                        Ok(clock) => reg.restore_source(name, clock, wall_ms),
-                        Err(e) => tracing::warn!(key = %entry.key, error = %e, "skipping a bad source clock"),
+                    Some(Key::Source(stored)) => match (self.own_source(stored), decode_clock(&entry.value)) {
+                        (None, _) => {} // another partition's clock
+                        (Some(name), Ok(clock)) => reg.restore_source(name, clock, wall_ms),
+                        (Some(_), Err(e)) => tracing::warn!(key = %entry.key, error = %e, "skipping a bad source clock"),
                     },
+                    Some(Key::Chunk { server, .. }) if !self.own_server(server) => {}
                     // An older predictor took dotted names; one would publish its alerts on
                     // several subject tokens, so it is not rebuilt (its source is told on
                     // `metrics.rejected` when it reports again).

@@ -4,12 +4,13 @@
 //!
 //! | name | subjects | retention |
 //! |---|---|---|
-//! | `METRICS` | `metrics.batch.>` | limits: `metrics_max_age` (8 d), `metrics_max_bytes` (4 GiB), file; durable pull consumer `predictor`, explicit ack |
-//! | `PREDICTIONS` | `predictions.current` | limits: `predictions_max_age` (15 min), `predictions_max_bytes` (1 GiB), file, direct get |
+//! | `METRICS` | `metrics.batch.>` | limits: `metrics_max_age` (8 d), `metrics_max_bytes` (4 GiB), file; durable pull consumer `predictor`, explicit ack (partitioned: `predictor-p<k>` on `metrics.batch.*.<k>`, pinned client in group `predictors`) |
+//! | `PREDICTIONS` | `predictions.current`, `predictions.current.*` (partitions) | limits: `predictions_max_age` (15 min), `predictions_max_bytes` (1 GiB), file, direct get |
 //! | `HISTORY` | `history.tick`, `alerts.>` | limits: `history_max_age` (7 d), `history_max_bytes` (8 GiB), file |
 //! | KV `windows` | `$KV.windows.>` | history 1, `kv_max_age` (8 d); layout in `chunk.rs` |
 //! | KV `forecasts` | `$KV.forecasts.>` | history 1, `kv_max_age`; key = server, value = `ServerForecast` msgpack |
-//! | KV `state` | `$KV.state.>` | history 1; key `domain` = alert book and accuracy sums (msgpack) |
+//! | KV `state` | `$KV.state.>` | history 1; key `domain` (partitioned: `domain.p<k>`) = alert book and accuracy sums (msgpack) |
+//! | KV `predictors` | `$KV.predictors.>` | history 1, max age `member_ttl`: one key per live partitioned predictor, its heartbeat |
 //!
 //! Every stream and bucket is created with `--replicas` (`PREDICTOR_REPLICAS`, default 1; 3 on
 //! the 3-node cluster of `deploy/nats-cluster/`); the consumer has its stream's.
@@ -21,6 +22,8 @@ use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
 use async_nats::jetstream::stream::{self, DiscardPolicy, RetentionPolicy, StorageType};
 use async_nats::jetstream::{self, kv};
 use schemas::subjects;
+
+use schemas::partition::PartitionInfo;
 
 use crate::config::Config;
 
@@ -49,8 +52,47 @@ pub fn metrics_stream(c: &Config) -> stream::Config {
     limits(subjects::STREAM_METRICS, &[subjects::METRICS_BATCH_ALL], c.metrics_max_age, c.metrics_max_bytes, c.replicas)
 }
 
+/// Snapshots of the whole fleet, and of each partition (`predictions.current.<k>`).
 pub fn predictions_stream(c: &Config) -> stream::Config {
-    limits(subjects::STREAM_PREDICTIONS, &[subjects::PREDICTIONS_CURRENT], c.predictions_max_age, c.predictions_max_bytes, c.replicas)
+    let partitions = format!("{}.*", subjects::PREDICTIONS_CURRENT);
+    limits(
+        subjects::STREAM_PREDICTIONS,
+        &[subjects::PREDICTIONS_CURRENT, &partitions],
+        c.predictions_max_age,
+        c.predictions_max_bytes,
+        c.replicas,
+    )
+}
+
+/// The saved domain state's key in KV `state`: `domain`, or `domain.p<k>` for partition k.
+pub fn state_key(partition: Option<PartitionInfo>) -> String {
+    match partition {
+        Some(p) => format!("{STATE_KEY}.p{}", p.index),
+        None => STATE_KEY.to_string(),
+    }
+}
+
+/// The priority group every partitioned predictor pulls in; JetStream pins one client per
+/// partition consumer ([`partition_consumer_config`]).
+pub const PRIORITY_GROUP: &str = "predictors";
+
+/// Partition `p`'s durable consumer: `<consumer>-p<k>`, reading `metrics.batch.*.<k>`, with
+/// the pinned-client priority policy, so one predictor at a time gets its messages; a pin not
+/// renewed by a pull within `pin_ttl` (a predictor that died) passes to the next that pulls.
+pub fn partition_consumer_config(c: &Config, p: PartitionInfo) -> pull::Config {
+    pull::Config {
+        durable_name: Some(partition_consumer_name(c, p)),
+        description: Some(format!("Fleetcast predictor: partition {} of {}, one pinned predictor at a time", p.index, p.count)),
+        filter_subject: schemas::partition::metrics_batch_filter(p.index, p.count),
+        priority_policy: async_nats::jetstream::consumer::PriorityPolicy::PinnedClient,
+        priority_groups: vec![PRIORITY_GROUP.to_string()],
+        priority_timeout: c.pin_ttl(),
+        ..consumer_config(c)
+    }
+}
+
+pub fn partition_consumer_name(c: &Config, p: PartitionInfo) -> String {
+    format!("{}-p{}", c.consumer, p.index)
 }
 
 pub fn history_stream(c: &Config) -> stream::Config {
@@ -74,7 +116,9 @@ pub fn consumer_config(c: &Config) -> pull::Config {
 
 /// The handles the predictor works with.
 pub struct Streams {
-    pub consumer: jetstream::consumer::Consumer<pull::Config>,
+    pub metrics: jetstream::stream::Stream,
+    /// The whole fleet's consumer; `None` on a partitioned predictor.
+    pub consumer: Option<jetstream::consumer::Consumer<pull::Config>>,
     pub predictions: jetstream::stream::Stream,
     pub forecasts: kv::Store,
     pub state: kv::Store,
@@ -83,11 +127,19 @@ pub struct Streams {
 pub async fn ensure(js: &jetstream::Context, c: &Config) -> anyhow::Result<Streams> {
     let metrics = js.get_or_create_stream(metrics_stream(c)).await.context("creating stream METRICS")?;
     let predictions = js.get_or_create_stream(predictions_stream(c)).await.context("creating stream PREDICTIONS")?;
+    let predictions = add_partition_subjects(js, predictions).await?;
     js.get_or_create_stream(history_stream(c)).await.context("creating stream HISTORY")?;
-    let consumer = metrics
-        .get_or_create_consumer(&c.consumer, consumer_config(c))
-        .await
-        .with_context(|| format!("creating consumer {}", c.consumer))?;
+    // A partitioned predictor makes its partitions' consumers as it takes them (`partitions/`).
+    let consumer = if c.partitions <= 1 {
+        let consumer = metrics
+            .get_or_create_consumer(&c.consumer, consumer_config(c))
+            .await
+            .with_context(|| format!("creating consumer {}", c.consumer))?;
+        reset_to_ack_floor(js, &c.consumer).await;
+        Some(consumer)
+    } else {
+        None
+    };
     let forecasts = open_bucket_replicated(
         js,
         subjects::BUCKET_FORECASTS,
@@ -106,8 +158,38 @@ pub async fn ensure(js: &jetstream::Context, c: &Config) -> anyhow::Result<Strea
     .await?;
     // Created here with the replicas; `WindowStore::open` then finds it (same description).
     open_bucket_replicated(js, subjects::BUCKET_WINDOWS, WINDOWS_DESCRIPTION, c.kv_max_age, c.replicas).await?;
-    reset_to_ack_floor(js, &c.consumer).await;
-    Ok(Streams { consumer, predictions, forecasts, state })
+    Ok(Streams { metrics, consumer, predictions, forecasts, state })
+}
+
+/// Partition `p`'s consumer, created if missing, its unacked deliveries taken back.
+pub async fn partition_consumer(
+    js: &jetstream::Context,
+    metrics: &jetstream::stream::Stream,
+    c: &Config,
+    p: PartitionInfo,
+) -> anyhow::Result<jetstream::consumer::Consumer<pull::Config>> {
+    let name = partition_consumer_name(c, p);
+    let consumer = metrics
+        .get_or_create_consumer(&name, partition_consumer_config(c, p))
+        .await
+        .with_context(|| format!("creating consumer {name}"))?;
+    reset_to_ack_floor(js, &name).await;
+    Ok(consumer)
+}
+
+/// A `PREDICTIONS` stream made before partitions existed holds only `predictions.current`;
+/// partition snapshots need `predictions.current.*` too. The one change made to an existing
+/// stream, and only ever adding a subject.
+async fn add_partition_subjects(js: &jetstream::Context, mut stream: stream::Stream) -> anyhow::Result<stream::Stream> {
+    let wanted = format!("{}.*", subjects::PREDICTIONS_CURRENT);
+    let mut config = stream.info().await.context("stream PREDICTIONS info")?.config.clone();
+    if config.subjects.iter().any(|s| *s == wanted || s == ">" || s == "predictions.>") {
+        return Ok(stream);
+    }
+    config.subjects.push(wanted);
+    js.update_stream(&config).await.context("adding predictions.current.* to stream PREDICTIONS")?;
+    tracing::info!("stream PREDICTIONS now also holds partition snapshots (predictions.current.*)");
+    js.get_stream(subjects::STREAM_PREDICTIONS).await.context("stream PREDICTIONS")
 }
 
 /// Opens a history-1 KV bucket, creating it (one replica) when missing.

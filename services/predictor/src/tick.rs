@@ -54,9 +54,16 @@ pub struct TickOutput {
     pub state: Option<Bytes>,
 }
 
+/// Inference workers several engines share: a partitioned predictor runs one engine per
+/// partition it owns, and their ticks take turns on the same sessions.
+pub type SharedWorkers = std::sync::Arc<std::sync::Mutex<Workers>>;
+
 pub struct Engine {
-    workers: Workers,
+    workers: SharedWorkers,
+    manifest: Manifest,
     info: ModelInfo,
+    /// Set on a partitioned predictor's engine: stamped on every snapshot.
+    partition: Option<schemas::partition::PartitionInfo>,
     recent_steps: usize,
     outs: Vec<Option<ServerOut>>,
     domain: Domain,
@@ -70,10 +77,18 @@ pub struct Engine {
 impl Engine {
     /// `seq`: the last snapshot number published (the next tick publishes `seq + 1`).
     pub fn new(workers: Workers, recent_steps: usize, seq: u64) -> Engine {
-        let info = workers.manifest().model_info();
+        Engine::shared(std::sync::Arc::new(std::sync::Mutex::new(workers)), recent_steps, seq)
+    }
+
+    /// [`Engine::new`] on workers other engines use too.
+    pub fn shared(workers: SharedWorkers, recent_steps: usize, seq: u64) -> Engine {
+        let manifest = workers.lock().unwrap_or_else(|p| p.into_inner()).manifest().clone();
+        let info = manifest.model_info();
         Engine {
             workers,
+            manifest,
             info,
+            partition: None,
             recent_steps,
             outs: Vec::new(),
             domain: Domain::default(),
@@ -90,8 +105,13 @@ impl Engine {
         self.gauges = on;
     }
 
+    /// Stamps `partition` on every snapshot from now on.
+    pub fn set_partition(&mut self, partition: Option<schemas::partition::PartitionInfo>) {
+        self.partition = partition;
+    }
+
     pub fn manifest(&self) -> &Manifest {
-        self.workers.manifest()
+        &self.manifest
     }
 
     /// Restores the persisted domain state (see [`Domain::restore`]).
@@ -146,12 +166,13 @@ impl Engine {
             .filter(|id| reg.server(*id).last_closed().is_some())
             .partition(|id| reg.server(*id).observed_steps() >= min);
         let tick_ms = due.iter().filter_map(|id| reg.server(*id).last_closed()).max().map_or(wall_ms, step_start);
-        let sq = self.workers.sizes().quantiles;
+        let mut workers = self.workers.lock().unwrap_or_else(|p| p.into_inner());
+        let sq = workers.sizes().quantiles;
         let mut forecasts = Vec::with_capacity(due.len());
         // The workers run the chunks; this thread assesses and encodes each chunk's servers in
         // order as its outputs arrive (the domain is stateful, the snapshot must not depend on
         // which worker ran what).
-        let Engine { workers, domain, recent_steps, enc, outs, candidates, gauges, .. } = self;
+        let Engine { domain, recent_steps, enc, outs, candidates, gauges, .. } = self;
         let timing = workers.run(reg, &ready, |chunk, out| {
             for (row, &id) in chunk.iter().enumerate() {
                 let clock = Instant::now();
@@ -178,6 +199,7 @@ impl Engine {
             }
             Ok(())
         })?;
+        drop(workers);
         stages.features_ms += timing.features_ms;
         stages.inference_ms += timing.inference_ms;
         for &id in &warming {
@@ -209,7 +231,15 @@ impl Engine {
         self.seq += 1;
         let mut order: Vec<u32> = (0..reg.len() as u32).filter(|id| self.outs[*id as usize].is_some()).collect();
         order.sort_unstable_by(|a, b| reg.server(*a).name.cmp(&reg.server(*b).name));
-        let header = SnapshotHeader { seq: self.seq, tick_ms, published_ms: wall_ms, model: self.info.clone(), fleet, accuracy };
+        let header = SnapshotHeader {
+            seq: self.seq,
+            tick_ms,
+            published_ms: wall_ms,
+            model: self.info.clone(),
+            fleet,
+            accuracy,
+            partition: self.partition,
+        };
         let sizes = order.iter().map(|id| self.outs[*id as usize].as_ref().map_or(0, |o| o.encoded.len()));
         let plan = PartPlan::new(&header, sizes, max_payload)?;
         let summary = summary_of(&header, reg, &order, &self.outs, &events);

@@ -1,7 +1,10 @@
 //! Overview: fleet health, the expected number of servers with an incident and who carries
 //! it, servers per level, warm-up progress and a sortable table of the riskiest servers with
 //! forecast sparklines. The level rule the predictor applies (`services/predictor/src/risk.rs`)
-//! is stated on the page.
+//! is stated on the page. For a partitioned fleet, a partition that stopped publishing (or has
+//! not yet) is named above the figures, which still include its last known servers.
+
+use std::time::{Duration, SystemTime};
 
 use askama::Template;
 use serde::Deserialize;
@@ -11,6 +14,7 @@ use schemas::{FleetFigures, Level, ServerForecast, ServerOdds, Target};
 use super::chart::{self, Sparkline};
 use super::{level_class, level_label, Stamp};
 use crate::format;
+use crate::partitions;
 use crate::state::Latest;
 
 pub const DEFAULT_ROWS: usize = 25;
@@ -106,10 +110,20 @@ pub struct Warm {
     pub detail: String,
 }
 
+/// A partition the merged view is short of, in words.
+pub struct PartitionNote {
+    pub index: u16,
+    /// "Partition 3 of 4 (predictions.current.3): last snapshot 12 min ago; its 250 servers
+    /// are shown as of then."
+    pub text: String,
+}
+
 #[derive(Template)]
 #[template(path = "overview_live.html")]
 pub struct OverviewLive {
     pub stamp: Option<Stamp>,
+    /// Partitions lagging the newest by over two steps, or missing.
+    pub partitions: Vec<PartitionNote>,
     pub health_class: &'static str,
     pub health_label: &'static str,
     /// "1 critical, 4 warning" (the servers at the fleet's worst levels), or "all healthy".
@@ -178,6 +192,26 @@ fn expected(id: &'static str, horizon: &'static str, total: f32, likely: &[Serve
     }
 }
 
+/// The partitions [`partitions::gaps`] names, with how old their snapshot is at `now`.
+pub fn partition_notes(latest: &Latest, now: SystemTime) -> Vec<PartitionNote> {
+    let now_ms = now.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+    partitions::gaps(&latest.partitions, latest.snapshot.model.step_ms)
+        .into_iter()
+        .map(|g| {
+            let what = match g.last {
+                Some(p) => format!(
+                    "last snapshot {} ago; its {} servers are shown as of then",
+                    format::span(Duration::from_millis(now_ms.saturating_sub(p.published_ms).max(0) as u64)),
+                    p.servers
+                ),
+                None => "no snapshot yet; its servers are missing".into(),
+            };
+            let subject = schemas::partition::snapshot_subject(g.index, g.count);
+            PartitionNote { index: g.index, text: format!("Partition {} of {} ({subject}): {what}.", g.index, g.count) }
+        })
+        .collect()
+}
+
 /// The fleet's worst levels with their counts: "1 critical, 4 warning"; "all healthy".
 fn health_detail(f: &FleetFigures) -> String {
     let parts: Vec<String> = [Level::Critical, Level::Warning, Level::Watch]
@@ -228,6 +262,7 @@ pub fn build(latest: Option<&Latest>, q: &OverviewQuery) -> OverviewLive {
     let Some(latest) = latest else {
         return OverviewLive {
             stamp: None,
+            partitions: Vec::new(),
             health_class: "unknown",
             health_label: "No data",
             health_detail: String::new(),
@@ -315,6 +350,7 @@ pub fn build(latest: Option<&Latest>, q: &OverviewQuery) -> OverviewLive {
     });
     OverviewLive {
         stamp: Some(Stamp::of(latest)),
+        partitions: partition_notes(latest, SystemTime::now()),
         health_class: level_class(f.health),
         health_label: level_label(f.health),
         health_detail: health_detail(f),
@@ -417,6 +453,34 @@ mod tests {
         assert_eq!(breach_text(&s).as_deref(), Some("in 25 min"));
         s.alerts.clear();
         assert_eq!(breach_text(&s), None);
+    }
+
+    /// A partition more than two steps behind the newest is named, with its servers' age; a
+    /// missing one too; partitions in step are not.
+    #[test]
+    fn names_a_lagging_partition() {
+        use crate::partitions::PartitionSeen;
+        let t = 1_764_162_000_000i64;
+        let mut latest = Latest::new(fixture::snapshot(&Spec::default()), SystemTime::now(), 1);
+        let seen = |index, at| PartitionSeen { index, count: 4, published_ms: at, servers: 5 };
+        latest.partitions = vec![seen(0, t), seen(1, t - 60_000), seen(3, t - 12 * 60_000)];
+        let now = SystemTime::UNIX_EPOCH + std::time::Duration::from_millis((t + 30_000) as u64);
+        let notes: Vec<(u16, String)> = partition_notes(&latest, now).into_iter().map(|n| (n.index, n.text)).collect();
+        assert_eq!(
+            notes,
+            [
+                (2, "Partition 2 of 4 (predictions.current.2): no snapshot yet; its servers are missing.".to_string()),
+                (3, "Partition 3 of 4 (predictions.current.3): last snapshot 12 min ago; its 5 servers are shown as of then.".to_string()),
+            ]
+        );
+        let page = build(Some(&latest), &OverviewQuery::default()).render().unwrap();
+        assert!(page.contains("id=\"partition-3\""), "{page}");
+        latest.partitions.clear();
+        assert!(!render_latest(&latest).contains("id=\"partitions\""), "nothing said when unpartitioned");
+    }
+
+    fn render_latest(latest: &Latest) -> String {
+        build(Some(latest), &OverviewQuery::default()).render().unwrap()
     }
 
     #[test]

@@ -11,5 +11,6 @@ mod auth;
 mod browser;
 mod live_predictor;
 mod nats;
+mod partitions;
 mod settings;
 mod views;

@@ -8,5 +8,6 @@ mod common;
 mod cli;
 mod export;
 mod live;
+mod partitions;
 mod scenario;
 mod simulation;

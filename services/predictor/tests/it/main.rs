@@ -15,6 +15,7 @@ mod e2e;
 mod kv_rebuild;
 mod last_part;
 mod parity;
+mod partitioned;
 mod prometheus_scrape;
 mod quality_cases;
 mod restart;

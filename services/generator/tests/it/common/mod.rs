@@ -31,6 +31,7 @@ pub fn options(url: &str, servers: usize, seed: u64) -> LiveOptions {
         tick: Duration::ZERO,
         backfill_steps: 0,
         source: "generator".into(),
+        partitions: 1,
         scenario: None,
         start_ms: None,
         max_steps: None,
