@@ -121,3 +121,53 @@ pub struct AlertEvent {
     pub tick_ms: i64,
     pub alert: Alert,
 }
+/// The first `opened` event of an alert id that was already open (opened, and not resolved
+/// since) in `events`, taken in order: a second notification for one alert, which the
+/// predictor must never publish (not across restarts, not across a partition changing hands).
+pub fn reopened<'e>(events: impl IntoIterator<Item = &'e AlertEvent>) -> Option<&'e AlertEvent> {
+    let mut open = std::collections::HashSet::new();
+    for e in events {
+        match e.alert.state {
+            AlertState::Opened if !open.insert(e.alert.id.as_str()) => return Some(e),
+            AlertState::Resolved => {
+                open.remove(e.alert.id.as_str());
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(id: &str, state: AlertState, tick_ms: i64) -> AlertEvent {
+        let alert = Alert {
+            id: id.into(),
+            server: id.split('.').next().unwrap_or(id).into(),
+            profile: Profile::Generic,
+            target: Target::Disk,
+            severity: Level::Warning,
+            basis: AlertBasis::P50,
+            threshold: 85.0,
+            predicted: 90.0,
+            current: None,
+            steps_ahead: 3,
+            minutes_ahead: 15,
+            state,
+            opened_ms: 0,
+            updated_ms: tick_ms,
+        };
+        AlertEvent { v: crate::SCHEMA_VERSION, tick_ms, alert }
+    }
+
+    #[test]
+    fn an_alert_opened_while_open_is_found() {
+        use AlertState::*;
+        let fine = [event("a.disk", Opened, 1), event("a.disk", Updated, 2), event("a.disk", Resolved, 3), event("a.disk", Opened, 4)];
+        assert_eq!(reopened(&fine), None, "opened again after a resolve is a new alert");
+        let twice = [event("a.disk", Opened, 1), event("b.disk", Opened, 1), event("a.disk", Opened, 2)];
+        assert_eq!(reopened(&twice).map(|e| e.tick_ms), Some(2));
+    }
+}

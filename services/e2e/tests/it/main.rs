@@ -7,6 +7,7 @@ mod bad_input;
 mod cluster;
 mod dashboard_faults;
 mod faults;
+mod partitioned;
 mod production_config;
 mod prometheus_services;
 mod security;

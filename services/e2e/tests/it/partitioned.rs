@@ -1,0 +1,110 @@
+//! Two predictor processes share a fleet of 4 partitions (`--partitions 4`, the generator
+//! publishing by partition too). One is killed with SIGKILL mid-stream: within 30 s the other
+//! publishes every partition again, nobody warms up again, every value it holds is the one the
+//! generator sent (no acknowledged batch or window lost), and no alert is opened twice.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use e2e::{sent_metrics, window_mismatches, NatsServer, Service};
+use futures::StreamExt;
+use schemas::{partition, AlertEvent, Snapshot, SnapshotAssembler};
+
+const SERVERS: usize = 24;
+const PARTITIONS: &str = "4";
+
+/// The newest whole snapshot of each partition, from `predictions.current.*`.
+struct Watch {
+    sub: async_nats::Subscriber,
+    asm: SnapshotAssembler,
+    newest: HashMap<u16, Snapshot>,
+}
+
+impl Watch {
+    async fn new(client: &async_nats::Client) -> anyhow::Result<Watch> {
+        Ok(Watch { sub: client.subscribe("predictions.current.*").await?, asm: SnapshotAssembler::default(), newest: HashMap::new() })
+    }
+
+    /// Reads until the merge of the partitions' newest snapshots satisfies `done` and each of
+    /// them was published at or after `since_ms`; returns the merge.
+    async fn until(&mut self, within: Duration, what: &str, since_ms: i64, done: impl Fn(&Snapshot) -> bool) -> anyhow::Result<Snapshot> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if let Some(m) = partition::merge(self.newest.values().cloned().collect()) {
+                let fresh = self.newest.values().all(|s| s.published_ms >= since_ms);
+                if self.newest.len() == 4 && fresh && done(&m) {
+                    return Ok(m);
+                }
+            }
+            let Ok(Some(msg)) = tokio::time::timeout_at(deadline, self.sub.next()).await else {
+                let seen: Vec<_> = self.newest.iter().map(|(p, s)| (*p, s.tick_ms, s.servers.len())).collect();
+                anyhow::bail!("{what}: not within {within:?}; newest (partition, tick, servers): {seen:?}");
+            };
+            if let Some(whole) = self.asm.push(schemas::decode(&msg.payload)?) {
+                let p = whole.partition.map_or(u16::MAX, |p| p.index);
+                self.newest.insert(p, whole);
+            }
+        }
+    }
+}
+
+fn ready(s: &Snapshot) -> bool {
+    s.servers.len() == SERVERS && s.fleet.warming == 0 && s.servers.iter().all(|x| !x.forecast.is_empty())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_predictors_partitions_resume_on_the_other() -> anyhow::Result<()> {
+    let (da, db) = (tempfile::tempdir()?, tempfile::tempdir()?);
+    let nats = NatsServer::start()?;
+    let url = nats.url();
+    let env = [("NATS_URL", url.as_str()), ("FLEETCAST_PARTITIONS", PARTITIONS)];
+    let client = nats.connect().await?;
+    let mut watch = Watch::new(&client).await?;
+    let mut alerts = client.subscribe("alerts.>").await?;
+    let common = ["--recent-steps", "300", "--heartbeat", "300ms", "--member-ttl", "3s"];
+    let a = Service::start(da.path(), "predictor", &[&common[..], &["--instance", "a"]].concat(), &env).await?;
+    let mut b = Service::start(db.path(), "predictor", &[&common[..], &["--instance", "b"]].concat(), &env).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let n = SERVERS.to_string();
+    let generator = Service::start(da.path(), "generator", &["--servers", &n, "--tick", "300ms", "--seed", "5"], &env).await?;
+
+    let before = watch.until(Duration::from_secs(90), "every partition forecast", 0, ready).await?;
+    let held = |log: &str| log.matches("holding the partition").count();
+    let (ha, hb) = (held(&a.log_text()), held(&b.log_text()));
+    assert!(ha >= 1 && hb >= 1, "both predictors hold partitions: a {ha}, b {hb}");
+
+    let killed = Instant::now();
+    b.kill9().await?;
+    let kill_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;
+    // Steps the generator sent by the kill; every server must get past them.
+    let (sent_by_kill, _) = sent_metrics(&client).await?;
+    let last_sent = sent_by_kill.keys().map(|(_, step)| *step).max().unwrap_or(0) * schemas::STEP_MS;
+    let after = watch
+        .until(Duration::from_secs(30), "every partition after the kill", kill_ms, |m| {
+            ready(m) && m.servers.iter().all(|s| s.last_ms > last_sent.max(before.tick_ms))
+        })
+        .await?;
+    let took = killed.elapsed();
+    assert!(took < Duration::from_secs(30), "resumed in {took:?}");
+    let took_over = a.log_text().matches("holding the partition").count();
+    assert!(took_over > ha, "the survivor took the killed one's partitions (it held {ha}, now {took_over})");
+    assert_eq!(after.fleet.warming, 0, "windows came back from KV");
+
+    // Every value held, across the kill, is the one the generator sent.
+    let (sent, _) = sent_metrics(&client).await?;
+    let (compared, bad) = window_mismatches(&after, &sent);
+    assert!(bad.is_empty(), "{} values differ from what was sent, e.g.\n{}", bad.len(), bad[..bad.len().min(10)].join("\n"));
+    assert!(compared > SERVERS * 20, "only {compared} values compared");
+
+    // No alert opened twice without a resolve in between.
+    let mut events: Vec<AlertEvent> = Vec::new();
+    while let Ok(Some(msg)) = tokio::time::timeout(Duration::from_millis(300), alerts.next()).await {
+        events.push(schemas::decode(&msg.payload)?);
+    }
+    if let Some(e) = schemas::alert::reopened(&events) {
+        panic!("alert {} opened again at {} while open ({} events)", e.alert.id, e.tick_ms, events.len());
+    }
+    println!("partitions resumed on the surviving predictor {took:?} after SIGKILL; {compared} values compared");
+    drop((a, generator, da, db));
+    Ok(())
+}
