@@ -124,6 +124,7 @@ start predictor "predictor ready" --metrics-listen "$PREDICTOR_METRICS_LISTEN"
 for k in $(seq 2 "${PREDICTORS:-1}"); do
   START_AS=predictor start "predictor-$k" "predictor ready" --instance "predictor-$k" \
     --metrics-listen "127.0.0.1:$((9470 + k))"
+  extra_predictor_metrics="${extra_predictor_metrics:-} 127.0.0.1:$((9470 + k))"
 done
 start generator "generator ready" --servers "$SERVERS" --metrics-listen "$GENERATOR_METRICS_LISTEN"
 start dashboard "dashboard ready" --listen "$DASHBOARD_LISTEN" --metrics-listen "$DASHBOARD_METRICS_LISTEN"
@@ -148,6 +149,8 @@ elif command -v prometheus >/dev/null && command -v prometheus-node-exporter >/d
     --prometheus-url "http://$PROMETHEUS_LISTEN" --pull history
   mkdir -p "$root/var/prometheus"
   notifier_target=""; [ -f "$run/notifier.pid" ] && notifier_target=", '$NOTIFIER_METRICS_LISTEN'"
+  for a in ${extra_predictor_metrics:-}; do notifier_target="$notifier_target, '$a'"; done
+  had_history=0; [ -d "$root/var/prometheus/data/wal" ] && had_history=1
   cat >"$root/var/prometheus/prometheus.yml" <<YML
 global: { scrape_interval: 15s, evaluation_interval: 1m }
 rule_files: ['$root/deploy/prometheus/fleetcast_rules.yml']
@@ -171,21 +174,31 @@ YML
   # Steps close 60 s after their 5-minute boundary; a forecast needs 12 steps of window, which
   # the backfill supplies from whatever history this Prometheus already holds.
   echo "    it appears on the dashboard as '$(hostname)' after its first 5-minute step closes (within 6 min);"
-  echo "    its forecasts start once var/prometheus holds an hour of it (12 steps), history included"
+  if [ "$had_history" = 1 ]; then
+    echo "    the history var/prometheus holds from earlier runs is backfilled then (forecasts need 12 steps)"
+  else
+    echo "    first run: no history yet, so its forecasts start after an hour (12 steps)"
+  fi
 else
   echo "  (prometheus / prometheus-node-exporter not installed: no real server beside the simulated fleet)"
 fi
 
 metrics_urls="http://$PREDICTOR_METRICS_LISTEN/metrics http://$GENERATOR_METRICS_LISTEN/metrics http://$DASHBOARD_METRICS_LISTEN/metrics"
+for a in ${extra_predictor_metrics:-}; do metrics_urls="$metrics_urls http://$a/metrics"; done
+snapshot_subject=predictions.current
+[ "${FLEETCAST_PARTITIONS:-1}" -gt 1 ] && snapshot_subject="'predictions.current.>'"
 [ -f "$run/notifier.pid" ] && metrics_urls="$metrics_urls http://$NOTIFIER_METRICS_LISTEN/metrics"
 [ -f "$run/ingest.pid" ] && metrics_urls="$metrics_urls http://$INGEST_LISTEN/metrics"
 cat <<MSG
 
 Fleetcast is up.
   dashboard:   http://$DASHBOARD_LISTEN/
-  snapshots:   . var/secrets.env && nats sub predictions.current --user admin --password "\$FLEETCAST_ADMIN_PASSWORD" --translate '$bin/fcmsg decode'
+  snapshots:   . var/secrets.env && nats sub $snapshot_subject --user admin --password "\$FLEETCAST_ADMIN_PASSWORD" --translate '$bin/fcmsg decode'
+               (with the nats CLI, github.com/nats-io/natscli; not installed by bootstrap)
   metrics:     $metrics_urls
   logs:        var/log/
 Ctrl-C (or 'just down' from another shell) stops everything.
 MSG
-wait -n || true
+# Until Ctrl-C or `just down`: a service that exits (or is killed, as in a failover drill)
+# leaves the others running; its log says why.
+wait || true

@@ -8,6 +8,6 @@ use predictor::Config;
 async fn main() -> anyhow::Result<()> {
     fleetbus::process::init_tracing();
     let config = Config::parse();
-    tracing::info!(nats = %config.nats_url, model = %config.model.display(), "predictor starting");
+    tracing::info!(nats = %fleetbus::redact(&config.nats_url), model = %config.model.display(), "predictor starting");
     predictor::run(config, fleetbus::process::shutdown_signal()).await
 }

@@ -106,7 +106,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         .await
         .context("model loader")??;
     let version = workers.manifest().version.clone();
-    let streams = crate::streams::ensure(&js, &config).await?;
+    let streams = ensure_streams(&js, &config).await?;
     tracing::debug!("streams ready");
     let stats = Stats::default();
     stats.set_model(&version);
@@ -141,6 +141,25 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         })
     };
     Ok(Running { stats, shutdown, task, service_task: service_abort })
+}
+
+/// How long the streams may take to answer at start: a cluster that just started elects its
+/// JetStream leaders for a few seconds, and its API times out meanwhile.
+const STREAMS_STARTUP: Duration = Duration::from_secs(60);
+
+/// [`crate::streams::ensure`], tried again every second while JetStream is not answering yet.
+async fn ensure_streams(js: &jetstream::Context, config: &Config) -> anyhow::Result<crate::streams::Streams> {
+    let deadline = Instant::now() + STREAMS_STARTUP;
+    loop {
+        match crate::streams::ensure(js, config).await {
+            Ok(s) => return Ok(s),
+            Err(e) if Instant::now() < deadline => {
+                tracing::warn!(error = %format!("{e:#}"), "JetStream not ready; trying again in 1 s");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => return Err(e.context(format!("JetStream did not answer within {STREAMS_STARTUP:?}"))),
+        }
+    }
 }
 
 async fn finish(

@@ -108,3 +108,58 @@ async fn a_killed_predictors_partitions_resume_on_the_other() -> anyhow::Result<
     drop((a, generator, da, db));
     Ok(())
 }
+
+/// Rolling restart: each of the two predictors is stopped (SIGTERM: it finishes its messages,
+/// hands its partitions over and leaves) and started again, one after the other, while the
+/// generator sends a step a second. No partition's snapshots skip more than 2 steps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_leaves_no_gap_over_two_ticks() -> anyhow::Result<()> {
+    let (da, db) = (tempfile::tempdir()?, tempfile::tempdir()?);
+    let nats = NatsServer::start()?;
+    let url = nats.url();
+    let env = [("NATS_URL", url.as_str()), ("FLEETCAST_PARTITIONS", PARTITIONS)];
+    let client = nats.connect().await?;
+    let mut watch = Watch::new(&client).await?;
+    let common = ["--heartbeat", "300ms", "--member-ttl", "3s"];
+    let mut a = Service::start(da.path(), "predictor", &[&common[..], &["--instance", "a"]].concat(), &env).await?;
+    let mut b = Service::start(db.path(), "predictor", &[&common[..], &["--instance", "b"]].concat(), &env).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let n = SERVERS.to_string();
+    let generator = Service::start(da.path(), "generator", &["--servers", &n, "--tick", "1s", "--seed", "7"], &env).await?;
+    watch.until(Duration::from_secs(90), "every partition forecast", 0, ready).await?;
+
+    // Every whole snapshot per partition from here on: its step (tick_ms), in arrival order.
+    let ticks: std::sync::Arc<std::sync::Mutex<HashMap<u16, Vec<i64>>>> = Default::default();
+    let mut sub = client.subscribe("predictions.current.*").await?;
+    let into = ticks.clone();
+    let collector = tokio::spawn(async move {
+        let mut asm = SnapshotAssembler::default();
+        while let Some(msg) = sub.next().await {
+            let Ok(part) = schemas::decode::<Snapshot>(&msg.payload) else { continue };
+            if let Some(whole) = asm.push(part) {
+                let p = whole.partition.map_or(u16::MAX, |p| p.index);
+                into.lock().unwrap_or_else(|e| e.into_inner()).entry(p).or_default().push(whole.tick_ms);
+            }
+        }
+    });
+    for p in [&mut a, &mut b] {
+        let status = p.terminate().await?;
+        assert!(status.success(), "a graceful stop: {status}\n{}", p.log_tail(20));
+        p.restart().await?;
+        tokio::time::sleep(Duration::from_secs(4)).await;
+    }
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;
+    watch.until(Duration::from_secs(30), "every partition after the rolling restart", since, ready).await?;
+    collector.abort();
+    let ticks = ticks.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    assert_eq!(ticks.len(), 4, "every partition published during the restarts: {:?}", ticks.keys());
+    for (p, t) in &ticks {
+        let widest = t.windows(2).map(|w| (w[1] - w[0]) / schemas::STEP_MS).max().unwrap_or(0);
+        assert!(widest <= 2, "partition {p}: snapshots skipped {widest} steps during the rolling restart: {t:?}");
+        assert!(t.len() >= 8, "partition {p}: only {} snapshots over the restarts", t.len());
+    }
+    let widest = ticks.values().flat_map(|t| t.windows(2).map(|w| (w[1] - w[0]) / schemas::STEP_MS)).max();
+    println!("rolling restart: widest step jump between a partition's snapshots {widest:?}");
+    drop((generator, da, db));
+    Ok(())
+}

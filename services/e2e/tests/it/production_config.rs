@@ -37,7 +37,11 @@ async fn the_production_configuration_runs_the_whole_stack() -> anyhow::Result<(
     let mut watch = SnapshotWatch::new(&admin).await?;
     let published = collect_generator_batches(&admin).await?;
     let env = |user: &str| [("NATS_URL", nats.url_for(user))];
-    let _predictor = Service::start(dir.path(), "predictor", &[], &env("predictor")).await?;
+    let predictor = Service::start(dir.path(), "predictor", &[], &env("predictor")).await?;
+    // Its log names the broker, never the password it connects with.
+    let url = nats.url_for("predictor");
+    let password = url.split_once("predictor:").and_then(|(_, r)| r.split_once('@')).map_or("", |(p, _)| p);
+    assert!(!password.is_empty() && !predictor.log_text().contains(password), "the password is in the log:\n{}", predictor.log_tail(5));
     let servers = SERVERS.to_string();
     let gen_args = ["--servers", &servers, "--tick", "500ms", "--seed", "11"];
     let _generator = Service::start(dir.path(), "generator", &gen_args, &env("generator")).await?;

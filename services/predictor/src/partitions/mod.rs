@@ -50,6 +50,10 @@ pub(crate) async fn supervise(base: Base, mut shutdown: watch::Receiver<bool>) -
     let count = config.partitions;
     let me = config.instance_name();
     let members_kv = members_bucket(&base).await?;
+    // The heartbeat beats on its own, so opening a partition (seconds on a large one, or on a
+    // cluster still electing leaders) never makes the others think this predictor is gone.
+    members_kv.put(&me, crate::run::wall_ms().to_string().into()).await.context("joining the member list")?;
+    let heartbeat = AbortOnDrop(tokio::spawn(beat(members_kv.clone(), me.clone(), config.heartbeat)));
     let mut held: BTreeMap<u16, Held> = BTreeMap::new();
     let mut every = tokio::time::interval(config.heartbeat);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -57,12 +61,6 @@ pub(crate) async fn supervise(base: Base, mut shutdown: watch::Receiver<bool>) -
         tokio::select! {
             _ = every.tick() => {}
             _ = shutdown.changed() => break,
-        }
-        if let Err(e) = members_kv.put(&me, crate::run::wall_ms().to_string().into()).await {
-            // Without a heartbeat the others will take this predictor's partitions; keep the
-            // loops until they do (the pins keep two from consuming one partition).
-            tracing::warn!(error = %e, "renewing membership failed");
-            continue;
         }
         let members = match live_members(&members_kv, &me).await {
             Ok(m) => m,
@@ -103,11 +101,35 @@ pub(crate) async fn supervise(base: Base, mut shutdown: watch::Receiver<bool>) -
         }
     }
     tracing::info!(partitions = held.len(), "shutting down: handing every partition over");
+    drop(heartbeat);
     let _ = members_kv.delete(&me).await;
     for (p, h) in std::mem::take(&mut held) {
         release(&base, p, h).await;
     }
     Ok(())
+}
+
+/// Aborts the task when dropped: the heartbeat must stop with the supervisor, even when the
+/// supervisor itself is dropped mid-await (a predictor aborted in-process).
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Puts `me` into the member list every `every`. A failed put is logged: without heartbeats
+/// the others take this predictor's partitions, and the pins keep two from consuming one.
+async fn beat(kv: kv::Store, me: String, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = kv.put(&me, crate::run::wall_ms().to_string().into()).await {
+            tracing::warn!(error = %e, "renewing membership failed");
+        }
+    }
 }
 
 /// Stops a partition's loop (it finishes, stores and acks its current messages) and unpins
