@@ -52,22 +52,41 @@ fn ready(s: &Snapshot) -> bool {
     s.servers.len() == SERVERS && s.fleet.warming == 0 && s.servers.iter().all(|x| !x.forecast.is_empty())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_predictors_partitions_resume_on_the_other() -> anyhow::Result<()> {
-    let (da, db) = (tempfile::tempdir()?, tempfile::tempdir()?);
+/// A broker, two partitioned predictors `a` and `b` (each logging in its own directory) and a
+/// partitioned generator sending a step every `tick`; the watch subscribed before any of them.
+struct Pair {
+    dirs: (tempfile::TempDir, tempfile::TempDir),
+    nats: NatsServer,
+    client: async_nats::Client,
+    watch: Watch,
+    /// `alerts.>` from before the first batch.
+    alerts: async_nats::Subscriber,
+    a: Service,
+    b: Service,
+    generator: Service,
+}
+
+async fn pair(tick: &str, extra: &[&str]) -> anyhow::Result<Pair> {
+    let dirs = (tempfile::tempdir()?, tempfile::tempdir()?);
     let nats = NatsServer::start()?;
     let url = nats.url();
     let env = [("NATS_URL", url.as_str()), ("FLEETCAST_PARTITIONS", PARTITIONS)];
     let client = nats.connect().await?;
-    let mut watch = Watch::new(&client).await?;
-    let mut alerts = client.subscribe("alerts.>").await?;
-    let common = ["--recent-steps", "300", "--heartbeat", "300ms", "--member-ttl", "3s"];
-    let a = Service::start(da.path(), "predictor", &[&common[..], &["--instance", "a"]].concat(), &env).await?;
-    let mut b = Service::start(db.path(), "predictor", &[&common[..], &["--instance", "b"]].concat(), &env).await?;
+    let watch = Watch::new(&client).await?;
+    let alerts = client.subscribe("alerts.>").await?;
+    let args = |me: &'static str| [extra, &["--heartbeat", "300ms", "--member-ttl", "3s", "--instance", me]].concat();
+    let a = Service::start(dirs.0.path(), "predictor", &args("a"), &env).await?;
+    let b = Service::start(dirs.1.path(), "predictor", &args("b"), &env).await?;
+    // Both in the member list before the first batch, so neither takes every partition first.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let n = SERVERS.to_string();
-    let generator = Service::start(da.path(), "generator", &["--servers", &n, "--tick", "300ms", "--seed", "5"], &env).await?;
+    let generator = Service::start(dirs.0.path(), "generator", &["--servers", &n, "--tick", tick, "--seed", "5"], &env).await?;
+    Ok(Pair { dirs, nats, client, watch, alerts, a, b, generator })
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_predictors_partitions_resume_on_the_other() -> anyhow::Result<()> {
+    let Pair { dirs, nats, client, mut watch, mut alerts, a, mut b, generator } = pair("300ms", &["--recent-steps", "300"]).await?;
     let before = watch.until(Duration::from_secs(90), "every partition forecast", 0, ready).await?;
     let held = |log: &str| log.matches("holding the partition").count();
     let (ha, hb) = (held(&a.log_text()), held(&b.log_text()));
@@ -105,7 +124,7 @@ async fn a_killed_predictors_partitions_resume_on_the_other() -> anyhow::Result<
         panic!("alert {} opened again at {} while open ({} events)", e.alert.id, e.tick_ms, events.len());
     }
     println!("partitions resumed on the surviving predictor {took:?} after SIGKILL; {compared} values compared");
-    drop((a, generator, da, db));
+    drop((a, generator, nats, dirs));
     Ok(())
 }
 
@@ -114,18 +133,7 @@ async fn a_killed_predictors_partitions_resume_on_the_other() -> anyhow::Result<
 /// generator sends a step a second. No partition's snapshots skip more than 2 steps.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rolling_restart_leaves_no_gap_over_two_ticks() -> anyhow::Result<()> {
-    let (da, db) = (tempfile::tempdir()?, tempfile::tempdir()?);
-    let nats = NatsServer::start()?;
-    let url = nats.url();
-    let env = [("NATS_URL", url.as_str()), ("FLEETCAST_PARTITIONS", PARTITIONS)];
-    let client = nats.connect().await?;
-    let mut watch = Watch::new(&client).await?;
-    let common = ["--heartbeat", "300ms", "--member-ttl", "3s"];
-    let mut a = Service::start(da.path(), "predictor", &[&common[..], &["--instance", "a"]].concat(), &env).await?;
-    let mut b = Service::start(db.path(), "predictor", &[&common[..], &["--instance", "b"]].concat(), &env).await?;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let n = SERVERS.to_string();
-    let generator = Service::start(da.path(), "generator", &["--servers", &n, "--tick", "1s", "--seed", "7"], &env).await?;
+    let Pair { dirs, nats, client, mut watch, mut a, mut b, generator, .. } = pair("1s", &[]).await?;
     watch.until(Duration::from_secs(90), "every partition forecast", 0, ready).await?;
 
     // Every whole snapshot per partition from here on: its step (tick_ms), in arrival order.
@@ -160,6 +168,6 @@ async fn a_rolling_restart_leaves_no_gap_over_two_ticks() -> anyhow::Result<()> 
     }
     let widest = ticks.values().flat_map(|t| t.windows(2).map(|w| (w[1] - w[0]) / schemas::STEP_MS)).max();
     println!("rolling restart: widest step jump between a partition's snapshots {widest:?}");
-    drop((generator, da, db));
+    drop((generator, nats, dirs));
     Ok(())
 }
