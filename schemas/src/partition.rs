@@ -161,11 +161,10 @@ fn merge_accuracy(parts: &[Snapshot]) -> Vec<TargetAccuracy> {
         match out.iter_mut().find(|o| o.target == a.target) {
             None => out.push(a.clone()),
             Some(o) => {
-                let (n0, n1) = (o.samples as f32, a.samples as f32);
-                let w = |x: f32, y: f32| if n0 + n1 > 0.0 { (x * n0 + y * n1) / (n0 + n1) } else { x };
-                o.qrisk_p50 = w(o.qrisk_p50, a.qrisk_p50);
-                o.qrisk_p90 = w(o.qrisk_p90, a.qrisk_p90);
-                o.coverage = w(o.coverage, a.coverage);
+                [o.qrisk_p50, o.qrisk_p90, o.coverage, _] = weighted(
+                    [o.qrisk_p50, o.qrisk_p90, o.coverage, o.samples as f32],
+                    [a.qrisk_p50, a.qrisk_p90, a.coverage, a.samples as f32],
+                );
                 o.samples += a.samples;
                 for m in &a.methods {
                     match o.methods.iter_mut().find(|x| x.method == m.method) {
@@ -180,12 +179,17 @@ fn merge_accuracy(parts: &[Snapshot]) -> Vec<TargetAccuracy> {
 }
 
 fn merge_method(x: &mut MethodAccuracy, m: &MethodAccuracy) {
-    let (n0, n1) = (x.samples as f32, m.samples as f32);
-    let w = |a: f32, b: f32| if n0 + n1 > 0.0 { (a * n0 + b * n1) / (n0 + n1) } else { a };
-    x.qrisk_p50 = w(x.qrisk_p50, m.qrisk_p50);
-    x.qrisk_p90 = w(x.qrisk_p90, m.qrisk_p90);
-    x.coverage = w(x.coverage, m.coverage);
+    [x.qrisk_p50, x.qrisk_p90, x.coverage, _] =
+        weighted([x.qrisk_p50, x.qrisk_p90, x.coverage, x.samples as f32], [m.qrisk_p50, m.qrisk_p90, m.coverage, m.samples as f32]);
     x.samples += m.samples;
+}
+
+/// `[q-risk P50, q-risk P90, coverage, samples]` of two scores: the first three weighted by the
+/// samples (the first's when neither has any), the samples as they were.
+fn weighted(a: [f32; 4], b: [f32; 4]) -> [f32; 4] {
+    let (n0, n1) = (a[3], b[3]);
+    let w = |x: f32, y: f32| if n0 + n1 > 0.0 { (x * n0 + y * n1) / (n0 + n1) } else { x };
+    [w(a[0], b[0]), w(a[1], b[1]), w(a[2], b[2]), a[3]]
 }
 
 #[cfg(test)]
@@ -255,6 +259,12 @@ mod tests {
             })
             .collect();
         s
+    }
+
+    #[test]
+    fn scores_are_weighted_by_their_samples() {
+        assert_eq!(weighted([0.2, 0.4, 0.8, 100.0], [0.6, 0.0, 0.5, 300.0]), [0.5, 0.1, 0.575, 100.0]);
+        assert_eq!(weighted([0.2, 0.4, 0.8, 0.0], [0.6, 0.0, 0.5, 0.0]), [0.2, 0.4, 0.8, 0.0]);
     }
 
     #[test]
