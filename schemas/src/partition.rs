@@ -144,9 +144,15 @@ fn merge_fleet(parts: &[Snapshot]) -> FleetFigures {
     };
     out.likely_incidents_30m = likely(|f| &f.likely_incidents_30m);
     out.likely_incidents_8h = likely(|f| &f.likely_incidents_8h);
-    // Each partition's riskiest, ranked again by the risks the snapshots carry.
-    let risk_of = |name: &str| parts.iter().flat_map(|s| &s.servers).find(|s| s.server == name).map_or(0.0, |s| s.risk);
-    let mut top: Vec<(f32, String)> = figs.iter().flat_map(|f| f.top.iter().map(|n| (risk_of(n), n.clone()))).collect();
+    // Each partition's riskiest, ranked again by the risks its own snapshot carries (one pass
+    // over each partition's servers, not a search of the fleet per name).
+    let mut top: Vec<(f32, String)> = Vec::new();
+    for s in parts {
+        let named: std::collections::HashSet<&str> = s.fleet.top.iter().map(String::as_str).collect();
+        let risks: std::collections::HashMap<&str, f32> =
+            s.servers.iter().filter(|x| named.contains(x.server.as_str())).map(|x| (x.server.as_str(), x.risk)).collect();
+        top.extend(s.fleet.top.iter().map(|n| (risks.get(n.as_str()).copied().unwrap_or(0.0), n.clone())));
+    }
     top.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
     out.top = top.into_iter().take(TOP_MAX).map(|(_, n)| n).collect();
     out

@@ -8,7 +8,6 @@
 use std::time::{Duration, SystemTime};
 
 use async_nats::jetstream;
-use async_nats::jetstream::stream::{LastRawMessageErrorKind, Stream};
 use futures::StreamExt;
 use schemas::subjects::{PREDICTIONS_CURRENT, STREAM_PREDICTIONS};
 use schemas::{Snapshot, SnapshotAssembler, SCHEMA_VERSION};
@@ -170,8 +169,8 @@ async fn read_retained_until_found(state: Shared, client: async_nats::Client) {
 pub async fn read_retained(client: &async_nats::Client) -> anyhow::Result<Vec<Snapshot>> {
     let js = jetstream::new(client.clone());
     let stream = js.get_stream(STREAM_PREDICTIONS).await?;
-    let whole = newest_on_subject(&stream, PREDICTIONS_CURRENT).await?;
-    let first = match newest_on_subject(&stream, &partition_subject(0)).await {
+    let whole = fleetbus::latest_snapshot_on(&stream, PREDICTIONS_CURRENT).await?;
+    let first = match fleetbus::latest_snapshot_on(&stream, &partition_subject(0)).await {
         Ok(s) => s,
         // A stream without the partitions' subjects still serves the unpartitioned snapshot.
         Err(e) if whole.is_some() => {
@@ -188,60 +187,13 @@ pub async fn read_retained(client: &async_nats::Client) -> anyhow::Result<Vec<Sn
     let count = first.partition.map_or(1, |p| p.count);
     let mut out = vec![first];
     for k in 1..count {
-        match newest_on_subject(&stream, &partition_subject(k)).await {
+        match fleetbus::latest_snapshot_on(&stream, &partition_subject(k)).await {
             Ok(Some(s)) => out.push(s),
             Ok(None) => {}
             Err(e) => tracing::debug!(error = %e, partition = k, "reading a retained partition snapshot failed"),
         }
     }
     Ok(out)
-}
-
-/// The newest whole snapshot on `subject` in `stream`. Its last message tells which part it is;
-/// the parts of its snapshot precede it on the subject back to back, but other partitions'
-/// messages may sit between them in the stream. So the subject's messages are read forward
-/// (`next_by_subject` skips the others) from a little before the last, through a
-/// `SnapshotAssembler`; when that window holds no whole snapshot (the newest was cut off or
-/// is still being published), from further back, for the one before it.
-async fn newest_on_subject(stream: &Stream, subject: &str) -> anyhow::Result<Option<Snapshot>> {
-    let tail = match stream.get_last_raw_message_by_subject(subject).await {
-        Ok(m) => m,
-        Err(e) if matches!(e.kind(), LastRawMessageErrorKind::NoMessageFound) => return Ok(None),
-        Err(e) => return Err(e.into()),
-    };
-    // Back to back its earlier parts are `index` messages back; every other partition may have
-    // published as many in between.
-    let (index, spread) = match schemas::decode::<Snapshot>(&tail.payload) {
-        Ok(last) => (u64::from(last.part.index), u64::from(last.partition.map_or(1, |p| p.count.max(1)))),
-        Err(_) => (0, 1),
-    };
-    let first = stream.cached_info().state.first_sequence.max(1);
-    let mut back = index * spread;
-    for _ in 0..4 {
-        let start = tail.sequence.saturating_sub(back).max(first);
-        let mut asm = SnapshotAssembler::default();
-        let mut whole = None;
-        let mut seq = start;
-        while seq <= tail.sequence {
-            let m = match stream.get_first_raw_message_by_subject(subject, seq).await {
-                Ok(m) => m,
-                Err(e) if matches!(e.kind(), LastRawMessageErrorKind::NoMessageFound) => break,
-                Err(e) => return Err(e.into()),
-            };
-            if m.sequence > tail.sequence {
-                break;
-            }
-            if let Ok(Some(w)) = decode_part(&mut asm, &m.payload) {
-                whole = Some(w);
-            }
-            seq = m.sequence + 1;
-        }
-        if whole.is_some() || start <= first {
-            return Ok(whole);
-        }
-        back = (back + spread) * 4;
-    }
-    Ok(None)
 }
 
 #[cfg(test)]

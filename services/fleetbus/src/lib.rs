@@ -10,7 +10,9 @@ pub mod metrics;
 pub mod process;
 pub mod publish;
 
+use async_nats::jetstream::stream::{LastRawMessageErrorKind, Stream};
 use async_nats::{ConnectOptions, Event};
+use schemas::{Snapshot, SnapshotAssembler};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
@@ -121,37 +123,63 @@ pub async fn connect(service: &str, url: &str) -> Result<async_nats::Client, Con
     options(service, &parsed).connect(parsed.address.as_str()).await.map_err(|source| ConnectError::Connect { url: redact(url), source })
 }
 
-/// The newest complete snapshot kept in the `PREDICTIONS` stream, for a late subscriber: the
-/// last message tells which part it is; the parts of its snapshot precede it back to back.
-/// A snapshot still being published is skipped for the one before it.
-pub async fn latest_snapshot(js: &async_nats::jetstream::Context) -> anyhow::Result<Option<schemas::Snapshot>> {
+/// The newest complete snapshot on `predictions.current` (the whole fleet's, unpartitioned)
+/// kept in the `PREDICTIONS` stream, for a late subscriber; see [`latest_snapshot_on`].
+pub async fn latest_snapshot(js: &async_nats::jetstream::Context) -> anyhow::Result<Option<Snapshot>> {
     let stream = js.get_stream(schemas::subjects::STREAM_PREDICTIONS).await?;
-    let info = stream.get_info().await?;
-    if info.state.messages == 0 {
-        return Ok(None);
-    }
-    let (first, mut last) = (info.state.first_sequence, info.state.last_sequence);
+    latest_snapshot_on(&stream, schemas::subjects::PREDICTIONS_CURRENT).await
+}
+
+/// The newest whole snapshot on `subject` in `stream`. Its last message tells which part it is;
+/// the parts of its snapshot precede it on the subject back to back, but other partitions'
+/// messages may sit between them in the stream. So the subject's messages are read forward
+/// (`next_by_subject` skips the others) from a little before the last, through a
+/// `SnapshotAssembler`; when that window holds no whole snapshot (the newest was cut off or
+/// is still being published), from further back, for the one before it.
+pub async fn latest_snapshot_on(stream: &Stream, subject: &str) -> anyhow::Result<Option<Snapshot>> {
+    let tail = match stream.get_last_raw_message_by_subject(subject).await {
+        Ok(m) => m,
+        Err(e) if matches!(e.kind(), LastRawMessageErrorKind::NoMessageFound) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    // Back to back its earlier parts are `index` messages back; every other partition may have
+    // published as many in between.
+    let (index, spread) = match schemas::decode::<Snapshot>(&tail.payload) {
+        Ok(last) => (u64::from(last.part.index), u64::from(last.partition.map_or(1, |p| p.count.max(1)))),
+        Err(_) => (0, 1),
+    };
+    let first = stream.cached_info().state.first_sequence.max(1);
+    let mut back = index * spread;
     for _ in 0..4 {
-        if last < first {
-            return Ok(None);
-        }
-        let tail: schemas::Snapshot = schemas::decode(&stream.get_raw_message(last).await?.payload)?;
-        let (index, count) = (u64::from(tail.part.index), u64::from(tail.part.count.max(1)));
-        if index + 1 != count {
-            last = last.saturating_sub(index + 1);
-            continue;
-        }
-        let start = last - index;
-        if start < first {
-            return Ok(None);
-        }
-        let mut asm = schemas::SnapshotAssembler::default();
+        let start = tail.sequence.saturating_sub(back).max(first);
+        let mut asm = SnapshotAssembler::default();
         let mut whole = None;
-        for seq in start..=last {
-            let part: schemas::Snapshot = schemas::decode(&stream.get_raw_message(seq).await?.payload)?;
-            whole = asm.push(part);
+        let mut seq = start;
+        while seq <= tail.sequence {
+            let m = match stream.get_first_raw_message_by_subject(subject, seq).await {
+                Ok(m) => m,
+                Err(e) if matches!(e.kind(), LastRawMessageErrorKind::NoMessageFound) => break,
+                Err(e) => return Err(e.into()),
+            };
+            if m.sequence > tail.sequence {
+                break;
+            }
+            // A part that does not decode, is from a newer schema or names a part out of its
+            // range is skipped, as the live subscribers skip it.
+            match schemas::decode::<Snapshot>(&m.payload) {
+                Ok(p) if p.v <= schemas::SCHEMA_VERSION && (p.part.count <= 1 || p.part.index < p.part.count) => {
+                    if let Some(w) = asm.push(p) {
+                        whole = Some(w);
+                    }
+                }
+                _ => {}
+            }
+            seq = m.sequence + 1;
         }
-        return Ok(whole);
+        if whole.is_some() || start <= first {
+            return Ok(whole);
+        }
+        back = (back + spread) * 4;
     }
     Ok(None)
 }

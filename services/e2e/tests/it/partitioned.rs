@@ -135,6 +135,11 @@ async fn a_killed_predictors_partitions_resume_on_the_other() -> anyhow::Result<
 async fn a_rolling_restart_leaves_no_gap_over_two_ticks() -> anyhow::Result<()> {
     let Pair { dirs, nats, client, mut watch, mut a, mut b, generator, .. } = pair("1s", &[]).await?;
     watch.until(Duration::from_secs(90), "every partition forecast", 0, ready).await?;
+    // Caught up with the generator's start (its first steps come as a backlog, which one tick
+    // takes at once): every partition at a step sent after the fleet was ready.
+    let (sent, _) = sent_metrics(&client).await?;
+    let caught_up = sent.keys().map(|(_, step)| *step).max().unwrap_or(0) * schemas::STEP_MS;
+    watch.until(Duration::from_secs(30), "every partition caught up", 0, |m| m.servers.iter().all(|s| s.last_ms >= caught_up)).await?;
 
     // Every whole snapshot per partition from here on: its step (tick_ms), in arrival order.
     let ticks: std::sync::Arc<std::sync::Mutex<HashMap<u16, Vec<i64>>>> = Default::default();
