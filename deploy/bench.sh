@@ -59,6 +59,9 @@ section() { printf '\n## %s\n\n' "$1"; }
   section "Predictor: tick latency per stage, 100 / 1,000 / 10,000 servers"
   bench bench_tick 2>/dev/null | tee "$work/predictor.txt"
 
+  section "Predictor engine: forecasts per second with every method (model, statistical methods, ensemble, choice), 1,000 and 10,000 servers"
+  bench bench_engine 2>/dev/null
+
   section "Predictor /metrics: fill once per tick, render per scrape (10,000 servers)"
   bench bench_metrics 2>/dev/null
 

@@ -12,6 +12,7 @@ use std::collections::HashMap;
 
 use schemas::{MetricRecord, ValidationPolicy};
 
+use crate::bands::{BandCache, ServerBands};
 use crate::chunk::Chunk;
 use crate::step::{step_end, Seen};
 use crate::window::{AddOutcome, ServerWindow};
@@ -36,6 +37,9 @@ pub struct Registry {
     dirty: Vec<u32>,
     due: Vec<u32>,
     is_due: Vec<bool>,
+    /// Each server's statistical bands, reused between ticks (`methods::BandCache`); derived
+    /// from its window, never stored.
+    bands: BandCache,
 }
 
 impl Registry {
@@ -50,6 +54,7 @@ impl Registry {
             dirty: Vec::new(),
             due: Vec::new(),
             is_due: Vec::new(),
+            bands: BandCache::new(),
         }
     }
 
@@ -71,6 +76,11 @@ impl Registry {
 
     pub fn server(&self, id: u32) -> &ServerWindow {
         &self.servers[id as usize]
+    }
+
+    /// Server `id`'s cached statistical bands (see `methods::Statistical::fill`).
+    pub fn bands(&self, id: u32) -> &std::sync::Mutex<ServerBands> {
+        &self.bands[id as usize]
     }
 
     pub fn server_mut(&mut self, id: u32) -> &mut ServerWindow {
@@ -113,6 +123,7 @@ impl Registry {
         self.servers.push(ServerWindow::new(record.server.clone(), record.profile(), source, self.capacity));
         self.by_name.insert(record.server.clone(), id);
         self.is_due.push(false);
+        self.bands.push(Default::default());
         id
     }
 
@@ -243,6 +254,7 @@ impl Registry {
         self.servers.push(w);
         self.by_name.insert(name.to_string(), id);
         self.is_due.push(false);
+        self.bands.push(Default::default());
         if self.servers[id as usize].last_closed().is_some() {
             self.is_due[id as usize] = true;
             self.due.push(id);

@@ -233,8 +233,8 @@ impl Worker {
             let h = self.model.manifest.horizon_steps;
             out.statistical.resize_with(chunk.len(), Default::default);
             for (c, id) in out.statistical.iter_mut().zip(chunk.iter()) {
-                c.clear();
-                self.statistical.fill(reg.server(*id), h, c);
+                self.statistical.recycle(c);
+                self.statistical.fill(reg.server(*id), *id, reg.bands(*id), h, c);
             }
             filled += clock.elapsed();
             let result = self.model.run(chunk.len(), &mut out).map(|()| out);

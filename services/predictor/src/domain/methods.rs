@@ -11,7 +11,7 @@
 //! Bands (P10/P90) are empirical, as for the trainer's baselines
 //! (`services/trainer/fleetcast_trainer/baselines.py`): the 10th and 90th percentiles of the
 //! server's own k-step changes `y[s] - y[s-k]` over the last day, at the anchor leads
-//! [`ANCHORS`], linearly interpolated in between. The seasonal naive's band is the spread of
+//! [`crate::bands::ANCHORS`], linearly interpolated in between (`bands.rs`). The seasonal naive's band is the spread of
 //! its own day-over-day errors `y[s] - y[s-288]`; the climatology's is the last day's own
 //! 10th-90th percentile range. Calibration was checked on real VMs (Bitbrains tuning VMs, never
 //! the held-out ones): raw percentiles, unwidened, cover 77-80 % for the level, trend, blend and
@@ -19,6 +19,7 @@
 
 use schemas::{Method, Target, TargetForecast};
 
+use crate::bands::{median, p10_p90, Bands, ServerBands, MIN_SAMPLES};
 use crate::select::Candidates;
 use crate::window::ServerWindow;
 
@@ -28,16 +29,6 @@ pub const SEASON: usize = 288;
 /// Closed steps a window must keep for these methods: a day for the season plus the horizon,
 /// so every future step of an 8-hour forecast has its value one day earlier.
 pub const HISTORY_STEPS: usize = SEASON + schemas::HORIZON_STEPS;
-
-/// Leads (steps) at which the change quantiles are measured; others are interpolated.
-pub const ANCHORS: [usize; 9] = [1, 2, 3, 6, 12, 24, 48, 72, 96];
-
-/// The bands are drawn from the changes of the last day.
-const BAND_STEPS: usize = SEASON;
-
-/// Fewest changes from which a quantile is taken; a lead with fewer borrows the longest lead
-/// that has enough, widened by the square root of the lead ratio (random-walk growth).
-const MIN_SAMPLES: usize = 8;
 
 /// The recent level is the median of this many last observed steps (30 min): up to two
 /// outlying steps (a spike) cannot move it, a new level held for four steps does. Chosen over
@@ -54,43 +45,36 @@ const TREND_ANCHOR_STEPS: usize = 6;
 pub const STATISTICAL: [Method; 6] =
     [Method::LastValue, Method::Level, Method::SeasonalNaive, Method::Trend, Method::Climatology, Method::Blend];
 
-/// What the statistical methods need from one target's history, computed once.
+/// What the statistical methods need from one target's history: everything that sets a
+/// method's P50 (last value, level, trend, the day's values) and the seasonal spread, computed
+/// every tick, and the [`Bands`], which may be up to [`REFRESH_STEPS`] old.
 #[derive(Debug, Clone)]
 pub struct Basis {
     last: f32,
     level: f32,
     slope: f32,
     intercept: f32,
-    /// Quantiles (P10, P90) of the k-step changes at each of [`ANCHORS`].
-    change: [(f32, f32); ANCHORS.len()],
-    /// Quantiles (P10, P90) of the day-over-day errors, when enough are known.
+    /// Quantiles (P10, P90) of the day-over-day errors, when enough are known. Computed every
+    /// tick: the window holds only 96 of them (a day and 8 h of history), so an hour-old
+    /// sample is an eighth stale (the seasonal naive's P90 q-risk was 1.6 % worse cached).
     season: Option<(f32, f32)>,
     /// The last day's (P10, P50, P90) of the values themselves.
     day: (f32, f32, f32),
+    bands: Bands,
 }
 
 /// Reusable buffers, so a tick allocates nothing per server.
 #[derive(Debug, Default)]
 pub struct Scratch {
     values: Vec<f32>,
-}
-
-/// The value at rank `q` (0..=1, nearest rank) of `v`, reordering `v`; NaN when empty.
-fn quantile(v: &mut [f32], q: f32) -> f32 {
-    if v.is_empty() {
-        return f32::NAN;
-    }
-    let k = ((v.len() - 1) as f32 * q).round() as usize;
-    *v.select_nth_unstable_by(k, f32::total_cmp).1
-}
-
-fn median(v: &mut [f32]) -> f32 {
-    quantile(v, 0.5)
+    lo: Vec<f32>,
+    hi: Vec<f32>,
 }
 
 impl Basis {
-    /// The basis of `history` (see the module doc); `None` when no step was observed.
-    pub fn new(history: &[f32], scratch: &mut Scratch) -> Option<Basis> {
+    /// The basis of `history` with its [`Bands`] (from [`Bands::new`] on this or a recent
+    /// history); `None` when no step was observed.
+    pub fn new(history: &[f32], bands: Bands, scratch: &mut Scratch) -> Option<Basis> {
         let n = history.len();
         let last_at = history.iter().rposition(|v| v.is_finite())?;
         let last = history[last_at];
@@ -102,35 +86,20 @@ impl Basis {
 
         let (slope, intercept) = theil_sen(&history[n.saturating_sub(TREND_STEPS)..], buf).unwrap_or((0.0, level));
 
-        let mut change = [(f32::NAN, f32::NAN); ANCHORS.len()];
-        let from = n.saturating_sub(BAND_STEPS);
-        for (c, &k) in change.iter_mut().zip(&ANCHORS) {
-            buf.clear();
-            buf.extend((from.max(k)..n).map(|s| history[s] - history[s - k]).filter(|d| d.is_finite()));
-            if buf.len() >= MIN_SAMPLES {
-                *c = (quantile(buf, 0.1), quantile(buf, 0.9));
-            }
-        }
-        fill_short_leads(&mut change);
-
         buf.clear();
         buf.extend((SEASON..n).map(|s| history[s] - history[s - SEASON]).filter(|d| d.is_finite()));
-        let season = (buf.len() >= MIN_SAMPLES).then(|| (quantile(buf, 0.1), quantile(buf, 0.9)));
+        let season = (buf.len() >= MIN_SAMPLES).then(|| p10_p90(buf));
 
         buf.clear();
         buf.extend(history[n.saturating_sub(SEASON)..].iter().filter(|v| v.is_finite()));
-        let day = (quantile(buf, 0.1), quantile(buf, 0.5), quantile(buf, 0.9));
-
-        Some(Basis { last, level, slope, intercept, change, season, day })
+        let (lo, hi) = p10_p90(buf);
+        let day = (lo, median(buf), hi);
+        Some(Basis { last, level, slope, intercept, season, day, bands })
     }
 
-    /// The quantiles (P10, P90) of the change over `k` steps, interpolated between anchors.
-    fn change_at(&self, k: usize) -> (f32, f32) {
-        let i = ANCHORS.partition_point(|&a| a <= k).clamp(1, ANCHORS.len() - 1);
-        let (k0, k1) = (ANCHORS[i - 1] as f32, ANCHORS[i] as f32);
-        let w = ((k as f32 - k0) / (k1 - k0)).clamp(0.0, 1.0);
-        let (a, b) = (self.change[i - 1], self.change[i]);
-        (a.0 + (b.0 - a.0) * w, a.1 + (b.1 - a.1) * w)
+    /// The basis of `history` with bands computed from it too.
+    pub fn fresh(history: &[f32], scratch: &mut Scratch) -> Option<Basis> {
+        Basis::new(history, Bands::new(history, &mut scratch.values)?, scratch)
     }
 
     /// Writes `method`'s forecast of `target` for `h` steps into `out` (resized), clamped to
@@ -138,47 +107,118 @@ impl Basis {
     /// `history` must be the one the basis was made from. [`Method::Model`] and
     /// [`Method::Ensemble`] are not among these: they leave `out` empty.
     pub fn curves(&self, method: Method, history: &[f32], target: Target, h: usize, out: &mut TargetForecast) {
+        let (mut lo, mut hi) = (Vec::new(), Vec::new());
+        self.changes(h, &mut lo, &mut hi);
+        self.write(method, history, target, &lo, &hi, out);
+    }
+
+    /// [`Basis::curves`] of every method of [`STATISTICAL`] at once, `outs[i]` for
+    /// `STATISTICAL[i]`, interpolating the change quantiles once for all of them.
+    pub fn all_curves(
+        &self,
+        history: &[f32],
+        target: Target,
+        h: usize,
+        scratch: &mut Scratch,
+        outs: &mut [TargetForecast; STATISTICAL.len()],
+    ) {
+        let (lo, hi) = (&mut scratch.lo, &mut scratch.hi);
+        self.changes(h, lo, hi);
+        for (out, method) in outs.iter_mut().zip(STATISTICAL) {
+            self.write(method, history, target, lo, hi, out);
+        }
+    }
+
+    /// The change quantiles (P10 into `lo`, P90 into `hi`) at leads 1..=h.
+    fn changes(&self, h: usize, lo: &mut Vec<f32>, hi: &mut Vec<f32>) {
+        lo.clear();
+        hi.clear();
+        for k in 1..=h {
+            let (l, u) = self.bands.change_at(k);
+            lo.push(l);
+            hi.push(u);
+        }
+    }
+
+    /// `method`'s curves from the change quantiles `lo`/`hi` (one per lead) into `out`.
+    fn write(&self, method: Method, history: &[f32], target: Target, lo: &[f32], hi: &[f32], out: &mut TargetForecast) {
         out.target = target;
         out.method = method;
+        let w = Writer { upper: upper_bound(target), h: lo.len() };
+        let (last, level) = (self.last, self.level);
+        let (dlo, dmid, dhi) = self.day;
+        match method {
+            // Not statistical: the model runs in the workers, the ensemble combines the rest.
+            Method::Model | Method::Ensemble => w.put(out, |_| f32::NAN, |_| f32::NAN, |_| f32::NAN, true),
+            Method::LastValue => w.put(out, |_| last, |k| last + lo[k], |k| last + hi[k], false),
+            Method::Level => w.put(out, |_| level, |k| level + lo[k], |k| level + hi[k], false),
+            Method::Climatology => w.put(out, |_| dmid, |_| dlo, |_| dhi, false),
+            Method::Blend => w.put(out, |_| 0.5 * (level + dmid), |k| 0.5 * (level + lo[k] + dlo), |k| 0.5 * (level + hi[k] + dhi), false),
+            // The change quantiles include the trend itself; around the trend line the spread
+            // is the change less the trend's own k steps, which leaves the intercept.
+            Method::Trend => {
+                let (a, b) = (self.intercept, self.slope);
+                w.put(out, |k| a + b * (k + 1) as f32, |k| a + lo[k], |k| a + hi[k], false)
+            }
+            Method::SeasonalNaive => {
+                let n = history.len();
+                // Lead k (0-based here) repeats the step a day before it: history[n + k - SEASON].
+                let back = |k: usize| (n + k).checked_sub(SEASON).and_then(|i| history.get(i)).copied().filter(|v| v.is_finite());
+                match self.season {
+                    Some((slo, shi)) => w.put(
+                        out,
+                        |k| back(k).unwrap_or(level),
+                        |k| back(k).map_or(level + lo[k], |v| v + slo),
+                        |k| back(k).map_or(level + hi[k], |v| v + shi),
+                        false,
+                    ),
+                    None => w.put(
+                        out,
+                        |k| back(k).unwrap_or(level),
+                        |k| back(k).unwrap_or(level) + lo[k],
+                        |k| back(k).unwrap_or(level) + hi[k],
+                        false,
+                    ),
+                }
+            }
+        }
+    }
+}
+
+/// Writes curves lead by lead, clamped to `0..=upper` with P10 <= P50 <= P90: one tight
+/// loop per quantile, which the compiler vectorises for most methods.
+struct Writer {
+    upper: f32,
+    h: usize,
+}
+
+impl Writer {
+    fn put(&self, out: &mut TargetForecast, mid: impl Fn(usize) -> f32, lo: impl Fn(usize) -> f32, hi: impl Fn(usize) -> f32, empty: bool) {
         for c in [&mut out.p10, &mut out.p50, &mut out.p90] {
             c.clear();
         }
-        let upper = if target.unit().is_percent() { 100.0 } else { f32::MAX };
-        let n = history.len();
-        for k in 1..=h {
-            let (lo, hi) = self.change_at(k);
-            let (mid, lo, hi): (f32, f32, f32) = match method {
-                // Not statistical: the model runs in the workers, the ensemble combines the rest.
-                Method::Model | Method::Ensemble => return,
-                Method::LastValue => (self.last, self.last + lo, self.last + hi),
-                Method::Level => (self.level, self.level + lo, self.level + hi),
-                Method::Climatology => (self.day.1, self.day.0, self.day.2),
-                Method::Blend => {
-                    let (dlo, dmid, dhi) = self.day;
-                    (0.5 * (self.level + dmid), 0.5 * (self.level + lo + dlo), 0.5 * (self.level + hi + dhi))
-                }
-                Method::Trend => {
-                    // The change quantiles include the trend itself; around a trend line the
-                    // spread is the change less the trend's own k steps.
-                    let mid = self.intercept + self.slope * k as f32;
-                    let drift = self.slope * k as f32;
-                    (mid, mid + lo - drift, mid + hi - drift)
-                }
-                Method::SeasonalNaive => {
-                    let back = (n + k).checked_sub(SEASON + 1).and_then(|i| history.get(i)).copied().filter(|v| v.is_finite());
-                    match (back, self.season) {
-                        (Some(v), Some((slo, shi))) => (v, v + slo, v + shi),
-                        (Some(v), None) => (v, v + lo, v + hi),
-                        (None, _) => (self.level, self.level + lo, self.level + hi),
-                    }
-                }
-            };
-            let mid = mid.clamp(0.0, upper);
-            out.p50.push(mid);
-            out.p10.push(lo.clamp(0.0, upper).min(mid));
-            out.p90.push(hi.clamp(0.0, upper).max(mid));
+        if empty {
+            return;
         }
+        let upper = self.upper;
+        out.p50.extend((0..self.h).map(|k| mid(k).clamp(0.0, upper)));
+        let p50 = &out.p50;
+        out.p10.extend((0..self.h).map(|k| lo(k).clamp(0.0, upper).min(p50[k])));
+        out.p90.extend((0..self.h).map(|k| hi(k).clamp(0.0, upper).max(p50[k])));
     }
+}
+
+/// The largest value `target` can take: 100 for percentages, unbounded otherwise.
+fn upper_bound(target: Target) -> f32 {
+    if target.unit().is_percent() {
+        100.0
+    } else {
+        f32::MAX
+    }
+}
+
+fn empty_forecast(target: Target, h: usize) -> TargetForecast {
+    TargetForecast { target, method: Method::LastValue, p10: Vec::with_capacity(h), p50: Vec::with_capacity(h), p90: Vec::with_capacity(h) }
 }
 
 /// Runs every statistical method on a window: the tick's glue around [`Basis`], with its
@@ -187,58 +227,73 @@ impl Basis {
 pub struct Statistical {
     scratch: Scratch,
     history: Vec<f32>,
+    /// Forecasts handed back by [`Statistical::recycle`], whose buffers the next fill reuses.
+    pool: Vec<TargetForecast>,
 }
+
+/// Most forecasts [`Statistical`] keeps for reuse: one server's worth of every method.
+const POOL_CAP: usize = Method::ALL.len() * schemas::TARGET_COUNT;
 
 impl Statistical {
     /// Adds to `out` each statistical method's `h`-step forecast of every target whose source
-    /// metric `w` has observed.
-    pub fn fill(&mut self, w: &ServerWindow, h: usize, out: &mut Candidates) {
+    /// metric `w` has observed, with the [`Bands`] in `cache` (server `id`'s) while they are
+    /// fresh enough ([`REFRESH_STEPS`]), computed anew and kept there otherwise.
+    pub fn fill(&mut self, w: &ServerWindow, id: u32, cache: &std::sync::Mutex<ServerBands>, h: usize, out: &mut Candidates) {
         let observed = w.observed_mask();
-        for target in Target::ALL {
+        let mut cached = cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let refresh = cached.due(w.last_closed(), id);
+        for (t, target) in Target::ALL.into_iter().enumerate() {
             if observed & (1 << target.source_metric().index()) == 0 {
                 continue;
             }
             w.history(target, &mut self.history);
-            let Some(basis) = Basis::new(&self.history, &mut self.scratch) else { continue };
-            for method in STATISTICAL {
-                let mut f =
-                    TargetForecast { target, method, p10: Vec::with_capacity(h), p50: Vec::with_capacity(h), p90: Vec::with_capacity(h) };
-                basis.curves(method, &self.history, target, h, &mut f);
+            let bands = match cached.bands[t] {
+                Some(b) if !refresh => b,
+                _ => {
+                    let Some(b) = Bands::new(&self.history, &mut self.scratch.values) else { continue };
+                    cached.bands[t] = Some(b);
+                    b
+                }
+            };
+            let Some(basis) = Basis::new(&self.history, bands, &mut self.scratch) else { continue };
+            let mut fs = std::array::from_fn(|_| self.pool.pop().unwrap_or_else(|| empty_forecast(target, h)));
+            basis.all_curves(&self.history, target, h, &mut self.scratch, &mut fs);
+            for (f, method) in fs.into_iter().zip(STATISTICAL) {
                 out.of_mut(method).push(f);
             }
         }
-    }
-}
-
-/// Gives leads without enough changes (a short history) the quantiles of the longest lead that
-/// has them, scaled by `sqrt(k / k0)`; with none at all, zero-width bands.
-fn fill_short_leads(change: &mut [(f32, f32); ANCHORS.len()]) {
-    let Some(best) = (0..ANCHORS.len()).rev().find(|&i| change[i].0.is_finite()) else {
-        *change = [(0.0, 0.0); ANCHORS.len()];
-        return;
-    };
-    let (k0, (lo, hi)) = (ANCHORS[best] as f32, change[best]);
-    for (i, c) in change.iter_mut().enumerate() {
-        if !c.0.is_finite() || !c.1.is_finite() {
-            let s = (ANCHORS[i] as f32 / k0).sqrt();
-            *c = (lo * s, hi * s);
+        if refresh {
+            cached.at = w.last_closed();
         }
     }
 }
 
-/// Theil–Sen line through the finite points of `y` (x = step index): the median of all
-/// pairwise slopes (Sen 1968), and the value it gives at the last step from the median of the
-/// last few points projected along it. `None` with fewer than 4 finite points.
+impl Statistical {
+    /// Empties `c`, keeping its forecasts' buffers (up to [`POOL_CAP`]) for the next fills.
+    pub fn recycle(&mut self, c: &mut Candidates) {
+        c.drain_into(&mut self.pool);
+        self.pool.truncate(POOL_CAP);
+    }
+}
+
+/// Theil–Sen line through the finite points of `y` (x = step index): the median of pairwise
+/// slopes (Sen 1968), and the value it gives at the last step from the median of the last few
+/// points projected along it. `None` with fewer than 6 slopes. All pairs: keeping only pairs
+/// far apart (a quarter of the work) made the trend's P50 q-risk 5 % worse on the Bitbrains
+/// VMs, the noisy close pairs pull the slope toward 0, which pays off 8 hours out.
 fn theil_sen(y: &[f32], buf: &mut Vec<f32>) -> Option<(f32, f32)> {
     let n = y.len();
     buf.clear();
-    for j in 0..n {
+    // Multiplying by a reciprocal from this table instead of dividing.
+    static RECIPROCAL: std::sync::LazyLock<[f32; TREND_STEPS]> =
+        std::sync::LazyLock::new(|| std::array::from_fn(|d| 1.0 / d.max(1) as f32));
+    for j in 0..n.min(TREND_STEPS) {
         if !y[j].is_finite() {
             continue;
         }
         for i in 0..j {
             if y[i].is_finite() {
-                buf.push((y[j] - y[i]) / (j - i) as f32);
+                buf.push((y[j] - y[i]) * RECIPROCAL[j - i]);
             }
         }
     }
@@ -257,7 +312,7 @@ mod tests {
 
     fn forecast(method: Method, history: &[f32], target: Target) -> TargetForecast {
         let mut s = Scratch::default();
-        let b = Basis::new(history, &mut s).unwrap();
+        let b = Basis::fresh(history, &mut s).unwrap();
         let mut out = TargetForecast { target, method, p10: vec![], p50: vec![], p90: vec![] };
         b.curves(method, history, target, 96, &mut out);
         out
@@ -336,6 +391,19 @@ mod tests {
             assert_eq!(f.p50.len(), 96);
             assert!(f.p10.iter().chain(&f.p50).chain(&f.p90).all(|v| v.is_finite() && *v >= 0.0), "{m:?}");
         }
-        assert!(Basis::new(&[f32::NAN; 10], &mut Scratch::default()).is_none());
+        assert!(Basis::fresh(&[f32::NAN; 10], &mut Scratch::default()).is_none());
+    }
+
+    #[test]
+    fn all_curves_match_each_methods_own_curves() {
+        let y: Vec<f32> = (0..HISTORY_STEPS).map(|s| 40.0 + 20.0 * ((s as f32) * 0.05).sin() + ((s * 7919) % 13) as f32).collect();
+        let mut scratch = Scratch::default();
+        let b = Basis::fresh(&y, &mut scratch).unwrap();
+        let mut all: [TargetForecast; STATISTICAL.len()] = std::array::from_fn(|_| empty_forecast(Target::Cpu, 96));
+        b.all_curves(&y, Target::Cpu, 96, &mut scratch, &mut all);
+        for (f, m) in all.iter().zip(STATISTICAL) {
+            assert_eq!(f, &forecast(m, &y, Target::Cpu), "{m:?}");
+            assert_eq!(f.method, m);
+        }
     }
 }

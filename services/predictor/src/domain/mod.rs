@@ -12,6 +12,7 @@
 
 pub mod accuracy;
 pub mod alerts;
+pub mod bands;
 pub mod fleet;
 pub mod horizon;
 pub mod methods;

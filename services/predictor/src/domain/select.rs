@@ -62,6 +62,13 @@ impl Candidates {
         self.by_method.iter_mut().for_each(Vec::clear);
     }
 
+    /// Moves every forecast into `pool` (so their buffers can be reused), leaving `self` empty.
+    pub fn drain_into(&mut self, pool: &mut Vec<TargetForecast>) {
+        for v in &mut self.by_method {
+            pool.append(v);
+        }
+    }
+
     pub fn of(&self, method: Method) -> &[TargetForecast] {
         &self.by_method[method.index()]
     }
@@ -104,12 +111,15 @@ impl Candidates {
             let mut sum =
                 TargetForecast { target, method: Method::Ensemble, p10: vec![0.0; len], p50: vec![0.0; len], p90: vec![0.0; len] };
             for ((f, _), [n50, n90, f50, f90]) in present.zip(w) {
+                // Sliced to `len` up front so the loop runs without bounds checks.
+                let (x10, x50, x90) = (&f.p10[..len], &f.p50[..len], &f.p90[..len]);
+                let (s10, s50, s90) = (&mut sum.p10[..len], &mut sum.p50[..len], &mut sum.p90[..len]);
                 for k in 0..len {
                     let a = far_share(k + 1);
                     let (b50, b90) = (n50 + a * (f50 - n50), n90 + a * (f90 - n90));
-                    sum.p10[k] += b90 * f.p10[k];
-                    sum.p50[k] += b50 * f.p50[k];
-                    sum.p90[k] += b90 * f.p90[k];
+                    s10[k] += b90 * x10[k];
+                    s50[k] += b50 * x50[k];
+                    s90[k] += b90 * x90[k];
                 }
             }
             out.push(sum);
@@ -153,8 +163,11 @@ pub fn far_share(k: usize) -> f32 {
 /// The power of the inverse loss in [`member_weights`].
 pub const WEIGHT_POWER: f32 = 1.0;
 
+/// Whether every value of `f` is finite. A fold without early exit, so it vectorises: the
+/// check runs for every method and target of every server each tick.
 fn is_finite(f: &TargetForecast) -> bool {
-    f.p10.iter().chain(&f.p50).chain(&f.p90).all(|v| v.is_finite())
+    let all = |v: &[f32]| v.iter().fold(true, |ok, x| ok & x.is_finite());
+    all(&f.p10) & all(&f.p50) & all(&f.p90)
 }
 
 /// The method to take one part of a forecast from, given which candidates are usable, each
@@ -197,12 +210,14 @@ pub fn p90_loss(s: &ServerScore) -> f32 {
 pub fn publish(candidates: &Candidates, score: impl Fn(Method, Target) -> Option<ServerScore>, out: &mut Vec<TargetForecast>) {
     out.clear();
     for target in Target::ALL {
-        let usable = |m: Method| candidates.usable(m, target).is_some();
-        let Some(mid) = choose(usable, |m| score(m, target), p50_loss).and_then(|m| candidates.usable(m, target)) else {
+        // Each method's usable forecast, looked up (and checked finite) once per target.
+        let usable: [Option<&TargetForecast>; Method::ALL.len()] = Method::ALL.map(|m| candidates.usable(m, target));
+        let is_usable = |m: Method| usable[m.index()].is_some();
+        let Some(mid) = choose(is_usable, |m| score(m, target), p50_loss).and_then(|m| usable[m.index()]) else {
             continue;
         };
         let mut f = mid.clone();
-        let band = choose(usable, |m| score(m, target), p90_loss).and_then(|m| candidates.usable(m, target));
+        let band = choose(is_usable, |m| score(m, target), p90_loss).and_then(|m| usable[m.index()]);
         if let Some(b) = band.filter(|b| b.method != f.method && b.p50.len() == f.p50.len()) {
             for k in 0..f.p50.len() {
                 f.p10[k] = b.p10[k].min(f.p50[k]);
