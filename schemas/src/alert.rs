@@ -59,6 +59,8 @@ pub enum AlertBasis {
 }
 
 impl AlertBasis {
+    pub const ALL: [AlertBasis; 2] = [AlertBasis::P50, AlertBasis::P90];
+
     /// `P50` (the expected path crossed) or `P90` (only the plausible worst case crossed), as
     /// people read it on the dashboard and in Alertmanager's annotations.
     pub fn label(self) -> &'static str {
@@ -78,6 +80,8 @@ pub enum AlertState {
 }
 
 impl AlertState {
+    pub const ALL: [AlertState; 3] = [AlertState::Opened, AlertState::Updated, AlertState::Resolved];
+
     pub fn name(self) -> &'static str {
         match self {
             AlertState::Opened => "opened",

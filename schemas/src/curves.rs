@@ -71,8 +71,9 @@ impl Serialize for TargetForecast {
     }
 }
 
-/// Serialises as a MessagePack `bin`, reads a `bin` or an array of bytes.
-struct Blob(Vec<u8>);
+/// Serialises as a MessagePack `bin`, reads a `bin` or an array of bytes (also the summary's
+/// blobs, `summary_wire.rs`).
+pub(crate) struct Blob(pub(crate) Vec<u8>);
 
 impl Serialize for Blob {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {

@@ -18,6 +18,8 @@ pub mod record;
 pub mod rejection;
 pub mod snapshot;
 pub mod subjects;
+pub mod summary;
+mod summary_wire;
 pub mod validate;
 
 pub use alert::{Alert, AlertBasis, AlertEvent, AlertState, Level};
@@ -29,14 +31,19 @@ pub use profile::Profile;
 pub use record::{MetricRecord, MetricsBatch};
 pub use rejection::Rejection;
 pub use snapshot::{
-    Explanation, FleetFigures, MethodAccuracy, ModelInfo, PartInfo, ServerForecast, ServerOdds, Snapshot, SnapshotAssembler,
-    SnapshotHeader, TargetAccuracy, TargetForecast, TargetThresholds, Warmup,
+    Explanation, FleetFigures, MethodAccuracy, ModelInfo, PartInfo, ProfileThresholds, ServerForecast, ServerOdds, Snapshot,
+    SnapshotAssembler, SnapshotHeader, TargetAccuracy, TargetForecast, TargetThresholds, Warmup,
 };
+pub use summary::{AlertBrief, Breach, ReasonBrief, ServerSummary, Sparkline, TargetBrief};
 pub use validate::{RejectReason, ValidationError, ValidationPolicy};
 
 /// Version of the wire contract, carried as `v` in every top-level message.
 /// Bump it on any change that an older reader would misread.
 pub const SCHEMA_VERSION: u16 = 1;
+
+/// Version of the snapshot on `predictions.current` (its `v`): 2 since it carries per-server
+/// summaries ([`ServerSummary`]) instead of full forecasts (1). Readers reject other versions.
+pub const SNAPSHOT_VERSION: u16 = 2;
 
 /// One forecast step: five minutes of simulated or real time. Every horizon is counted in these.
 pub const STEP_MS: i64 = 5 * 60 * 1000;

@@ -93,8 +93,9 @@ const TOP_MAX: usize = 20;
 /// parts). Servers are joined; counts and expectations add up; the odds of at least one
 /// incident are `1 - Π(1 - p)` over partitions (independent parts, as within one); averages are
 /// weighted by servers (accuracy by samples); `seq` is the sum of the partitions' (it grows
-/// whenever any partition publishes), `tick_ms` the newest. `partition` is left unset. `None`
-/// for no snapshots.
+/// whenever any partition publishes), `tick_ms` the newest; the profiles' thresholds are the
+/// first partition's that has any (every predictor judges by the same). `partition` is left
+/// unset. `None` for no snapshots.
 pub fn merge(mut parts: Vec<Snapshot>) -> Option<Snapshot> {
     parts.sort_by_key(|s| s.partition.map(|p| p.index));
     let mut merged = parts.first()?.clone();
@@ -104,6 +105,7 @@ pub fn merge(mut parts: Vec<Snapshot>) -> Option<Snapshot> {
     merged.tick_ms = parts.iter().map(|s| s.tick_ms).max().unwrap_or(0);
     merged.published_ms = parts.iter().map(|s| s.published_ms).max().unwrap_or(0);
     merged.servers = parts.iter().flat_map(|s| s.servers.iter().cloned()).collect();
+    merged.thresholds = parts.iter().map(|s| &s.thresholds).find(|t| !t.is_empty()).cloned().unwrap_or_default();
     merged.fleet = merge_fleet(&parts);
     merged.accuracy = merge_accuracy(&parts);
     Some(merged)
@@ -243,25 +245,25 @@ mod tests {
             model: Default::default(),
             fleet,
             accuracy: Vec::new(),
+            thresholds: Vec::new(),
         }
         .snapshot(Default::default(), Vec::new());
         s.servers = servers
             .iter()
-            .map(|(n, r)| crate::snapshot::ServerForecast {
+            .map(|(n, r)| crate::summary::ServerSummary {
                 server: n.to_string(),
                 profile: crate::Profile::Generic,
                 last_ms: 0,
                 risk: *r,
                 level: Level::from_risk(*r),
+                targets: Vec::new(),
+                breach: None,
                 reasons: Vec::new(),
-                current: Default::default(),
-                recent: Vec::new(),
+                reason: None,
+                spark: None,
                 warmup: None,
-                no_forecast: None,
-                forecast: Vec::new(),
-                explanation: None,
+                no_forecast: false,
                 alerts: Vec::new(),
-                thresholds: Vec::new(),
             })
             .collect();
         s

@@ -1,9 +1,10 @@
 //! A snapshot split into parts: the one wire layout of a part ([`Frame`]), used both by
 //! `Snapshot`'s serialization and by [`SnapshotHeader::write_part`], which writes a part from
-//! servers already encoded (the predictor encodes each server once, when it changes, and copies
-//! the bytes into every snapshot), and the [`SnapshotAssembler`] that joins parts back.
+//! server summaries already encoded (the predictor encodes each server's summary once, when it
+//! changes, and copies the bytes into every snapshot), and the [`SnapshotAssembler`] that joins
+//! parts back.
 //!
-//! A part is a MessagePack map of nine named fields, `servers` last; `write_part` lets serde
+//! A part is a MessagePack map of named fields, `servers` last; `write_part` lets serde
 //! write the other eight and an empty `servers` array (one byte, `0x90`), replaces that byte
 //! with the real array's length and appends the servers' bytes. So the two paths cannot drift
 //! apart: a field added to [`Frame`] is written by both.
@@ -12,8 +13,9 @@ use serde::{Serialize, Serializer};
 
 use crate::codec::CodecError;
 use crate::partition::PartitionInfo;
-use crate::snapshot::{FleetFigures, ModelInfo, PartInfo, ServerForecast, Snapshot, TargetAccuracy};
-use crate::SCHEMA_VERSION;
+use crate::snapshot::{FleetFigures, ModelInfo, PartInfo, ProfileThresholds, Snapshot, TargetAccuracy};
+use crate::summary::ServerSummary;
+use crate::SNAPSHOT_VERSION;
 
 /// The wire layout of a snapshot part (`schemas/README.md`, "Snapshot"). `servers` must stay
 /// the last field: [`SnapshotHeader::write_part`] appends pre-encoded servers after it.
@@ -31,6 +33,7 @@ struct Frame<'a, S> {
     // Left out when unpartitioned, so a one-predictor snapshot is byte for byte as before.
     #[serde(skip_serializing_if = "Option::is_none")]
     partition: Option<PartitionInfo>,
+    thresholds: &'a [ProfileThresholds],
     servers: S,
 }
 
@@ -46,6 +49,7 @@ impl Serialize for Snapshot {
             fleet: &self.fleet,
             accuracy: &self.accuracy,
             partition: self.partition,
+            thresholds: &self.thresholds,
             servers: &self.servers,
         }
         .serialize(s)
@@ -53,7 +57,7 @@ impl Serialize for Snapshot {
 }
 
 /// Everything in a snapshot except its part number and servers: what a publisher computes once
-/// per tick and repeats in every part. `v` is always [`SCHEMA_VERSION`].
+/// per tick and repeats in every part. `v` is always [`SNAPSHOT_VERSION`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct SnapshotHeader {
     /// Snapshot counter; all parts of one snapshot share it.
@@ -67,15 +71,17 @@ pub struct SnapshotHeader {
     pub accuracy: Vec<TargetAccuracy>,
     /// The partition this snapshot covers; `None` when unpartitioned.
     pub partition: Option<PartitionInfo>,
+    /// Each profile's thresholds (`Snapshot::thresholds`).
+    pub thresholds: Vec<ProfileThresholds>,
 }
 
 impl SnapshotHeader {
     /// Writes part `part` of this snapshot into `out` (cleared first), with `servers` the
-    /// MessagePack encodings of its `ServerForecast`s, copied as they are. Byte-identical to
+    /// MessagePack encodings of its `ServerSummary`s, copied as they are. Byte-identical to
     /// `encode(&self.snapshot(part, decoded servers))`.
     pub fn write_part(&self, out: &mut Vec<u8>, part: PartInfo, servers: &[&[u8]]) -> Result<(), CodecError> {
         out.clear();
-        let none: &[ServerForecast] = &[];
+        let none: &[ServerSummary] = &[];
         let mut ser = rmp_serde::Serializer::new(&mut *out).with_struct_map();
         self.frame(part, none).serialize(&mut ser)?;
         // The empty `servers` array is the frame's last byte (a fixarray of length 0).
@@ -91,9 +97,9 @@ impl SnapshotHeader {
     }
 
     /// The snapshot (or part) with these servers, decoded (tests, small fleets, readers).
-    pub fn snapshot(&self, part: PartInfo, servers: Vec<ServerForecast>) -> Snapshot {
+    pub fn snapshot(&self, part: PartInfo, servers: Vec<ServerSummary>) -> Snapshot {
         Snapshot {
-            v: SCHEMA_VERSION,
+            v: SNAPSHOT_VERSION,
             seq: self.seq,
             tick_ms: self.tick_ms,
             published_ms: self.published_ms,
@@ -102,13 +108,14 @@ impl SnapshotHeader {
             fleet: self.fleet.clone(),
             accuracy: self.accuracy.clone(),
             partition: self.partition,
+            thresholds: self.thresholds.clone(),
             servers,
         }
     }
 
     fn frame<S>(&self, part: PartInfo, servers: S) -> Frame<'_, S> {
         Frame {
-            v: SCHEMA_VERSION,
+            v: SNAPSHOT_VERSION,
             seq: self.seq,
             tick_ms: self.tick_ms,
             published_ms: self.published_ms,
@@ -117,6 +124,7 @@ impl SnapshotHeader {
             fleet: &self.fleet,
             accuracy: &self.accuracy,
             partition: self.partition,
+            thresholds: &self.thresholds,
             servers,
         }
     }

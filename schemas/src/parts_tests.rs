@@ -4,12 +4,14 @@ use crate::method::Method;
 use crate::metric::{Metrics, Target};
 use crate::profile::Profile;
 use crate::snapshot::{
-    Explanation, LevelCounts, MethodAccuracy, RiskReason, ServerOdds, TargetForecast, TargetHistory, TargetThresholds, VariableWeight,
-    Warmup,
+    Explanation, LevelCounts, MethodAccuracy, ProfileThresholds, RiskReason, ServerForecast, ServerOdds, TargetForecast, TargetHistory,
+    TargetThresholds, VariableWeight, Warmup,
 };
+use crate::summary::ServerSummary;
 
-/// A snapshot part with every kind of field filled (the golden bytes below were written by the
-/// derived `Serialize` of `Snapshot` before the frame existed, commit ac4e815).
+/// A snapshot part with every kind of field filled: a warming server and one with a
+/// forecast, a reason and an alert (the golden bytes below are this snapshot at `v` 2, the
+/// summary layout, written deliberately when the summaries replaced the full forecasts).
 fn golden_snapshot() -> Snapshot {
     let server = |i: usize| ServerForecast {
         server: format!("ppdb{i:03}"),
@@ -52,7 +54,7 @@ fn golden_snapshot() -> Snapshot {
         thresholds: vec![TargetThresholds { target: Target::Cpu, warning: 80.0, critical: 95.0 }],
     };
     Snapshot {
-        v: SCHEMA_VERSION,
+        v: crate::SNAPSHOT_VERSION,
         seq: 42,
         tick_ms: 1_800_000_000_000,
         published_ms: 1_700_000_000_123,
@@ -87,11 +89,17 @@ fn golden_snapshot() -> Snapshot {
             methods: vec![MethodAccuracy { method: Method::Level, samples: 960, qrisk_p50: 0.25, qrisk_p90: 0.125, coverage: 0.5 }],
         }],
         partition: None,
-        servers: (0..2).map(server).collect(),
+        thresholds: vec![ProfileThresholds {
+            profile: Profile::Database,
+            targets: vec![TargetThresholds { target: Target::Cpu, warning: 80.0, critical: 95.0 }],
+        }],
+        servers: (0..2).map(|i| ServerSummary::of(&server(i))).collect(),
     }
 }
 
-/// `parts_golden.hex`: `encode(&golden_snapshot())` as written before the frame existed.
+/// `parts_golden.hex`: `encode(&golden_snapshot())` at `v` 2. Regenerate only for a deliberate
+/// change of the wire layout, with a new `SNAPSHOT_VERSION`:
+/// `FLEETCAST_WRITE_GOLDEN=1 cargo nextest run -E 'test(golden)'` writes it.
 fn golden_bytes() -> Vec<u8> {
     let hex = include_str!("parts_golden.hex").trim();
     (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect()
@@ -106,16 +114,23 @@ fn header_of(s: &Snapshot) -> SnapshotHeader {
         fleet: s.fleet.clone(),
         accuracy: s.accuracy.clone(),
         partition: s.partition,
+        thresholds: s.thresholds.clone(),
     }
 }
 
-fn encoded(servers: &[ServerForecast]) -> Vec<Vec<u8>> {
+fn encoded(servers: &[ServerSummary]) -> Vec<Vec<u8>> {
     servers.iter().map(|s| crate::encode(s).unwrap()).collect()
 }
 
 #[test]
 fn a_snapshot_encodes_to_the_golden_bytes() {
+    if std::env::var_os("FLEETCAST_WRITE_GOLDEN").is_some() {
+        let hex: String = crate::encode(&golden_snapshot()).unwrap().iter().map(|b| format!("{b:02x}")).collect();
+        std::fs::write(concat!(env!("CARGO_MANIFEST_DIR"), "/src/parts_golden.hex"), hex + "\n").unwrap();
+    }
     let golden = golden_bytes();
+    assert_eq!(golden[..3], [0x8a, 0xa1, b'v'], "a map of 10 fields, `v` first");
+    assert_eq!(crate::decode::<Snapshot>(&golden).unwrap().v, crate::SNAPSHOT_VERSION);
     assert_eq!(crate::encode(&golden_snapshot()).unwrap(), golden);
     assert_eq!(crate::decode::<Snapshot>(&golden).unwrap(), golden_snapshot());
 }
@@ -155,7 +170,7 @@ fn part(seq: u64, index: u16, count: u16, servers: &[&str]) -> Snapshot {
     s.seq = seq;
     s.part = PartInfo { index, count };
     let template = s.servers[0].clone();
-    s.servers = servers.iter().map(|name| ServerForecast { server: name.to_string(), ..template.clone() }).collect();
+    s.servers = servers.iter().map(|name| ServerSummary { server: name.to_string(), ..template.clone() }).collect();
     s
 }
 

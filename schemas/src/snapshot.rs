@@ -1,5 +1,7 @@
-//! The forecast snapshot published on `predictions.current` each tick. Its wire layout, how a
-//! part is written from pre-encoded servers and how parts are joined are in [`crate::parts`].
+//! The fleet snapshot published on `predictions.current` each tick, and [`ServerForecast`], one
+//! server's full forecast kept in KV `forecasts` (key = server). The snapshot carries a compact
+//! [`ServerSummary`] per server (`crate::summary`); its wire layout, how a part is written from
+//! pre-encoded summaries and how parts are joined are in [`crate::parts`].
 
 use serde::{Deserialize, Serialize};
 
@@ -7,6 +9,7 @@ use crate::alert::{Alert, Level};
 use crate::method::Method;
 use crate::metric::{Metrics, Target};
 use crate::profile::Profile;
+use crate::summary::ServerSummary;
 
 pub use crate::parts::{SnapshotAssembler, SnapshotHeader};
 
@@ -31,6 +34,7 @@ pub struct ModelInfo {
 /// ([`SnapshotHeader::write_part`]) is byte-identical to `encode(&Snapshot)`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct Snapshot {
+    /// [`crate::SNAPSHOT_VERSION`] (2: per-server summaries; 1 carried full forecasts).
     pub v: u16,
     /// Snapshot counter; all parts of one snapshot share it.
     pub seq: u64,
@@ -48,8 +52,26 @@ pub struct Snapshot {
     /// one predictor holds the whole fleet.
     #[serde(default)]
     pub partition: Option<crate::partition::PartitionInfo>,
-    /// This part's servers.
-    pub servers: Vec<ServerForecast>,
+    /// The warning/critical thresholds each profile's servers are judged by (profiles without
+    /// any, and targets without any, are absent; repeated in every part, ~1 KB).
+    #[serde(default)]
+    pub thresholds: Vec<ProfileThresholds>,
+    /// This part's servers, one summary each; the full forecasts are in KV `forecasts`.
+    pub servers: Vec<ServerSummary>,
+}
+
+impl Snapshot {
+    /// The thresholds of `target` for servers of `profile`, if it has any.
+    pub fn thresholds_of(&self, profile: Profile, target: Target) -> Option<&TargetThresholds> {
+        self.thresholds.iter().find(|p| p.profile == profile)?.targets.iter().find(|t| t.target == target)
+    }
+}
+
+/// The thresholds of one profile, per target.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProfileThresholds {
+    pub profile: Profile,
+    pub targets: Vec<TargetThresholds>,
 }
 
 /// Part `index` of `count` (0-based). A snapshot that fits one message has `count = 1`.
@@ -215,7 +237,9 @@ pub struct Explanation {
     pub attention: Vec<f32>,
 }
 
-/// One server in the snapshot.
+/// One server's full forecast: the value of its key in KV `forecasts`, rewritten each tick the
+/// server closes a step (~12 KB with 8 targets). The snapshot carries its
+/// [`ServerSummary::of`] instead.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ServerForecast {
     pub server: String,

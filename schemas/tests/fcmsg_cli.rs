@@ -85,3 +85,45 @@ fn forecast_curves_print_as_plain_arrays() {
     assert_eq!(v["forecast"][0]["p50"], serde_json::json!([50.0, 51.0]), "{v}");
     assert_eq!(v["forecast"][0]["p90"], serde_json::json!([60.0, 61.0]));
 }
+
+/// A summary snapshot, as `nats sub predictions.current` delivers it, prints each server with
+/// its field names (on the wire a server is a positional array).
+#[test]
+fn a_snapshot_prints_named_server_summaries() {
+    use schemas::{Level, Profile, ServerForecast, ServerSummary, SnapshotHeader, Target};
+    let sf = ServerForecast {
+        server: "ppdb001".into(),
+        profile: Profile::Database,
+        last_ms: 1_764_000_000_000,
+        risk: 45.0,
+        level: Level::Warning,
+        reasons: vec![],
+        current: Metrics { mem_used_pct: Some(91.5), ..Default::default() },
+        recent: vec![],
+        warmup: None,
+        no_forecast: None,
+        forecast: vec![],
+        explanation: None,
+        alerts: vec![],
+        thresholds: vec![],
+    };
+    let header = SnapshotHeader {
+        seq: 7,
+        tick_ms: 1_764_000_000_000,
+        published_ms: 1_764_000_001_000,
+        model: Default::default(),
+        fleet: Default::default(),
+        accuracy: vec![],
+        partition: None,
+        thresholds: vec![],
+    };
+    let wire = encode(&header.snapshot(Default::default(), vec![ServerSummary::of(&sf)])).unwrap();
+    let (ok, json, err) = run(&["decode", "--compact"], &wire);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    assert_eq!(v["v"], schemas::SNAPSHOT_VERSION);
+    let s = &v["servers"][0];
+    assert_eq!((s["server"].as_str(), s["profile"].as_str(), s["level"].as_str()), (Some("ppdb001"), Some("database"), Some("warning")));
+    let mem = &s["targets"][Target::ALL.iter().position(|t| *t == Target::Mem).unwrap()];
+    assert_eq!((mem["target"].as_str(), mem["current"].as_f64()), (Some("mem"), Some(91.5)), "{s}");
+}

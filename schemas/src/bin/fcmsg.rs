@@ -1,6 +1,8 @@
 //! `fcmsg`: reads any Fleetcast message from stdin as pretty JSON, or makes MessagePack from JSON.
 //!
-//! `nats sub predictions.current --translate 'fcmsg decode'`, `nats kv get forecasts ppdb001 --raw | fcmsg decode`,
+//! `nats sub predictions.current --translate 'fcmsg decode'` (the snapshot: per-server summaries,
+//! printed with their field names), `nats kv get forecasts ppdb001 --raw | fcmsg decode` (one
+//! server's full forecast, curves as `p10`/`p50`/`p90` arrays),
 //! `echo '{"scenario":"critical"}' | fcmsg encode | nats req control.generator.scenario.set`.
 
 use std::io::{Read, Write};
@@ -28,8 +30,9 @@ enum Cmd {
     Encode,
 }
 
-/// Snapshots and per-server forecasts are decoded as what they are, so their compact forecast
-/// curves print as plain `p10`/`p50`/`p90` arrays; anything else generically.
+/// Snapshots and per-server forecasts (KV `forecasts`) are decoded as what they are, so a
+/// snapshot's positional server summaries print with their field names and a forecast's compact
+/// curves as plain `p10`/`p50`/`p90` arrays; anything else generically.
 fn readable(input: &[u8]) -> anyhow::Result<serde_json::Value> {
     if let Ok(s) = schemas::decode::<schemas::Snapshot>(input) {
         return Ok(serde_json::to_value(s)?);

@@ -6,7 +6,10 @@
 //! - every page's bytes, raw / gzip / br;
 //! - 200 simultaneous SSE clients against a real nats-server: time from publishing a
 //!   snapshot (20 parts) to each client's `snapshot` event, and to each client having
-//!   re-fetched its overview fragment (what a browser tab does on that event).
+//!   re-fetched its overview fragment (what a browser tab does on that event);
+//! - the server view over HTTP with its KV `forecasts` read (real nats-server);
+//! - a 100,000-server summary snapshot (`BIG`): its bytes, encode and decode time, and the
+//!   overview and alerts renders over it.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -23,6 +26,8 @@ use tower::ServiceExt;
 
 const SERVERS: usize = 1_000;
 const CLIENTS: usize = 200;
+/// The fleet of the summary-snapshot measurements (issue 14: under 15 MB at 100,000 servers).
+const BIG: usize = 100_000;
 
 struct Stats {
     p50: Duration,
@@ -76,9 +81,9 @@ async fn get(app: &axum::Router, path: &str, headers: &[(&str, &str)]) -> (usize
     (bytes.len(), t.elapsed())
 }
 
-/// One keep-alive HTTP/1.1 GET of the overview fragment, body read by Content-Length.
-async fn fetch_fragment(conn: &mut BufReader<TcpStream>, addr: SocketAddr) -> usize {
-    let req = format!("GET / HTTP/1.1\r\nHost: {addr}\r\nHX-Request: true\r\n\r\n");
+/// One keep-alive HTTP/1.1 GET of the fragment at `path`, body read by Content-Length.
+async fn fetch_fragment(conn: &mut BufReader<TcpStream>, addr: SocketAddr, path: &str) -> usize {
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nHX-Request: true\r\n\r\n");
     conn.get_mut().write_all(req.as_bytes()).await.unwrap();
     let mut len = 0usize;
     let mut line = String::new();
@@ -107,7 +112,9 @@ async fn main() {
     );
     let spec = Spec { servers: SERVERS, seq: 1, warming: 20, ..Default::default() };
     let state = AppState::new(Args::for_tests("nats://127.0.0.1:1"));
-    state.publish(fixture::snapshot(&spec));
+    let forecasts = fixture::forecasts(&spec);
+    state.publish(fixture::snapshot_of(&spec, &forecasts));
+    state.forecasts.set_fixture(forecasts.clone());
     {
         let mut h = state.history.write().unwrap();
         for t in fixture::ticks(&spec, 7 * 288) {
@@ -127,8 +134,9 @@ async fn main() {
     row("overview fragment render (build + askama), wall", &overview, "p99 < 5 ms", overview.p99 < Duration::from_millis(5));
     row("overview fragment render, thread CPU time", &overview_cpu, "p99 < 5 ms", overview_cpu.p99 < Duration::from_millis(5));
     let worst = latest.riskiest().next().unwrap();
+    let worst_fc = forecasts.iter().find(|f| f.server == worst.server).unwrap();
     let (wall, cpu) = time_n(3000, || {
-        let html = views::render(&views::server::build(&latest, worst));
+        let html = views::render(&views::server::build(&latest, worst_fc));
         std::hint::black_box(html);
     });
     let (server, server_cpu) = (stats(wall), stats(cpu));
@@ -217,7 +225,7 @@ async fn main() {
                     let got = sse.next_named("snapshot", Duration::from_secs(10)).await;
                     let (at_event, at_event_wall) = (Instant::now(), std::time::SystemTime::now());
                     assert!(got.is_some(), "a client missed the snapshot event");
-                    fetch_fragment(&mut conn, addr).await;
+                    fetch_fragment(&mut conn, addr, "/").await;
                     (sse, conn, at_event, at_event_wall, Instant::now())
                 })
             })
@@ -246,5 +254,69 @@ async fn main() {
     let f = stats(to_fragment);
     row("publish -> every client re-fetched its overview fragment", &f, "< 500 ms", f.max < Duration::from_millis(500));
     println!("\nopen SSE streams at the end: {}", running.state.sse_clients.load(std::sync::atomic::Ordering::Relaxed));
+
+    // The server view as a browser gets it: over HTTP, with its one KV `forecasts` get.
+    let js = async_nats::jetstream::new(client.clone());
+    let kv = js.create_key_value(async_nats::jetstream::kv::Config { bucket: "forecasts".into(), history: 1, ..Default::default() });
+    let kv = kv.await.unwrap();
+    for f in &forecasts {
+        kv.put(&f.server, schemas::encode(f).unwrap().into()).await.unwrap();
+    }
+    let mut conn = clients.pop().unwrap().1;
+    let mut views_kv = Vec::new();
+    for _ in 0..1000 {
+        let t = Instant::now();
+        assert!(fetch_fragment(&mut conn, addr, &server_url).await > 10_000, "the server view with its charts");
+        views_kv.push(t.elapsed());
+    }
+    println!("\n| server view over HTTP, KV read included (real nats-server) | p50 | p90 | p99 | max | target | met |");
+    println!("|---|---|---|---|---|---|---|");
+    let v = stats(views_kv);
+    row("GET /servers/<riskiest> (fragment): KV get + decode + render", &v, "p99 < 10 ms", v.p99 < Duration::from_millis(10));
     running.stop().await;
+    big_snapshot(&spec);
+}
+
+/// The summary snapshot at [`BIG`] servers: what one predictor publishes per tick and the
+/// dashboard holds, and the views over it.
+fn big_snapshot(spec: &Spec) {
+    let spec = Spec { servers: BIG, warming: BIG / 100, ..spec.clone() };
+    let snap = fixture::snapshot(&spec);
+    let (mut enc, mut bytes) = (Vec::new(), Vec::new());
+    for _ in 0..5 {
+        let t = Instant::now();
+        bytes = schemas::encode(&snap).unwrap();
+        enc.push(t.elapsed());
+    }
+    let mut dec = Vec::new();
+    let mut back = None;
+    for _ in 0..5 {
+        let t = Instant::now();
+        back = Some(schemas::decode::<schemas::Snapshot>(&bytes).unwrap());
+        dec.push(t.elapsed());
+    }
+    let t = Instant::now();
+    let latest = dashboard::state::Latest::new(back.unwrap(), std::time::SystemTime::now(), 1);
+    let index = t.elapsed();
+    let per = bytes.len() as f64 / BIG as f64;
+    println!("\n| {BIG} servers, summary snapshot | value | target | met |");
+    println!("|---|---|---|---|");
+    println!(
+        "| snapshot size | {:.2} MB ({per:.1} B/server) | < 15 MB | {} |",
+        bytes.len() as f64 / 1e6,
+        if bytes.len() < 15_000_000 { "yes" } else { "NO" }
+    );
+    println!("| encode (every summary and the frame), p50 of 5 | {} | — | — |", ms(stats(enc).p50));
+    println!("| decode, p50 of 5 | {} | — | — |", ms(stats(dec).p50));
+    println!("| dashboard index (by name, by risk) | {} | — | — |", ms(index));
+    println!("\n| {BIG} servers, dashboard renders | p50 | p90 | p99 | max | target | met |");
+    println!("|---|---|---|---|---|---|---|");
+    let q = views::overview::OverviewQuery::default();
+    let (wall, cpu) = time_n(500, || std::hint::black_box(views::render(&views::overview::build(Some(&latest), &q))).clear());
+    let (o, oc) = (stats(wall), stats(cpu));
+    row("overview fragment render, wall", &o, "p99 < 5 ms", o.p99 < Duration::from_millis(5));
+    row("overview fragment render, thread CPU time", &oc, "p99 < 5 ms", oc.p99 < Duration::from_millis(5));
+    let aq = views::alerts::AlertsQuery::default();
+    let (wall, _) = time_n(50, || std::hint::black_box(views::render(&views::alerts::build(Some(&latest), &aq, &[]))).clear());
+    row("alerts fragment render (first 500 of every alert)", &stats(wall), "—", true);
 }

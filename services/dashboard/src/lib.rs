@@ -16,6 +16,7 @@ pub mod config;
 pub mod control;
 pub mod cost;
 pub mod fixture;
+pub mod forecasts;
 pub mod format;
 pub mod history;
 pub mod locks;

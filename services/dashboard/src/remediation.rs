@@ -4,7 +4,7 @@
 //! The original matched display names, so every server fell through to "other"; this keys on
 //! `schemas::Profile`, the one profile every service agrees on.
 
-use schemas::{Profile, ServerForecast};
+use schemas::Profile;
 
 /// Risk at and above which an action is proposed (critical level).
 pub const TRIGGER_RISK: f32 = 70.0;
@@ -29,23 +29,23 @@ pub fn playbook(profile: Profile) -> Playbook {
     Playbook { profile, action, system }
 }
 
-/// The command line that would run for one server (shown, never executed).
-pub fn command(server: &ServerForecast) -> String {
-    let name = &server.server;
-    match server.profile {
+/// The command line that would run for server `name` of `profile` at `risk` (shown, never
+/// executed).
+pub fn command(name: &str, profile: Profile, risk: f32) -> String {
+    match profile {
         Profile::MlCompute => format!("conductor-api resize --host {name} --vcpu +2"),
         Profile::Database => format!("dbctl pool enable --host {name} && dbctl replica add --primary {name}"),
         Profile::WebApi => format!("kubectl patch hpa {name} --min-replicas +2"),
         Profile::RiskAnalytics => format!("batchq hold --host {name} --until-risk-below {TRIGGER_RISK:.0}"),
         Profile::ConductorMgmt | Profile::DataIngest | Profile::Generic => {
-            format!("pagerduty trigger --service {} --summary \"{name} at critical risk ({:.0})\"", server.profile.name(), server.risk)
+            format!("pagerduty trigger --service {} --summary \"{name} at critical risk ({risk:.0})\"", profile.name())
         }
     }
 }
 
-/// Whether a server is at critical risk and gets an action.
-pub fn triggers(server: &ServerForecast) -> bool {
-    server.risk.is_finite() && server.risk >= TRIGGER_RISK
+/// Whether a server at `risk` is at critical risk and gets an action.
+pub fn triggers(risk: f32) -> bool {
+    risk.is_finite() && risk >= TRIGGER_RISK
 }
 
 #[cfg(test)]
@@ -64,12 +64,11 @@ mod tests {
 
     #[test]
     fn keyed_on_canonical_profile_not_name() {
-        let mut s = fixture::server("weird-name-42", Profile::Database, 88.0, 0);
-        assert!(triggers(&s));
-        assert!(command(&s).starts_with("dbctl pool enable --host weird-name-42"));
-        s.risk = 69.9;
-        assert!(!triggers(&s));
-        s.risk = f32::NAN;
-        assert!(!triggers(&s));
+        let s = fixture::server("weird-name-42", Profile::Database, 88.0, 0);
+        assert!(triggers(s.risk));
+        assert!(command(&s.server, s.profile, s.risk).starts_with("dbctl pool enable --host weird-name-42"));
+        assert!(command("x", Profile::Generic, 88.4).ends_with("\"x at critical risk (88)\""));
+        assert!(!triggers(69.9));
+        assert!(!triggers(f32::NAN));
     }
 }

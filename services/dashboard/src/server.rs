@@ -90,7 +90,8 @@ pub async fn start(args: Args) -> anyhow::Result<Running> {
     Ok(Running { addr, state, server, tasks, settings })
 }
 
-/// `--demo-fixture`: a week of synthetic history, then a new fixture snapshot every 5 s.
+/// `--demo-fixture`: a week of synthetic history, then a new fixture snapshot every 5 s (and
+/// its servers' forecasts in memory, where the live dashboard reads KV `forecasts`).
 async fn demo_fixture(state: Shared) {
     let servers = state.args.demo_servers;
     let mut spec = fixture::Spec { servers, seq: 3000, warming: servers / 30, ..Default::default() };
@@ -99,13 +100,16 @@ async fn demo_fixture(state: Shared) {
         for t in fixture::ticks(&spec, 7 * 288) {
             let _ = h.push_tick(t);
         }
-        for e in fixture::alert_events(&fixture::snapshot(&spec)) {
+        for e in fixture::alert_events(&fixture::forecasts(&spec), spec.tick_ms) {
             h.push_alert(e);
         }
     }
     let mut shutdown = state.shutdown_signal();
     loop {
-        state.publish(fixture::snapshot(&spec));
+        let forecasts = fixture::forecasts(&spec);
+        let snapshot = fixture::snapshot_of(&spec, &forecasts);
+        state.forecasts.set_fixture(forecasts);
+        state.publish(snapshot);
         spec.seq += 1;
         spec.tick_ms += schemas::STEP_MS;
         if let Some(t) = fixture::ticks(&spec, 1).pop() {

@@ -7,13 +7,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, SystemTime};
 
-use schemas::{ServerForecast, Snapshot};
+use schemas::{ServerForecast, ServerSummary, Snapshot};
 use tokio::sync::watch;
 
 use crate::alertmanager::Alertmanagers;
 use crate::auth::Sessions;
 use crate::config::Args;
 use crate::control::{GeneratorStatus, SwitchOutcome};
+use crate::forecasts::{ForecastError, Forecasts};
 use crate::format;
 use crate::history::HistoryStore;
 use crate::locks::{lock, read, write};
@@ -42,7 +43,7 @@ impl Latest {
     pub fn new(snapshot: Snapshot, received: SystemTime, update: u64) -> Latest {
         let by_name = snapshot.servers.iter().enumerate().map(|(i, s)| (s.server.clone(), i)).collect();
         let mut by_risk: Vec<usize> = (0..snapshot.servers.len()).collect();
-        let key = |s: &ServerForecast| if s.risk.is_finite() { s.risk } else { f32::NEG_INFINITY };
+        let key = |s: &ServerSummary| if s.risk.is_finite() { s.risk } else { f32::NEG_INFINITY };
         by_risk.sort_by(|&a, &b| {
             let (sa, sb) = (&snapshot.servers[a], &snapshot.servers[b]);
             key(sb).total_cmp(&key(sa)).then_with(|| sa.server.cmp(&sb.server))
@@ -50,12 +51,12 @@ impl Latest {
         Latest { snapshot, received, update, by_name, by_risk, partitions: Vec::new() }
     }
 
-    pub fn server(&self, name: &str) -> Option<&ServerForecast> {
+    pub fn server(&self, name: &str) -> Option<&ServerSummary> {
         self.by_name.get(name).and_then(|&i| self.snapshot.servers.get(i))
     }
 
     /// Servers riskiest first.
-    pub fn riskiest(&self) -> impl Iterator<Item = &ServerForecast> {
+    pub fn riskiest(&self) -> impl Iterator<Item = &ServerSummary> {
         self.by_risk.iter().filter_map(|&i| self.snapshot.servers.get(i))
     }
 }
@@ -129,6 +130,8 @@ pub struct AppState {
     pub card: CardCache,
     /// Operator inputs kept in the `dashboard_settings` KV bucket (cost-avoidance assumptions).
     pub settings: Settings,
+    /// Where the server view reads a server's full forecast (KV `forecasts`).
+    pub forecasts: Forecasts,
     nats: OnceLock<async_nats::Client>,
     /// The newest snapshot of each partition, for the merged view.
     partitions: Mutex<Partitions>,
@@ -158,6 +161,7 @@ impl AppState {
             sessions: Sessions::default(),
             card,
             settings: Settings::default(),
+            forecasts: Forecasts::default(),
             nats: OnceLock::new(),
             partitions: Mutex::default(),
             shutdown: watch::channel(false).0,
@@ -240,6 +244,11 @@ impl AppState {
 
     pub fn nats(&self) -> Option<&async_nats::Client> {
         self.nats.get()
+    }
+
+    /// The latest full forecast of `server` (one KV get; see `forecasts.rs`).
+    pub async fn forecast(&self, server: &str) -> Result<Option<ServerForecast>, ForecastError> {
+        self.forecasts.get(self.nats(), server).await
     }
 
     /// Whether the generator's control service answered recently.

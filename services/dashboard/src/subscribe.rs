@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use async_nats::jetstream;
 use futures::StreamExt;
 use schemas::subjects::{PREDICTIONS_CURRENT, STREAM_PREDICTIONS};
-use schemas::{Snapshot, SnapshotAssembler, SCHEMA_VERSION};
+use schemas::{Snapshot, SnapshotAssembler, SNAPSHOT_VERSION};
 
 use crate::partitions::Origin;
 use crate::state::{Link, Shared};
@@ -50,7 +50,7 @@ pub async fn watch_link(state: Shared, client: async_nats::Client) {
 pub enum BadSnapshot {
     #[error("undecodable snapshot: {0}")]
     Decode(#[from] schemas::CodecError),
-    #[error("snapshot schema version {0} is newer than this dashboard's {SCHEMA_VERSION}")]
+    #[error("snapshot version {0} is not this dashboard's {SNAPSHOT_VERSION}")]
     Version(u16),
     #[error("part index {index} of {count} is out of range")]
     Part { index: u16, count: u16 },
@@ -61,7 +61,7 @@ pub enum BadSnapshot {
 /// Decodes one message and feeds the assembler; returns a whole snapshot when complete.
 pub fn decode_part(asm: &mut SnapshotAssembler, payload: &[u8]) -> Result<Option<Snapshot>, BadSnapshot> {
     let part: Snapshot = schemas::decode(payload)?;
-    if part.v > SCHEMA_VERSION {
+    if part.v != SNAPSHOT_VERSION {
         return Err(BadSnapshot::Version(part.v));
     }
     if part.part.count > 1 && part.part.index >= part.part.count {
@@ -203,7 +203,7 @@ mod tests {
 
     #[test]
     fn decodes_and_assembles_parts() {
-        let s = fixture::snapshot(&fixture::Spec { servers: 9, ..Default::default() });
+        let s = fixture::wire(fixture::snapshot(&fixture::Spec { servers: 9, ..Default::default() }));
         let mut asm = SnapshotAssembler::default();
         let mut got = None;
         for p in fixture::split(&s, 3) {
@@ -217,10 +217,10 @@ mod tests {
         let mut asm = SnapshotAssembler::default();
         assert!(matches!(decode_part(&mut asm, b"\x93\x01\x02"), Err(BadSnapshot::Decode(_))));
         let mut s = fixture::snapshot(&fixture::Spec { servers: 2, ..Default::default() });
-        s.v = SCHEMA_VERSION + 1;
+        s.v = SNAPSHOT_VERSION + 1;
         let err = decode_part(&mut asm, &schemas::encode(&s).unwrap()).unwrap_err();
-        assert!(err.to_string().contains("newer"), "{err}");
-        s.v = SCHEMA_VERSION;
+        assert!(err.to_string().contains("not this dashboard's"), "{err}");
+        s.v = SNAPSHOT_VERSION;
         s.part = schemas::PartInfo { index: 5, count: 2 };
         assert!(matches!(decode_part(&mut asm, &schemas::encode(&s).unwrap()), Err(BadSnapshot::Part { .. })));
     }
@@ -236,7 +236,12 @@ mod tests {
     /// Parts of two partitions interleaved on one assembler come out as two whole snapshots.
     #[test]
     fn assembles_interleaved_partitions() {
-        let [a, b]: [Snapshot; 2] = fixture::partitions(&fixture::Spec { servers: 30, ..Default::default() }, 2).try_into().unwrap();
+        let [a, b]: [Snapshot; 2] = fixture::partitions(&fixture::Spec { servers: 30, ..Default::default() }, 2)
+            .into_iter()
+            .map(fixture::wire)
+            .collect::<Vec<_>>()
+            .try_into()
+            .unwrap();
         let (pa, pb) = (fixture::split(&a, 2), fixture::split(&b, 2));
         let mut asm = SnapshotAssembler::default();
         let mut whole = Vec::new();

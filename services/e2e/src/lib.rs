@@ -150,6 +150,7 @@ impl Service {
 
 /// Reads whole snapshots from `predictions.current`, joining parts.
 pub struct SnapshotWatch {
+    client: async_nats::Client,
     sub: async_nats::Subscriber,
     assembler: SnapshotAssembler,
     /// Most parts any snapshot seen so far was split into (its parts' `part.count`).
@@ -161,7 +162,12 @@ pub struct SnapshotWatch {
 impl SnapshotWatch {
     pub async fn new(client: &async_nats::Client) -> anyhow::Result<SnapshotWatch> {
         let sub = client.subscribe(schemas::subjects::PREDICTIONS_CURRENT).await?;
-        Ok(SnapshotWatch { sub, assembler: SnapshotAssembler::default(), most_parts: 0, largest_part: 0 })
+        Ok(SnapshotWatch { client: client.clone(), sub, assembler: SnapshotAssembler::default(), most_parts: 0, largest_part: 0 })
+    }
+
+    /// The connection it reads on (for the servers' KV `forecasts` entries).
+    pub fn client(&self) -> &async_nats::Client {
+        &self.client
     }
 
     /// The next whole snapshot, or an error after `timeout`.
@@ -195,9 +201,10 @@ impl SnapshotWatch {
     }
 }
 
-/// Every server of the snapshot has a full 96-step forecast.
+/// Every server of the snapshot has a forecast of every target (its curves are in KV
+/// `forecasts`: `fleetbus::forecasts::of_snapshot`).
 pub fn all_forecast(snap: &Snapshot, servers: usize) -> bool {
-    snap.servers.len() == servers && snap.servers.iter().all(|s| s.warmup.is_none() && s.forecast.len() == schemas::TARGET_COUNT)
+    snap.servers.len() == servers && snap.servers.iter().all(|s| s.warmup.is_none() && s.forecast_count() == schemas::TARGET_COUNT)
 }
 
 /// Risk per server.
@@ -235,12 +242,13 @@ pub fn expected(sent: &Sent, server: &str, step: i64, target: schemas::Target) -
     (!values.is_empty()).then(|| target.from_source((values.iter().sum::<f64>() / values.len() as f64) as f32))
 }
 
-/// Compares every step of every server's recent history in `snap` with what was sent.
+/// Compares every step of every server's recent history in `forecasts` (KV `forecasts`, read
+/// before `sent`, so nothing stored was sent after `sent` was read) with what was sent.
 /// Returns how many (server, target, step) values were compared (reported ones, not gaps) and
 /// the mismatches, each in words.
-pub fn window_mismatches(snap: &Snapshot, sent: &Sent) -> (usize, Vec<String>) {
+pub fn window_mismatches(forecasts: &[schemas::ServerForecast], sent: &Sent) -> (usize, Vec<String>) {
     let (mut compared, mut bad) = (0, Vec::new());
-    for s in &snap.servers {
+    for s in forecasts {
         let last = s.last_ms.div_euclid(schemas::STEP_MS);
         for h in &s.recent {
             let first = last - h.values.len() as i64 + 1;

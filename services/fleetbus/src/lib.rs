@@ -3,9 +3,10 @@
 //! `NATS_USER`/`NATS_PASSWORD`; the client retries the first connection and reconnects forever,
 //! and connection events are logged with the service's name. Also the one reader of the
 //! newest complete snapshot retained in JetStream, used by every late subscriber, and the one
-//! batch publisher of every metrics source (`publish`), and the one `/metrics` endpoint
-//! (`metrics`).
+//! batch publisher of every metrics source (`publish`), the one `/metrics` endpoint
+//! (`metrics`), and the one reader of servers' full forecasts in KV `forecasts` (`forecasts`).
 
+pub mod forecasts;
 pub mod metrics;
 pub mod process;
 pub mod publish;
@@ -164,10 +165,10 @@ pub async fn latest_snapshot_on(stream: &Stream, subject: &str) -> anyhow::Resul
             if m.sequence > tail.sequence {
                 break;
             }
-            // A part that does not decode, is from a newer schema or names a part out of its
+            // A part that does not decode, is of another snapshot version or names a part out of its
             // range is skipped, as the live subscribers skip it.
             match schemas::decode::<Snapshot>(&m.payload) {
-                Ok(p) if p.v <= schemas::SCHEMA_VERSION && (p.part.count <= 1 || p.part.index < p.part.count) => {
+                Ok(p) if p.v == schemas::SNAPSHOT_VERSION && (p.part.count <= 1 || p.part.index < p.part.count) => {
                     if let Some(w) = asm.push(p) {
                         whole = Some(w);
                     }

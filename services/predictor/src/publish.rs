@@ -1,7 +1,8 @@
-//! Everything the predictor sends: snapshot parts on `predictions.current` (JetStream, so the
-//! `PREDICTIONS` stream keeps them for late subscribers), per-server forecasts in KV
-//! `forecasts`, the tick summary and alert events into `HISTORY`, and rejected records on
-//! `metrics.rejected`. All MessagePack with `Content-Type: application/msgpack`.
+//! Everything the predictor sends: per-server forecasts in KV `forecasts`, snapshot parts
+//! (per-server summaries) on `predictions.current` (JetStream, so the `PREDICTIONS` stream
+//! keeps them for late subscribers), the tick summary and alert events into `HISTORY`, and
+//! rejected records on `metrics.rejected`. All MessagePack with
+//! `Content-Type: application/msgpack`.
 
 use async_nats::jetstream::{self, context::PublishAckFuture};
 use async_nats::HeaderMap;
@@ -55,12 +56,16 @@ impl Publisher {
         Ok(())
     }
 
-    /// Publishes a tick: the snapshot parts in order on one connection (each written just
+    /// Publishes a tick: first the servers' forecasts into KV `forecasts` (stored before any
+    /// part is sent, so a reader that saw a server in a snapshot finds its curves at least as
+    /// new in KV), then the snapshot parts in order on one connection (each written just
     /// before it is sent, with a few acks in flight, so the snapshot is never held whole a
-    /// second time), then the summary and alert events, then the forecasts and saved state;
-    /// returns once all are stored. Returns the snapshot's size in bytes. Stops at the first
-    /// failure; the caller logs it and the next tick publishes a whole snapshot again.
+    /// second time), then the summary and alert events, then the saved state; returns once all
+    /// are stored. Returns the snapshot's size in bytes. Stops at the first failure; the caller
+    /// logs it and the next tick publishes a whole snapshot again.
     pub async fn tick(&self, engine: &Engine, out: &TickOutput) -> Result<usize, WriteError> {
+        let forecasts = out.forecasts.iter().map(|(server, v)| (format!("{}{server}", self.forecasts_prefix), v.clone())).collect();
+        publish_all(&self.js, forecasts).await?;
         let mut bytes = 0;
         let mut in_flight = std::collections::VecDeque::new();
         for k in 0..out.plan.count() {
@@ -82,12 +87,10 @@ impl Publisher {
         for ack in acks {
             ack.await?;
         }
-        let mut writes: Vec<(String, Bytes)> =
-            out.forecasts.iter().map(|(server, v)| (format!("{}{server}", self.forecasts_prefix), v.clone())).collect();
         if let Some(state) = &out.state {
-            writes.push((format!("$KV.{}.{}", crate::streams::BUCKET_STATE, self.state_key), state.clone()));
+            let key = format!("$KV.{}.{}", crate::streams::BUCKET_STATE, self.state_key);
+            publish_all(&self.js, vec![(key, state.clone())]).await?;
         }
-        publish_all(&self.js, writes).await?;
         Ok(bytes)
     }
 
@@ -114,13 +117,18 @@ pub enum RejectionsError {
 pub use fleetbus::latest_snapshot;
 
 /// The number of the last snapshot (any part) retained on `subject`; 0 when there is none.
-/// A partition's next snapshot continues from it, whoever published it before.
+/// A partition's next snapshot continues from it, whoever published it before. Reads `seq`
+/// alone, so a snapshot of an older layout (`v` 1, before the summaries) still counts.
 pub async fn last_seq_on(js: &jetstream::Context, subject: &str) -> u64 {
+    #[derive(serde::Deserialize)]
+    struct Seq {
+        seq: u64,
+    }
     let Ok(stream) = js.get_stream(subjects::STREAM_PREDICTIONS).await else {
         return 0;
     };
     match stream.get_last_raw_message_by_subject(subject).await {
-        Ok(m) => schemas::decode::<schemas::Snapshot>(&m.payload).map_or(0, |s| s.seq),
+        Ok(m) => schemas::decode::<Seq>(&m.payload).map_or(0, |s| s.seq),
         Err(_) => 0,
     }
 }

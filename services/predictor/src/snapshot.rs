@@ -1,10 +1,11 @@
-//! The snapshot on `predictions.current`: each server's [`ServerForecast`] from its window and
-//! its row of model outputs, encoded once when it changes, and the snapshot message written
-//! from those cached bytes, split into parts under the server's max_payload.
+//! Each server's [`ServerForecast`] (KV `forecasts`) from its window and its row of model
+//! outputs, and the snapshot on `predictions.current` written from the servers' summaries
+//! (`schemas::ServerSummary`, encoded once when the server changes), split into parts under the
+//! server's max_payload.
 //!
 //! Parts are written by `schemas::SnapshotHeader::write_part` (the one wire layout of a part,
 //! beside `SnapshotAssembler`), byte-identical to `schemas::encode(&Snapshot)` of a snapshot
-//! holding that part's servers; the servers' bytes are copied, never re-encoded.
+//! holding that part's servers; the summaries' bytes are copied, never re-encoded.
 
 use bytes::Bytes;
 use schemas::snapshot::{TargetHistory, VariableWeight};
@@ -164,17 +165,22 @@ pub fn write_parts(h: &SnapshotHeader, servers: &[&[u8]], max_payload: usize) ->
     (0..plan.count()).map(|k| plan.write(k, h, &servers[plan.range(k)])).collect()
 }
 
-/// A whole snapshot from its header and servers (tests and small fleets).
-pub fn assemble(h: &SnapshotHeader, servers: Vec<schemas::ServerForecast>) -> Snapshot {
+/// A whole snapshot from its header and server summaries (tests and small fleets).
+pub fn assemble(h: &SnapshotHeader, servers: Vec<schemas::ServerSummary>) -> Snapshot {
     h.snapshot(PartInfo::default(), servers)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use schemas::{FleetFigures, Level, Metrics, ModelInfo, Profile, ServerForecast, SnapshotAssembler, Warmup};
+    use schemas::{FleetFigures, Level, Metrics, ModelInfo, Profile, ServerForecast, ServerSummary, SnapshotAssembler, Warmup};
 
-    fn server(name: &str, h: usize) -> ServerForecast {
+    /// A server's summary as a reader decodes it (half floats and all).
+    fn server(name: &str, h: usize) -> ServerSummary {
+        schemas::decode(&schemas::encode(&ServerSummary::of(&forecast(name, h))).unwrap()).unwrap()
+    }
+
+    fn forecast(name: &str, h: usize) -> ServerForecast {
         let row: Vec<f32> = (0..h * TARGET_COUNT * QUANTILES).map(|i| (i % 7) as f32).collect();
         let mut forecast = Vec::new();
         forecast_from(&row, h, &mut forecast);
@@ -212,6 +218,7 @@ mod tests {
             fleet: FleetFigures { servers: 3, top: vec!["a".into()], ..Default::default() },
             accuracy: vec![],
             partition: None,
+            thresholds: crate::domain::Domain::profile_thresholds(),
         }
     }
 
@@ -250,9 +257,9 @@ mod tests {
         let servers: Vec<_> = (0..300).map(|i| server(&format!("ppweb{i:04}"), 96)).collect();
         let encoded: Vec<Vec<u8>> = servers.iter().map(|s| schemas::encode(s).unwrap()).collect();
         let refs: Vec<&[u8]> = encoded.iter().map(|v| v.as_slice()).collect();
-        let max = 64 * 1024;
+        let max = 8 * 1024;
         let parts = write_parts(&header(), &refs, max).unwrap();
-        assert!(parts.len() > 10, "{} parts", parts.len());
+        assert!(parts.len() > 3, "{} parts", parts.len());
         let mut asm = SnapshotAssembler::default();
         let mut whole = None;
         for p in &parts {

@@ -1,14 +1,17 @@
 //! One tick, the CPU part: for every server whose step just closed, the inference workers
 //! build its model inputs and run the model in chunks, concurrently (`workers.rs`); this
 //! thread turns each output row into a forecast, assesses it (the domain seam) and encodes its
-//! `ServerForecast` once, chunk by chunk in order, then writes the snapshot parts from every
-//! server's cached bytes and the tick summary. Publishing is `publish.rs`'s job.
+//! `ServerForecast` (for KV `forecasts`) and its `ServerSummary` (for the snapshot) once, chunk
+//! by chunk in order, then plans the snapshot parts from every server's cached summary bytes
+//! and writes the tick summary. Publishing is `publish.rs`'s job.
 
 use std::time::Instant;
 
 use bytes::Bytes;
 use schemas::history::TickSummary;
-use schemas::{AlertEvent, AlertState, Method, ModelInfo, ServerForecast, SnapshotHeader, Warmup, SCHEMA_VERSION};
+use schemas::{
+    AlertEvent, AlertState, Method, ModelInfo, ProfileThresholds, ServerForecast, ServerSummary, SnapshotHeader, Warmup, SCHEMA_VERSION,
+};
 
 use crate::domain::fleet::ServerStatus;
 use crate::domain::risk::Assessment;
@@ -24,7 +27,8 @@ use crate::workers::Workers;
 
 /// A server's latest output, kept until its next step closes.
 pub struct ServerOut {
-    /// Its `ServerForecast`, MessagePack.
+    /// Its `ServerSummary`, MessagePack (copied into every snapshot until its next step; the
+    /// `ServerForecast` went to KV and is not kept).
     pub encoded: Bytes,
     pub assessment: Assessment,
     pub warming: bool,
@@ -42,7 +46,7 @@ pub struct TickOutput {
     pub header: SnapshotHeader,
     pub order: Vec<u32>,
     pub plan: PartPlan,
-    /// `(server, ServerForecast msgpack)` of the servers updated on this tick.
+    /// `(server, ServerForecast msgpack)` of the servers updated on this tick, for KV `forecasts`.
     pub forecasts: Vec<(String, Bytes)>,
     pub summary: TickSummary,
     pub events: Vec<AlertEvent>,
@@ -62,6 +66,8 @@ pub struct Engine {
     workers: SharedWorkers,
     manifest: Manifest,
     info: ModelInfo,
+    /// Every profile's thresholds, stamped on every snapshot.
+    thresholds: Vec<ProfileThresholds>,
     /// Set on a partitioned predictor's engine: stamped on every snapshot.
     partition: Option<schemas::partition::PartitionInfo>,
     recent_steps: usize,
@@ -88,6 +94,7 @@ impl Engine {
             workers,
             manifest,
             info,
+            thresholds: Domain::profile_thresholds(),
             partition: None,
             recent_steps,
             outs: Vec::new(),
@@ -239,6 +246,7 @@ impl Engine {
             fleet,
             accuracy,
             partition: self.partition,
+            thresholds: self.thresholds.clone(),
         };
         let sizes = order.iter().map(|id| self.outs[*id as usize].as_ref().map_or(0, |o| o.encoded.len()));
         let plan = PartPlan::new(&header, sizes, max_payload)?;
@@ -262,7 +270,8 @@ impl Engine {
     }
 }
 
-/// Encodes `sf` once and keeps the bytes as server `id`'s latest output.
+/// Encodes `sf` once for KV `forecasts` and its summary once for the snapshots, and keeps the
+/// summary's bytes as server `id`'s latest output.
 fn keep(
     enc: &mut Vec<u8>,
     outs: &mut [Option<ServerOut>],
@@ -273,8 +282,9 @@ fn keep(
     forecasts: &mut Vec<(String, Bytes)>,
 ) -> Result<(), schemas::CodecError> {
     schemas::codec::encode_into(enc, sf)?;
+    forecasts.push((sf.server.clone(), Bytes::copy_from_slice(enc)));
+    schemas::codec::encode_into(enc, &ServerSummary::of(sf))?;
     let encoded = Bytes::copy_from_slice(enc);
-    forecasts.push((sf.server.clone(), encoded.clone()));
     let gauges = if gauges { crate::prom_series::ServerGauges::of(sf) } else { Default::default() };
     outs[id as usize] = Some(ServerOut { encoded, assessment, warming: sf.warmup.is_some(), gauges });
     Ok(())

@@ -234,12 +234,12 @@ mod tests {
 
     #[test]
     fn alert_events_are_kept() {
-        let snap = fixture::snapshot(&fixture::Spec { servers: 40, ..Default::default() });
-        let events = fixture::alert_events(&snap);
+        let spec = fixture::Spec { servers: 40, ..Default::default() };
+        let events = fixture::alert_events(&fixture::forecasts(&spec), spec.tick_ms);
         assert!(!events.is_empty());
         let mut h = HistoryStore::default();
         events.into_iter().for_each(|e| h.push_alert(e));
         assert!(h.alert_count() > 0);
-        assert_eq!(h.newest_ms(), Some(snap.tick_ms));
+        assert_eq!(h.newest_ms(), Some(spec.tick_ms));
     }
 }

@@ -1,5 +1,6 @@
 //! GET handlers: each picks the latest snapshot from memory, builds its view and responds
-//! with the page (or just the fragment for htmx). Nothing here touches NATS or the model.
+//! with the page (or just the fragment for htmx). Only the server view touches NATS: one KV
+//! get for the server's full forecast (`forecasts.rs`).
 
 use axum::extract::{Form, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode, Uri};
@@ -41,22 +42,36 @@ pub async fn heatmap(
     respond(&st, &s, &headers, ViewId::Heatmap, r)
 }
 
+/// `GET /servers/<name>`: 404 for a server the snapshot does not list; else its full forecast
+/// from KV `forecasts` (one get), or a page that says why there is none (200 when the entry is
+/// missing, 503 when KV cannot be read).
 pub async fn server(State(st): State<Shared>, Extension(s): Sess, headers: HeaderMap, Path(name): Path<String>) -> Response {
     let latest = st.latest();
     let url = crate::format::server_url(&name);
-    let found = latest.as_deref().and_then(|l| l.server(&name).map(|srv| (l, srv)));
-    let r = match found {
-        Some((l, srv)) => Rendered::new(format!("Server {name}"), render(&views::server::build(l, srv)), url),
-        None => {
-            let mut r = Rendered::new(
-                format!("Server {name}"),
-                format!(
-                    "<div class=\"panel\"><p>No server named <code>{}</code> in the latest snapshot. <a href=\"/heatmap\">Find it on the heatmap</a>.</p></div>",
-                    crate::format::escape_html(&name)
-                ),
-                url,
-            );
-            r.status = StatusCode::NOT_FOUND;
+    let title = format!("Server {name}");
+    let Some(l) = latest.as_deref().filter(|l| l.server(&name).is_some()) else {
+        let mut r = Rendered::new(
+            title,
+            format!(
+                "<div class=\"panel\"><p>No server named <code>{}</code> in the latest snapshot. <a href=\"/heatmap\">Find it on the heatmap</a>.</p></div>",
+                crate::format::escape_html(&name)
+            ),
+            url,
+        );
+        r.status = StatusCode::NOT_FOUND;
+        return respond(&st, &s, &headers, ViewId::Server, r);
+    };
+    let r = match st.forecast(&name).await {
+        Ok(Some(sf)) => Rendered::new(title, render(&views::server::build(l, &sf)), url),
+        Ok(None) => Rendered::new(
+            title,
+            views::server::without_forecast(&name, "its entry in KV forecasts is missing (not written yet, or expired)"),
+            url,
+        ),
+        Err(e) => {
+            tracing::warn!(server = %name, error = %e, "reading the server's forecast failed");
+            let mut r = Rendered::new(title, views::server::without_forecast(&name, &e.to_string()), url);
+            r.status = StatusCode::SERVICE_UNAVAILABLE;
             r
         }
     };

@@ -6,7 +6,7 @@
 use askama::Template;
 use serde::Deserialize;
 
-use schemas::{Alert, Level, Profile, Target};
+use schemas::{AlertBrief, Level, Profile, ServerSummary, Target};
 
 use super::{level_class, level_label, Stamp};
 use crate::alertmanager::{silence_link, AmStatus, ALERTNAME};
@@ -38,9 +38,10 @@ impl AlertsQuery {
 }
 
 impl Filter {
-    pub fn matches(&self, a: &Alert) -> bool {
+    /// Whether alert `a` of server `s` passes the filter.
+    pub fn matches(&self, s: &ServerSummary, a: &AlertBrief) -> bool {
         self.level.is_none_or(|l| a.severity == l)
-            && self.profile.is_none_or(|p| a.profile == p)
+            && self.profile.is_none_or(|p| s.profile == p)
             && self.target.is_none_or(|t| a.target == t)
     }
 }
@@ -134,28 +135,36 @@ pub fn build(latest: Option<&Latest>, q: &AlertsQuery, ams: &[AmStatus]) -> Aler
     let first_am = ams.first().map(|a| a.url.as_str());
     let f = q.filter();
     let tick = latest.snapshot.tick_ms;
-    let mut all: Vec<&Alert> = latest.snapshot.servers.iter().flat_map(|s| s.alerts.iter()).filter(|a| f.matches(a)).collect();
-    all.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.minutes_ahead.cmp(&b.minutes_ahead)).then(a.id.cmp(&b.id)));
+    let mut all: Vec<(&ServerSummary, &AlertBrief)> =
+        latest.snapshot.servers.iter().flat_map(|s| s.alerts.iter().map(move |a| (s, a))).filter(|(s, a)| f.matches(s, a)).collect();
+    // Critical first, then the soonest breach, then by id (`<server>.<target>`).
+    all.sort_by(|(sa, a), (sb, b)| {
+        b.severity
+            .cmp(&a.severity)
+            .then(a.minutes_ahead.cmp(&b.minutes_ahead))
+            .then_with(|| sa.server.cmp(&sb.server))
+            .then_with(|| a.target.name().cmp(b.target.name()))
+    });
     let total = all.len();
     let lines = all
         .into_iter()
         .take(MAX_LINES)
-        .map(|a| Line {
+        .map(|(s, a)| Line {
             class: level_class(a.severity),
             severity: level_label(a.severity),
-            server: a.server.clone(),
-            href: format::server_url(&a.server),
-            profile: a.profile.label(),
+            server: s.server.clone(),
+            href: format::server_url(&s.server),
+            profile: s.profile.label(),
             target: a.target.label(),
             predicted: format::target_value(a.target, Some(a.predicted)),
             threshold: format::target_value(a.target, Some(a.threshold)),
             basis: a.basis.label(),
-            current: format::target_value(a.target, a.current),
+            current: format::target_value(a.target, s.current(a.target)),
             breach: format::ahead(a.minutes_ahead),
             state: a.state.name(),
             open_for: format::span(std::time::Duration::from_millis(u64::try_from(tick - a.opened_ms).unwrap_or(0))),
             silence: first_am
-                .map(|am| silence_link(am, &[("alertname", ALERTNAME), ("server", a.server.as_str()), ("target", a.target.name())]))
+                .map(|am| silence_link(am, &[("alertname", ALERTNAME), ("server", s.server.as_str()), ("target", a.target.name())]))
                 .unwrap_or_default(),
         })
         .collect();

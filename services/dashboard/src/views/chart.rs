@@ -155,31 +155,20 @@ fn axis_label(v: f32) -> String {
 
 /// A 120x28 P10-P90 band with the P50 line, for table rows.
 pub struct Sparkline {
-    pub band: String,
     pub p50: String,
     pub label: &'static str,
 }
 
-pub fn sparkline(fc: Option<&TargetForecast>) -> Option<Sparkline> {
-    let f = fc.filter(|f| !f.p50.is_empty())?;
+/// The overview's sparkline: the summary's coarse P50 (one point per 20 min, each the highest
+/// of its steps; `schemas::Sparkline`), on 0-100 for percentages.
+pub fn sparkline(spark: Option<&schemas::Sparkline>) -> Option<Sparkline> {
+    let s = spark.filter(|s| s.p50.iter().any(|v| v.is_some_and(f32::is_finite)))?;
     let frame = Frame { width: 120.0, height: 28.0, left: 1.0, right: 1.0, top: 2.0, bottom: 2.0 };
-    let ceil = if f.target.unit().is_percent() { Some(100.0) } else { None };
-    let (y_min, y_max) = charts::nice_range(f.p10.iter().chain(&f.p90).copied(), Some(0.0), ceil);
-    let n = f.p50.len();
-    let s = Scale { frame, x_min: 1.0, x_max: n.max(2) as f32, y_min, y_max };
-    // Every 4th step (20 min) is plenty at 120 px and keeps a 200-row table small.
-    let mut idx: Vec<usize> = (0..n).step_by(4).collect();
-    if idx.last() != Some(&(n - 1)) {
-        idx.push(n - 1);
-    }
-    let pick = |v: &[f32]| idx.iter().map(|&i| v.get(i).copied().unwrap_or(f32::NAN)).collect::<Vec<f32>>();
-    let xs: Vec<f32> = idx.iter().map(|&i| (i + 1) as f32).collect();
-    let p50 = pick(&f.p50);
-    Some(Sparkline {
-        band: charts::band_path(&xs, &pick(&f.p10), &pick(&f.p90), &s),
-        p50: charts::line_path(xs.iter().zip(&p50).map(|(x, v)| (*x, Some(*v))), &s),
-        label: f.target.label(),
-    })
+    let ceil = if s.target.unit().is_percent() { Some(100.0) } else { None };
+    let (y_min, y_max) = charts::nice_range(s.p50.iter().flatten().copied(), Some(0.0), ceil);
+    let n = s.p50.len();
+    let scale = Scale { frame, x_min: 0.0, x_max: n.saturating_sub(1).max(1) as f32, y_min, y_max };
+    Some(Sparkline { p50: charts::line_path(s.p50.iter().enumerate().map(|(i, v)| (i as f32, *v)), &scale), label: s.target.label() })
 }
 
 pub struct SeriesPath {
@@ -308,5 +297,13 @@ mod tests {
         assert_eq!(c.lines[0].d.matches('M').count(), 2);
         assert_eq!(c.x_ticks.len(), 3);
         assert!(sparkline(None).is_none());
+    }
+
+    #[test]
+    fn sparkline_draws_the_summarys_points() {
+        let spark = schemas::Sparkline { target: Target::Mem, steps_per_point: 4, p50: vec![Some(40.0), None, Some(60.0), Some(80.0)] };
+        let s = sparkline(Some(&spark)).unwrap();
+        assert_eq!((s.p50.matches('M').count(), s.label), (2, "Memory"), "a gap lifts the pen: {}", s.p50);
+        assert!(sparkline(Some(&schemas::Sparkline { p50: vec![None; 3], ..spark })).is_none());
     }
 }

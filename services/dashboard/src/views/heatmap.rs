@@ -5,7 +5,7 @@
 use askama::Template;
 use serde::Deserialize;
 
-use schemas::{Profile, ServerForecast, Target};
+use schemas::{Profile, ServerSummary, Target};
 
 use super::{level_class, Stamp};
 use crate::charts;
@@ -89,12 +89,9 @@ pub struct HeatmapLive {
     pub legend: Vec<(&'static str, &'static str)>,
 }
 
-/// The worst P50 over the horizon, or the current value while warming up.
-fn peak(s: &ServerForecast, t: Target) -> Option<f32> {
-    match s.forecast_of(t) {
-        Some(f) if !f.p50.is_empty() => f.p50.iter().copied().filter(|v| v.is_finite()).reduce(f32::max),
-        _ => s.current.target(t),
-    }
+/// The worst P50 over the horizon, or the current value without a forecast (warming up).
+fn peak(s: &ServerSummary, t: Target) -> Option<f32> {
+    s.target(t).and_then(|b| b.peak_p50.or(b.current))
 }
 
 pub fn build(latest: Option<&Latest>, by: By) -> HeatmapLive {
@@ -127,7 +124,7 @@ pub fn build(latest: Option<&Latest>, by: By) -> HeatmapLive {
     out.cells.reserve(servers.len());
     let mut y = 0.0;
     for profile in Profile::ALL {
-        let mut group: Vec<&ServerForecast> = servers.iter().filter(|s| s.profile == profile).collect();
+        let mut group: Vec<&ServerSummary> = servers.iter().filter(|s| s.profile == profile).collect();
         if group.is_empty() {
             continue;
         }
@@ -140,7 +137,10 @@ pub fn build(latest: Option<&Latest>, by: By) -> HeatmapLive {
                 By::Risk => (level_class(s.level), format!("risk {}", format::risk(s.risk))),
                 By::Target(t) => {
                     let v = peak(s, t);
-                    (thresholds::band(s, t, v), format!("{} peak {}", t.label(), format::target_value(t, v)))
+                    (
+                        thresholds::band(thresholds::for_profile(&latest.snapshot, s.profile, t), v),
+                        format!("{} peak {}", t.label(), format::target_value(t, v)),
+                    )
                 }
             };
             out.cells.push(HeatCell {

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use askama::Template;
 use serde::Deserialize;
 
-use schemas::{FleetFigures, Level, ServerForecast, ServerOdds, Target};
+use schemas::{FleetFigures, Level, ServerOdds, ServerSummary, Target};
 
 use super::chart::{self, Sparkline};
 use super::{level_class, level_label, Stamp};
@@ -143,25 +143,14 @@ pub struct OverviewLive {
     pub more_href: Option<String>,
 }
 
-fn first_breach(s: &ServerForecast) -> Option<u32> {
-    s.alerts.iter().map(|a| a.minutes_ahead).min()
+fn first_breach(s: &ServerSummary) -> Option<u32> {
+    s.breach.map(|b| b.minutes_ahead)
 }
 
 /// "now" when an alert's threshold is already reached, else "in 25 min".
-fn breach_text(s: &ServerForecast) -> Option<String> {
-    let first = s.alerts.iter().min_by_key(|a| a.minutes_ahead)?;
-    let reached = s.alerts.iter().any(|a| a.current.is_some_and(|c| c >= a.threshold));
-    Some(if reached { "now".into() } else { format::ahead(first.minutes_ahead) })
-}
-
-/// The reason that sets the level: the predictor lists it first (level, then points).
-fn main_reason(s: &ServerForecast) -> Option<&schemas::snapshot::RiskReason> {
-    s.reasons.first()
-}
-
-/// The target a row's sparkline shows: the one behind the main reason, else CPU.
-fn key_target(s: &ServerForecast) -> Target {
-    main_reason(s).map(|r| r.target).unwrap_or(Target::Cpu)
+fn breach_text(s: &ServerSummary) -> Option<String> {
+    let first = s.breach?;
+    Some(if s.breached_now() { "now".into() } else { format::ahead(first.minutes_ahead) })
 }
 
 /// An expected count of servers, one decimal: "0.0", "2.4", "37.1".
@@ -310,15 +299,15 @@ pub fn build(latest: Option<&Latest>, q: &OverviewQuery) -> OverviewLive {
         Warm { ready: f.ready, servers: f.servers, warming: f.warming, detail }
     });
 
-    let mut picked: Vec<&ServerForecast> = latest.riskiest().take(n).collect();
+    let mut picked: Vec<&ServerSummary> = latest.riskiest().take(n).collect();
     let cmp_f = |a: Option<f32>, b: Option<f32>| a.unwrap_or(f32::NEG_INFINITY).total_cmp(&b.unwrap_or(f32::NEG_INFINITY));
     picked.sort_by(|a, b| {
         let o = match key {
             SortKey::Risk => cmp_f(Some(a.risk), Some(b.risk)),
             SortKey::Name => a.server.cmp(&b.server),
             SortKey::Profile => a.profile.name().cmp(b.profile.name()),
-            SortKey::Cpu => cmp_f(a.current.target(Target::Cpu), b.current.target(Target::Cpu)),
-            SortKey::Mem => cmp_f(a.current.target(Target::Mem), b.current.target(Target::Mem)),
+            SortKey::Cpu => cmp_f(a.current(Target::Cpu), b.current(Target::Cpu)),
+            SortKey::Mem => cmp_f(a.current(Target::Mem), b.current(Target::Mem)),
             SortKey::Breach => first_breach(a).unwrap_or(u32::MAX).cmp(&first_breach(b).unwrap_or(u32::MAX)),
         };
         let o = if desc { o.reverse() } else { o };
@@ -335,11 +324,12 @@ pub fn build(latest: Option<&Latest>, q: &OverviewQuery) -> OverviewLive {
             risk: format::risk(s.risk),
             level: level_class(s.level),
             level_label: level_label(s.level),
-            cpu: format::target_value(Target::Cpu, s.current.target(Target::Cpu)),
-            mem: format::target_value(Target::Mem, s.current.target(Target::Mem)),
-            reason: main_reason(s).map(|r| r.text.clone()).unwrap_or_default(),
+            cpu: format::target_value(Target::Cpu, s.current(Target::Cpu)),
+            mem: format::target_value(Target::Mem, s.current(Target::Mem)),
+            // The headline of the reason that sets the level (the predictor lists it first).
+            reason: s.reason.clone().unwrap_or_default(),
             breach: breach_text(s).unwrap_or_else(|| "—".into()),
-            spark: chart::sparkline(s.forecast_of(key_target(s))),
+            spark: chart::sparkline(s.spark.as_ref()),
             warming: s.warmup.map(|w| format!("warming up {}/{}", w.have_steps, w.need_steps)),
         })
         .collect();
@@ -377,7 +367,7 @@ mod tests {
     use super::*;
     use crate::fixture::{self, Spec};
     use schemas::snapshot::LevelCounts;
-    use schemas::{Alert, AlertBasis, AlertState};
+    use schemas::{AlertBasis, AlertBrief, AlertState, Breach};
     use std::time::SystemTime;
 
     fn render(snapshot: schemas::Snapshot) -> String {
@@ -412,47 +402,56 @@ mod tests {
         assert!(page.contains(">Critical</span>") && page.contains("<div id=\"health-detail\">1 critical, 4 warning</div>"));
     }
 
-    fn alert(server: &str, minutes_ahead: u32, current: Option<f32>) -> Alert {
-        Alert {
-            id: format!("{server}.cpu"),
-            server: server.into(),
-            profile: schemas::Profile::WebApi,
+    /// The server's forecast with one CPU alert due in `minutes_ahead`, CPU used at `cpu` now.
+    fn alerted(mut sf: schemas::ServerForecast, minutes_ahead: u32, cpu: f32) -> ServerSummary {
+        sf.current.cpu_idle_pct = Some(100.0 - cpu);
+        sf.alerts = vec![schemas::Alert {
+            id: format!("{}.cpu", sf.server),
+            server: sf.server.clone(),
+            profile: sf.profile,
             target: Target::Cpu,
             severity: Level::Warning,
             basis: AlertBasis::P90,
             threshold: 85.0,
             predicted: 86.0,
-            current,
+            current: Some(cpu),
             steps_ahead: (minutes_ahead / 5) as u16,
             minutes_ahead,
             state: AlertState::Opened,
             opened_ms: 0,
             updated_ms: 0,
-        }
+        }];
+        ServerSummary::of(&sf)
     }
 
-    /// The row shows the predictor's first reason (the one that sets the level) and says "now"
-    /// for a breach already under way.
+    /// The row shows the headline of the predictor's first reason (the one that sets the
+    /// level) and says "now" for a breach already under way.
     #[test]
     fn rows_show_the_level_setting_reason_and_breach_now() {
-        let mut snap = fixture::snapshot(&Spec::default());
-        let s = &mut snap.servers[0];
-        s.reasons = vec![
-            schemas::snapshot::RiskReason { target: Target::Cpu, points: 5.0, text: "CPU used 100 % now (critical from 99 %)".into() },
+        let spec = Spec::default();
+        let mut forecasts = fixture::forecasts(&spec);
+        forecasts[0].reasons = vec![
+            schemas::snapshot::RiskReason {
+                target: Target::Cpu,
+                points: 5.0,
+                text: "CPU used 100 % now (critical from 99 %), P50 back under 85 % in 10 min".into(),
+            },
             schemas::snapshot::RiskReason { target: Target::Mem, points: 30.0, text: "Memory 96 % now (warning from 94 %)".into() },
         ];
-        s.alerts = vec![alert(&s.server.clone(), 5, Some(90.0))];
-        let name = s.server.clone();
+        let name = forecasts[0].server.clone();
+        let mut snap = fixture::snapshot_of(&spec, &forecasts);
+        snap.servers[0] = alerted(forecasts[0].clone(), 5, 90.0);
         let r = Latest::new(snap, SystemTime::now(), 1);
         let view = build(Some(&r), &OverviewQuery { n: Some(200), ..Default::default() });
         let row = view.rows.iter().find(|row| row.name == name).unwrap();
         assert_eq!(row.reason, "CPU used 100 % now (critical from 99 %)");
         assert_eq!(row.breach, "now");
-        let mut s = r.snapshot.servers[0].clone();
-        s.alerts = vec![alert(&name, 25, Some(60.0))];
+        assert!(row.spark.as_ref().is_some_and(|s| s.label == Target::Cpu.label()), "the sparkline of the reason's target");
+        let s = alerted(forecasts[0].clone(), 25, 60.0);
+        assert_eq!(s.breach, Some(Breach { target: Target::Cpu, severity: Level::Warning, minutes_ahead: 25 }));
         assert_eq!(breach_text(&s).as_deref(), Some("in 25 min"));
-        s.alerts.clear();
-        assert_eq!(breach_text(&s), None);
+        let calm = ServerSummary { breach: None, alerts: Vec::<AlertBrief>::new(), ..s };
+        assert_eq!(breach_text(&calm), None);
     }
 
     /// A partition more than two steps behind the newest is named, with its servers' age; a

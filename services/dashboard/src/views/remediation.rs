@@ -44,15 +44,16 @@ pub fn build(latest: Option<&Latest>) -> RemediationLive {
         .collect();
     let mut total = 0;
     if let Some(l) = latest {
-        for s in l.riskiest().filter(|s| remediation::triggers(s)) {
+        for s in l.riskiest().filter(|s| remediation::triggers(s.risk)) {
             total += 1;
-            let reason = s.reasons.iter().max_by(|a, b| a.points.total_cmp(&b.points)).map(|r| r.text.clone()).unwrap_or_default();
+            // The headline of the reason that sets the level (the whole text is on the server view).
+            let reason = s.reason.clone().unwrap_or_default();
             groups[s.profile.as_index()].items.push(Item {
                 name: s.server.clone(),
                 href: format::server_url(&s.server),
                 risk: format::risk(s.risk),
                 reason,
-                command: remediation::command(s),
+                command: remediation::command(&s.server, s.profile, s.risk),
             });
         }
     }

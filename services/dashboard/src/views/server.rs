@@ -1,6 +1,7 @@
 //! Server detail: every target's forecast chart, current values, the risk and its reasons,
 //! predicted alerts with time to breach, and the model's own explanation (variable-selection
-//! weights and attention over the past window, straight from the ONNX outputs).
+//! weights and attention over the past window, straight from the ONNX outputs). Built from the
+//! server's full forecast, read from KV `forecasts` per request (the snapshot has summaries).
 
 use askama::Template;
 
@@ -90,6 +91,16 @@ fn attention(weights: &[f32]) -> Option<Attention> {
     Some(Attention { d, steps: weights.len(), peak })
 }
 
+/// The page of a server the snapshot lists but whose full forecast cannot be shown, and why.
+pub fn without_forecast(name: &str, why: &str) -> String {
+    format!(
+        "<div class=\"warnbox\" id=\"no-kv-entry\">No forecast to show for <code>{}</code>: {}. \
+         The overview and the heatmap show its summary; this page fills in once the predictor writes its forecast.</div>",
+        format::escape_html(name),
+        format::escape_html(why)
+    )
+}
+
 pub fn build(latest: &Latest, s: &ServerForecast) -> ServerLive {
     let tick = latest.snapshot.tick_ms;
     let charts = Target::ALL
@@ -152,7 +163,8 @@ pub fn build(latest: &Latest, s: &ServerForecast) -> ServerLive {
         vars,
         vars_height,
         attention: s.explanation.as_ref().and_then(|e| attention(&e.attention)),
-        action: remediation::triggers(s).then(|| (remediation::playbook(s.profile).action.to_string(), remediation::command(s))),
+        action: remediation::triggers(s.risk)
+            .then(|| (remediation::playbook(s.profile).action.to_string(), remediation::command(&s.server, s.profile, s.risk))),
     }
 }
 

@@ -106,7 +106,7 @@ async fn stack(key: Option<&str>, alertmanagers: &[String]) -> Stack {
     for t in fixture::ticks(&spec, 7 * 288) {
         js.publish(subjects::HISTORY_TICK, schemas::encode(&t).unwrap().into()).await.unwrap().await.unwrap();
     }
-    for e in fixture::alert_events(&fixture::snapshot(&spec)) {
+    for e in fixture::alert_events(&fixture::forecasts(&spec), spec.tick_ms) {
         let subject = subjects::alert_event(e.alert.state, &e.alert.server);
         js.publish(subject, schemas::encode(&e).unwrap().into()).await.unwrap().await.unwrap();
     }
@@ -140,7 +140,7 @@ async fn operator_journey_in_chromium() {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let _generator = stub_generator(&st.client, seen.clone()).await;
     let spec = Spec { servers: 60, seq: 100, warming: 2, ..Default::default() };
-    publish(&st.client, &fixture::snapshot(&spec)).await;
+    crate::common::publish_fleet(&st.client, &spec, 2).await;
     let base = format!("http://{}", st.dash.addr);
 
     let browser = Browser::launch().await.unwrap();
@@ -159,8 +159,7 @@ async fn operator_journey_in_chromium() {
 
     // A new snapshot changes the page in place (its latency is measured by `just bench`).
     page.eval("window.__marker = 42").await.unwrap();
-    let next = fixture::snapshot(&Spec { servers: 61, seq: 101, ..spec.clone() });
-    publish(&st.client, &next).await;
+    crate::common::publish_fleet(&st.client, &Spec { servers: 61, seq: 101, ..spec.clone() }, 2).await;
     page.wait_for(
         "document.getElementById('seq').textContent === '101' && document.getElementById('fleet-size').textContent === '61'",
         WAIT,
@@ -177,7 +176,7 @@ async fn operator_journey_in_chromium() {
     page.eval("document.querySelector('#heatmap a').dispatchEvent(new MouseEvent('click', {bubbles: true}))").await.unwrap();
     page.wait_for("location.pathname.startsWith('/servers/') && document.readyState === 'complete'", WAIT).await.unwrap();
 
-    // Server view draws its charts.
+    // Server view draws its charts, from the server's forecast in KV `forecasts`.
     let riskiest = st.dash.state.latest().unwrap().riskiest().next().unwrap().server.clone();
     page.navigate(&format!("{base}{}", dashboard::format::server_url(&riskiest))).await.unwrap();
     assert_eq!(page.text("#server-name").await.unwrap(), riskiest);
@@ -190,6 +189,11 @@ async fn operator_journey_in_chromium() {
     assert_eq!(bg, "rgb(17, 20, 24)", "dark colour scheme applies");
     shot(&page, "server-dark").await;
     page.dark(false).await.unwrap();
+    // Without its KV entry the page says so instead of drawing nothing.
+    crate::common::forecasts_bucket(&st.client).await.delete(&riskiest).await.unwrap();
+    page.navigate(&format!("{base}{}", dashboard::format::server_url(&riskiest))).await.unwrap();
+    page.wait_for("!!document.getElementById('no-kv-entry')", WAIT).await.expect("the server view says its forecast is missing");
+    assert_eq!(page.eval("document.querySelectorAll('.charts svg.plot').length").await.unwrap(), 0);
 
     for (path, name, marker) in [
         ("/alerts", "alerts", "#alerts"),

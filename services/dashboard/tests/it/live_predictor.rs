@@ -11,8 +11,9 @@
 //!
 //! Then, against the snapshot whose sequence number the page itself shows (the test keeps
 //! every snapshot it saw): each server's level on the overview, every predicted alert on the
-//! Alerts page, and on each server's page every forecast chart's P50 line, read back from the
-//! SVG's pixels through its own axis ticks, equal to the snapshot's P50 at every step.
+//! Alerts page, and on each server's page (which the dashboard, as its least-privilege user,
+//! reads from KV `forecasts`) every forecast chart's P50 line, read back from the SVG's pixels
+//! through its own axis ticks, equal to the stored P50 at every step.
 //!
 //! The test lives with the dashboard because its subject is the dashboard (what the browser
 //! shows) and the Chromium harness (`tests/cdp`) is here; the processes are started with the
@@ -131,7 +132,7 @@ async fn operator_reads_a_real_predictors_snapshot() {
     }
     let last = t0 + (STEPS - 1) * STEP_MS;
     let target = watch
-        .until(WAIT * 2, |s| s.tick_ms == last && s.servers.len() == 3 && s.servers.iter().all(|x| x.forecast.len() == Target::ALL.len()))
+        .until(WAIT * 2, |s| s.tick_ms == last && s.servers.len() == 3 && s.servers.iter().all(|x| x.forecast_count() == Target::ALL.len()))
         .await
         .unwrap();
     let manifest: Value =
@@ -196,20 +197,22 @@ async fn operator_reads_a_real_predictors_snapshot() {
         .await
         .unwrap();
     let snap = seen_snapshot(&seen, seq_of(&alerts)).await;
-    let want: Vec<_> = snap.servers.iter().flat_map(|s| &s.alerts).collect();
+    let want: Vec<_> = snap.servers.iter().flat_map(|s| s.alerts.iter().map(move |a| (s, a))).collect();
     assert!(!want.is_empty());
     assert_eq!(alerts["count"].as_str().unwrap().trim(), want.len().to_string(), "{alerts}");
     let rows = alerts["rows"].as_array().unwrap();
     assert_eq!(rows.len(), want.len(), "{alerts}");
-    for a in want {
+    for (s, a) in want {
         let shown = rows.iter().any(|r| {
-            r[0].as_str().unwrap_or("").to_lowercase() == a.severity.name() && r[1] == a.server.as_str() && r[3] == a.target.label()
+            r[0].as_str().unwrap_or("").to_lowercase() == a.severity.name() && r[1] == s.server.as_str() && r[3] == a.target.label()
         });
-        assert!(shown, "{} {:?} {:?} not on the Alerts page: {alerts}", a.server, a.target, a.severity);
+        assert!(shown, "{} {:?} {:?} not on the Alerts page: {alerts}", s.server, a.target, a.severity);
     }
 
     // Each server's page, reached through its overview link: its level, and every target's
-    // chart with a visible P50 line whose points are the snapshot's P50, step by step.
+    // chart with a visible P50 line whose points are the P50 the predictor stored in KV
+    // `forecasts` (the page reads it there; no tick follows the last step, so it stays put).
+    let forecasts = fleetbus::forecasts::of_snapshot(&admin, &target).await.unwrap();
     let mut points = 0;
     for name in [CALM, HOT, FILLING] {
         open(&page, &hrefs[name], target.seq).await;
@@ -219,7 +222,7 @@ async fn operator_reads_a_real_predictors_snapshot() {
         assert_eq!(v["name"].as_str().unwrap().trim(), name);
         assert_eq!(v["level"].as_str().unwrap().trim().to_lowercase(), s.level.name(), "{name}'s level on its page");
         for t in Target::ALL {
-            let fc = s.forecast_of(t).unwrap();
+            let fc = forecasts.iter().find(|f| f.server == name).and_then(|f| f.forecast_of(t)).unwrap();
             let chart = &v["charts"][format!("chart-{}", t.name())];
             assert!(chart["width"].as_f64().unwrap_or(0.0) > 100.0, "{name} {t:?}: P50 line drawn across the chart: {chart}");
             let read = chart_p50(chart).unwrap_or_else(|e| panic!("{name} {t:?}: {e}: {chart}"));

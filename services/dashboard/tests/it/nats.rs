@@ -76,7 +76,7 @@ async fn live_snapshots_update_the_state_and_reach_sse_clients() {
     let s2 = fixture::snapshot(&Spec { servers: 30, seq: 8, ..Default::default() });
     publish(&client, &s2, 4).await;
     eventually("snapshot 8 installed", Duration::from_secs(5), || dash.state.latest().is_some_and(|l| l.snapshot.seq == 8)).await;
-    assert_eq!(dash.state.latest().unwrap().snapshot, s2);
+    assert_eq!(dash.state.latest().unwrap().snapshot, fixture::wire(s2));
     assert_eq!(sse.next_named("snapshot", Duration::from_secs(2)).await.as_deref(), Some("2"));
 
     // garbage is counted and skipped, the next good one still lands
@@ -115,9 +115,44 @@ async fn late_start_reads_the_retained_snapshot() {
 
     let dash = start(&nats.url()).await;
     eventually("retained snapshot read", Duration::from_secs(10), || dash.state.latest().is_some()).await;
-    assert_eq!(dash.state.latest().unwrap().snapshot, s, "the newest whole snapshot, joined from its parts");
+    assert_eq!(dash.state.latest().unwrap().snapshot, fixture::wire(s), "the newest whole snapshot, joined from its parts");
     let body = reqwest_free_get(dash.addr, "/").await;
     assert!(body.contains("data-testid=\"seq\">42</span>"), "a fresh page is not empty");
+    dash.stop().await;
+}
+
+/// The server view reads the server's full forecast from KV `forecasts` on each request: its
+/// charts come from there (the snapshot has no curves), a missing entry is said on a 200 page,
+/// an entry that does not decode on a 503 page, and a server the snapshot does not list is 404.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_view_reads_the_forecast_from_kv() {
+    let (nats, monitor) = monitored_nats();
+    let client = nats.connect().await.unwrap();
+    let dash = start(&nats.url()).await;
+    connected(&dash).await;
+    subscribed(monitor, PREDICTIONS_CURRENT).await;
+    let spec = Spec { servers: 12, seq: 5, ..Default::default() };
+    let snap = common::publish_fleet(&client, &spec, 2).await;
+    eventually("snapshot 5 installed", Duration::from_secs(5), || dash.state.latest().is_some_and(|l| l.snapshot.seq == 5)).await;
+    let name = snap.servers[3].server.clone();
+    let page = reqwest_free_get(dash.addr, &dashboard::format::server_url(&name)).await;
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    for t in schemas::Target::ALL {
+        assert!(page.contains(&format!("id=\"chart-{}\"", t.name())), "{t:?}: {page}");
+    }
+    assert!(page.contains("<path class=\"band\" d=\"M") && page.contains("id=\"var-weights\""), "curves and explanation from KV");
+
+    let kv = common::forecasts_bucket(&client).await;
+    kv.delete(&name).await.unwrap();
+    let gone = reqwest_free_get(dash.addr, &dashboard::format::server_url(&name)).await;
+    assert!(gone.starts_with("HTTP/1.1 200") && gone.contains("id=\"no-kv-entry\""), "{gone}");
+    assert!(!gone.contains("id=\"chart-cpu\""));
+    let other = snap.servers[4].server.clone();
+    kv.put(&other, "not a forecast".into()).await.unwrap();
+    let bad = reqwest_free_get(dash.addr, &dashboard::format::server_url(&other)).await;
+    assert!(bad.starts_with("HTTP/1.1 503") && bad.contains("does not decode"), "{bad}");
+    let unknown = reqwest_free_get(dash.addr, "/servers/ppnope999").await;
+    assert!(unknown.starts_with("HTTP/1.1 404"), "{unknown}");
     dash.stop().await;
 }
 
@@ -148,7 +183,7 @@ async fn history_stream_feeds_the_historical_view() {
     for t in &ticks {
         js.publish(subjects::HISTORY_TICK, schemas::encode(t).unwrap().into()).await.unwrap().await.unwrap();
     }
-    let events = fixture::alert_events(&fixture::snapshot(&spec));
+    let events = fixture::alert_events(&fixture::forecasts(&spec), spec.tick_ms);
     for e in &events {
         let subject = subjects::alert_event(e.alert.state, &e.alert.server);
         js.publish(subject, schemas::encode(e).unwrap().into()).await.unwrap().await.unwrap();

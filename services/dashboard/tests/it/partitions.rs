@@ -3,7 +3,7 @@
 //! partition whose predictor stopped is named on the overview while its servers stay shown; a
 //! dashboard started late reads every partition's retained snapshot from the stream.
 
-use crate::common::subscribed;
+use crate::common::{store_forecasts, subscribed};
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -35,9 +35,11 @@ fn now_ms() -> i64 {
     SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_millis() as i64
 }
 
-/// The two partitions of a 30-server fleet, published at `at` (seq `seq` each).
+/// The two partitions of a 30-server fleet, published at `at` (seq `seq` each), as they read
+/// back off the wire (so merging them is what the dashboard shows).
 fn two_partitions(seq: u64, at: i64) -> [Snapshot; 2] {
-    let parts = fixture::partitions(&Spec { servers: 30, seq, ..Default::default() }, 2);
+    let parts: Vec<Snapshot> =
+        fixture::partitions(&Spec { servers: 30, seq, ..Default::default() }, 2).into_iter().map(fixture::wire).collect();
     let mut two: [Snapshot; 2] = parts.try_into().unwrap();
     for p in &mut two {
         p.published_ms = at;
@@ -104,6 +106,8 @@ async fn partitions_are_merged_and_a_stale_one_is_named() {
     let dash = start(&nats.url()).await;
     subscribed(monitor, PREDICTIONS_CURRENT).await;
     subscribed(monitor, &format!("{PREDICTIONS_CURRENT}.*")).await;
+    // The servers' pages read their forecasts from KV (the names are the same at every seq).
+    store_forecasts(&client, &Spec { servers: 30, ..Default::default() }).await;
 
     // Partition 0 in two parts, partition 1's whole snapshot between them.
     let t0 = now_ms() - 15 * MIN;
@@ -135,7 +139,7 @@ async fn partitions_are_merged_and_a_stale_one_is_named() {
     shows_both_partitions(&dash, &[next, two[1].clone()]).await;
 
     // Back to one predictor: its snapshot is shown as it is, the partitions forgotten.
-    let one = fixture::snapshot(&Spec { servers: 5, seq: 3, ..Default::default() });
+    let one = fixture::wire(fixture::snapshot(&Spec { servers: 5, seq: 3, ..Default::default() }));
     publish(&client, &[(PREDICTIONS_CURRENT.to_string(), one.clone())]).await;
     eventually("the unpartitioned snapshot", Duration::from_secs(10), || {
         dash.state.latest().is_some_and(|l| l.snapshot.servers.len() == 5)
@@ -178,6 +182,7 @@ async fn late_start_reads_every_partitions_retained_snapshot() {
         js.publish(subject.clone(), schemas::encode(m).unwrap().into()).await.unwrap().await.unwrap();
     }
 
+    store_forecasts(&client, &Spec { servers: 30, ..Default::default() }).await;
     let dash = start(&nats.url()).await;
     eventually("retained partitions read", Duration::from_secs(10), || dash.state.latest().is_some_and(|l| l.partitions.len() == 2)).await;
     let latest = dash.state.latest().unwrap();

@@ -77,6 +77,14 @@ async fn server_view_draws_every_chart() {
     let missing = get(&app, "/servers/no-such-server").await;
     assert_eq!(missing.status, 404);
     assert!(missing.body.contains("No server named"));
+    // Listed in the snapshot, but no forecast to read: said so, not a 500 or a blank chart.
+    let mut forecasts = fixture::forecasts(&spec());
+    forecasts.retain(|f| f.server != name);
+    st.forecasts.set_fixture(forecasts);
+    let gone = get(&app, &dashboard::format::server_url(&name)).await;
+    assert_eq!(gone.status, 200);
+    assert!(gone.body.contains("id=\"no-kv-entry\"") && gone.body.contains("missing"), "{}", gone.body);
+    assert!(!gone.body.contains("id=\"chart-cpu\""));
 }
 
 #[tokio::test]
@@ -111,7 +119,8 @@ async fn alerts_filter_and_say_where_alerts_go() {
     let st = state_with(&spec(), args());
     let app = router(&st);
     let snap = st.latest().unwrap();
-    let alerts: Vec<&schemas::Alert> = snap.snapshot.servers.iter().flat_map(|s| &s.alerts).collect();
+    let alerts: Vec<(&schemas::ServerSummary, &schemas::AlertBrief)> =
+        snap.snapshot.servers.iter().flat_map(|s| s.alerts.iter().map(move |a| (s, a))).collect();
     let count_of = |r: &Resp| -> usize {
         let at = r.body.find("id=\"alert-count\">").unwrap() + "id=\"alert-count\">".len();
         r.body[at..].split('<').next().unwrap().parse().unwrap()
@@ -120,14 +129,14 @@ async fn alerts_filter_and_say_where_alerts_go() {
     assert_eq!(count_of(&all), alerts.len());
     let crit = get(&app, "/alerts?level=critical").await;
     assert_eq!(crit.status, 200);
-    let n_crit = alerts.iter().filter(|a| a.severity == schemas::Level::Critical).count();
+    let n_crit = alerts.iter().filter(|(_, a)| a.severity == schemas::Level::Critical).count();
     assert!(n_crit > 0 && n_crit < alerts.len());
     assert_eq!(count_of(&crit), n_crit);
     assert!(!crit.body.contains("<span class=\"lv lv-warning\">"), "no warning rows when filtering critical");
     assert!(all.body.contains("id=\"am-none\""), "says no Alertmanager is configured");
     assert!(!all.body.contains("simulated"), "no simulated routing any more");
     let db = get(&app, "/alerts?profile=database&target=cpu").await;
-    let n_db = alerts.iter().filter(|a| a.profile == schemas::Profile::Database && a.target == schemas::Target::Cpu).count();
+    let n_db = alerts.iter().filter(|(s, a)| s.profile == schemas::Profile::Database && a.target == schemas::Target::Cpu).count();
     assert_eq!(count_of(&db), n_db);
     assert!(!db.body.contains("<td>Web / API</td>"));
 }
@@ -158,7 +167,7 @@ async fn remediation_is_per_profile_and_never_executes() {
     assert!(r.body.contains("Conductor API") && r.body.contains("Kubernetes HPA") && r.body.contains("PagerDuty"));
     let snap = st.latest().unwrap();
     let dbs: Vec<_> = snap.snapshot.servers.iter().filter(|s| s.profile == schemas::Profile::Database && s.warmup.is_none()).collect();
-    let (hot, cool): (Vec<&&schemas::ServerForecast>, Vec<_>) = dbs.iter().partition(|s| s.risk >= dashboard::remediation::TRIGGER_RISK);
+    let (hot, cool): (Vec<&&schemas::ServerSummary>, Vec<_>) = dbs.iter().partition(|s| s.risk >= dashboard::remediation::TRIGGER_RISK);
     assert!(!hot.is_empty() && !cool.is_empty(), "the fixture needs database servers on both sides of the trigger");
     for s in hot {
         assert!(r.body.contains(&format!("dbctl pool enable --host {} ", s.server)), "{} at risk {}", s.server, s.risk);

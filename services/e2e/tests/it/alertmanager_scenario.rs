@@ -57,8 +57,7 @@ fn firing(am: &Alertmanager) -> anyhow::Result<BTreeSet<Key>> {
 fn active(snap: &Snapshot) -> BTreeSet<Key> {
     snap.servers
         .iter()
-        .flat_map(|s| s.alerts.iter())
-        .map(|a| (a.server.clone(), a.target.name().to_string(), a.severity.name().to_string()))
+        .flat_map(|s| s.alerts.iter().map(move |a| (s.server.clone(), a.target.name().to_string(), a.severity.name().to_string())))
         .collect()
 }
 

@@ -25,9 +25,9 @@ fn password(user: &str) -> &'static str {
 
 /// Steps of the recent CPU history where most servers have no value: a lost step shows up as a
 /// hole shared by the whole fleet (as in faults.rs).
-fn fleet_holes(snap: &Snapshot) -> Vec<usize> {
+fn fleet_holes(forecasts: &[schemas::ServerForecast]) -> Vec<usize> {
     let rows: Vec<&Vec<Option<f32>>> =
-        snap.servers.iter().filter_map(|s| s.recent.iter().find(|h| h.target == Target::Cpu).map(|h| &h.values)).collect();
+        forecasts.iter().filter_map(|s| s.recent.iter().find(|h| h.target == Target::Cpu).map(|h| &h.values)).collect();
     let len = rows.iter().map(|r| r.len()).min().unwrap_or(0);
     (0..len).filter(|&k| rows.iter().filter(|r| r[r.len() - len + k].is_none()).count() * 2 > rows.len()).collect()
 }
@@ -64,11 +64,13 @@ async fn lead_on(cluster: &NatsCluster, js: &jetstream::Context, stream: &str, c
 }
 
 /// Reads snapshots until `pred` holds, checking every whole snapshot seen on the way for a
-/// fleet-wide hole in its recent history (a lost step stays visible for `recent_steps` ticks).
+/// fleet-wide hole in its servers' recent history, read from KV `forecasts` (a lost step stays
+/// visible for `recent_steps` ticks). While a node is down KV may not answer for a moment: such
+/// a snapshot is counted in `unread` and not checked (the next readable one covers its steps).
 async fn until_checked(
     watch: &mut SnapshotWatch,
     timeout: Duration,
-    seen: &mut usize,
+    (seen, unread): (&mut usize, &mut usize),
     mut pred: impl FnMut(&Snapshot) -> bool,
 ) -> anyhow::Result<Snapshot> {
     let deadline = Instant::now() + timeout;
@@ -76,10 +78,16 @@ async fn until_checked(
         let left = deadline.saturating_duration_since(Instant::now());
         anyhow::ensure!(!left.is_zero(), "no matching snapshot within {timeout:?}");
         let snap = watch.next(left).await?;
-        *seen += 1;
         if snap.servers.len() == SERVERS {
-            let holes = fleet_holes(&snap);
-            anyhow::ensure!(holes.is_empty(), "snapshot of tick {} has fleet-wide holes at recent steps {holes:?}", snap.tick_ms);
+            let read = tokio::time::timeout(Duration::from_secs(2), fleetbus::forecasts::of_snapshot(watch.client(), &snap)).await;
+            match read {
+                Ok(Ok(stored)) => {
+                    *seen += 1;
+                    let holes = fleet_holes(&stored);
+                    anyhow::ensure!(holes.is_empty(), "tick {}: fleet-wide holes at recent steps {holes:?}", snap.tick_ms);
+                }
+                _ => *unread += 1,
+            }
         }
         if pred(&snap) {
             return Ok(snap);
@@ -126,9 +134,9 @@ async fn run(cluster: &mut NatsCluster, dir: &std::path::Path) -> anyhow::Result
     let admin = fleetbus::connect("cluster-test", &cluster.url_as(2, "admin", password("admin"))).await?;
     let js = jetstream::new(admin.clone());
     let mut watch = SnapshotWatch::new(&admin).await?;
-    let mut seen = 0usize;
+    let (mut seen, mut unread) = (0usize, 0usize);
 
-    let before = until_checked(&mut watch, Duration::from_secs(120), &mut seen, |s| all_forecast(s, SERVERS)).await?;
+    let before = until_checked(&mut watch, Duration::from_secs(120), (&mut seen, &mut unread), |s| all_forecast(s, SERVERS)).await?;
 
     // R3 everywhere: every node holds a replica of every stream and bucket.
     for name in STREAMS {
@@ -159,7 +167,10 @@ async fn run(cluster: &mut NatsCluster, dir: &std::path::Path) -> anyhow::Result
     let (p_disc, g_disc) = (disconnects(&predictor), disconnects(&generator));
 
     // A little more load first, then SIGKILL the node mid-stream.
-    let mid = until_checked(&mut watch, Duration::from_secs(60), &mut seen, |s| s.tick_ms >= before.tick_ms + 2 * schemas::STEP_MS).await?;
+    let mid = until_checked(&mut watch, Duration::from_secs(60), (&mut seen, &mut unread), |s| {
+        s.tick_ms >= before.tick_ms + 2 * schemas::STEP_MS
+    })
+    .await?;
     cluster.kill(victim);
     let killed = Instant::now();
 
@@ -167,10 +178,10 @@ async fn run(cluster: &mut NatsCluster, dir: &std::path::Path) -> anyhow::Result
     // beyond whatever was already on its way when it died (read and checked first).
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mut at_kill = mid.tick_ms;
-    while let Ok(s) = until_checked(&mut watch, Duration::from_millis(300), &mut seen, |_| true).await {
+    while let Ok(s) = until_checked(&mut watch, Duration::from_millis(300), (&mut seen, &mut unread), |_| true).await {
         at_kill = at_kill.max(s.tick_ms);
     }
-    let during = until_checked(&mut watch, Duration::from_secs(180), &mut seen, |s| {
+    let during = until_checked(&mut watch, Duration::from_secs(180), (&mut seen, &mut unread), |s| {
         s.tick_ms >= at_kill + 5 * schemas::STEP_MS && all_forecast(s, SERVERS)
     })
     .await?;
@@ -193,7 +204,7 @@ async fn run(cluster: &mut NatsCluster, dir: &std::path::Path) -> anyhow::Result
     // The node comes back on its ports and store, under load.
     cluster.restart(victim)?;
     let restarted = Instant::now();
-    let after = until_checked(&mut watch, Duration::from_secs(180), &mut seen, |s| {
+    let after = until_checked(&mut watch, Duration::from_secs(180), (&mut seen, &mut unread), |s| {
         s.tick_ms >= during.tick_ms + 5 * schemas::STEP_MS && all_forecast(s, SERVERS)
     })
     .await?;
@@ -241,11 +252,12 @@ async fn run(cluster: &mut NatsCluster, dir: &std::path::Path) -> anyhow::Result
     let replica = cluster.stream(victim, "METRICS")?.ok_or_else(|| anyhow::anyhow!("the victim holds no METRICS"))?;
     assert!(replica.last_seq >= metrics_last, "the victim's METRICS ends at {} < {metrics_last}", replica.last_seq);
     eprintln!(
-        "{} caught up {:?} after its restart; {seen} snapshots checked, none with a lost step",
+        "{} caught up {:?} after its restart; {seen} snapshots checked, none with a lost step ({unread} taken while KV did not answer)",
         cluster.name(victim),
         restarted.elapsed()
     );
 
+    anyhow::ensure!(seen > 2 * unread, "only {seen} snapshots checked, {unread} not readable");
     for svc in [&predictor, &generator] {
         assert!(!svc.log_text().contains("panicked"), "{} panicked:\n{}", svc.name, svc.log_tail(40));
     }

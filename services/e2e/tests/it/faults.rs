@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use e2e::{all_forecast, consumer_state, sent_metrics, window_mismatches, NatsServer, Service, SnapshotWatch};
-use schemas::{Snapshot, Target, STEP_MS};
+use schemas::{ServerForecast, Target, STEP_MS};
 
 const SERVERS: usize = 20;
 const TICK: &str = "300ms";
@@ -35,9 +35,9 @@ async fn stack() -> anyhow::Result<Stack> {
 /// Steps of the recent CPU history where most servers have no value: a lost step shows up
 /// as a hole shared by the whole fleet (an offline server only leaves its own). Fails when
 /// there is no history to look at, which would show no hole either.
-fn fleet_holes(snap: &Snapshot, at_least: usize) -> Vec<usize> {
+fn fleet_holes(forecasts: &[ServerForecast], at_least: usize) -> Vec<usize> {
     let rows: Vec<&Vec<Option<f32>>> =
-        snap.servers.iter().filter_map(|s| s.recent.iter().find(|h| h.target == Target::Cpu).map(|h| &h.values)).collect();
+        forecasts.iter().filter_map(|s| s.recent.iter().find(|h| h.target == Target::Cpu).map(|h| &h.values)).collect();
     assert_eq!(rows.len(), SERVERS, "every server has a CPU history");
     let len = rows.iter().map(|r| r.len()).min().unwrap_or(0);
     assert!(len >= at_least, "a CPU history of {len} steps, expected at least {at_least}");
@@ -46,9 +46,9 @@ fn fleet_holes(snap: &Snapshot, at_least: usize) -> Vec<usize> {
     (0..len).filter(|&k| rows.iter().filter(|r| r[r.len() - len + k].is_none()).count() * 2 > rows.len()).collect()
 }
 
-/// The snapshot's recent history, every server, target and step, equals what was sent.
-fn assert_windows_match(snap: &Snapshot, sent: &e2e::Sent, what: &str) -> usize {
-    let (compared, bad) = window_mismatches(snap, sent);
+/// The stored recent history, every server, target and step, equals what was sent.
+fn assert_windows_match(forecasts: &[ServerForecast], sent: &e2e::Sent, what: &str) -> usize {
+    let (compared, bad) = window_mismatches(forecasts, sent);
     assert!(
         bad.is_empty(),
         "{what}: {} of {} stored values differ from what was sent, e.g.\n{}",
@@ -82,9 +82,10 @@ async fn predictor_killed_mid_stream_loses_nothing() -> anyhow::Result<()> {
     // later the recent history has no fleet-wide hole, and every value is the one sent.
     let later = watch.until(Duration::from_secs(10), |s| s.tick_ms >= after.tick_ms + 2 * STEP_MS).await?;
     let spanned = ((later.tick_ms - before.tick_ms) / STEP_MS) as usize + 2;
-    assert_eq!(fleet_holes(&later, spanned), Vec::<usize>::new(), "steps lost across the kill");
+    let stored = fleetbus::forecasts::of_snapshot(&client, &later).await?;
+    assert_eq!(fleet_holes(&stored, spanned), Vec::<usize>::new(), "steps lost across the kill");
     let (sent, _) = sent_metrics(&client).await?;
-    let compared = assert_windows_match(&later, &sent, "after the kill");
+    let compared = assert_windows_match(&stored, &sent, "after the kill");
     assert!(compared >= SERVERS * spanned, "only {compared} values compared");
     drop(st.dir);
     Ok(())
@@ -131,9 +132,10 @@ async fn broker_restart_under_load_resumes_with_state() -> anyhow::Result<()> {
     for s in &rebuilt.servers {
         assert_eq!(s.last_ms.div_euclid(STEP_MS), last_step, "{}: the rebuilt window ends at the last step sent", s.server);
     }
-    let compared = assert_windows_match(&rebuilt, &sent, "windows rebuilt from KV after the broker restart");
+    let stored = fleetbus::forecasts::of_snapshot(&client, &rebuilt).await?;
+    let compared = assert_windows_match(&stored, &sent, "windows rebuilt from KV after the broker restart");
     // The compared history spans the broker restart: steps stored before it and after it.
-    let first = rebuilt.servers.iter().map(|s| s.last_ms.div_euclid(STEP_MS) - s.recent[0].values.len() as i64 + 1).max().unwrap();
+    let first = stored.iter().map(|s| s.last_ms.div_euclid(STEP_MS) - s.recent[0].values.len() as i64 + 1).max().unwrap();
     assert!(first < before.tick_ms.div_euclid(STEP_MS), "the compared window starts after the restart");
     let spanned = (last_step - before.tick_ms.div_euclid(STEP_MS)) as usize + 1;
     assert!(compared >= SERVERS * spanned * 4, "only {compared} values compared over {spanned} steps");

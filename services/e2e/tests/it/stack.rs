@@ -29,7 +29,8 @@ async fn every_server_is_forecast_and_critical_raises_risk() -> anyhow::Result<(
 
     // Backfill gives 24 h of history at once, so every server is forecast without warm-up.
     let first = watch.until(Duration::from_secs(60), |s| all_forecast(s, SERVERS)).await?;
-    for s in &first.servers {
+    // The curves are in KV `forecasts`, one entry per server.
+    for s in fleetbus::forecasts::of_snapshot(&client, &first).await? {
         for f in &s.forecast {
             assert_eq!(f.p50.len(), schemas::HORIZON_STEPS, "{} {:?}", s.server, f.target);
             for k in 0..f.p50.len() {
@@ -65,9 +66,12 @@ async fn every_server_is_forecast_and_critical_raises_risk() -> anyhow::Result<(
     assert!(alerted.iter().any(|s| reply.affected.iter().any(|a| a == s)), "alerts on {alerted:?}");
     assert!(hot.servers.iter().any(|s| s.level >= Level::Warning));
 
-    // The dashboard serves the same fleet.
+    // The dashboard serves the same fleet, and a server's page with its charts: read from KV
+    // `forecasts` as the least-privilege `dashboard` user.
     let page = http_get(&listen, "/").await?;
     assert!(page.contains(&hot.servers[0].server) || page.contains("ppweb"), "overview lists servers");
+    let server = http_get(&listen, &format!("/servers/{}", alerted[0])).await?;
+    assert!(server.contains("id=\"chart-cpu\"") && server.contains("<path class=\"band\" d=\"M"), "{server}");
     Ok(())
 }
 

@@ -180,6 +180,11 @@ impl Domain {
         assess(s.profile, s.current, &[])
     }
 
+    /// Every profile's thresholds, for the snapshot (the heatmap colours by them).
+    pub fn profile_thresholds() -> Vec<schemas::ProfileThresholds> {
+        Profile::ALL.iter().map(|&profile| schemas::ProfileThresholds { profile, targets: Self::thresholds_of(profile) }).collect()
+    }
+
     /// The thresholds a server of `profile` is judged by (for the charts' lines).
     fn thresholds_of(profile: Profile) -> Vec<TargetThresholds> {
         Target::ALL

@@ -113,6 +113,7 @@ async fn a_predictor_started_on_a_populated_bucket_forecasts_at_once() {
     }
     let last = t0 + 7 * STEP_MS;
     let before = snaps.until(Duration::from_secs(20), |s| s.tick_ms == last).await;
+    let stored = fleetbus::forecasts::of_snapshot(&client, &before).await.unwrap();
     first.stop().await.unwrap();
 
     // No new batch: the first snapshot comes from the rebuilt windows alone.
@@ -120,7 +121,9 @@ async fn a_predictor_started_on_a_populated_bucket_forecasts_at_once() {
     let after = snaps.until(Duration::from_secs(20), |s| s.seq > before.seq).await;
     assert_eq!(after.tick_ms, last);
     assert_eq!((after.fleet.ready, after.fleet.warming), (10, 0));
-    for (b, a) in before.servers.iter().zip(&after.servers) {
+    let again = fleetbus::forecasts::of_snapshot(&client, &after).await.unwrap();
+    assert_eq!(after.servers, before.servers, "the same summaries");
+    for (b, a) in stored.iter().zip(&again) {
         assert_eq!(b.server, a.server);
         assert_eq!(a.recent, b.recent, "{}: same history", a.server);
         assert_eq!(a.forecast_of(Target::Cpu), b.forecast_of(Target::Cpu), "{}: same inputs, same forecast", a.server);
@@ -151,6 +154,7 @@ async fn alerts_keep_their_identity_across_a_restart() {
     }
     let before = snaps.until(Duration::from_secs(20), |s| s.tick_ms == t0 + 7 * STEP_MS).await;
     let alert = before.servers[0].alerts.iter().find(|a| a.target == Target::Mem).cloned().expect("a memory alert");
+    let id = alert.id(&before.servers[0].server);
     assert_eq!(alert.severity, schemas::Level::Critical);
     first.stop().await.unwrap();
 
@@ -158,7 +162,7 @@ async fn alerts_keep_their_identity_across_a_restart() {
     let second = predictor::start(config(&nats.url())).await.unwrap();
     let after = snaps.until(Duration::from_secs(20), |s| s.tick_ms == t0 + 8 * STEP_MS).await;
     let again = after.servers[0].alerts.iter().find(|a| a.target == Target::Mem).expect("still alerted");
-    assert_eq!((again.id.as_str(), again.opened_ms), (alert.id.as_str(), alert.opened_ms), "the same alert, not a new one");
+    assert_eq!((again.id(&after.servers[0].server), again.opened_ms), (id, alert.opened_ms), "the same alert, not a new one");
     second.stop().await.unwrap();
 
     let history = js.get_stream("HISTORY").await.unwrap();

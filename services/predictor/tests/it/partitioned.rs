@@ -147,7 +147,7 @@ async fn a_partition_whose_predictor_dies_resumes_on_the_other_with_its_state() 
     let merged = partition::merge(snaps.newest.values().cloned().collect()).unwrap();
     assert_eq!(merged.servers.len(), SERVERS);
     assert_eq!(merged.fleet.warming, 0, "no server warms up again: windows came back from KV");
-    for s in &merged.servers {
+    for s in &fleetbus::forecasts::of_snapshot(&client, &merged).await.expect("every server in KV forecasts") {
         assert_eq!(s.last_ms, last, "{}: at the last step", s.server);
         let cpu = s.recent.iter().find(|h| h.target == schemas::Target::Cpu).expect("cpu history");
         let have = cpu.values.iter().rev().take((BEFORE + AFTER) as usize).filter(|v| v.is_some()).count();

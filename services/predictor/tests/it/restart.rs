@@ -33,13 +33,13 @@ fn close(got: f32, want: f32) -> bool {
 }
 
 /// Every server has every step, all ending at the last one, and each value of each target is
-/// the one sent. The snapshot's recent history is `STEPS` long: it covers the whole run.
-fn assert_every_step_as_sent(snap: &Snapshot, names: &[String], t0: i64) {
+/// the one sent. The recent history in KV `forecasts` is `STEPS` long: it covers the whole run.
+async fn assert_every_step_as_sent(client: &async_nats::Client, snap: &Snapshot, names: &[String], t0: i64) {
     let last = t0 + (STEPS - 1) * STEP_MS;
     assert_eq!(snap.servers.len(), SERVERS);
     assert_eq!(snap.fleet.warming, 0, "nobody is warming up again");
     let mut bad = Vec::new();
-    for s in &snap.servers {
+    for s in &fleetbus::forecasts::of_snapshot(client, snap).await.expect("every server in KV forecasts") {
         let i = names.iter().position(|n| *n == s.server).expect("a server that was sent");
         assert_eq!(s.last_ms, last, "{}", s.server);
         assert!(s.warmup.is_none() && !s.forecast.is_empty());
@@ -212,7 +212,7 @@ async fn aborted_mid_stream_then_restarted_loses_nothing() {
     let last = t0 + (STEPS - 1) * STEP_MS;
     let after = snaps.until(Duration::from_secs(30), |s| s.tick_ms == last && s.servers.len() == SERVERS).await;
     assert!(after.seq > before.seq, "snapshot numbers continue: {} then {}", before.seq, after.seq);
-    assert_every_step_as_sent(&after, &names, t0);
+    assert_every_step_as_sent(&client, &after, &names, t0).await;
     consumer_drained(&js).await;
     second.stop().await.expect("graceful stop");
     assert_bucket_as_sent(&js, &names, t0).await;
@@ -302,7 +302,7 @@ async fn binary_killed_with_sigkill_then_restarted_loses_nothing() {
     let last = t0 + (STEPS - 1) * STEP_MS;
     let after = snaps.until(Duration::from_secs(30), |s| s.tick_ms == last && s.servers.len() == SERVERS).await;
     assert!(after.seq > before.seq);
-    assert_every_step_as_sent(&after, &names, t0);
+    assert_every_step_as_sent(&client, &after, &names, t0).await;
     consumer_drained(&js).await;
 
     // SIGTERM: finishes, flushes and exits cleanly.

@@ -51,8 +51,12 @@ async fn drain(sub: &mut async_nats::Subscriber, quiet: Duration) -> Vec<Rejecti
     out
 }
 
-fn server<'a>(snap: &'a Snapshot, name: &str) -> &'a ServerForecast {
-    snap.servers.iter().find(|s| s.server == name).unwrap_or_else(|| panic!("{name} in the snapshot at {}", snap.tick_ms))
+/// `name`'s full forecast (KV `forecasts`, stored before `snap` was published), once `snap`
+/// lists it.
+async fn server(client: &async_nats::Client, snap: &Snapshot, name: &str) -> ServerForecast {
+    assert!(snap.servers.iter().any(|s| s.server == name), "{name} in the snapshot at {}", snap.tick_ms);
+    let bucket = fleetbus::forecasts::open(&jetstream::new(client.clone())).await.expect("KV forecasts");
+    fleetbus::forecasts::get(&bucket, name).await.expect("KV read").unwrap_or_else(|| panic!("{name} in KV forecasts"))
 }
 
 fn recent(s: &ServerForecast, target: Target) -> &[Option<f32>] {
@@ -108,7 +112,7 @@ async fn a_record_stamped_in_the_future_is_skewed_and_drags_no_tick() {
         }
     }
     let snap = last.expect("30 snapshots");
-    let db1 = server(&snap, "ppdb001");
+    let db1 = &server(&r.client, &snap, "ppdb001").await;
     assert_eq!(db1.last_ms, t + 29 * STEP_MS, "ppdb001 goes on to step 29");
     let cpu = recent(db1, Target::Cpu);
     assert_eq!(cpu.len(), 30, "{cpu:?}");
@@ -162,7 +166,7 @@ async fn late_values_fill_their_step_and_older_than_the_window_is_too_late() {
         snap = Some(r.snaps.until(WAIT, |s| s.tick_ms == ts).await);
     }
     let snap = snap.expect("snapshots");
-    let web = server(&snap, "ppweb001");
+    let web = &server(&r.client, &snap, "ppweb001").await;
     let want: Vec<Option<f32>> = (0..steps).map(|k| (k < steps - 2).then(|| mem_at(k))).collect();
     assert_eq!(recent(web, Target::Mem), want, "every late memory value filled its step");
     assert!(
@@ -183,7 +187,7 @@ async fn late_values_fill_their_step_and_older_than_the_window_is_too_late() {
     r.running.stop().await.expect("clean stop");
     let running = predictor::start(config(&r._nats.url())).await.expect("predictor starts again");
     let again = r.snaps.until(WAIT, |s| s.servers.iter().any(|s| s.server == "ppweb001")).await;
-    assert_eq!(recent(server(&again, "ppweb001"), Target::Mem), want, "the late values survive a restart");
+    assert_eq!(recent(&server(&r.client, &again, "ppweb001").await, Target::Mem), want, "the late values survive a restart");
     running.stop().await.expect("clean stop");
 }
 
@@ -200,7 +204,7 @@ async fn the_order_of_records_within_a_batch_does_not_matter() {
     let snap = r.snaps.until(WAIT, |s| s.tick_ms == last && s.servers.len() == 2).await;
     let want: Vec<Option<f32>> = (12..48).map(|k| Some(20.0 + (k % 10) as f32)).collect();
     for name in ["ppweb003", "ppweb004"] {
-        let s = server(&snap, name);
+        let s = &server(&r.client, &snap, name).await;
         assert_eq!(s.last_ms, last, "{name}");
         assert!(s.warmup.is_none() && !s.forecast.is_empty(), "{name} has a forecast: {:?}", s.warmup);
         assert_eq!(recent(s, Target::Cpu), want, "{name}: every step, in order");
@@ -236,7 +240,7 @@ async fn a_repeated_batch_or_record_counts_once() {
     publish(&r.js, &b).await;
     let snap = r.snaps.until(WAIT, |s| s.tick_ms == t).await;
     for name in ["ppweb010", "ppweb011"] {
-        let used = server(&snap, name).current.target(Target::Cpu);
+        let used = server(&r.client, &snap, name).await.current.target(Target::Cpu);
         assert_eq!(used, Some(50.0), "{name}: each report once");
     }
     let st = stats(&r.client).await;

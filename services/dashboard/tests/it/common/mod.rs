@@ -39,10 +39,13 @@ pub fn args() -> Args {
     Args::for_tests("nats://127.0.0.1:1")
 }
 
-/// State holding one fixture snapshot (no NATS).
+/// State holding one fixture snapshot and its servers' forecasts in memory, as
+/// `--demo-fixture` runs (no NATS; `nats.rs` and `browser.rs` read them from KV).
 pub fn state_with(spec: &fixture::Spec, args: Args) -> Shared {
     let st = AppState::new(args);
-    st.publish(fixture::snapshot(spec));
+    let forecasts = fixture::forecasts(spec);
+    st.publish(fixture::snapshot_of(spec, &forecasts));
+    st.forecasts.set_fixture(forecasts);
     st
 }
 
@@ -100,4 +103,34 @@ pub async fn subscribed(monitor: u16, subject: &str) {
         assert!(std::time::Instant::now() < deadline, "no subscription to {subject} registered at the broker within 20 s");
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+}
+
+/// KV `forecasts` as the predictor creates it (history 1).
+pub async fn forecasts_bucket(client: &async_nats::Client) -> async_nats::jetstream::kv::Store {
+    let js = async_nats::jetstream::new(client.clone());
+    let config = async_nats::jetstream::kv::Config { bucket: schemas::subjects::BUCKET_FORECASTS.into(), history: 1, ..Default::default() };
+    js.create_key_value(config).await.expect("KV forecasts")
+}
+
+/// Every server's forecast of `spec`'s fleet into KV `forecasts`, as the predictor writes them.
+pub async fn store_forecasts(client: &async_nats::Client, spec: &fixture::Spec) -> Vec<schemas::ServerForecast> {
+    let kv = forecasts_bucket(client).await;
+    let forecasts = fixture::forecasts(spec);
+    for f in &forecasts {
+        kv.put(&f.server, schemas::encode(f).expect("a forecast encodes").into()).await.expect("KV put");
+    }
+    forecasts
+}
+
+/// What the predictor publishes for `spec`'s fleet, in its order: every server's full forecast
+/// into KV `forecasts`, then the snapshot of their summaries on `predictions.current` in
+/// `parts` parts. Returns the snapshot as the dashboard decodes it.
+pub async fn publish_fleet(client: &async_nats::Client, spec: &fixture::Spec, parts: u16) -> schemas::Snapshot {
+    let forecasts = store_forecasts(client, spec).await;
+    let snapshot = fixture::snapshot_of(spec, &forecasts);
+    for p in fixture::split(&snapshot, parts) {
+        client.publish(schemas::subjects::PREDICTIONS_CURRENT, schemas::encode(&p).expect("a part encodes").into()).await.expect("publish");
+    }
+    client.flush().await.expect("flush");
+    fixture::wire(snapshot)
 }
