@@ -35,8 +35,28 @@ pub struct Latest {
     by_name: HashMap<String, usize>,
     /// Server indexes, riskiest first (non-finite risks last, then by name).
     pub by_risk: Vec<usize>,
+    /// Every active alert as (server index, alert index) in the alerts page's order: critical
+    /// first, then the soonest breach, then server and target name. Sorted once per snapshot,
+    /// not per request (a 100,000-server fleet's alerts took 20-37 ms to sort each time).
+    pub alert_order: Vec<(u32, u32)>,
     /// The partitions merged into `snapshot` (`partitions.rs`); empty when unpartitioned.
     pub partitions: Vec<PartitionSeen>,
+}
+
+/// [`Latest::alert_order`] of `servers`.
+fn alert_order(servers: &[ServerSummary]) -> Vec<(u32, u32)> {
+    let mut order: Vec<(u32, u32)> =
+        servers.iter().enumerate().flat_map(|(i, s)| (0..s.alerts.len()).map(move |j| (i as u32, j as u32))).collect();
+    let at = |(i, j): (u32, u32)| (&servers[i as usize], &servers[i as usize].alerts[j as usize]);
+    order.sort_by(|&x, &y| {
+        let ((sa, a), (sb, b)) = (at(x), at(y));
+        b.severity
+            .cmp(&a.severity)
+            .then(a.minutes_ahead.cmp(&b.minutes_ahead))
+            .then_with(|| sa.server.cmp(&sb.server))
+            .then_with(|| a.target.name().cmp(b.target.name()))
+    });
+    order
 }
 
 impl Latest {
@@ -48,7 +68,8 @@ impl Latest {
             let (sa, sb) = (&snapshot.servers[a], &snapshot.servers[b]);
             key(sb).total_cmp(&key(sa)).then_with(|| sa.server.cmp(&sb.server))
         });
-        Latest { snapshot, received, update, by_name, by_risk, partitions: Vec::new() }
+        let alert_order = alert_order(&snapshot.servers);
+        Latest { snapshot, received, update, by_name, by_risk, alert_order, partitions: Vec::new() }
     }
 
     pub fn server(&self, name: &str) -> Option<&ServerSummary> {
@@ -303,6 +324,22 @@ mod tests {
         let name = l.snapshot.servers[7].server.clone();
         assert_eq!(l.server(&name).map(|s| s.server.as_str()), Some(name.as_str()));
         assert!(l.server("nope").is_none());
+    }
+
+    #[test]
+    fn alerts_are_ordered_once_critical_then_soonest() {
+        let snap = fixture::snapshot(&fixture::Spec { servers: 200, ..Default::default() });
+        let all: usize = snap.servers.iter().map(|s| s.alerts.len()).sum();
+        let l = Latest::new(snap, SystemTime::now(), 1);
+        assert!(all > 10, "the fixture has alerts to order: {all}");
+        assert_eq!(l.alert_order.len(), all, "every alert once");
+        let key = |&(i, j): &(u32, u32)| {
+            let s = &l.snapshot.servers[i as usize];
+            let a = &s.alerts[j as usize];
+            (std::cmp::Reverse(a.severity), a.minutes_ahead, s.server.clone(), a.target.name())
+        };
+        let keys: Vec<_> = l.alert_order.iter().map(key).collect();
+        assert!(keys.windows(2).all(|w| w[0] <= w[1]), "critical first, then the soonest breach, then by id");
     }
 
     #[test]

@@ -135,16 +135,15 @@ pub fn build(latest: Option<&Latest>, q: &AlertsQuery, ams: &[AmStatus]) -> Aler
     let first_am = ams.first().map(|a| a.url.as_str());
     let f = q.filter();
     let tick = latest.snapshot.tick_ms;
-    let mut all: Vec<(&ServerSummary, &AlertBrief)> =
-        latest.snapshot.servers.iter().flat_map(|s| s.alerts.iter().map(move |a| (s, a))).filter(|(s, a)| f.matches(s, a)).collect();
-    // Critical first, then the soonest breach, then by id (`<server>.<target>`).
-    all.sort_by(|(sa, a), (sb, b)| {
-        b.severity
-            .cmp(&a.severity)
-            .then(a.minutes_ahead.cmp(&b.minutes_ahead))
-            .then_with(|| sa.server.cmp(&sb.server))
-            .then_with(|| a.target.name().cmp(b.target.name()))
-    });
+    // Already in the page's order (critical first, then the soonest breach, then by id;
+    // `Latest::alert_order`): a request only filters.
+    let servers = &latest.snapshot.servers;
+    let all: Vec<(&ServerSummary, &AlertBrief)> = latest
+        .alert_order
+        .iter()
+        .filter_map(|&(i, j)| servers.get(i as usize).and_then(|s| s.alerts.get(j as usize).map(|a| (s, a))))
+        .filter(|(s, a)| f.matches(s, a))
+        .collect();
     let total = all.len();
     let lines = all
         .into_iter()
