@@ -60,7 +60,7 @@ impl Publisher {
     /// part is sent, so a reader that saw a server in a snapshot finds its curves at least as
     /// new in KV), then the snapshot parts in order on one connection (each written just
     /// before it is sent, with a few acks in flight, so the snapshot is never held whole a
-    /// second time), then the summary and alert events, then the saved state; returns once all
+    /// second time), then the summary, the alert events and the saved state; returns once all
     /// are stored. Returns the snapshot's size in bytes. Stops at the first failure; the caller
     /// logs it and the next tick publishes a whole snapshot again.
     pub async fn tick(&self, engine: &Engine, out: &TickOutput) -> Result<usize, WriteError> {
@@ -84,12 +84,17 @@ impl Publisher {
             let subject = subjects::alert_event(e.alert.state, &e.alert.server);
             self.send(subject, Bytes::from(schemas::encode(e)?), &mut acks).await?;
         }
-        for ack in acks {
-            ack.await?;
-        }
+        // The saved state (the alert book after these events) goes out right behind the events,
+        // before any of their acks is awaited: on one connection the broker stores them in
+        // order, so a predictor killed once both are written leaves a successor the book that
+        // already holds the alerts it announced (awaiting the events' acks first left a window
+        // of milliseconds in which a kill meant the successor announced them again).
         if let Some(state) = &out.state {
             let key = format!("$KV.{}.{}", crate::streams::BUCKET_STATE, self.state_key);
-            publish_all(&self.js, vec![(key, state.clone())]).await?;
+            acks.push(self.js.publish(key, state.clone()).await?);
+        }
+        for ack in acks {
+            ack.await?;
         }
         Ok(bytes)
     }
