@@ -18,8 +18,7 @@ use schemas::history::TickSummary;
 use schemas::{MetricRecord, Metrics, MetricsBatch, STEP_MS};
 
 fn names(n: usize) -> Vec<String> {
-    let kinds = ["ppml", "ppdb", "ppweb", "ppcon", "ppetl", "pprisk", "ppgen"];
-    (0..n).map(|i| format!("{}{:05}", kinds[i % kinds.len()], i)).collect()
+    testkit::server_names(n, 5)
 }
 
 fn metrics(i: usize, s: i64) -> Metrics {

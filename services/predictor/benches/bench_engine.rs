@@ -70,8 +70,7 @@ fn metrics(i: usize, s: i64) -> Metrics {
 }
 
 fn names(n: usize) -> Vec<String> {
-    let kinds = ["ppml", "ppdb", "ppweb", "ppcon", "ppetl", "pprisk", "ppgen"];
-    (0..n).map(|i| format!("{}{:05}", kinds[i % kinds.len()], i)).collect()
+    testkit::server_names(n, 5)
 }
 
 /// Feeds step `s` of the fleet into `reg`; returns the servers due.

@@ -147,8 +147,7 @@ fn cores() -> usize {
 }
 
 fn names(n: usize) -> Vec<String> {
-    let kinds = ["ppml", "ppdb", "ppweb", "ppcon", "ppetl", "pprisk", "ppgen"];
-    (0..n).map(|i| format!("{}{:05}", kinds[i % kinds.len()], i)).collect()
+    testkit::server_names(n, 5)
 }
 
 fn metrics(i: usize, s: i64) -> Metrics {

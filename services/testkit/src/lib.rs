@@ -21,6 +21,13 @@ use anyhow::{bail, Context};
 /// The workspace root: the nearest directory holding `Cargo.lock` above the running test's
 /// package (cargo sets `CARGO_MANIFEST_DIR` at run time), else above the working directory.
 /// Resolved at run time, so a test binary built in one checkout never reads another's files.
+/// `n` server names of the kinds the generator simulates (`ppml`, `ppdb`, ...), in turn, each
+/// numbered with `digits` zero-padded digits: the fleet the benchmarks and tests feed.
+pub fn server_names(n: usize, digits: usize) -> Vec<String> {
+    const KINDS: [&str; 7] = ["ppml", "ppdb", "ppweb", "ppcon", "ppetl", "pprisk", "ppgen"];
+    (0..n).map(|i| format!("{}{:0digits$}", KINDS[i % KINDS.len()], i)).collect()
+}
+
 pub fn workspace_root() -> PathBuf {
     let start =
         std::env::var("CARGO_MANIFEST_DIR").map(PathBuf::from).or_else(|_| std::env::current_dir()).unwrap_or_else(|_| PathBuf::from("."));

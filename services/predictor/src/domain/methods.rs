@@ -144,21 +144,24 @@ impl Basis {
     fn write(&self, method: Method, history: &[f32], target: Target, lo: &[f32], hi: &[f32], out: &mut TargetForecast) {
         out.target = target;
         out.method = method;
+        for c in [&mut out.p10, &mut out.p50, &mut out.p90] {
+            c.clear();
+        }
         let w = Writer { upper: upper_bound(target), h: lo.len() };
         let (last, level) = (self.last, self.level);
         let (dlo, dmid, dhi) = self.day;
         match method {
             // Not statistical: the model runs in the workers, the ensemble combines the rest.
-            Method::Model | Method::Ensemble => w.put(out, |_| f32::NAN, |_| f32::NAN, |_| f32::NAN, true),
-            Method::LastValue => w.put(out, |_| last, |k| last + lo[k], |k| last + hi[k], false),
-            Method::Level => w.put(out, |_| level, |k| level + lo[k], |k| level + hi[k], false),
-            Method::Climatology => w.put(out, |_| dmid, |_| dlo, |_| dhi, false),
-            Method::Blend => w.put(out, |_| 0.5 * (level + dmid), |k| 0.5 * (level + lo[k] + dlo), |k| 0.5 * (level + hi[k] + dhi), false),
+            Method::Model | Method::Ensemble => {}
+            Method::LastValue => w.put(out, |_| last, |k| last + lo[k], |k| last + hi[k]),
+            Method::Level => w.put(out, |_| level, |k| level + lo[k], |k| level + hi[k]),
+            Method::Climatology => w.put(out, |_| dmid, |_| dlo, |_| dhi),
+            Method::Blend => w.put(out, |_| 0.5 * (level + dmid), |k| 0.5 * (level + lo[k] + dlo), |k| 0.5 * (level + hi[k] + dhi)),
             // The change quantiles include the trend itself; around the trend line the spread
             // is the change less the trend's own k steps, which leaves the intercept.
             Method::Trend => {
                 let (a, b) = (self.intercept, self.slope);
-                w.put(out, |k| a + b * (k + 1) as f32, |k| a + lo[k], |k| a + hi[k], false)
+                w.put(out, |k| a + b * (k + 1) as f32, |k| a + lo[k], |k| a + hi[k])
             }
             Method::SeasonalNaive => {
                 let n = history.len();
@@ -170,15 +173,10 @@ impl Basis {
                         |k| back(k).unwrap_or(level),
                         |k| back(k).map_or(level + lo[k], |v| v + slo),
                         |k| back(k).map_or(level + hi[k], |v| v + shi),
-                        false,
                     ),
-                    None => w.put(
-                        out,
-                        |k| back(k).unwrap_or(level),
-                        |k| back(k).unwrap_or(level) + lo[k],
-                        |k| back(k).unwrap_or(level) + hi[k],
-                        false,
-                    ),
+                    None => {
+                        w.put(out, |k| back(k).unwrap_or(level), |k| back(k).unwrap_or(level) + lo[k], |k| back(k).unwrap_or(level) + hi[k])
+                    }
                 }
             }
         }
@@ -193,13 +191,8 @@ struct Writer {
 }
 
 impl Writer {
-    fn put(&self, out: &mut TargetForecast, mid: impl Fn(usize) -> f32, lo: impl Fn(usize) -> f32, hi: impl Fn(usize) -> f32, empty: bool) {
-        for c in [&mut out.p10, &mut out.p50, &mut out.p90] {
-            c.clear();
-        }
-        if empty {
-            return;
-        }
+    /// Appends `h` leads to `out`'s (cleared) curves.
+    fn put(&self, out: &mut TargetForecast, mid: impl Fn(usize) -> f32, lo: impl Fn(usize) -> f32, hi: impl Fn(usize) -> f32) {
         let upper = self.upper;
         out.p50.extend((0..self.h).map(|k| mid(k).clamp(0.0, upper)));
         let p50 = &out.p50;

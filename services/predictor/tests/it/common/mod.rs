@@ -39,8 +39,7 @@ pub fn config(url: &str) -> Config {
 }
 
 pub fn server_names(n: usize) -> Vec<String> {
-    let kinds = ["ppml", "ppdb", "ppweb", "ppcon", "ppetl", "pprisk", "ppgen"];
-    (0..n).map(|i| format!("{}{:04}", kinds[i % kinds.len()], i)).collect()
+    testkit::server_names(n, 4)
 }
 
 /// Plausible metrics of server `i` at step `s` (deterministic, within every range).
