@@ -18,10 +18,8 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
 use clap::Parser;
-use futures::StreamExt;
 use predictor::model::{Model, Outputs};
-use schemas::history::TickSummary;
-use schemas::{MetricRecord, Metrics, MetricsBatch, STEP_MS};
+use testkit::bench_fleet::{pct, rss_mb, BenchFleet};
 
 #[derive(Parser)]
 struct Args {
@@ -146,86 +144,8 @@ fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-fn names(n: usize) -> Vec<String> {
-    testkit::server_names(n, 5)
-}
-
-fn metrics(i: usize, s: i64) -> Metrics {
-    let wave = ((s as f32) * 0.2 + i as f32 * 0.37).sin();
-    let busy = 25.0 + 15.0 * wave + (i % 5) as f32 * 4.0;
-    Metrics {
-        cpu_user_pct: Some(busy * 0.7),
-        cpu_sys_pct: Some(busy * 0.2),
-        cpu_iowait_pct: Some(busy * 0.1),
-        cpu_idle_pct: Some(100.0 - busy),
-        java_cpu_pct: Some(busy * 0.4),
-        mem_used_pct: Some(45.0 + 25.0 * wave.abs()),
-        swap_used_pct: Some(3.0),
-        disk_usage_pct: Some(40.0 + (i % 40) as f32),
-        net_in_mb_s: Some(20.0 + 10.0 * wave.abs()),
-        net_out_mb_s: Some(12.0),
-        back_close_wait: Some(2.0),
-        front_close_wait: Some(1.0),
-        load_average: Some(2.0 + 2.0 * wave.abs()),
-        uptime_days: Some(40.0),
-    }
-}
-
-/// One step of the fleet as the generator sends it: parts of at most 1,000 records, same seq,
-/// each with its `Fleetcast-Part` header.
-async fn publish_step(js: &jetstream::Context, names: &[String], step: i64) -> anyhow::Result<()> {
-    let start = step * STEP_MS;
-    let mut acks = Vec::new();
-    let parts = names.len().div_ceil(1000);
-    for (p, part) in names.chunks(1000).enumerate() {
-        let records = part
-            .iter()
-            .enumerate()
-            .map(|(k, n)| MetricRecord { server: n.clone(), ts_ms: start, profile: None, metrics: metrics(p * 1000 + k, step) })
-            .collect();
-        let batch = MetricsBatch::new("bench", step as u64, start + STEP_MS, records);
-        let mut headers = async_nats::HeaderMap::new();
-        headers.insert(schemas::subjects::PART_HEADER, schemas::subjects::part_header(p, parts).as_str());
-        acks.push(js.publish_with_headers("metrics.batch.bench", headers, schemas::encode(&batch)?.into()).await?);
-    }
-    for a in acks {
-        a.await?;
-    }
-    Ok(())
-}
-
-fn rss_mb(pid: u32) -> (f64, f64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-            / 1024.0
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
-
-fn pct(v: &mut [f64], q: f64) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[((v.len() as f64 * q).ceil() as usize).clamp(1, v.len()) - 1]
-}
-
-/// The summary of the tick for `step` (all `n` servers in it).
-async fn wait_tick(summaries: &mut async_nats::Subscriber, n: usize, step: i64) -> anyhow::Result<TickSummary> {
-    let want = step * STEP_MS;
-    loop {
-        let msg = tokio::time::timeout(Duration::from_secs(120), summaries.next())
-            .await?
-            .ok_or_else(|| anyhow::anyhow!("summary subscription closed"))?;
-        let s: TickSummary = schemas::decode(&msg.payload)?;
-        if s.tick_ms >= want && s.servers.len() == n {
-            return Ok(s);
-        }
-    }
-}
+/// `--max-servers` of the benchmark's predictor: room for the largest fleet it is given.
+const MAX_SERVERS: &str = "200000";
 
 struct Run {
     latency: Vec<f64>,
@@ -249,7 +169,7 @@ async fn run_fleet(n: usize, ticks: usize, model: &Path, setup: Setup, gap: Dura
     let log = std::fs::File::create(dir.path().join("predictor.log"))?;
     let mut child: Child = Command::new(env!("CARGO_BIN_EXE_predictor"))
         .args(["--nats-url", &nats.url(), "--chunk-size", &setup.chunk.to_string(), "--intra-threads", &setup.threads.to_string()])
-        .args(["--inference-workers", &setup.workers.to_string(), "--model"])
+        .args(["--inference-workers", &setup.workers.to_string(), "--max-servers", MAX_SERVERS, "--model"])
         .arg(model)
         .env("ORT_DYLIB_PATH", testkit::ort_dylib())
         .env("RUST_LOG", std::env::var("BENCH_PREDICTOR_LOG").unwrap_or_else(|_| "warn".into()))
@@ -278,29 +198,19 @@ async fn drive(nats: &testkit::NatsServer, n: usize, ticks: usize, gap: Duration
         anyhow::ensure!(Instant::now() < deadline, "the predictor did not start");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let fleet = names(n);
-    let now = predictor::run::wall_ms();
-    let first = now / STEP_MS - 48 - manifest.min_history_steps as i64 - ticks as i64;
+    let fleet = BenchFleet::new(n, 1);
+    let first = testkit::bench_fleet::first_step(manifest.min_history_steps as i64, ticks);
     let warm = manifest.min_history_steps as i64 + 1;
-    let clock = Instant::now();
-    for s in first..first + warm {
-        publish_step(&js, &fleet, s).await?;
-    }
     // Ticks run while the backlog drains; the warm-up ends with the tick that has them all ready.
-    loop {
-        let s = wait_tick(&mut summaries, n, first + warm - 1).await?;
-        if s.fleet.ready as usize == n {
-            break;
-        }
-        anyhow::ensure!(clock.elapsed() < Duration::from_secs(600), "after warm-up {} of {n} ready", s.fleet.ready);
-    }
-    eprintln!("  {n} servers: warm-up of {warm} steps took {:.1} s", clock.elapsed().as_secs_f64());
+    let took = fleet.warm_up(&js, &mut summaries, first, warm, Duration::from_secs(600)).await?;
+    eprintln!("  {n} servers: warm-up of {warm} steps took {:.1} s", took.as_secs_f64());
     let mut run = Run { latency: Vec::new(), stages: Vec::new(), rss: (0.0, 0.0), bytes: 0, parts: 0 };
     for k in 0..ticks {
         let step = first + warm + k as i64;
         let t = Instant::now();
-        publish_step(&js, &fleet, step).await?;
-        let s = wait_tick(&mut summaries, n, step).await?;
+        fleet.publish_step(&js, step).await?;
+        let arrived = fleet.wait_step(&mut summaries, step, t).await?;
+        let s = &arrived.first().ok_or_else(|| anyhow::anyhow!("no summary"))?.summary;
         run.latency.push(t.elapsed().as_secs_f64() * 1000.0);
         anyhow::ensure!(s.fleet.ready as usize == n, "tick {k}: {} of {n} forecast", s.fleet.ready);
         let reply = client.request(predictor::service::stats_subject("predictor"), "".into()).await?;

@@ -138,6 +138,11 @@ impl NatsCluster {
         self.nodes[i].http_port
     }
 
+    /// Node `i`'s process id while it runs (to read its CPU time and memory).
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.nodes[i].child.as_ref().map(Child::id)
+    }
+
     /// The client URL of node `i`. A client connected to one node learns the others from the
     /// cluster (async-nats keeps the discovered servers) and reconnects to them by itself.
     pub fn url(&self, i: usize) -> String {

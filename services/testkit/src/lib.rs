@@ -1,11 +1,12 @@
 //! Test harness: starts a real `nats-server` with JetStream on a free loopback port and a
 //! temporary store dir, and stops it on drop (and a 3-node cluster of them: `cluster.rs`). Never a
-//! mock broker.
+//! mock broker. `bench_fleet.rs`: the fleet the tick benchmarks publish through it.
 //!
 //! The binary is `$NATS_SERVER_BIN`, else `.tools/bin/nats-server` (installed by
 //! `deploy/bootstrap.sh`), else `nats-server` on `PATH`.
 
 pub mod alertmanager;
+pub mod bench_fleet;
 pub mod cluster;
 pub mod prometheus;
 
@@ -123,6 +124,11 @@ impl NatsServer {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The server's process id (to read its CPU time and memory).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn url(&self) -> String {
