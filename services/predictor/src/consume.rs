@@ -42,6 +42,8 @@ pub(crate) struct Loop {
     pub engine: Engine,
     pub publisher: Publisher,
     pub stats: Stats,
+    /// The partition this loop holds (its figures are kept apart in the stats); `None`: the whole fleet.
+    pub partition: Option<u16>,
     /// `/metrics`: pipeline counters, and the per-server gauges refilled on every tick.
     pub prom: crate::prom::Metrics,
     /// The per-server gauges; `None` on a partition's loop (they would hold only its servers).
@@ -237,6 +239,8 @@ impl Loop {
             parts: out.plan.count(),
             bytes,
             latency_ms: published_ms.map(|p| (wall_ms() - p) as f64),
+            partition: self.partition,
+            windows: self.reg.len(),
         };
         self.stats.tick(&record);
         let warming = self.engine.warming();

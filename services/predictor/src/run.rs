@@ -238,6 +238,7 @@ pub(crate) async fn open_loop(
         engine,
         publisher: Publisher::new(base.client.clone(), base.js.clone()).for_partition(partition),
         stats: base.stats.clone(),
+        partition: part,
         prom: base.prom.clone(),
         series,
         max_payload: base.max_payload,

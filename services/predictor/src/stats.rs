@@ -90,6 +90,16 @@ pub struct Report {
     pub kv_keys_written: u64,
     pub kv_bytes_written: u64,
     pub resident_mb: f64,
+    /// A partitioned predictor's partitions held now (key = partition index), each with its
+    /// own last tick; `last_tick` above is whichever of them ticked last. Empty unpartitioned.
+    pub partitions: BTreeMap<u16, PartitionFigures>,
+}
+
+/// One partition a partitioned predictor holds: its ticks so far and the last of them.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PartitionFigures {
+    pub ticks: u64,
+    pub last: TickRecord,
 }
 
 #[derive(Debug, Default)]
@@ -152,9 +162,14 @@ impl Stats {
         });
     }
 
-    /// Records a finished tick.
+    /// Records a finished tick (and, on a partition's loop, the partition's own figures).
     pub fn tick(&self, t: &TickRecord) {
         self.with(|i| {
+            if let Some(p) = t.partition {
+                let f = i.report.partitions.entry(p).or_default();
+                f.ticks += 1;
+                f.last = t.clone();
+            }
             i.report.ticks += 1;
             i.report.snapshots_seq = t.seq;
             i.report.last_tick = t.stages;
@@ -166,6 +181,17 @@ impl Stats {
             }
             if t.stages.inference_ms > 0.0 {
                 push(&mut i.inference, t.stages.inference_ms);
+            }
+        });
+    }
+
+    /// The partitions held now: figures of the others are dropped, new ones start empty.
+    pub fn held(&self, partitions: &[u16]) {
+        self.with(|i| {
+            let figures = &mut i.report.partitions;
+            figures.retain(|p, _| partitions.contains(p));
+            for p in partitions {
+                figures.entry(*p).or_default();
             }
         });
     }
@@ -182,15 +208,22 @@ impl Stats {
 }
 
 /// One tick, as [`Stats::tick`] records it.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct TickRecord {
+    /// The snapshot's number.
     pub seq: u64,
     pub stages: Stages,
     /// Servers forecast on this tick.
     pub servers: usize,
+    /// The snapshot's parts and bytes.
     pub parts: usize,
     pub bytes: usize,
+    /// From the batch that closed the step (its JetStream publish time) to the snapshot out.
     pub latency_ms: Option<f64>,
+    /// The partition ticked (a partitioned predictor's loop); `None` for the whole fleet.
+    pub partition: Option<u16>,
+    /// Servers in the loop's windows after the tick.
+    pub windows: usize,
 }
 
 /// Resident set size of this process (Linux `/proc/self/status`).
@@ -226,5 +259,24 @@ mod tests {
         assert_eq!(r.rejects_by_reason["out_of_range"], 2);
         assert_eq!(r.rejects_by_source["g"]["out_of_range"], 2);
         assert!(r.resident_mb > 0.0);
+    }
+
+    #[test]
+    fn partitions_keep_their_own_last_tick_while_held() {
+        let s = Stats::default();
+        s.held(&[1, 3]);
+        let t =
+            |partition, servers| TickRecord { seq: 7, servers, windows: servers, partition, latency_ms: Some(9.0), ..Default::default() };
+        s.tick(&t(Some(3), 40));
+        s.tick(&t(Some(1), 60));
+        s.tick(&t(None, 100));
+        let r = s.report();
+        assert_eq!(r.partitions.keys().copied().collect::<Vec<_>>(), [1, 3]);
+        assert_eq!((r.partitions[&3].last.servers, r.partitions[&3].ticks, r.partitions[&1].last.windows), (40, 1, 60));
+        assert_eq!(r.partitions[&1].last.latency_ms, Some(9.0));
+        s.held(&[3, 5]);
+        let r = s.report();
+        assert_eq!(r.partitions.keys().copied().collect::<Vec<_>>(), [3, 5]);
+        assert_eq!((r.partitions[&3].last.servers, r.partitions[&5].ticks), (40, 0));
     }
 }

@@ -99,6 +99,7 @@ pub(crate) async fn supervise(base: Base, mut shutdown: watch::Receiver<bool>) -
                 Err(e) => tracing::warn!(partition = p, error = %format!("{e:#}"), "taking the partition failed; trying again"),
             }
         }
+        base.stats.held(&held.keys().copied().collect::<Vec<_>>());
     }
     tracing::info!(partitions = held.len(), "shutting down: handing every partition over");
     drop(heartbeat);
