@@ -20,6 +20,7 @@ pub mod prom;
 pub mod prom_series;
 pub mod publish;
 pub mod registry;
+pub mod resume;
 pub mod run;
 pub mod service;
 pub mod snapshot;

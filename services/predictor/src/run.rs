@@ -187,8 +187,9 @@ fn pull_expires(config: &Config, partition: Option<PartitionInfo>) -> Duration {
 }
 
 /// A loop over the whole fleet (`partition` None) or over one partition: its windows rebuilt
-/// from KV, its alert book and accuracy restored, its snapshot numbers continued, and its
-/// consumer's pull stream opened.
+/// from KV, its alert book and accuracy restored and caught up with the alert events published
+/// after them (`resume.rs`), its snapshot numbers continued, and its consumer's pull stream
+/// opened.
 pub(crate) async fn open_loop(
     base: &Base,
     partition: Option<PartitionInfo>,
@@ -213,15 +214,7 @@ pub(crate) async fn open_loop(
     let mut engine = Engine::shared(base.workers.clone(), config.recent_steps, last_seq);
     engine.set_partition(partition);
     engine.keep_gauges(config.metrics.metrics_listen.is_some() && series.is_some());
-    let key = crate::streams::state_key(partition);
-    match base.streams.state.get(&key).await {
-        Ok(Some(bytes)) => match engine.restore_domain(&bytes) {
-            Ok(()) => tracing::info!(bytes = bytes.len(), ?part, "alert book and accuracy restored"),
-            Err(e) => tracing::warn!(error = %e, ?part, "ignoring unreadable saved state"),
-        },
-        Ok(None) => {}
-        Err(e) => tracing::warn!(error = %e, ?part, "reading saved state"),
-    }
+    crate::resume::restore(&base.js, &base.streams.state, partition, &mut engine).await;
     let (consumer, group) = match (partition, &base.streams.consumer) {
         (None, Some(c)) => (c.clone(), None),
         (None, None) => anyhow::bail!("no whole-fleet consumer on a partitioned predictor"),

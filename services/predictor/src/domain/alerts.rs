@@ -5,6 +5,8 @@
 //! de-duplicated, and called step `i` "(i+1)·5 minutes" on 5-second ticks. Here a server has
 //! at most one alert per target (its worst severity, earliest crossing), steps are 5 minutes,
 //! and an alert only produces an event when something an operator would care about changed.
+//! A book restored from an older save is caught up with the events published since
+//! ([`AlertBook::fold`]), so a takeover never announces an alert twice.
 
 use std::collections::BTreeMap;
 
@@ -264,6 +266,45 @@ impl AlertBook {
         });
     }
 
+    /// Brings a restored book up to date with alert events published after it was saved
+    /// (`events`, in the order they were published): an `opened` or `updated` event makes its
+    /// alert tracked as the event says (calm 0, its breach time and basis as published), a
+    /// `resolved` one removes it. So a predictor that takes over a book saved one tick before
+    /// its last holder's announcements does not announce them again.
+    ///
+    /// Idempotent against what the book already holds: an event no newer than the tracked
+    /// alert's `updated_ms` is skipped (a resolve of the same instant still applies), so events
+    /// of the saved tick itself may be folded again. What no event says (the silent countdown
+    /// and calm ticks of the missing ticks) is not recovered: an alert may resolve a tick late.
+    /// Returns how many events changed the book.
+    pub fn fold(&mut self, events: &[AlertEvent]) -> usize {
+        let mut changed = 0;
+        for e in events {
+            let a = &e.alert;
+            let tracked = self.servers.get_mut(&a.server).and_then(|s| s.tracked.iter_mut().find(|t| t.alert.target == a.target));
+            match (a.state, tracked) {
+                (AlertState::Resolved, Some(t)) if t.alert.updated_ms <= a.updated_ms => {
+                    if let Some(s) = self.servers.get_mut(&a.server) {
+                        s.tracked.retain(|t| t.alert.target != a.target);
+                        if s.tracked.is_empty() {
+                            self.servers.remove(&a.server);
+                        }
+                    }
+                }
+                (AlertState::Resolved, _) => continue,
+                (_, Some(t)) if t.alert.updated_ms >= a.updated_ms => continue,
+                (_, Some(t)) => *t = published(e),
+                (_, None) => {
+                    let s = self.servers.entry(a.server.clone()).or_default();
+                    s.tracked.push(published(e));
+                    s.tracked.sort_by_key(|t| t.alert.target);
+                }
+            }
+            changed += 1;
+        }
+        changed
+    }
+
     /// A server's active alerts, in [`Target::ALL`] order.
     pub fn active(&self, server: &str) -> impl Iterator<Item = &Alert> + '_ {
         self.servers.get(server).into_iter().flat_map(|s| s.tracked.iter().map(|t| &t.alert))
@@ -283,6 +324,16 @@ impl AlertBook {
             }
         }
         c
+    }
+}
+
+/// An alert as an `opened` or `updated` event published it, tracked from there.
+fn published(e: &AlertEvent) -> Tracked {
+    Tracked {
+        alert: e.alert.clone(),
+        published_breach_ms: e.tick_ms + i64::from(e.alert.minutes_ahead) * 60_000,
+        published_basis: e.alert.basis,
+        calm: 0,
     }
 }
 
@@ -306,3 +357,7 @@ fn set_published(t: &mut Tracked, tick_ms: i64, b: &Breach, profile: Profile, st
     t.published_breach_ms = breach_ms(tick_ms, b);
     t.published_basis = b.basis;
 }
+
+#[cfg(test)]
+#[path = "alerts_tests.rs"]
+mod tests;

@@ -69,6 +69,8 @@ pub struct Domain {
     predicted: Vec<Predicted>,
     events: Vec<AlertEvent>,
     ticks: u64,
+    /// The last tick finished (Unix ms), saved with the state.
+    tick_ms: Option<i64>,
 }
 
 impl Default for Domain {
@@ -81,6 +83,7 @@ impl Default for Domain {
             predicted: Vec::new(),
             events: Vec::new(),
             ticks: 0,
+            tick_ms: None,
         }
     }
 }
@@ -92,10 +95,17 @@ impl Default for Domain {
 /// last ~140 KB per method, which would push the state past a broker's 1 MB max_payload; after
 /// a restart each server publishes the default method until the others prove themselves again
 /// (about an hour of steps), and the per-method figures refill over the rolling day.
+///
+/// `tick_ms` is the tick the state was saved after (absent in states saved before it was
+/// recorded: they decode with `None`). A successor reads the alert events published from that
+/// tick on and folds them into the book ([`Domain::caught_up`]): the state is written after
+/// the tick's events, so a holder that died between the two left events the book lacks.
 #[derive(Serialize, Deserialize)]
 struct Saved {
     book: AlertBook,
     scores: Scores,
+    #[serde(default)]
+    tick_ms: Option<i64>,
 }
 
 impl Domain {
@@ -105,8 +115,29 @@ impl Domain {
         struct SavedRef<'a> {
             book: &'a AlertBook,
             scores: &'a Scores,
+            tick_ms: Option<i64>,
         }
-        schemas::encode(&SavedRef { book: &self.book, scores: self.accuracy.scores() })
+        schemas::encode(&SavedRef { book: &self.book, scores: self.accuracy.scores(), tick_ms: self.tick_ms })
+    }
+
+    /// The tick (Unix ms) a state written by [`Domain::save`] was saved after; `None` for a
+    /// state saved before the tick was recorded.
+    pub fn saved_tick(bytes: &[u8]) -> Result<Option<i64>, schemas::CodecError> {
+        #[derive(Deserialize)]
+        struct Tick {
+            #[serde(default)]
+            tick_ms: Option<i64>,
+        }
+        Ok(schemas::decode::<Tick>(bytes)?.tick_ms)
+    }
+
+    /// The saved state `bytes` with `events` (alert events published after it, in order)
+    /// folded into its alert book ([`AlertBook::fold`]), and how many changed it; the saved
+    /// tick is kept as it was.
+    pub fn caught_up(bytes: &[u8], events: &[AlertEvent]) -> Result<(Vec<u8>, usize), schemas::CodecError> {
+        let mut saved: Saved = schemas::decode(bytes)?;
+        let changed = saved.book.fold(events);
+        Ok((schemas::encode(&saved)?, changed))
     }
 
     /// Restores what [`Domain::save`] wrote; the current alert settings win over the saved.
@@ -116,6 +147,7 @@ impl Domain {
         self.book = saved.book;
         self.book.set_config(config);
         self.accuracy.set_scores(saved.scores);
+        self.tick_ms = saved.tick_ms;
         Ok(())
     }
 
@@ -203,6 +235,7 @@ impl Domain {
     pub fn finish<'a>(&mut self, tick_ms: i64, servers: impl IntoIterator<Item = ServerStatus<'a>>) -> (FleetFigures, Vec<TargetAccuracy>) {
         self.book.finish_tick(tick_ms, &mut self.events);
         self.ticks += 1;
+        self.tick_ms = Some(tick_ms);
         if self.ticks.is_multiple_of(256) {
             self.accuracy.prune(tick_ms);
             self.methods.iter_mut().for_each(|t| t.prune(tick_ms));
@@ -227,5 +260,71 @@ impl Domain {
     /// Alert events of this tick, in order.
     pub fn take_events(&mut self) -> Vec<AlertEvent> {
         std::mem::take(&mut self.events)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use schemas::{AlertBasis, AlertState, Level, STEP_MS};
+
+    const T0: i64 = 1_800_000_000_000 / STEP_MS * STEP_MS;
+
+    fn warning(server: &str, tick_ms: i64) -> Vec<AlertEvent> {
+        let b = Breach {
+            target: Target::Disk,
+            severity: Level::Warning,
+            basis: AlertBasis::P50,
+            threshold: 85.0,
+            predicted: 90.0,
+            current: Some(84.0),
+            steps_ahead: 6,
+        };
+        let mut events = Vec::new();
+        let mut book = AlertBook::new(BookConfig::default());
+        book.observe(tick_ms, server, Profile::Generic, &[b], &mut events);
+        events
+    }
+
+    #[test]
+    fn the_saved_state_records_its_tick_and_a_state_without_one_still_restores() {
+        let mut d = Domain::default();
+        assert_eq!(Domain::saved_tick(&d.save().unwrap()).unwrap(), None, "no tick finished yet");
+        d.finish(T0, std::iter::empty());
+        let bytes = d.save().unwrap();
+        assert_eq!(Domain::saved_tick(&bytes).unwrap(), Some(T0));
+        let mut back = Domain::default();
+        back.restore(&bytes).unwrap();
+        assert_eq!(back.tick_ms, Some(T0));
+
+        // The layout before the tick was recorded: `book` and `scores` alone.
+        #[derive(Serialize)]
+        struct Old<'a> {
+            book: &'a AlertBook,
+            scores: &'a Scores,
+        }
+        let mut book = AlertBook::new(BookConfig::default());
+        book.fold(&warning("web1", T0));
+        let old = schemas::encode(&Old { book: &book, scores: d.accuracy.scores() }).unwrap();
+        assert_eq!(Domain::saved_tick(&old).unwrap(), None);
+        let mut back = Domain::default();
+        back.restore(&old).unwrap();
+        assert_eq!((back.tick_ms, back.book.all_active().count()), (None, 1));
+    }
+
+    #[test]
+    fn caught_up_folds_the_events_into_the_saved_book_only() {
+        let mut d = Domain::default();
+        d.finish(T0, std::iter::empty());
+        let bytes = d.save().unwrap();
+        let later = warning("web1", T0 + STEP_MS);
+        let (caught, changed) = Domain::caught_up(&bytes, &later).unwrap();
+        assert_eq!(changed, 1);
+        assert_eq!(Domain::saved_tick(&caught).unwrap(), Some(T0), "the saved tick is kept");
+        let mut back = Domain::default();
+        back.restore(&caught).unwrap();
+        let active: Vec<_> = back.book.all_active().map(|a| (a.id.as_str(), a.state, a.opened_ms)).collect();
+        assert_eq!(active, [("web1.disk", AlertState::Opened, T0 + STEP_MS)]);
+        assert_eq!(back.accuracy.scores(), d.accuracy.scores(), "accuracy untouched");
     }
 }

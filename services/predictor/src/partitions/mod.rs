@@ -14,7 +14,8 @@
 //!   disagree for a moment about the member list. A dead holder's pin lapses `member_ttl` after
 //!   its last pull, when its heartbeat has expired too.
 //! - **State**: a loop rebuilds its partition's windows from KV `windows` and its alert book and
-//!   accuracy from KV `state` key `domain.p<k>`, and continues the partition's snapshot numbers
+//!   accuracy from KV `state` key `domain.p<k>`, caught up with the alert events the last holder
+//!   published after saving them (`resume.rs`), and continues the partition's snapshot numbers
 //!   from `predictions.current.<k>`, so a takeover continues where the last holder stored.
 
 pub mod assign;

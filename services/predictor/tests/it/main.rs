@@ -19,4 +19,5 @@ mod partitioned;
 mod prometheus_scrape;
 mod quality_cases;
 mod restart;
+mod takeover;
 mod time_rules;

@@ -1,0 +1,168 @@
+//! Restoring a loop's alert book and accuracy when it starts, or takes a partition over: the
+//! state saved in KV `state` (key `domain`, or `domain.p<k>`), caught up with the alert events
+//! its last holder published after saving it. Exists because a holder publishes a tick's alert
+//! events before that tick's state (`publish.rs`): one killed between the two left events its
+//! saved book lacks, and a successor that restored the book alone announced those alerts
+//! again (issue 14: "no alert opened twice"). The fold is pure ([`AlertBook::fold`]); this is
+//! the I/O around it.
+//!
+//! The events read: `alerts.>` in `HISTORY`, stored since the state's KV entry was written
+//! less [`CLOCK_MARGIN`], of this partition's servers ([`schemas::partition::of`]), from the
+//! saved tick on ([`wanted`]). A state saved before the tick was recorded has no such filter,
+//! so its events are read from the entry's write time exactly.
+//!
+//! [`AlertBook::fold`]: crate::domain::alerts::AlertBook::fold
+
+use std::time::Duration;
+
+use anyhow::Context;
+use async_nats::jetstream::consumer::{pull::OrderedConfig, DeliverPolicy};
+use async_nats::jetstream::{self, kv};
+use futures::StreamExt;
+use schemas::partition::PartitionInfo;
+use schemas::subjects::{ALERTS_PREFIX, STREAM_HISTORY};
+use schemas::AlertEvent;
+
+use crate::domain::Domain;
+use crate::tick::Engine;
+
+/// How far before the state's write time the events are read: on a cluster the `state`
+/// bucket's and `HISTORY`'s stream leaders may be different nodes whose clocks differ. The
+/// tick filter drops what the margin lets in from earlier ticks.
+pub const CLOCK_MARGIN: Duration = Duration::from_secs(60);
+
+/// How long reading the events may take before the state is restored without them.
+const READ_LIMIT: Duration = Duration::from_secs(30);
+
+/// Whether `e` belongs in the book of `partition` (`None`: the whole fleet) saved after the
+/// tick at `from_tick` (Unix ms; `None`: unknown, every event read belongs): its server is in
+/// the partition and its tick is not before the saved one. Events of the saved tick itself
+/// are kept: two ticks can share a tick time, and the fold skips what the book already holds.
+pub fn wanted(e: &AlertEvent, partition: Option<PartitionInfo>, from_tick: Option<i64>) -> bool {
+    partition.is_none_or(|p| schemas::partition::of(&e.alert.server, p.count) == p.index) && from_tick.is_none_or(|t| e.tick_ms >= t)
+}
+
+/// Restores `engine`'s domain state for `partition` from `state`, caught up with the alert
+/// events published after it. A missing or unreadable state is logged and the loop starts
+/// afresh. Events that cannot be read (within [`READ_LIMIT`]) are logged and the state is
+/// restored without them, as before the catch-up existed: their alerts may be announced again,
+/// which is better than a predictor that cannot open its loop while `HISTORY` is unreadable.
+pub(crate) async fn restore(js: &jetstream::Context, state: &kv::Store, partition: Option<PartitionInfo>, engine: &mut Engine) {
+    let (key, part) = (crate::streams::state_key(partition), partition.map(|p| p.index));
+    let entry = match state.entry(&key).await {
+        Ok(Some(e)) if e.operation == kv::Operation::Put => e,
+        Ok(_) => return,
+        Err(e) => {
+            tracing::warn!(error = %e, ?part, "reading saved state");
+            return;
+        }
+    };
+    let from_tick = match Domain::saved_tick(&entry.value) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::warn!(error = %e, ?part, "ignoring unreadable saved state");
+            return;
+        }
+    };
+    let since = if from_tick.is_some() { entry.created - CLOCK_MARGIN } else { entry.created };
+    let events = match tokio::time::timeout(READ_LIMIT, alert_events(js, since, partition, from_tick)).await {
+        Ok(Ok(events)) => events,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %format!("{e:#}"), ?part, "reading the alert events after the saved state failed; restoring it without them");
+            Vec::new()
+        }
+        Err(_) => {
+            tracing::warn!(limit = ?READ_LIMIT, ?part, "reading the alert events after the saved state took too long; restoring it without them");
+            Vec::new()
+        }
+    };
+    let caught_up = if events.is_empty() { Ok((entry.value.to_vec(), 0)) } else { Domain::caught_up(&entry.value, &events) };
+    let restored = caught_up.and_then(|(bytes, folded)| engine.restore_domain(&bytes).map(|()| (bytes.len(), folded)));
+    match restored {
+        Ok((bytes, folded)) => tracing::info!(bytes, ?part, ?from_tick, events = events.len(), folded, "alert book and accuracy restored"),
+        Err(e) => tracing::warn!(error = %e, ?part, "ignoring unreadable saved state"),
+    }
+}
+
+/// The alert events in `HISTORY` stored at or after `since` that are [`wanted`], in stream
+/// order. Reads what the stream held when asked (events published meanwhile are not this
+/// partition's: its loop is the one opening); a message that does not decode is skipped.
+async fn alert_events(
+    js: &jetstream::Context,
+    since: async_nats::datetime::DateTime,
+    partition: Option<PartitionInfo>,
+    from_tick: Option<i64>,
+) -> anyhow::Result<Vec<AlertEvent>> {
+    let stream = js.get_stream(STREAM_HISTORY).await.context("stream HISTORY")?;
+    let consumer = stream
+        .create_consumer(OrderedConfig {
+            filter_subject: format!("{ALERTS_PREFIX}.>"),
+            deliver_policy: DeliverPolicy::ByStartTime { start_time: since },
+            ..Default::default()
+        })
+        .await
+        .context("an ordered consumer on HISTORY")?;
+    let pending = consumer.cached_info().num_pending;
+    let mut events = Vec::new();
+    if pending == 0 {
+        return Ok(events);
+    }
+    let mut messages = consumer.messages().await.context("reading HISTORY")?;
+    let mut unreadable = 0u64;
+    for _ in 0..pending {
+        let Some(m) = messages.next().await else { break };
+        let m = m.context("reading HISTORY")?;
+        match schemas::decode::<AlertEvent>(&m.payload) {
+            Ok(e) if wanted(&e, partition, from_tick) => events.push(e),
+            Ok(_) => {}
+            Err(_) => unreadable += 1,
+        }
+        if m.info().is_ok_and(|i| i.pending == 0) {
+            break;
+        }
+    }
+    if unreadable > 0 {
+        tracing::warn!(unreadable, "skipped alert events that do not decode");
+    }
+    Ok(events)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use schemas::{Alert, AlertBasis, AlertState, Level, Profile, Target};
+
+    fn event(server: &str, tick_ms: i64) -> AlertEvent {
+        let alert = Alert {
+            id: format!("{server}.disk"),
+            server: server.into(),
+            profile: Profile::Generic,
+            target: Target::Disk,
+            severity: Level::Warning,
+            basis: AlertBasis::P50,
+            threshold: 85.0,
+            predicted: 90.0,
+            current: None,
+            steps_ahead: 3,
+            minutes_ahead: 15,
+            state: AlertState::Opened,
+            opened_ms: tick_ms,
+            updated_ms: tick_ms,
+        };
+        AlertEvent { v: schemas::SCHEMA_VERSION, tick_ms, alert }
+    }
+
+    #[test]
+    fn only_the_partitions_servers_from_the_saved_tick_on() {
+        let names = testkit::server_names(40, 4);
+        let p = |index| Some(PartitionInfo { index, count: 4 });
+        for n in &names {
+            let mine = schemas::partition::of(n, 4);
+            assert!(wanted(&event(n, 100), p(mine), Some(100)), "{n}: its partition, the saved tick");
+            assert!(wanted(&event(n, 200), p(mine), Some(100)), "{n}: a later tick");
+            assert!(!wanted(&event(n, 99), p(mine), Some(100)), "{n}: an earlier tick");
+            assert!(!wanted(&event(n, 200), p((mine + 1) % 4), Some(100)), "{n}: another partition's");
+            assert!(wanted(&event(n, 1), None, None), "{n}: the whole fleet, tick unknown");
+        }
+    }
+}
