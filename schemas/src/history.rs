@@ -23,4 +23,110 @@ pub struct TickSummary {
     pub opened: Vec<String>,
     #[serde(default)]
     pub resolved: Vec<String>,
+    /// `(k, n)`: this is part `k` (from 0) of a tick whose summary was split over `n`
+    /// messages ([`TickSummary::split`]), each under the broker's max payload; absent when
+    /// whole. Every part carries the whole tick's `fleet`; `opened` and `resolved` are in
+    /// part 0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub part: Option<(u16, u16)>,
+}
+
+impl TickSummary {
+    /// This summary as messages of at most `max_bytes` encoded: itself when it fits, else
+    /// its servers split evenly over as many parts as needed (100,000 servers take about
+    /// 2 MB, twice NATS's default 1 MB payload). Errors only if it cannot be encoded.
+    pub fn split(self, max_bytes: usize) -> Result<Vec<TickSummary>, crate::CodecError> {
+        let whole = crate::encode(&self)?.len();
+        if whole <= max_bytes || self.servers.len() < 2 {
+            return Ok(vec![self]);
+        }
+        // Per-server bytes dominate; 10 % headroom for names of uneven length.
+        let n = (whole as f64 / (max_bytes as f64 * 0.9)).ceil() as usize;
+        let n = n.clamp(2, self.servers.len()).min(usize::from(u16::MAX));
+        let per = self.servers.len().div_ceil(n);
+        let parts = self.servers.len().div_ceil(per);
+        let mut out = Vec::with_capacity(parts);
+        let (servers, risk, level) = (self.servers, self.risk, self.level);
+        let (mut opened, mut resolved) = (Some(self.opened), Some(self.resolved));
+        for (k, ((s, r), l)) in servers.chunks(per).zip(risk.chunks(per)).zip(level.chunks(per)).enumerate() {
+            out.push(TickSummary {
+                v: self.v,
+                seq: self.seq,
+                tick_ms: self.tick_ms,
+                fleet: self.fleet.clone(),
+                servers: s.to_vec(),
+                risk: r.to_vec(),
+                level: l.to_vec(),
+                opened: opened.take().unwrap_or_default(),
+                resolved: resolved.take().unwrap_or_default(),
+                part: Some((k as u16, parts as u16)),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Appends another part of the same tick (same `seq` and `tick_ms`) to this one; false, and
+    /// nothing changed, if it belongs to another tick.
+    pub fn absorb(&mut self, other: TickSummary) -> bool {
+        if other.seq != self.seq || other.tick_ms != self.tick_ms {
+            return false;
+        }
+        self.servers.extend(other.servers);
+        self.risk.extend(other.risk);
+        self.level.extend(other.level);
+        self.opened.extend(other.opened);
+        self.resolved.extend(other.resolved);
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(n: usize) -> TickSummary {
+        TickSummary {
+            v: 2,
+            seq: 7,
+            tick_ms: 1_800_000_000_000,
+            fleet: FleetFigures::default(),
+            servers: (0..n).map(|i| format!("ppsrv{i:06}")).collect(),
+            risk: (0..n).map(|i| (i % 101) as u8).collect(),
+            level: (0..n).map(|i| if i % 3 == 0 { Level::Warning } else { Level::Healthy }).collect(),
+            opened: vec!["ppsrv000003.cpu".into()],
+            resolved: vec![],
+            part: None,
+        }
+    }
+
+    #[test]
+    fn a_large_summary_splits_under_the_payload_and_absorbs_back_whole() {
+        let whole = summary(100_000);
+        let max = 1 << 20;
+        assert!(crate::encode(&whole).unwrap().len() > max, "100,000 servers exceed 1 MB");
+        let parts = whole.clone().split(max).unwrap();
+        assert!(parts.len() >= 2);
+        for (k, p) in parts.iter().enumerate() {
+            assert!(crate::encode(p).unwrap().len() <= max, "part {k}");
+            assert_eq!(p.part, Some((k as u16, parts.len() as u16)));
+            assert_eq!((p.seq, p.tick_ms, &p.fleet), (whole.seq, whole.tick_ms, &whole.fleet));
+            assert_eq!(p.opened.is_empty(), k > 0, "opened in part 0 only");
+        }
+        let mut it = parts.into_iter();
+        let mut back = it.next().unwrap();
+        for p in it {
+            assert!(back.absorb(p));
+        }
+        back.part = None;
+        assert_eq!(back, whole);
+        // A small one stays whole, without a part number on the wire.
+        let small = summary(10);
+        assert_eq!(small.clone().split(max).unwrap(), vec![small.clone()]);
+        let decoded: TickSummary = crate::decode(&crate::encode(&small).unwrap()).unwrap();
+        assert_eq!(decoded.part, None);
+        // Another tick's part is not absorbed.
+        let mut other = summary(3);
+        other.seq = 8;
+        assert!(!back.absorb(other));
+    }
 }

@@ -209,10 +209,14 @@ impl Loop {
         let published_ms = self.first_published_ms.take();
         let wall = wall_ms();
         let (engine, reg, max_payload) = (&mut self.engine, &self.reg, self.max_payload);
+        // The servers' KV entries are written while the tick computes (a task on the runtime's
+        // other thread), so they are never all held at once.
+        let writer = self.publisher.forecast_writer();
+        let mut kv = |server: String, entry: bytes::Bytes| writer.put(server, entry);
         let computed = if tokio::runtime::Handle::current().runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread {
-            tokio::task::block_in_place(|| engine.compute(reg, &due, wall, max_payload))
+            tokio::task::block_in_place(|| engine.compute_streaming(reg, &due, wall, max_payload, &mut kv))
         } else {
-            engine.compute(reg, &due, wall, max_payload)
+            engine.compute_streaming(reg, &due, wall, max_payload, &mut kv)
         };
         let out = match computed {
             Ok(out) => out,
@@ -222,7 +226,7 @@ impl Loop {
             }
         };
         let clock = Instant::now();
-        let bytes = match self.publisher.tick(&self.engine, &out).await {
+        let bytes = match self.publisher.tick(&self.engine, &out, Some(writer), self.max_payload).await {
             Ok(bytes) => bytes,
             Err(e) => {
                 tracing::error!(error = %format!("{e:#}"), seq = out.seq, "publishing the tick failed");

@@ -9,7 +9,9 @@ use async_nats::HeaderMap;
 use bytes::Bytes;
 use schemas::{subjects, Rejection, CONTENT_TYPE, CONTENT_TYPE_HEADER};
 
-use crate::store::{publish_all, WriteError};
+use futures::StreamExt;
+
+use crate::store::{publish_all, publish_stream, WriteError};
 use crate::tick::{Engine, TickOutput};
 
 /// Snapshot parts sent but not yet acknowledged (bounds the memory a large snapshot takes).
@@ -63,9 +65,23 @@ impl Publisher {
     /// second time), then the summary, the alert events and the saved state; returns once all
     /// are stored. Returns the snapshot's size in bytes. Stops at the first failure; the caller
     /// logs it and the next tick publishes a whole snapshot again.
-    pub async fn tick(&self, engine: &Engine, out: &TickOutput) -> Result<usize, WriteError> {
+    ///
+    /// `streamed`: the [`ForecastWriter`] the tick's entries went to while it computed
+    /// ([`Engine::compute_streaming`]); its writes are awaited before any part is sent.
+    /// `max_payload`: the most bytes of one message (the tick summary is split to fit, as the
+    /// snapshot's parts were planned to).
+    pub async fn tick(
+        &self,
+        engine: &Engine,
+        out: &TickOutput,
+        streamed: Option<ForecastWriter>,
+        max_payload: usize,
+    ) -> Result<usize, WriteError> {
         let forecasts = out.forecasts.iter().map(|(server, v)| (format!("{}{server}", self.forecasts_prefix), v.clone())).collect();
         publish_all(&self.js, forecasts).await?;
+        if let Some(writer) = streamed {
+            writer.finish().await?;
+        }
         let mut bytes = 0;
         let mut in_flight = std::collections::VecDeque::new();
         for k in 0..out.plan.count() {
@@ -79,7 +95,11 @@ impl Publisher {
             }
         }
         let mut acks: Vec<PublishAckFuture> = in_flight.into_iter().collect();
-        self.send(subjects::HISTORY_TICK.to_string(), Bytes::from(schemas::encode(&out.summary)?), &mut acks).await?;
+        // Every server's risk and level: split when over the broker's payload (100,000 servers
+        // take about 2 MB).
+        for part in out.summary.clone().split(max_payload.saturating_sub(1024).max(4096))? {
+            self.send(subjects::HISTORY_TICK.to_string(), Bytes::from(schemas::encode(&part)?), &mut acks).await?;
+        }
         for e in &out.events {
             let subject = subjects::alert_event(e.alert.state, &e.alert.server);
             self.send(subject, Bytes::from(schemas::encode(e)?), &mut acks).await?;
@@ -97,6 +117,19 @@ impl Publisher {
             ack.await?;
         }
         Ok(bytes)
+    }
+
+    /// Starts writing KV `forecasts` entries as they are sent to the returned writer's
+    /// [`ForecastWriter::put`], up to the store's in-flight limit at once.
+    pub fn forecast_writer(&self) -> ForecastWriter {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<(String, Bytes)>();
+        let (js, prefix) = (self.js.clone(), self.forecasts_prefix.clone());
+        let task = tokio::spawn(async move {
+            let writes = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|w| (w, rx)) })
+                .map(move |(server, payload)| (format!("{prefix}{server}"), payload));
+            publish_stream(&js, writes).await
+        });
+        ForecastWriter { tx, task }
     }
 
     /// Rejections go out on core NATS: they are for watching, not for replay.
@@ -135,5 +168,32 @@ pub async fn last_seq_on(js: &jetstream::Context, subject: &str) -> u64 {
     match stream.get_last_raw_message_by_subject(subject).await {
         Ok(m) => schemas::decode::<Seq>(&m.payload).map_or(0, |s| s.seq),
         Err(_) => 0,
+    }
+}
+
+/// A tick's KV `forecasts` writes in progress ([`Publisher::forecast_writer`]): entries are
+/// queued by [`ForecastWriter::put`] from the computing thread and published by a task as they
+/// come (the queue is unbounded, so the engine never waits on the broker; it holds what the
+/// broker has not taken yet, not the whole tick).
+pub struct ForecastWriter {
+    tx: tokio::sync::mpsc::UnboundedSender<(String, Bytes)>,
+    task: tokio::task::JoinHandle<Result<(), WriteError>>,
+}
+
+impl ForecastWriter {
+    /// Queues server `server`'s entry. After a failed write the rest are dropped; the failure
+    /// comes out of [`ForecastWriter::finish`].
+    pub fn put(&self, server: String, entry: Bytes) {
+        let _ = self.tx.send((server, entry));
+    }
+
+    /// Waits until every queued entry is stored; the first failure if one was not.
+    pub async fn finish(self) -> Result<(), WriteError> {
+        let ForecastWriter { tx, task } = self;
+        drop(tx);
+        match task.await {
+            Ok(result) => result,
+            Err(e) => Err(WriteError::Task(e.to_string())),
+        }
     }
 }

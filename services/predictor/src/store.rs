@@ -43,6 +43,9 @@ pub enum WriteError {
     /// A message could not be encoded (a bug, not the broker).
     #[error("encoding: {0}")]
     Encode(#[from] schemas::CodecError),
+    /// The task writing them stopped without a result (it panicked or was cancelled).
+    #[error("writer task: {0}")]
+    Task(String),
 }
 
 impl WriteError {
@@ -234,7 +237,12 @@ impl WindowStore {
 
 /// Publishes to JetStream with up to [`IN_FLIGHT`] acks outstanding; fails on the first error.
 pub async fn publish_all(js: &jetstream::Context, writes: Vec<(String, Bytes)>) -> Result<(), WriteError> {
-    futures::stream::iter(writes)
+    publish_stream(js, futures::stream::iter(writes)).await
+}
+
+/// [`publish_all`] for writes that arrive while they are being published (`(subject, payload)`).
+pub async fn publish_stream(js: &jetstream::Context, writes: impl futures::Stream<Item = (String, Bytes)>) -> Result<(), WriteError> {
+    writes
         .map(|(subject, payload)| {
             let js = js.clone();
             async move {

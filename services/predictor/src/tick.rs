@@ -46,7 +46,8 @@ pub struct TickOutput {
     pub header: SnapshotHeader,
     pub order: Vec<u32>,
     pub plan: PartPlan,
-    /// `(server, ServerForecast msgpack)` of the servers updated on this tick, for KV `forecasts`.
+    /// `(server, ServerForecast msgpack)` of the servers updated on this tick, for KV
+    /// `forecasts`; empty when they were streamed ([`Engine::compute_streaming`]).
     pub forecasts: Vec<(String, Bytes)>,
     pub summary: TickSummary,
     pub events: Vec<AlertEvent>,
@@ -149,9 +150,25 @@ impl Engine {
         self.outs.iter().flatten().filter(|o| o.warming).count()
     }
 
-    /// Runs the tick for the servers in `due`; `wall_ms` stamps the snapshot.
+    /// Runs the tick for the servers in `due`; `wall_ms` stamps the snapshot. The servers' KV
+    /// entries are collected in [`TickOutput::forecasts`].
     pub fn compute(&mut self, reg: &Registry, due: &[u32], wall_ms: i64, max_payload: usize) -> anyhow::Result<TickOutput> {
         self.compute_observed(reg, due, wall_ms, max_payload, &mut |_, _, _| {})
+    }
+
+    /// [`Engine::compute`], handing each server's KV `forecasts` entry `(server, msgpack)` to
+    /// `kv` as soon as it is encoded instead of collecting them ([`TickOutput::forecasts`] stays
+    /// empty). At 100,000 servers the entries are about 1.2 GB a tick; the predictor writes
+    /// them to KV while the tick is still computing, so they are never held all at once.
+    pub fn compute_streaming(
+        &mut self,
+        reg: &Registry,
+        due: &[u32],
+        wall_ms: i64,
+        max_payload: usize,
+        kv: &mut dyn FnMut(String, Bytes),
+    ) -> anyhow::Result<TickOutput> {
+        self.run(reg, due, wall_ms, max_payload, &mut |_, _, _| {}, kv)
     }
 
     /// [`Engine::compute`], showing `observe` every forecast server's window, every method's
@@ -164,6 +181,21 @@ impl Engine {
         max_payload: usize,
         observe: &mut dyn FnMut(&ServerWindow, &Candidates, &[schemas::TargetForecast]),
     ) -> anyhow::Result<TickOutput> {
+        let mut forecasts = Vec::with_capacity(due.len());
+        let mut out = self.run(reg, due, wall_ms, max_payload, observe, &mut |server, bytes| forecasts.push((server, bytes)))?;
+        out.forecasts = forecasts;
+        Ok(out)
+    }
+
+    fn run(
+        &mut self,
+        reg: &Registry,
+        due: &[u32],
+        wall_ms: i64,
+        max_payload: usize,
+        observe: &mut dyn FnMut(&ServerWindow, &Candidates, &[schemas::TargetForecast]),
+        kv: &mut dyn FnMut(String, Bytes),
+    ) -> anyhow::Result<TickOutput> {
         let mut stages = Stages::default();
         self.outs.resize_with(reg.len(), || None);
         let (t, h, min) = (self.info.encoder_steps as usize, self.info.horizon_steps as usize, self.info.min_history_steps as usize);
@@ -175,7 +207,6 @@ impl Engine {
         let tick_ms = due.iter().filter_map(|id| reg.server(*id).last_closed()).max().map_or(wall_ms, step_start);
         let mut workers = self.workers.lock().unwrap_or_else(|p| p.into_inner());
         let sq = workers.sizes().quantiles;
-        let mut forecasts = Vec::with_capacity(due.len());
         // The workers run the chunks; this thread assesses and encodes each chunk's servers in
         // order as its outputs arrive (the domain is stateful, the snapshot must not depend on
         // which worker ran what).
@@ -201,7 +232,7 @@ impl Engine {
                     &out.attention[row * t..(row + 1) * t],
                 );
                 let (sf, a) = entry(w, last_ms, current, *recent_steps, verdict, None, Some(explanation));
-                keep(enc, outs, id, &sf, a, *gauges, &mut forecasts)?;
+                keep(enc, outs, id, &sf, a, *gauges, kv)?;
                 stages.encode_ms += ms(clock.elapsed());
             }
             Ok(())
@@ -220,7 +251,7 @@ impl Engine {
             let clock = Instant::now();
             let warmup = Warmup { have_steps: w.observed_steps() as u16, need_steps: min as u16 };
             let (sf, a) = entry(w, last_ms, current, self.recent_steps, verdict, Some(warmup), None);
-            keep(&mut self.enc, &mut self.outs, id, &sf, a, self.gauges, &mut forecasts)?;
+            keep(&mut self.enc, &mut self.outs, id, &sf, a, self.gauges, kv)?;
             stages.encode_ms += ms(clock.elapsed());
         }
 
@@ -259,7 +290,7 @@ impl Engine {
             header,
             order,
             plan,
-            forecasts,
+            forecasts: Vec::new(),
             summary,
             events,
             forecast_count: ready.len(),
@@ -270,8 +301,8 @@ impl Engine {
     }
 }
 
-/// Encodes `sf` once for KV `forecasts` and its summary once for the snapshots, and keeps the
-/// summary's bytes as server `id`'s latest output.
+/// Encodes `sf` once for KV `forecasts` (handed to `kv`) and its summary once for the
+/// snapshots, and keeps the summary's bytes as server `id`'s latest output.
 fn keep(
     enc: &mut Vec<u8>,
     outs: &mut [Option<ServerOut>],
@@ -279,10 +310,10 @@ fn keep(
     sf: &ServerForecast,
     assessment: Assessment,
     gauges: bool,
-    forecasts: &mut Vec<(String, Bytes)>,
+    kv: &mut dyn FnMut(String, Bytes),
 ) -> Result<(), schemas::CodecError> {
     schemas::codec::encode_into(enc, sf)?;
-    forecasts.push((sf.server.clone(), Bytes::copy_from_slice(enc)));
+    kv(sf.server.clone(), Bytes::copy_from_slice(enc));
     schemas::codec::encode_into(enc, &ServerSummary::of(sf))?;
     let encoded = Bytes::copy_from_slice(enc);
     let gauges = if gauges { crate::prom_series::ServerGauges::of(sf) } else { Default::default() };
@@ -301,6 +332,7 @@ fn summary_of(h: &SnapshotHeader, reg: &Registry, order: &[u32], outs: &[Option<
         level: Vec::with_capacity(order.len()),
         opened: Vec::new(),
         resolved: Vec::new(),
+        part: None,
     };
     for id in order {
         if let Some(o) = &outs[*id as usize] {

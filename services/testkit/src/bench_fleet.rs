@@ -120,6 +120,8 @@ impl BenchFleet {
     pub async fn wait_step(&self, summaries: &mut async_nats::Subscriber, step: i64, since: Instant) -> anyhow::Result<Vec<PartitionTick>> {
         let want = step * STEP_MS;
         let mut got: Vec<Option<PartitionTick>> = vec![None; self.members.len()];
+        // A summary split in parts (`TickSummary::split`, large fleets) is put back together.
+        let mut assembling: Vec<Option<TickSummary>> = vec![None; self.members.len()];
         while got.iter().zip(&self.members).any(|(g, m)| g.is_none() && !m.is_empty()) {
             let msg = tokio::time::timeout(SUMMARY_TIMEOUT, summaries.next())
                 .await
@@ -129,6 +131,20 @@ impl BenchFleet {
             let s: TickSummary = schemas::decode(&msg.payload)?;
             let Some(first) = s.servers.first() else { continue };
             let p = schemas::partition::of(first, self.partitions);
+            let s = match s.part {
+                None => s,
+                Some((k, _)) => {
+                    let slot = &mut assembling[usize::from(p)];
+                    let joined = k > 0 && slot.as_mut().is_some_and(|a| a.absorb(s.clone()));
+                    if !joined {
+                        *slot = Some(s);
+                    }
+                    match slot.clone() {
+                        Some(a) => a,
+                        None => continue,
+                    }
+                }
+            };
             if s.tick_ms >= want && s.servers.len() == self.members[usize::from(p)].len() {
                 got[usize::from(p)] = Some(PartitionTick { partition: p, after_ms, summary: s });
             }

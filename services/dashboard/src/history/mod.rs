@@ -35,6 +35,8 @@ pub struct TickRow {
     pub servers: Arc<[u32]>,
     pub risk: Vec<u8>,
     pub level: Vec<u8>,
+    /// Parts of a split summary stored so far (bit `k` = part `k`; a whole summary is part 0).
+    pub parts: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -99,7 +101,22 @@ impl HistoryStore {
                 t.level.len()
             ));
         }
-        if self.ticks.iter().rev().take(64).any(|r| r.seq == t.seq && r.tick_ms == t.tick_ms) {
+        // A split summary (`TickSummary::split`) arrives in parts: each after the first joins
+        // its tick's row. Replays (same seq, tick and part) are ignored.
+        let bit = 1u64 << t.part.map_or(0, |(k, _)| k.min(63));
+        let same = |r: &TickRow| r.seq == t.seq && r.tick_ms == t.tick_ms;
+        if let Some(at) = self.ticks.iter().rev().take(64).position(same).map(|back| self.ticks.len() - 1 - back) {
+            if self.ticks[at].parts & bit != 0 {
+                return Ok(());
+            }
+            let ids: Vec<u32> = t.servers.iter().map(|s| self.intern(s)).collect();
+            let row = &mut self.ticks[at];
+            row.servers = row.servers.iter().copied().chain(ids).collect();
+            row.risk.extend(t.risk);
+            row.level.extend(t.level.iter().map(|l| level_code(*l)));
+            row.opened += t.opened.len() as u32;
+            row.resolved += t.resolved.len() as u32;
+            row.parts |= bit;
             return Ok(());
         }
         let ids: Vec<u32> = t.servers.iter().map(|s| self.intern(s)).collect();
@@ -123,6 +140,7 @@ impl HistoryStore {
             servers,
             risk: t.risk,
             level: t.level.iter().map(|l| level_code(*l)).collect(),
+            parts: bit,
         };
         let at = self.ticks.partition_point(|r| r.tick_ms <= row.tick_ms);
         self.ticks.insert(at, row);
@@ -207,6 +225,25 @@ mod tests {
         let rows: Vec<&TickRow> = h.ticks_since(i64::MIN).collect();
         assert!(Arc::ptr_eq(&rows[3].servers, &rows[4].servers), "unchanged list shared");
         assert_eq!(h.name(rows[0].servers[0]), "ppweb001");
+    }
+
+    #[test]
+    fn a_split_summary_becomes_one_row_and_replayed_parts_count_once() {
+        let spec = fixture::Spec { servers: 3000, ..Default::default() };
+        let whole = fixture::ticks(&spec, 1).remove(0);
+        let parts = whole.clone().split(20_000).unwrap();
+        assert!(parts.len() >= 3, "{} parts", parts.len());
+        let mut h = HistoryStore::default();
+        for p in parts.iter().chain(&parts[1..2]) {
+            h.push_tick(p.clone()).unwrap();
+        }
+        assert_eq!(h.tick_count(), 1, "one tick");
+        let row = h.ticks_since(i64::MIN).next().unwrap();
+        assert_eq!(row.servers.len(), whole.servers.len(), "every part's servers once");
+        let names: Vec<&str> = row.servers.iter().map(|id| h.name(*id)).collect();
+        assert_eq!(names, whole.servers.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(row.risk, whole.risk);
+        assert_eq!(row.opened as usize, whole.opened.len());
     }
 
     #[test]
