@@ -40,6 +40,22 @@ impl TickSummary {
         if whole <= max_bytes || self.servers.len() < 2 {
             return Ok(vec![self]);
         }
+        Ok(self.split_encoded(whole, max_bytes))
+    }
+
+    /// The messages to send for this summary under `max_bytes` each, encoded: one encoding
+    /// when it fits (the usual case: no copy of the server lists), else [`TickSummary::split`]'s
+    /// parts.
+    pub fn encode_parts(&self, max_bytes: usize) -> Result<Vec<Vec<u8>>, crate::CodecError> {
+        let whole = crate::encode(self)?;
+        if whole.len() <= max_bytes || self.servers.len() < 2 {
+            return Ok(vec![whole]);
+        }
+        self.clone().split_encoded(whole.len(), max_bytes).iter().map(crate::encode).collect()
+    }
+
+    /// The parts of a summary of `whole` encoded bytes, over `max_bytes`.
+    fn split_encoded(self, whole: usize, max_bytes: usize) -> Vec<TickSummary> {
         // Per-server bytes dominate; 10 % headroom for names of uneven length.
         let n = (whole as f64 / (max_bytes as f64 * 0.9)).ceil() as usize;
         let n = n.clamp(2, self.servers.len()).min(usize::from(u16::MAX));
@@ -62,7 +78,7 @@ impl TickSummary {
                 part: Some((k as u16, parts as u16)),
             });
         }
-        Ok(out)
+        out
     }
 
     /// Appends another part of the same tick (same `seq` and `tick_ms`) to this one; false, and
@@ -112,6 +128,8 @@ mod tests {
             assert_eq!((p.seq, p.tick_ms, &p.fleet), (whole.seq, whole.tick_ms, &whole.fleet));
             assert_eq!(p.opened.is_empty(), k > 0, "opened in part 0 only");
         }
+        let encoded = whole.encode_parts(max).unwrap();
+        assert_eq!(encoded, parts.iter().map(|p| crate::encode(p).unwrap()).collect::<Vec<_>>(), "encode_parts = split, encoded");
         let mut it = parts.into_iter();
         let mut back = it.next().unwrap();
         for p in it {

@@ -97,8 +97,8 @@ impl Publisher {
         let mut acks: Vec<PublishAckFuture> = in_flight.into_iter().collect();
         // Every server's risk and level: split when over the broker's payload (100,000 servers
         // take about 2 MB).
-        for part in out.summary.clone().split(max_payload.saturating_sub(1024).max(4096))? {
-            self.send(subjects::HISTORY_TICK.to_string(), Bytes::from(schemas::encode(&part)?), &mut acks).await?;
+        for part in out.summary.encode_parts(max_payload.saturating_sub(1024).max(4096))? {
+            self.send(subjects::HISTORY_TICK.to_string(), Bytes::from(part), &mut acks).await?;
         }
         for e in &out.events {
             let subject = subjects::alert_event(e.alert.state, &e.alert.server);

@@ -92,18 +92,15 @@ impl Schedule {
     }
 }
 
-/// The schedule of what is published: every step at 5 and 30 minutes, every second at 1 h,
-/// every sixth at 4 h, every twelfth at 8 h ([`LEADS`]).
+/// The schedule of every tracker: every step at 5 and 30 minutes, every second at 1 h, every
+/// sixth at 4 h, every twelfth at 8 h ([`LEADS`]). Eight statistical methods are scored per
+/// server beside the published forecast, so pending forecasts are most of a server's memory
+/// (about 15 KB of half floats). Tried: a sparser schedule for the methods, past 5 minutes only
+/// every third to 32nd issue step (16 entries a server instead of 34), which saves 10 KB a
+/// server (1 GB at 100,000 servers) but made the choice noisier: on the held-out Bitbrains VMs
+/// (`just backtest`) the published P50 q-risk went from 0.377 to 0.382 (15.3 % to 14.4 % below
+/// the better naive), tuning VMs 0.420 to 0.423.
 pub const PUBLISHED: Schedule = Schedule::new(LEADS);
-
-/// The schedule of each statistical method's record, for the per-server choice (`select.rs`):
-/// the published one. Eight methods are scored per server, so their pending forecasts are
-/// most of a server's memory (about 15 KB of half floats). Tried: a sparser schedule for them,
-/// past 5 minutes only every third to 32nd issue step (16 entries a server instead of 34),
-/// which saves 10 KB a server (1 GB at 100,000 servers) but made the choice noisier: on the
-/// held-out Bitbrains VMs (`just backtest`) the published P50 q-risk went from 0.377 to 0.382
-/// (15.3 % to 14.4 % below the better naive), tuning VMs 0.420 to 0.423. Kept as a knob.
-pub const METHOD_SCHEDULE: Schedule = Schedule::new(LEADS);
 
 /// Pending entries per server at the published schedule.
 pub const SLOTS: usize = PUBLISHED.slots();
@@ -256,13 +253,6 @@ pub fn pinball(q: f64, y: f64, q_hat: f64) -> f64 {
 pub struct AccuracyTracker {
     pending: HashMap<String, Pending>,
     scores: Scores,
-    /// Not stored: a decoded tracker keeps the [`PUBLISHED`] schedule.
-    #[serde(skip, default = "published")]
-    schedule: Schedule,
-}
-
-fn published() -> Schedule {
-    PUBLISHED
 }
 
 impl Default for AccuracyTracker {
@@ -272,15 +262,9 @@ impl Default for AccuracyTracker {
 }
 
 impl AccuracyTracker {
-    /// A tracker with a rolling window of `window_steps` steps (at least 1), keeping issued
-    /// forecasts at the [`PUBLISHED`] schedule.
+    /// A tracker with a rolling window of `window_steps` steps (at least 1).
     pub fn new(window_steps: usize) -> Self {
-        AccuracyTracker::with_schedule(window_steps, PUBLISHED)
-    }
-
-    /// A tracker keeping issued forecasts at `schedule` (e.g. [`METHOD_SCHEDULE`]).
-    pub fn with_schedule(window_steps: usize, schedule: Schedule) -> Self {
-        AccuracyTracker { pending: HashMap::new(), scores: Scores::new(window_steps), schedule }
+        AccuracyTracker { pending: HashMap::new(), scores: Scores::new(window_steps) }
     }
 
     /// Remembers the forecast `server` got at the step starting `issued_ms` (the step that
@@ -291,18 +275,17 @@ impl AccuracyTracker {
         }
         let issue = issued_ms.div_euclid(STEP_MS);
         let Ok(issue32) = i32::try_from(issue) else { return };
-        let (schedule, slots) = (self.schedule, self.schedule.slots());
         let p = match self.pending.get_mut(server) {
             Some(p) => p,
             None => self.pending.entry(server.to_string()).or_insert_with(|| Pending {
-                entries: vec![EMPTY; slots],
+                entries: vec![EMPTY; SLOTS],
                 last_issue: issue,
                 recent: [ServerScore::default(); TARGET_COUNT],
             }),
         };
         p.last_issue = p.last_issue.max(issue);
         for (li, &(lead, _)) in LEADS.iter().enumerate() {
-            let Some(e) = schedule.slot(li, issue).and_then(|at| p.entries.get_mut(at)) else { continue };
+            let Some(e) = PUBLISHED.slot(li, issue).and_then(|at| p.entries.get_mut(at)) else { continue };
             *e = EMPTY;
             e.issue_step = issue32;
             let k = usize::from(lead) - 1;
@@ -324,7 +307,7 @@ impl AccuracyTracker {
         let mut weighted = [[0.0_f64; 4]; TARGET_COUNT];
         for (li, &(lead, _)) in LEADS.iter().enumerate() {
             let issue = step - i64::from(lead);
-            let Some(e) = self.schedule.slot(li, issue).and_then(|at| p.entries.get_mut(at)) else { continue };
+            let Some(e) = PUBLISHED.slot(li, issue).and_then(|at| p.entries.get_mut(at)) else { continue };
             if i64::from(e.issue_step) != issue {
                 continue;
             }
@@ -426,7 +409,7 @@ impl AccuracyTracker {
 
     /// Approximate heap bytes held (for stats and the memory budget).
     pub fn approx_bytes(&self) -> usize {
-        let per_server = self.schedule.slots() * std::mem::size_of::<Entry>() + std::mem::size_of::<Pending>() + 48;
+        let per_server = SLOTS * std::mem::size_of::<Entry>() + std::mem::size_of::<Pending>() + 48;
         let names: usize = self.pending.keys().map(String::len).sum();
         self.pending.len() * per_server + names + self.scores.steps.len() * (8 + std::mem::size_of::<[Sums; TARGET_COUNT]>())
     }
@@ -446,7 +429,7 @@ impl AccuracyTracker {
     }
 
     pub fn set_pending(&mut self, server: String, pending: Pending) {
-        if pending.entries.len() == self.schedule.slots() {
+        if pending.entries.len() == SLOTS {
             self.pending.insert(server, pending);
         }
     }

@@ -26,7 +26,7 @@ use schemas::{Alert, AlertEvent, FleetFigures, Method, MethodAccuracy, Metrics, 
 
 use serde::{Deserialize, Serialize};
 
-use crate::accuracy::{target_index, AccuracyTracker, Scores, DEFAULT_WINDOW_STEPS, METHOD_SCHEDULE};
+use crate::accuracy::{target_index, AccuracyTracker, Scores};
 use crate::select::{publish, Candidates};
 use alerts::{breaches_into, AlertBook, BookConfig, Breach};
 use fleet::{figures, ServerStatus};
@@ -78,7 +78,7 @@ impl Default for Domain {
         Domain {
             book: AlertBook::new(BookConfig::default()),
             accuracy: AccuracyTracker::default(),
-            methods: Method::ALL.iter().map(|_| AccuracyTracker::with_schedule(DEFAULT_WINDOW_STEPS, METHOD_SCHEDULE)).collect(),
+            methods: Method::ALL.iter().map(|_| AccuracyTracker::default()).collect(),
             breaches: Vec::new(),
             predicted: Vec::new(),
             events: Vec::new(),
