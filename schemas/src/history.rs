@@ -25,8 +25,9 @@ pub struct TickSummary {
     pub resolved: Vec<String>,
     /// `(k, n)`: this is part `k` (from 0) of a tick whose summary was split over `n`
     /// messages ([`TickSummary::split`]), each under the broker's max payload; absent when
-    /// whole. Every part carries the whole tick's `fleet`; `opened` and `resolved` are in
-    /// part 0 only.
+    /// whole. Every part carries the whole tick's `fleet`; `opened` and `resolved` are spread
+    /// over the parts like the servers (a tick that opens an alert on 30,000 servers lists
+    /// about 600 KB of ids).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub part: Option<(u16, u16)>,
 }
@@ -63,7 +64,8 @@ impl TickSummary {
         let parts = self.servers.len().div_ceil(per);
         let mut out = Vec::with_capacity(parts);
         let (servers, risk, level) = (self.servers, self.risk, self.level);
-        let (mut opened, mut resolved) = (Some(self.opened), Some(self.resolved));
+        let spread = |ids: &[String]| ids.chunks(ids.len().div_ceil(parts).max(1)).map(<[String]>::to_vec).collect::<Vec<_>>().into_iter();
+        let (mut opened, mut resolved) = (spread(&self.opened), spread(&self.resolved));
         for (k, ((s, r), l)) in servers.chunks(per).zip(risk.chunks(per)).zip(level.chunks(per)).enumerate() {
             out.push(TickSummary {
                 v: self.v,
@@ -73,8 +75,8 @@ impl TickSummary {
                 servers: s.to_vec(),
                 risk: r.to_vec(),
                 level: l.to_vec(),
-                opened: opened.take().unwrap_or_default(),
-                resolved: resolved.take().unwrap_or_default(),
+                opened: opened.next().unwrap_or_default(),
+                resolved: resolved.next().unwrap_or_default(),
                 part: Some((k as u16, parts as u16)),
             });
         }
@@ -126,7 +128,6 @@ mod tests {
             assert!(crate::encode(p).unwrap().len() <= max, "part {k}");
             assert_eq!(p.part, Some((k as u16, parts.len() as u16)));
             assert_eq!((p.seq, p.tick_ms, &p.fleet), (whole.seq, whole.tick_ms, &whole.fleet));
-            assert_eq!(p.opened.is_empty(), k > 0, "opened in part 0 only");
         }
         let encoded = whole.encode_parts(max).unwrap();
         assert_eq!(encoded, parts.iter().map(|p| crate::encode(p).unwrap()).collect::<Vec<_>>(), "encode_parts = split, encoded");
@@ -146,5 +147,27 @@ mod tests {
         let mut other = summary(3);
         other.seq = 8;
         assert!(!back.absorb(other));
+    }
+
+    /// A tick that opens and resolves alerts on much of a 100,000-server fleet: the id lists
+    /// alone are over 1 MB, and every part must still fit (they once all went in part 0).
+    #[test]
+    fn long_alert_lists_are_spread_over_the_parts() {
+        let mut whole = summary(100_000);
+        whole.opened = (0..60_000).map(|i| format!("ppsrv{i:06}.disk")).collect();
+        whole.resolved = (0..20_000).map(|i| format!("ppsrv{i:06}.cpu")).collect();
+        let max = 1 << 20;
+        let parts = whole.clone().split(max).unwrap();
+        for (k, p) in parts.iter().enumerate() {
+            assert!(crate::encode(p).unwrap().len() <= max, "part {k} of {}", parts.len());
+        }
+        assert!(parts.iter().all(|p| !p.opened.is_empty()), "every part carries some opened ids");
+        let mut it = parts.into_iter();
+        let mut back = it.next().unwrap();
+        for p in it {
+            assert!(back.absorb(p));
+        }
+        back.part = None;
+        assert_eq!(back, whole);
     }
 }

@@ -4,8 +4,10 @@
 //! and connection events are logged with the service's name. Also the one reader of the
 //! newest complete snapshot retained in JetStream, used by every late subscriber, and the one
 //! batch publisher of every metrics source (`publish`), the one `/metrics` endpoint
-//! (`metrics`), and the one reader of servers' full forecasts in KV `forecasts` (`forecasts`).
+//! (`metrics`), the one reader of servers' full forecasts in KV `forecasts` (`forecasts`),
+//! and the bounded wait for JetStream publish acks (`acks`).
 
+pub mod acks;
 pub mod forecasts;
 pub mod metrics;
 pub mod process;

@@ -178,11 +178,13 @@ async fn run_fleet(n: usize, ticks: usize, model: &Path, setup: Setup, gap: Dura
         .stdin(Stdio::null())
         .spawn()?;
     let pid = child.id();
+    eprintln!("  logs: {} and {}", dir.path().join("predictor.log").display(), nats.log_path().display());
     let result = drive(&nats, n, ticks, gap, pid, model).await;
     let _ = child.kill();
     let _ = child.wait();
     if result.is_err() {
         eprintln!("{}", std::fs::read_to_string(dir.path().join("predictor.log")).unwrap_or_default());
+        eprintln!("nats-server log (last 40 lines):\n{}", nats.log_tail(40));
     }
     result
 }

@@ -22,6 +22,7 @@ pub mod publish;
 pub mod registry;
 pub mod resume;
 pub mod run;
+pub mod saved_state;
 pub mod service;
 pub mod snapshot;
 pub mod stats;

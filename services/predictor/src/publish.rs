@@ -4,9 +4,10 @@
 //! rejected records on `metrics.rejected`. All MessagePack with
 //! `Content-Type: application/msgpack`.
 
-use async_nats::jetstream::{self, context::PublishAckFuture};
+use async_nats::jetstream;
 use async_nats::HeaderMap;
 use bytes::Bytes;
+use fleetbus::acks::AckWindow;
 use schemas::{subjects, Rejection, CONTENT_TYPE, CONTENT_TYPE_HEADER};
 
 use futures::StreamExt;
@@ -53,9 +54,8 @@ impl Publisher {
         self
     }
 
-    async fn send(&self, subject: String, payload: Bytes, acks: &mut Vec<PublishAckFuture>) -> Result<(), WriteError> {
-        acks.push(self.js.publish_with_headers(subject, headers(), payload).await?);
-        Ok(())
+    async fn send(&self, subject: String, payload: Bytes, acks: &mut AckWindow) -> Result<(), WriteError> {
+        Ok(acks.push(self.js.publish_with_headers(subject, headers(), payload).await?).await?)
     }
 
     /// Publishes a tick: first the servers' forecasts into KV `forecasts` (stored before any
@@ -83,18 +83,16 @@ impl Publisher {
             writer.finish().await?;
         }
         let mut bytes = 0;
-        let mut in_flight = std::collections::VecDeque::new();
+        let mut parts = AckWindow::new(PARTS_IN_FLIGHT);
         for k in 0..out.plan.count() {
             let part = engine.part(out, k)?;
             bytes += part.len();
-            in_flight.push_back(self.js.publish_with_headers(self.snapshot_subject.clone(), headers(), part).await?);
-            if in_flight.len() > PARTS_IN_FLIGHT {
-                if let Some(ack) = in_flight.pop_front() {
-                    ack.await?;
-                }
-            }
+            self.send(self.snapshot_subject.clone(), part, &mut parts).await?;
         }
-        let mut acks: Vec<PublishAckFuture> = in_flight.into_iter().collect();
+        parts.finish().await?;
+        // A tick can announce tens of thousands of alert events; the window keeps their acks
+        // under async-nats's per-context limit (see `fleetbus::acks`).
+        let mut acks = AckWindow::new(fleetbus::acks::DEFAULT_LIMIT);
         // Every server's risk and level: split when over the broker's payload (100,000 servers
         // take about 2 MB).
         for part in out.summary.encode_parts(max_payload.saturating_sub(1024).max(4096))? {
@@ -105,17 +103,18 @@ impl Publisher {
             self.send(subject, Bytes::from(schemas::encode(e)?), &mut acks).await?;
         }
         // The saved state (the alert book after these events) goes out right behind the events,
-        // before any of their acks is awaited: on one connection the broker stores them in
+        // before the last of their acks is awaited: on one connection the broker stores them in
         // order, so a predictor killed once both are written leaves a successor the book that
         // already holds the alerts it announced (awaiting the events' acks first left a window
         // of milliseconds in which a kill meant the successor announced them again).
+        // Saved in pieces when over one message (`saved_state.rs`), the head last.
         if let Some(state) = &out.state {
-            let key = format!("$KV.{}.{}", crate::streams::BUCKET_STATE, self.state_key);
-            acks.push(self.js.publish(key, state.clone()).await?);
+            for (key, value) in crate::saved_state::split(&self.state_key, state, out.seq, max_payload.saturating_sub(1024))? {
+                let subject = format!("$KV.{}.{key}", crate::streams::BUCKET_STATE);
+                acks.push(self.js.publish(subject, value).await?).await?;
+            }
         }
-        for ack in acks {
-            ack.await?;
-        }
+        acks.finish().await?;
         Ok(bytes)
     }
 

@@ -1,5 +1,5 @@
 //! Restoring a loop's alert book and accuracy when it starts, or takes a partition over: the
-//! state saved in KV `state` (key `domain`, or `domain.p<k>`), caught up with the alert events
+//! state saved in KV `state` (key `domain`, or `domain.p<k>`, in pieces: `saved_state.rs`), caught up with the alert events
 //! its last holder published after saving it. Exists because a holder publishes a tick's alert
 //! events before that tick's state (`publish.rs`): one killed between the two left events its
 //! saved book lacks, and a successor that restored the book alone announced those alerts
@@ -24,6 +24,7 @@ use schemas::subjects::{ALERTS_PREFIX, STREAM_HISTORY};
 use schemas::AlertEvent;
 
 use crate::domain::Domain;
+use crate::saved_state;
 use crate::tick::Engine;
 
 /// How far before the state's write time the events are read: on a cluster the `state`
@@ -49,22 +50,22 @@ pub fn wanted(e: &AlertEvent, partition: Option<PartitionInfo>, from_tick: Optio
 /// which is better than a predictor that cannot open its loop while `HISTORY` is unreadable.
 pub(crate) async fn restore(js: &jetstream::Context, state: &kv::Store, partition: Option<PartitionInfo>, engine: &mut Engine) {
     let (key, part) = (crate::streams::state_key(partition), partition.map(|p| p.index));
-    let entry = match state.entry(&key).await {
-        Ok(Some(e)) if e.operation == kv::Operation::Put => e,
-        Ok(_) => return,
+    let (saved, created) = match read_saved(state, &key).await {
+        Ok(Some(found)) => found,
+        Ok(None) => return,
         Err(e) => {
-            tracing::warn!(error = %e, ?part, "reading saved state");
+            tracing::warn!(error = %format!("{e:#}"), ?part, "reading saved state");
             return;
         }
     };
-    let from_tick = match Domain::saved_tick(&entry.value) {
+    let from_tick = match Domain::saved_tick(&saved) {
         Ok(t) => t,
         Err(e) => {
             tracing::warn!(error = %e, ?part, "ignoring unreadable saved state");
             return;
         }
     };
-    let since = if from_tick.is_some() { entry.created - CLOCK_MARGIN } else { entry.created };
+    let since = if from_tick.is_some() { created - CLOCK_MARGIN } else { created };
     let events = match tokio::time::timeout(READ_LIMIT, alert_events(js, since, partition, from_tick)).await {
         Ok(Ok(events)) => events,
         Ok(Err(e)) => {
@@ -76,12 +77,40 @@ pub(crate) async fn restore(js: &jetstream::Context, state: &kv::Store, partitio
             Vec::new()
         }
     };
-    let caught_up = if events.is_empty() { Ok((entry.value.to_vec(), 0)) } else { Domain::caught_up(&entry.value, &events) };
+    let caught_up = if events.is_empty() { Ok((saved, 0)) } else { Domain::caught_up(&saved, &events) };
     let restored = caught_up.and_then(|(bytes, folded)| engine.restore_domain(&bytes).map(|()| (bytes.len(), folded)));
     match restored {
         Ok((bytes, folded)) => tracing::info!(bytes, ?part, ?from_tick, events = events.len(), folded, "alert book and accuracy restored"),
         Err(e) => tracing::warn!(error = %e, ?part, "ignoring unreadable saved state"),
     }
+}
+
+/// Times a read of the saved state overtaken by newer saves is tried ([`saved_state::join`]).
+const READ_TRIES: usize = 3;
+
+/// The state saved at `key` joined from its pieces ([`saved_state`]), and when its head was
+/// written; `None` when nothing is saved. Errors: the bucket unreadable, a piece missing or
+/// unreadable, or [`READ_TRIES`] reads each overtaken by newer saves.
+pub async fn read_saved(state: &kv::Store, key: &str) -> anyhow::Result<Option<(Vec<u8>, async_nats::datetime::DateTime)>> {
+    for _ in 0..READ_TRIES {
+        let entry = match state.entry(key).await.context("reading the saved state's head")? {
+            Some(e) if e.operation == kv::Operation::Put => e,
+            _ => return Ok(None),
+        };
+        let Some(head) = saved_state::head(&entry.value) else {
+            return Ok(Some((entry.value.to_vec(), entry.created)));
+        };
+        let mut pieces = Vec::with_capacity(head.count as usize);
+        for i in 1..head.count {
+            pieces.push(state.get(saved_state::piece_key(key, head.gen, i)).await.context("reading a piece of the saved state")?);
+        }
+        match saved_state::join(head, pieces) {
+            Ok(bytes) => return Ok(Some((bytes, entry.created))),
+            Err(e @ saved_state::JoinError::Overtaken { .. }) => tracing::debug!(error = %e, "reading the saved state again"),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    anyhow::bail!("the saved state was overtaken by newer saves in each of {READ_TRIES} reads")
 }
 
 /// The alert events in `HISTORY` stored at or after `since` that are [`wanted`], in stream

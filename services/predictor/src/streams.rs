@@ -9,7 +9,7 @@
 //! | `HISTORY` | `history.tick`, `alerts.>` | limits: `history_max_age` (7 d), `history_max_bytes` (8 GiB), file |
 //! | KV `windows` | `$KV.windows.>` | history 1, `kv_max_age` (8 d); layout in `chunk.rs` |
 //! | KV `forecasts` | `$KV.forecasts.>` | history 1, `kv_max_age`; key = server, value = `ServerForecast` msgpack |
-//! | KV `state` | `$KV.state.>` | history 1; key `domain` (partitioned: `domain.p<k>`) = alert book, accuracy sums and the tick they were saved after (msgpack) |
+//! | KV `state` | `$KV.state.>` | history 1; key `domain` (partitioned: `domain.p<k>`) = alert book, accuracy sums and the tick they were saved after (msgpack), in pieces of one message each (`saved_state.rs`) |
 //! | KV `predictors` | `$KV.predictors.>` | history 1, max age `member_ttl`: one key per live partitioned predictor, its heartbeat |
 //!
 //! Every stream and bucket is created with `--replicas` (`PREDICTOR_REPLICAS`, default 1; 3 on

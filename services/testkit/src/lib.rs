@@ -135,6 +135,18 @@ impl NatsServer {
         format!("nats://127.0.0.1:{}", self.port)
     }
 
+    /// The server's log file (its stderr), kept next to the store until the server is dropped.
+    pub fn log_path(&self) -> PathBuf {
+        server_log_path(&self.store)
+    }
+
+    /// The last `lines` lines of the server's log, for error reports.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
     pub async fn connect(&self) -> anyhow::Result<async_nats::Client> {
         Ok(async_nats::connect(self.url()).await?)
     }
@@ -167,6 +179,9 @@ impl NatsServer {
 
 fn spawn(port: u16, store: &Path, extra: &[String], env: &[(String, String)]) -> anyhow::Result<Child> {
     let bin = nats_server_bin();
+    // The server's own log (slow consumers, refused payloads, route changes) is kept next to
+    // its store, appended across restarts, so a failing test or bench can show it.
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(server_log_path(store))?;
     // Command-line flags override the configuration file's listen address and store.
     Command::new(&bin)
         .args(extra)
@@ -174,9 +189,13 @@ fn spawn(port: u16, store: &Path, extra: &[String], env: &[(String, String)]) ->
         .arg(store)
         .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(log)
         .spawn()
         .with_context(|| format!("starting {} (run deploy/bootstrap.sh to install it)", bin.display()))
+}
+
+fn server_log_path(store: &Path) -> PathBuf {
+    store.with_extension("log")
 }
 
 impl Drop for NatsServer {

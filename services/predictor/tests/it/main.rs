@@ -17,6 +17,7 @@ mod last_part;
 mod parity;
 mod partitioned;
 mod prometheus_scrape;
+mod publish_acks;
 mod quality_cases;
 mod restart;
 mod takeover;

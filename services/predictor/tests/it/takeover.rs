@@ -136,7 +136,7 @@ async fn saved_ticks(js: &jetstream::Context) -> Vec<Option<i64>> {
     let kv = js.get_key_value("state").await.unwrap();
     let mut ticks = Vec::new();
     for p in 0..PARTITIONS {
-        let bytes = kv.get(format!("domain.p{p}")).await.unwrap().expect("a saved state");
+        let (bytes, _) = predictor::resume::read_saved(&kv, &format!("domain.p{p}")).await.unwrap().expect("a saved state");
         ticks.push(Domain::saved_tick(&bytes).expect("a state that decodes"));
     }
     ticks
