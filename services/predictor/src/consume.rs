@@ -24,10 +24,29 @@ use crate::tick::Engine;
 pub(crate) type Consumer = jetstream::consumer::Consumer<jetstream::consumer::pull::Config>;
 pub(crate) type Messages = async_nats::jetstream::consumer::pull::Stream;
 
-/// Opens the pull stream; `group` is the priority group of a partition consumer.
-pub(crate) async fn pull(consumer: &Consumer, group_messages: usize, group: Option<&str>, expires: Duration) -> anyhow::Result<Messages> {
-    let stream =
-        consumer.stream().max_messages_per_batch(group_messages.max(1)).heartbeat(Duration::from_secs(5).min(expires / 2)).expires(expires);
+/// Most bytes one pull request asks for. nats-server drops a client whose undelivered bytes
+/// pass its `max_pending` (64 MiB) as a slow consumer; a pull of 256 batches of 1,000 records
+/// (about 110 KB each, 28 MB), refilled at half, plus a tick's KV acks did that during a
+/// 100,000-server backlog while the predictor computed a tick, and the lost deliveries came
+/// again only after `ack_wait`. 8 MiB per pull keeps what is in flight far below the limit
+/// (a pull must still fit the largest message: at least twice the max payload is asked).
+pub const PULL_MAX_BYTES: usize = 8 << 20;
+
+/// Opens the pull stream; `group` is the priority group of a partition consumer;
+/// `max_payload`: the broker's, bytes.
+pub(crate) async fn pull(
+    consumer: &Consumer,
+    group_messages: usize,
+    max_payload: usize,
+    group: Option<&str>,
+    expires: Duration,
+) -> anyhow::Result<Messages> {
+    let stream = consumer
+        .stream()
+        .max_messages_per_batch(group_messages.max(1))
+        .max_bytes_per_batch(PULL_MAX_BYTES.max(2 * max_payload))
+        .heartbeat(Duration::from_secs(5).min(expires / 2))
+        .expires(expires);
     let stream = match group {
         Some(g) => stream.group(g),
         None => stream,
@@ -93,7 +112,7 @@ impl Loop {
                 Ok(None) => {
                     tracing::warn!("the METRICS pull stream ended; pulling again");
                     tokio::time::sleep(Duration::from_millis(500)).await;
-                    match pull(&self.consumer, self.config.group_messages, self.group, self.expires).await {
+                    match pull(&self.consumer, self.config.group_messages, self.max_payload, self.group, self.expires).await {
                         Ok(m) => messages = m,
                         Err(e) => tracing::warn!(error = %format!("{e:#}"), "pulling from METRICS"),
                     }

@@ -223,7 +223,7 @@ pub(crate) async fn open_loop(
         }
     };
     let expires = pull_expires(config, partition);
-    let messages = pull(&consumer, config.group_messages, group, expires).await?;
+    let messages = pull(&consumer, config.group_messages, base.max_payload, group, expires).await?;
     let lp = Loop {
         config: config.clone(),
         reg,
