@@ -228,10 +228,10 @@ impl Loop {
         let published_ms = self.first_published_ms.take();
         let wall = wall_ms();
         let (engine, reg, max_payload) = (&mut self.engine, &self.reg, self.max_payload);
-        // The servers' KV entries are written while the tick computes (a task on the runtime's
-        // other thread), so they are never all held at once.
+        // The servers' KV entries are encoded and written while the tick computes (a task on
+        // the runtime's other thread), so they are never all held at once.
         let writer = self.publisher.forecast_writer();
-        let mut kv = |server: String, entry: bytes::Bytes| writer.put(server, entry);
+        let mut kv = |entry: schemas::ServerForecast| writer.put(entry);
         let computed = if tokio::runtime::Handle::current().runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread {
             tokio::task::block_in_place(|| engine.compute_streaming(reg, &due, wall, max_payload, &mut kv))
         } else {

@@ -8,7 +8,7 @@ use async_nats::jetstream;
 use async_nats::HeaderMap;
 use bytes::Bytes;
 use fleetbus::acks::AckWindow;
-use schemas::{subjects, Rejection, CONTENT_TYPE, CONTENT_TYPE_HEADER};
+use schemas::{subjects, Rejection, ServerForecast, CONTENT_TYPE, CONTENT_TYPE_HEADER};
 
 use futures::StreamExt;
 
@@ -118,17 +118,32 @@ impl Publisher {
         Ok(bytes)
     }
 
-    /// Starts writing KV `forecasts` entries as they are sent to the returned writer's
-    /// [`ForecastWriter::put`], up to the store's in-flight limit at once.
+    /// Starts encoding and writing KV `forecasts` entries as they are sent to the returned
+    /// writer's [`ForecastWriter::put`], up to the store's in-flight limit at once. The
+    /// encoding happens in the writer's task, off the thread that computes the tick.
     pub fn forecast_writer(&self) -> ForecastWriter {
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<(String, Bytes)>();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<ServerForecast>();
         let (js, prefix) = (self.js.clone(), self.forecasts_prefix.clone());
+        let unencoded = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let first_error = unencoded.clone();
         let task = tokio::spawn(async move {
-            let writes = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|w| (w, rx)) })
-                .map(move |(server, payload)| (format!("{prefix}{server}"), payload));
+            let writes = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|w| (w, rx)) }).filter_map(move |sf| {
+                let encoded = schemas::encode(&sf).map(|b| (format!("{prefix}{}", sf.server), Bytes::from(b)));
+                let kept = match encoded {
+                    Ok(write) => Some(write),
+                    Err(e) => {
+                        tracing::error!(server = %sf.server, error = %e, "encoding a forecast for KV failed");
+                        if let Ok(mut first) = first_error.lock() {
+                            first.get_or_insert(e);
+                        }
+                        None
+                    }
+                };
+                std::future::ready(kept)
+            });
             publish_stream(&js, writes).await
         });
-        ForecastWriter { tx, task }
+        ForecastWriter { tx, task, unencoded }
     }
 
     /// Rejections go out on core NATS: they are for watching, not for replay.
@@ -175,23 +190,30 @@ pub async fn last_seq_on(js: &jetstream::Context, subject: &str) -> u64 {
 /// come (the queue is unbounded, so the engine never waits on the broker; it holds what the
 /// broker has not taken yet, not the whole tick).
 pub struct ForecastWriter {
-    tx: tokio::sync::mpsc::UnboundedSender<(String, Bytes)>,
+    tx: tokio::sync::mpsc::UnboundedSender<ServerForecast>,
     task: tokio::task::JoinHandle<Result<(), WriteError>>,
+    /// The first entry that could not be encoded (logged and skipped when it happened).
+    unencoded: std::sync::Arc<std::sync::Mutex<Option<schemas::CodecError>>>,
 }
 
 impl ForecastWriter {
-    /// Queues server `server`'s entry. After a failed write the rest are dropped; the failure
-    /// comes out of [`ForecastWriter::finish`].
-    pub fn put(&self, server: String, entry: Bytes) {
-        let _ = self.tx.send((server, entry));
+    /// Queues a server's entry. After a failed write the rest are dropped; the failure comes
+    /// out of [`ForecastWriter::finish`].
+    pub fn put(&self, entry: ServerForecast) {
+        let _ = self.tx.send(entry);
     }
 
-    /// Waits until every queued entry is stored; the first failure if one was not.
+    /// Waits until every queued entry is stored; the first failure (a write, or an entry that
+    /// did not encode) if one was not.
     pub async fn finish(self) -> Result<(), WriteError> {
-        let ForecastWriter { tx, task } = self;
+        let ForecastWriter { tx, task, unencoded } = self;
         drop(tx);
         match task.await {
-            Ok(result) => result,
+            Ok(Ok(())) => match unencoded.lock().ok().and_then(|mut e| e.take()) {
+                Some(e) => Err(WriteError::Encode(e)),
+                None => Ok(()),
+            },
+            Ok(Err(e)) => Err(e),
             Err(e) => Err(WriteError::Task(e.to_string())),
         }
     }

@@ -156,18 +156,24 @@ impl Engine {
         self.compute_observed(reg, due, wall_ms, max_payload, &mut |_, _, _| {})
     }
 
-    /// [`Engine::compute`], handing each server's KV `forecasts` entry `(server, msgpack)` to
-    /// `kv` as soon as it is encoded instead of collecting them ([`TickOutput::forecasts`] stays
-    /// empty). At 100,000 servers the entries are about 1.2 GB a tick; the predictor writes
-    /// them to KV while the tick is still computing, so they are never held all at once.
+    /// [`Engine::compute`], handing each server's [`ServerForecast`] (its KV `forecasts`
+    /// entry, not yet encoded) to `kv` as soon as it is made instead of collecting them
+    /// ([`TickOutput::forecasts`] stays empty). At 100,000 servers the entries are about 1.2 GB
+    /// a tick; the predictor encodes and writes them on another thread while the tick is still
+    /// computing (`publish::ForecastWriter`), so they are never held all at once and their
+    /// encoding (about 7 s of a 100,000-server tick) is off this thread, the tick's critical path.
     pub fn compute_streaming(
         &mut self,
         reg: &Registry,
         due: &[u32],
         wall_ms: i64,
         max_payload: usize,
-        kv: &mut dyn FnMut(String, Bytes),
+        kv: &mut dyn FnMut(ServerForecast),
     ) -> anyhow::Result<TickOutput> {
+        let kv = &mut |sf: ServerForecast| {
+            kv(sf);
+            Ok(())
+        };
         self.run(reg, due, wall_ms, max_payload, &mut |_, _, _| {}, kv)
     }
 
@@ -182,7 +188,11 @@ impl Engine {
         observe: &mut dyn FnMut(&ServerWindow, &Candidates, &[schemas::TargetForecast]),
     ) -> anyhow::Result<TickOutput> {
         let mut forecasts = Vec::with_capacity(due.len());
-        let mut out = self.run(reg, due, wall_ms, max_payload, observe, &mut |server, bytes| forecasts.push((server, bytes)))?;
+        let kv = &mut |sf: ServerForecast| {
+            forecasts.push((sf.server.clone(), Bytes::from(schemas::encode(&sf)?)));
+            Ok(())
+        };
+        let mut out = self.run(reg, due, wall_ms, max_payload, observe, kv)?;
         out.forecasts = forecasts;
         Ok(out)
     }
@@ -194,7 +204,7 @@ impl Engine {
         wall_ms: i64,
         max_payload: usize,
         observe: &mut dyn FnMut(&ServerWindow, &Candidates, &[schemas::TargetForecast]),
-        kv: &mut dyn FnMut(String, Bytes),
+        kv: &mut KvSink<'_>,
     ) -> anyhow::Result<TickOutput> {
         let mut stages = Stages::default();
         self.outs.resize_with(reg.len(), || None);
@@ -232,7 +242,7 @@ impl Engine {
                     &out.attention[row * t..(row + 1) * t],
                 );
                 let (sf, a) = entry(w, last_ms, current, *recent_steps, verdict, None, Some(explanation));
-                keep(enc, outs, id, &sf, a, *gauges, kv)?;
+                keep(enc, outs, id, sf, a, *gauges, kv)?;
                 stages.encode_ms += ms(clock.elapsed());
             }
             Ok(())
@@ -251,7 +261,7 @@ impl Engine {
             let clock = Instant::now();
             let warmup = Warmup { have_steps: w.observed_steps() as u16, need_steps: min as u16 };
             let (sf, a) = entry(w, last_ms, current, self.recent_steps, verdict, Some(warmup), None);
-            keep(&mut self.enc, &mut self.outs, id, &sf, a, self.gauges, kv)?;
+            keep(&mut self.enc, &mut self.outs, id, sf, a, self.gauges, kv)?;
             stages.encode_ms += ms(clock.elapsed());
         }
 
@@ -301,24 +311,25 @@ impl Engine {
     }
 }
 
-/// Encodes `sf` once for KV `forecasts` (handed to `kv`) and its summary once for the
-/// snapshots, and keeps the summary's bytes as server `id`'s latest output.
+/// Where a tick's KV `forecasts` entries go, one [`ServerForecast`] per server, unencoded.
+type KvSink<'a> = dyn FnMut(ServerForecast) -> Result<(), schemas::CodecError> + 'a;
+
+/// Encodes `sf`'s summary once for the snapshots and keeps its bytes as server `id`'s latest
+/// output, then hands `sf` itself to `kv` (KV `forecasts`).
 fn keep(
     enc: &mut Vec<u8>,
     outs: &mut [Option<ServerOut>],
     id: u32,
-    sf: &ServerForecast,
+    sf: ServerForecast,
     assessment: Assessment,
     gauges: bool,
-    kv: &mut dyn FnMut(String, Bytes),
+    kv: &mut KvSink<'_>,
 ) -> Result<(), schemas::CodecError> {
-    schemas::codec::encode_into(enc, sf)?;
-    kv(sf.server.clone(), Bytes::copy_from_slice(enc));
-    schemas::codec::encode_into(enc, &ServerSummary::of(sf))?;
+    schemas::codec::encode_into(enc, &ServerSummary::of(&sf))?;
     let encoded = Bytes::copy_from_slice(enc);
-    let gauges = if gauges { crate::prom_series::ServerGauges::of(sf) } else { Default::default() };
+    let gauges = if gauges { crate::prom_series::ServerGauges::of(&sf) } else { Default::default() };
     outs[id as usize] = Some(ServerOut { encoded, assessment, warming: sf.warmup.is_some(), gauges });
-    Ok(())
+    kv(sf)
 }
 
 fn summary_of(h: &SnapshotHeader, reg: &Registry, order: &[u32], outs: &[Option<ServerOut>], events: &[AlertEvent]) -> TickSummary {
