@@ -250,7 +250,7 @@ mod tests {
         assert_eq!((c.chunk, c.profile, c.source.as_str()), (1000, Profile::Database, "generator"));
         let steps: Vec<_> = c.steps.iter().map(|(s, _)| *s).collect();
         assert_eq!(steps, [base, base + 1, base + 3], "the unknown step 2 is not stored");
-        assert_eq!(&c.steps[2].1, w.step(base + 3).unwrap());
+        assert_eq!(c.steps[2].1, w.step(base + 3).unwrap());
         assert_eq!(c.open.as_ref(), w.open());
         assert_eq!(&c.seen, w.seen(), "the open step's report times survive");
         assert_eq!(c.seen.entries(), [(0, 1 << 5), (60_000, 1 << 5)]);

@@ -30,6 +30,8 @@ pub struct Source {
 #[derive(Debug)]
 pub struct Registry {
     capacity: usize,
+    /// Steps of each window that keep every metric (the rest keep the targets' sources).
+    full_steps: usize,
     servers: Vec<ServerWindow>,
     by_name: HashMap<String, u32>,
     sources: Vec<Source>,
@@ -43,10 +45,17 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// `capacity`: steps per window (the model's encoder length).
+    /// `capacity`: steps per window, every metric kept for all of them.
     pub fn new(capacity: usize) -> Registry {
+        Self::tiered(capacity, capacity)
+    }
+
+    /// `capacity` steps per window, every metric kept for the newest `full_steps` (the
+    /// model's encoder length) and the targets' sources for all (`window.rs`).
+    pub fn tiered(capacity: usize, full_steps: usize) -> Registry {
         Registry {
             capacity,
+            full_steps,
             servers: Vec::new(),
             by_name: HashMap::new(),
             sources: Vec::new(),
@@ -120,7 +129,7 @@ impl Registry {
             return *id;
         }
         let id = self.servers.len() as u32;
-        self.servers.push(ServerWindow::new(record.server.clone(), record.profile(), source, self.capacity));
+        self.servers.push(ServerWindow::tiered(record.server.clone(), record.profile(), source, self.capacity, self.full_steps));
         self.by_name.insert(record.server.clone(), id);
         self.is_due.push(false);
         self.bands.push(Default::default());
@@ -236,7 +245,7 @@ impl Registry {
         let (profile, source_name) = (newest.profile, newest.source.clone());
         let source = self.source_id(&source_name, i64::MIN);
         let id = self.servers.len() as u32;
-        let mut w = ServerWindow::new(name.to_string(), profile, source, self.capacity);
+        let mut w = ServerWindow::tiered(name.to_string(), profile, source, self.capacity, self.full_steps);
         let mut open = None;
         for c in chunks.iter().filter(|c| c.chunk >= oldest_kept) {
             for (step, values) in &c.steps {

@@ -202,7 +202,7 @@ pub(crate) async fn open_loop(
     // the horizon), whichever is longer.
     let capacity = manifest.encoder_steps.max(crate::methods::HISTORY_STEPS);
     let store = WindowStore::open(&base.js, subjects::BUCKET_WINDOWS, capacity, config.kv_max_age).await?.for_partition(partition);
-    let mut reg = Registry::new(capacity);
+    let mut reg = Registry::tiered(capacity, manifest.encoder_steps);
     let clock = Instant::now();
     let restored = store.load(&mut reg, wall_ms()).await?;
     let part = partition.map(|p| p.index);

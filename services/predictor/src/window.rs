@@ -11,10 +11,17 @@
 //! also makes a redelivered batch harmless); a step older than the window is refused. The
 //! window remembers which one-hour chunks changed so the KV store rewrites only those
 //! (see `store.rs`), late fills included.
+//!
+//! Two tiers, because the window is most of a server's memory (issue 14: 100,000 servers in
+//! one predictor): every metric of the newest `full` steps (what the model reads, its
+//! `encoder_steps`), and only the targets' source metrics of every step the window holds
+//! ([`Tail`]; the statistical methods read a day and the horizon of targets, nothing else).
+//! 384 steps at 48 full: 16.7 KB a server instead of 23 KB. A step older than the full tier
+//! reads back with its targets' sources only ([`ServerWindow::step`]).
 
 use schemas::{Metric, Metrics, Profile, Target, METRIC_COUNT};
 
-use crate::step::{mask_of, step_end, step_of, step_start, OpenStep, Seen, StepValues};
+use crate::step::{mask_of, source_bits, step_end, step_of, step_start, target_slot, OpenStep, Seen, StepValues, Tail, TAIL_EMPTY};
 
 /// Steps per KV chunk: one hour.
 pub const CHUNK_STEPS: i64 = 12;
@@ -44,7 +51,10 @@ pub struct ServerWindow {
     pub profile: Profile,
     /// Index of the source that last reported the server (whose clock closes its steps).
     pub source: u16,
+    /// Every metric of the newest steps (slot = step mod its length).
     ring: Box<[StepValues]>,
+    /// The targets' sources of every step of the window (slot = step mod its length, the capacity).
+    tail: Box<[Tail]>,
     last_closed: Option<i64>,
     open: Option<OpenStep>,
     /// Report times the open step has counted (empty while there is none).
@@ -54,13 +64,21 @@ pub struct ServerWindow {
 }
 
 impl ServerWindow {
+    /// A window of `capacity` steps with every metric kept for all of them.
     pub fn new(name: String, profile: Profile, source: u16, capacity: usize) -> ServerWindow {
+        Self::tiered(name, profile, source, capacity, capacity)
+    }
+
+    /// A window of `capacity` steps keeping every metric for the newest `full` of them (at
+    /// most `capacity`, at least 1) and the targets' sources for all.
+    pub fn tiered(name: String, profile: Profile, source: u16, capacity: usize, full: usize) -> ServerWindow {
         let capacity = capacity.max(1);
         ServerWindow {
             name,
             profile,
             source,
-            ring: vec![StepValues::EMPTY; capacity].into_boxed_slice(),
+            ring: vec![StepValues::EMPTY; full.clamp(1, capacity)].into_boxed_slice(),
+            tail: vec![TAIL_EMPTY; capacity].into_boxed_slice(),
             last_closed: None,
             open: None,
             seen: Seen::default(),
@@ -70,7 +88,7 @@ impl ServerWindow {
     }
 
     pub fn capacity(&self) -> usize {
-        self.ring.len()
+        self.tail.len()
     }
 
     pub fn last_closed(&self) -> Option<i64> {
@@ -96,15 +114,29 @@ impl ServerWindow {
         step.rem_euclid(self.ring.len() as i64) as usize
     }
 
-    /// The closed step `step`, if it is inside the window.
-    pub fn step(&self, step: i64) -> Option<&StepValues> {
+    fn tail_slot(&self, step: i64) -> usize {
+        step.rem_euclid(self.tail.len() as i64) as usize
+    }
+
+    /// Whether closed step `step` is in the full tier (every metric kept).
+    fn in_full(&self, step: i64) -> bool {
+        self.last_closed.is_some_and(|last| step <= last && step > last - self.ring.len() as i64)
+    }
+
+    /// The closed step `step`, if it is inside the window: every metric in the full tier,
+    /// the targets' sources only before it.
+    pub fn step(&self, step: i64) -> Option<StepValues> {
         let last = self.last_closed?;
-        (step <= last && step > last - self.ring.len() as i64).then(|| &self.ring[self.slot(step)])
+        if self.in_full(step) {
+            return Some(self.ring[self.slot(step)]);
+        }
+        (step <= last && step > last - self.tail.len() as i64).then(|| self.tail[self.tail_slot(step)].to_step())
     }
 
     /// The latest closed step's values.
     pub fn latest(&self) -> Option<&StepValues> {
-        self.step(self.last_closed?)
+        let last = self.last_closed?;
+        Some(&self.ring[self.slot(last)])
     }
 
     /// Adds one report measured at `ts_ms` (Unix ms) to the step it falls in; see
@@ -113,7 +145,7 @@ impl ServerWindow {
         let step = step_of(ts_ms);
         let newest = self.open.map(|o| o.step).max(self.last_closed);
         if let Some(newest) = newest {
-            let oldest = newest - self.ring.len() as i64 + 1;
+            let oldest = newest - self.tail.len() as i64 + 1;
             if step < oldest {
                 return AddOutcome::TooLate { oldest };
             }
@@ -139,19 +171,26 @@ impl ServerWindow {
         AddOutcome::Added { closed }
     }
 
-    /// A late report for closed step `step` (inside the window): sets the metrics it lacks.
+    /// A late report for closed step `step` (inside the window): sets the metrics it lacks
+    /// (before the full tier, the targets' sources it lacks).
     fn fill_closed(&mut self, step: i64, metrics: &Metrics) -> AddOutcome {
-        let slot = self.slot(step);
-        let v = &mut self.ring[slot];
-        let new = mask_of(metrics) & !v.mask;
+        let full = self.in_full(step);
+        let (slot, tail_slot) = (self.slot(step), self.tail_slot(step));
+        let mut v = if full { self.ring[slot] } else { self.tail[tail_slot].to_step() };
+        let kept = if full { u16::MAX } else { source_bits() };
+        let new = mask_of(metrics) & kept & !v.mask;
         if new == 0 {
             return AddOutcome::Duplicate;
         }
-        let was_observed = v.is_observed();
+        let was_observed = self.tail[tail_slot].is_observed();
         for (i, metric) in Metric::ALL.iter().enumerate().filter(|(i, _)| new & (1 << i) != 0) {
             v.values[i] = metrics.get(*metric).unwrap_or_default();
         }
         v.mask |= new;
+        if full {
+            self.ring[slot] = v;
+        }
+        self.tail[tail_slot] = Tail::of(&v);
         if !was_observed {
             self.observed += 1;
         }
@@ -190,21 +229,27 @@ impl ServerWindow {
 
     /// Stores a closed step after `last_closed`, clearing the gap steps in between.
     fn write_closed(&mut self, step: i64, values: StepValues) {
-        let cap = self.ring.len() as i64;
+        let cap = self.tail.len() as i64;
         let first = match self.last_closed {
             Some(last) if step - last < cap => last + 1,
             _ => step - cap + 1,
         };
-        // The ring always holds exactly the window, so each slot overwritten here held a step
-        // that now leaves it.
+        // The tail always holds exactly the window, so each slot overwritten here held a step
+        // that now leaves it; the full tier's slots are overwritten alike (or left to steps
+        // that are no longer in it, never read).
         for s in first..=step {
-            let slot = self.slot(s);
-            if std::mem::replace(&mut self.ring[slot], StepValues::EMPTY).is_observed() {
+            let slot = self.tail_slot(s);
+            if std::mem::replace(&mut self.tail[slot], TAIL_EMPTY).is_observed() {
                 self.observed -= 1;
             }
         }
-        let slot = self.slot(step);
+        for s in first.max(step - self.ring.len() as i64 + 1)..=step {
+            let slot = self.slot(s);
+            self.ring[slot] = StepValues::EMPTY;
+        }
+        let (slot, tail_slot) = (self.slot(step), self.tail_slot(step));
         self.ring[slot] = values;
+        self.tail[tail_slot] = Tail::of(&values);
         if values.is_observed() {
             self.observed += 1;
         }
@@ -262,20 +307,22 @@ impl ServerWindow {
         }
     }
 
-    /// The metrics observed at least once in the window (bit `i` = `Metric::ALL[i]`).
+    /// The metrics observed at least once in the window (bit `i` = `Metric::ALL[i]`): the
+    /// targets' sources over the whole window, the other metrics over the full tier.
     pub fn observed_mask(&self) -> u16 {
         if self.last_closed.is_none() {
             return 0;
         }
-        self.ring.iter().fold(0, |m, v| m | v.mask)
+        let full = self.ring.iter().fold(0, |m, v| m | v.mask);
+        self.tail.iter().fold(full, |m, v| m | v.source_mask())
     }
 
     /// How many of the last `n` closed steps lie at or after the oldest observed one among
     /// them (charts start at the first report, not at the window's empty start).
     pub fn known_span(&self, n: usize) -> usize {
         let Some(last) = self.last_closed else { return 0 };
-        let n = n.min(self.ring.len()) as i64;
-        (last - n + 1..=last).find(|s| self.step(*s).is_some_and(StepValues::is_observed)).map_or(0, |first| (last - first + 1) as usize)
+        let n = n.min(self.tail.len()) as i64;
+        (last - n + 1..=last).find(|s| self.tail[self.tail_slot(*s)].is_observed()).map_or(0, |first| (last - first + 1) as usize)
     }
 
     /// Every step the window holds of `target`, oldest first and the last closed step last,
@@ -283,19 +330,27 @@ impl ServerWindow {
     pub fn history(&self, target: Target, out: &mut Vec<f32>) {
         out.clear();
         let Some(last) = self.last_closed else { return };
-        let n = self.ring.len() as i64;
-        let source = target.source_metric().index();
-        out.extend((last - n + 1..=last).map(|s| self.ring[self.slot(s)].get(source).map_or(f32::NAN, |v| target.from_source(v))));
+        let n = self.tail.len() as i64;
+        let (k, bit) = (target_slot(target), 1 << target.source_metric().index());
+        out.extend((last - n + 1..=last).map(|s| {
+            let v = &self.tail[self.tail_slot(s)];
+            if v.mask & bit != 0 {
+                target.from_source(v.values[k])
+            } else {
+                f32::NAN
+            }
+        }));
     }
 
     /// The last `n` closed steps' values of `target`, oldest first (`None` = not reported).
     pub fn recent(&self, target: Target, n: usize, out: &mut Vec<Option<f32>>) {
         out.clear();
         let Some(last) = self.last_closed else { return };
-        let n = n.min(self.ring.len()) as i64;
-        let source = target.source_metric().index();
+        let n = n.min(self.tail.len()) as i64;
+        let (k, bit) = (target_slot(target), 1 << target.source_metric().index());
         for s in last - n + 1..=last {
-            out.push(self.step(s).and_then(|v| v.get(source)).map(|v| target.from_source(v)));
+            let v = &self.tail[self.tail_slot(s)];
+            out.push((v.mask & bit != 0).then(|| target.from_source(v.values[k])));
         }
     }
 }

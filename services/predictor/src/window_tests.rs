@@ -96,7 +96,7 @@ fn restore_rebuilds_the_same_window() {
     let mut b = win(6);
     for s in 0..=a.last_closed().unwrap() {
         if let Some(v) = a.step(s) {
-            b.restore_closed(s, *v);
+            b.restore_closed(s, v);
         }
     }
     b.restore_open(*a.open().unwrap(), a.seen().clone());
@@ -200,4 +200,80 @@ fn reports_newest_first_all_land() {
     w.close_until(step_end(47));
     assert_eq!(w.observed_steps(), 48);
     assert_eq!(w.step(0).unwrap().to_metrics().cpu_idle_pct, Some(0.0));
+}
+
+/// Every metric, varied by step and server, so a tier mix-up shows in any of them.
+fn all(s: i64) -> Metrics {
+    let v = |k: i64| Some(((s * 7 + k * 13) % 97) as f32 + 0.5);
+    Metrics {
+        cpu_user_pct: v(1),
+        cpu_sys_pct: v(2),
+        cpu_iowait_pct: v(3),
+        cpu_idle_pct: v(4),
+        java_cpu_pct: v(5),
+        mem_used_pct: v(6),
+        swap_used_pct: v(7),
+        disk_usage_pct: v(8),
+        net_in_mb_s: v(9),
+        net_out_mb_s: v(10),
+        back_close_wait: v(11),
+        front_close_wait: v(12),
+        load_average: v(13),
+        uptime_days: v(14),
+    }
+}
+
+#[test]
+fn a_tiered_window_reads_like_a_whole_one_where_it_is_read() {
+    let (cap, full) = (40, 6);
+    let mut whole = win(cap);
+    let mut tiered = ServerWindow::tiered("ppdb001".into(), Profile::Database, 0, cap, full);
+    // Gaps and a step with no target source (java CPU only) on the way.
+    for s in (0..90).filter(|s| s % 11 != 3) {
+        let m = if s % 17 == 5 { Metrics { java_cpu_pct: Some(3.0), ..Default::default() } } else { all(s) };
+        assert_eq!(whole.add(at(s, 0), &m), tiered.add(at(s, 0), &m), "step {s}");
+    }
+    assert_eq!(tiered.capacity(), cap);
+    assert_eq!(tiered.observed_steps(), whole.observed_steps());
+    assert_eq!(tiered.observed_mask() & source_bits(), whole.observed_mask() & source_bits());
+    assert_eq!(tiered.known_span(36), whole.known_span(36));
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for t in Target::ALL {
+        whole.history(t, &mut a);
+        tiered.history(t, &mut b);
+        assert_eq!(a.len(), cap);
+        assert!(a.iter().zip(&b).all(|(x, y)| x == y || (x.is_nan() && y.is_nan())), "{t:?}: history differs");
+        let (mut ra, mut rb) = (Vec::new(), Vec::new());
+        whole.recent(t, 30, &mut ra);
+        tiered.recent(t, 30, &mut rb);
+        assert_eq!(ra, rb, "{t:?}: recent differs");
+    }
+    let (mut pa, mut ma, mut pb, mut mb) = (vec![0.0; full * 14], vec![0.0; full * 14], vec![0.0; full * 14], vec![0.0; full * 14]);
+    whole.fill_past(&mut pa, &mut ma);
+    tiered.fill_past(&mut pb, &mut mb);
+    assert_eq!((pa, ma), (pb, mb), "the model's input is the full tier's");
+    assert_eq!(whole.latest(), tiered.latest());
+    // Before the full tier a step keeps its targets' sources only.
+    let last = tiered.last_closed().unwrap();
+    let old = tiered.step(last - 10).unwrap();
+    assert_eq!(old.mask, whole.step(last - 10).unwrap().mask & source_bits());
+    assert_eq!(old.get(Metric::CpuIdle.index()), whole.step(last - 10).unwrap().get(Metric::CpuIdle.index()));
+    assert_eq!(tiered.step(last - 2), whole.step(last - 2), "inside the full tier: every metric");
+}
+
+#[test]
+fn a_late_fill_before_the_full_tier_takes_target_sources_only() {
+    let mut w = ServerWindow::tiered("ppdb001".into(), Profile::Database, 0, 20, 4);
+    for s in 0..12 {
+        w.add(at(s, 0), &Metrics { mem_used_pct: Some(40.0), ..Default::default() });
+    }
+    let observed = w.observed_steps();
+    assert_eq!(w.add(at(2, 30), &Metrics { java_cpu_pct: Some(5.0), ..Default::default() }), AddOutcome::Duplicate, "not kept there");
+    assert_eq!(w.add(at(2, 30), &m(70.0)), AddOutcome::Filled, "CPU is a target's source");
+    assert_eq!(w.add(at(2, 40), &m(10.0)), AddOutcome::Duplicate, "already filled");
+    assert_eq!(w.step(2).unwrap().to_metrics().cpu_idle_pct, Some(70.0));
+    assert_eq!(w.observed_steps(), observed);
+    let mut cpu = Vec::new();
+    w.history(Target::Cpu, &mut cpu);
+    assert_eq!(cpu.iter().filter(|v| !v.is_nan()).count(), 1, "the filled step's CPU only");
 }

@@ -94,9 +94,10 @@ pub struct Options {
 /// Replays `series` (one timeline: all of them are one fleet) and scores them.
 pub fn run(series: &[Series], model: &Path, dylib: &Path, opts: &Options) -> anyhow::Result<Vec<Scored>> {
     let workers = Workers::load(model, &model.with_extension("json"), dylib, opts.workers, 128, 1)?;
-    let capacity = workers.manifest().encoder_steps.max(crate::methods::HISTORY_STEPS);
+    let encoder = workers.manifest().encoder_steps;
+    let capacity = encoder.max(crate::methods::HISTORY_STEPS);
     let mut engine = Engine::new(workers, 12, 0);
-    let mut reg = Registry::new(capacity);
+    let mut reg = Registry::tiered(capacity, encoder);
     let index: HashMap<&str, usize> = series.iter().enumerate().map(|(i, s)| (s.name.as_str(), i)).collect();
     let mut scored: Vec<Scored> = series
         .iter()

@@ -57,14 +57,18 @@ async fn assert_every_step_as_sent(client: &async_nats::Client, snap: &Snapshot,
     assert!(bad.is_empty(), "{} values differ from what was sent:\n{}", bad.len(), bad[..bad.len().min(20)].join("\n"));
 }
 
-/// The `windows` bucket, read back as a starting predictor reads it, holds every metric of
-/// every step of every server as sent.
+/// The `windows` bucket, read back as a starting predictor reads it, holds every step of every
+/// server as sent: every metric of the steps the model reads (its encoder's), the targets'
+/// source metrics of the older ones (all the window keeps of them, `window.rs`).
 async fn assert_bucket_as_sent(js: &jetstream::Context, names: &[String], t0: i64) {
     let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(fixture("tiny.json")).unwrap()).unwrap();
     // As `run.rs` sizes it: the model's encoder steps or the statistical methods' history.
-    let capacity = (manifest["encoder_steps"].as_u64().unwrap() as usize).max(predictor::methods::HISTORY_STEPS);
+    let encoder = manifest["encoder_steps"].as_u64().unwrap() as usize;
+    let capacity = encoder.max(predictor::methods::HISTORY_STEPS);
     let store = WindowStore::open(js, schemas::subjects::BUCKET_WINDOWS, capacity, Duration::from_secs(8 * 86_400)).await.unwrap();
-    let mut reg = Registry::new(capacity);
+    let mut reg = Registry::tiered(capacity, encoder);
+    let sources: Vec<Metric> = Target::ALL.iter().map(|t| t.source_metric()).collect();
+    assert!((encoder as i64) < STEPS, "the run covers steps before the encoder's too");
     assert_eq!(store.load(&mut reg, predictor::run::wall_ms()).await.unwrap(), SERVERS, "servers in the bucket");
     let mut bad = Vec::new();
     for (i, name) in names.iter().enumerate() {
@@ -76,7 +80,8 @@ async fn assert_bucket_as_sent(js: &jetstream::Context, names: &[String], t0: i6
                 bad.push(format!("{name} step {s}: not in the window"));
                 continue;
             };
-            for m in Metric::ALL {
+            let kept = if s >= STEPS - encoder as i64 { Metric::ALL.to_vec() } else { sources.clone() };
+            for m in kept {
                 let (got, want) = (stored.get(m.index()), sent.get(m));
                 if !matches!((got, want), (Some(g), Some(w)) if close(g, w)) {
                     bad.push(format!("{name} step {s} {}: stored {got:?}, sent {want:?}", m.name()));
