@@ -19,7 +19,7 @@
 
 use schemas::{Method, Target, TargetForecast};
 
-use crate::bands::{median, p10_p90, Bands, ServerBands, MIN_SAMPLES};
+use crate::bands::{median, median_large, p10_p50_p90, p10_p90, Bands, ServerBands, MIN_SAMPLES};
 use crate::select::Candidates;
 use crate::window::ServerWindow;
 
@@ -69,6 +69,8 @@ pub struct Scratch {
     values: Vec<f32>,
     lo: Vec<f32>,
     hi: Vec<f32>,
+    /// [`median_large`]'s bracket.
+    band: Vec<f32>,
 }
 
 impl Basis {
@@ -84,7 +86,7 @@ impl Basis {
         buf.extend(history.iter().rev().filter(|v| v.is_finite()).take(LEVEL_STEPS));
         let level = median(buf);
 
-        let (slope, intercept) = theil_sen(&history[n.saturating_sub(TREND_STEPS)..], buf).unwrap_or((0.0, level));
+        let (slope, intercept) = theil_sen(&history[n.saturating_sub(TREND_STEPS)..], buf, &mut scratch.band).unwrap_or((0.0, level));
 
         buf.clear();
         buf.extend((SEASON..n).map(|s| history[s] - history[s - SEASON]).filter(|d| d.is_finite()));
@@ -92,8 +94,7 @@ impl Basis {
 
         buf.clear();
         buf.extend(history[n.saturating_sub(SEASON)..].iter().filter(|v| v.is_finite()));
-        let (lo, hi) = p10_p90(buf);
-        let day = (lo, median(buf), hi);
+        let day = p10_p50_p90(buf);
         Some(Basis { last, level, slope, intercept, season, day, bands })
     }
 
@@ -267,6 +268,12 @@ impl Statistical {
         c.drain_into(&mut self.pool);
         self.pool.truncate(POOL_CAP);
     }
+
+    /// Gives `c` recycled buffers for the forecasts added after these methods' (the model's and
+    /// the ensemble's, one per target each; [`Candidates::stock`]).
+    pub fn stock(&mut self, c: &mut Candidates) {
+        c.stock(&mut self.pool, 2 * schemas::TARGET_COUNT);
+    }
 }
 
 /// Theil–Sen line through the finite points of `y` (x = step index): the median of pairwise
@@ -274,26 +281,35 @@ impl Statistical {
 /// points projected along it. `None` with fewer than 6 slopes. All pairs: keeping only pairs
 /// far apart (a quarter of the work) made the trend's P50 q-risk 5 % worse on the Bitbrains
 /// VMs, the noisy close pairs pull the slope toward 0, which pays off 8 hours out.
-fn theil_sen(y: &[f32], buf: &mut Vec<f32>) -> Option<(f32, f32)> {
+fn theil_sen(y: &[f32], buf: &mut Vec<f32>, band: &mut Vec<f32>) -> Option<(f32, f32)> {
     let n = y.len();
     buf.clear();
     // Multiplying by a reciprocal from this table instead of dividing.
     static RECIPROCAL: std::sync::LazyLock<[f32; TREND_STEPS]> =
         std::sync::LazyLock::new(|| std::array::from_fn(|d| 1.0 / d.max(1) as f32));
-    for j in 0..n.min(TREND_STEPS) {
-        if !y[j].is_finite() {
-            continue;
+    let (head, reciprocal) = (&y[..n.min(TREND_STEPS)], &*RECIPROCAL);
+    if head.iter().all(|v| v.is_finite()) {
+        // The usual case, every step reported: the same slopes in the same order, each row
+        // without a test per pair, so the compiler vectorises it (d = j - i counts down to 1).
+        for (j, &yj) in head.iter().enumerate().skip(1) {
+            buf.extend(head[..j].iter().zip(reciprocal[1..=j].iter().rev()).map(|(yi, r)| (yj - yi) * r));
         }
-        for i in 0..j {
-            if y[i].is_finite() {
-                buf.push((y[j] - y[i]) * RECIPROCAL[j - i]);
+    } else {
+        for j in 0..n.min(TREND_STEPS) {
+            if !y[j].is_finite() {
+                continue;
+            }
+            for i in 0..j {
+                if y[i].is_finite() {
+                    buf.push((y[j] - y[i]) * reciprocal[j - i]);
+                }
             }
         }
     }
     if buf.len() < 6 {
         return None;
     }
-    let slope = median(buf);
+    let slope = median_large(buf, band);
     buf.clear();
     buf.extend((0..n).rev().filter(|&i| y[i].is_finite()).take(TREND_ANCHOR_STEPS).map(|i| y[i] + slope * (n - 1 - i) as f32));
     Some((slope, median(buf)))
