@@ -283,9 +283,13 @@ impl ServerWindow {
     pub fn history(&self, target: Target, out: &mut Vec<f32>) {
         out.clear();
         let Some(last) = self.last_closed else { return };
-        let n = self.ring.len() as i64;
         let source = target.source_metric().index();
-        out.extend((last - n + 1..=last).map(|s| self.ring[self.slot(s)].get(source).map_or(f32::NAN, |v| target.from_source(v))));
+        // Steps last - len + 1 ..= last fill the ring from the slot after the latest's, wrapping:
+        // two runs of the ring, so one modulo per call instead of one (a division) per step
+        // (8 targets x 384 steps per server and tick).
+        let oldest = self.slot(last + 1);
+        let (newer, older) = self.ring.split_at(oldest);
+        out.extend(older.iter().chain(newer).map(|v| v.get(source).map_or(f32::NAN, |v| target.from_source(v))));
     }
 
     /// The last `n` closed steps' values of `target`, oldest first (`None` = not reported).
