@@ -18,7 +18,7 @@ use predictor::registry::Registry;
 use predictor::select::{self, Candidates};
 use predictor::tick::Engine;
 use predictor::workers::Workers;
-use schemas::{Method, MetricRecord, Metrics, MetricsBatch, STEP_MS};
+use schemas::{MetricRecord, Metrics, MetricsBatch, STEP_MS};
 
 #[derive(Parser)]
 struct Args {
@@ -170,10 +170,10 @@ fn main() -> anyhow::Result<()> {
 }
 
 /// Median ms of one tick's forecasts of `ready`, every method: the workers fill features, run
-/// the statistical methods and the model, and this thread combines the ensemble and chooses
-/// each target's method, as the engine does, without a server's record (so the default choice).
+/// the statistical methods and the model and turn its outputs into forecasts, and this thread
+/// combines the ensemble and chooses each target's method, as the engine does, without a
+/// server's record (so the default choice).
 fn forecasts_alone(workers: &mut Workers, reg: &Registry, ready: &[u32], ticks: usize) -> anyhow::Result<f64> {
-    let (h, sq) = (workers.manifest().horizon_steps, workers.sizes().quantiles);
     let mut candidates = Candidates::default();
     let mut published = Vec::new();
     let mut times = Vec::new();
@@ -183,7 +183,6 @@ fn forecasts_alone(workers: &mut Workers, reg: &Registry, ready: &[u32], ticks: 
         workers.run(reg, ready, |chunk, out| {
             for row in 0..chunk.len() {
                 std::mem::swap(&mut candidates, &mut out.statistical[row]);
-                predictor::snapshot::forecast_from(&out.quantiles[row * sq..(row + 1) * sq], h, candidates.of_mut(Method::Model));
                 candidates.combine(|_, _| None);
                 select::publish(&candidates, |_, _| None, &mut published);
                 count += usize::from(!published.is_empty());

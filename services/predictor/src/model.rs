@@ -109,8 +109,9 @@ pub struct Outputs {
     pub quantiles: Vec<f32>,
     pub var_weights: Vec<f32>,
     pub attention: Vec<f32>,
-    /// Per row, the statistical methods' forecasts, filled by the inference worker beside the
-    /// model's outputs (`workers.rs`) so they run in parallel too; [`Model::run`] leaves them.
+    /// Per row, the statistical methods' forecasts and the model's own (from `quantiles`),
+    /// filled by the inference worker (`workers.rs`) so they run in parallel too; [`Model::run`]
+    /// leaves them.
     pub statistical: Vec<crate::select::Candidates>,
 }
 

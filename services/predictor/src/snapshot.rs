@@ -24,17 +24,19 @@ const HEADER_ROOM: usize = 512;
 
 /// Fills `out` with the forecast of one server from its `quantiles` row (`[H, 8, 3]`).
 /// The three quantiles are put in order, so P10 <= P50 <= P90 holds even for a model that
-/// lets them cross.
+/// lets them cross. The forecasts already in `out` are overwritten, so their buffers are
+/// reused (the inference workers hand in recycled ones: a tick allocates nothing for them).
 pub fn forecast_from(row: &[f32], h: usize, out: &mut Vec<TargetForecast>) {
-    out.clear();
-    for (j, target) in Target::ALL.iter().enumerate() {
-        let mut f = TargetForecast {
-            target: *target,
-            method: schemas::Method::Model,
-            p10: Vec::with_capacity(h),
-            p50: Vec::with_capacity(h),
-            p90: Vec::with_capacity(h),
-        };
+    out.truncate(TARGET_COUNT);
+    let empty = || TargetForecast { target: Target::Cpu, method: schemas::Method::Model, p10: vec![], p50: vec![], p90: vec![] };
+    out.resize_with(TARGET_COUNT, empty);
+    for ((j, target), f) in Target::ALL.iter().enumerate().zip(out.iter_mut()) {
+        f.target = *target;
+        f.method = schemas::Method::Model;
+        for c in [&mut f.p10, &mut f.p50, &mut f.p90] {
+            c.clear();
+            c.reserve(h);
+        }
         for step in 0..h {
             let at = (step * TARGET_COUNT + j) * QUANTILES;
             let (a, b, c) = (row[at], row[at + 1], row[at + 2]);
@@ -42,7 +44,6 @@ pub fn forecast_from(row: &[f32], h: usize, out: &mut Vec<TargetForecast>) {
             f.p50.push(median3(a, b, c));
             f.p90.push(a.max(b).max(c));
         }
-        out.push(f);
     }
 }
 

@@ -10,7 +10,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use schemas::history::TickSummary;
 use schemas::{
-    AlertEvent, AlertState, Method, ModelInfo, ProfileThresholds, ServerForecast, ServerSummary, SnapshotHeader, Warmup, SCHEMA_VERSION,
+    AlertEvent, AlertState, ModelInfo, ProfileThresholds, ServerForecast, ServerSummary, SnapshotHeader, Warmup, SCHEMA_VERSION,
 };
 
 use crate::domain::fleet::ServerStatus;
@@ -19,7 +19,7 @@ use crate::domain::{Domain, Observed};
 use crate::model::Manifest;
 use crate::registry::Registry;
 use crate::select::Candidates;
-use crate::snapshot::{drop_unobserved, entry, explanation_from, forecast_from, PartPlan};
+use crate::snapshot::{entry, explanation_from, PartPlan};
 use crate::stats::{ms, Stages};
 use crate::step::step_start;
 use crate::window::ServerWindow;
@@ -208,7 +208,7 @@ impl Engine {
     ) -> anyhow::Result<TickOutput> {
         let mut stages = Stages::default();
         self.outs.resize_with(reg.len(), || None);
-        let (t, h, min) = (self.info.encoder_steps as usize, self.info.horizon_steps as usize, self.info.min_history_steps as usize);
+        let (t, min) = (self.info.encoder_steps as usize, self.info.min_history_steps as usize);
         let (ready, warming): (Vec<u32>, Vec<u32>) = due
             .iter()
             .copied()
@@ -216,7 +216,6 @@ impl Engine {
             .partition(|id| reg.server(*id).observed_steps() >= min);
         let tick_ms = due.iter().filter_map(|id| reg.server(*id).last_closed()).max().map_or(wall_ms, step_start);
         let mut workers = self.workers.lock().unwrap_or_else(|p| p.into_inner());
-        let sq = workers.sizes().quantiles;
         // The workers run the chunks; this thread assesses and encodes each chunk's servers in
         // order as its outputs arrive (the domain is stateful, the snapshot must not depend on
         // which worker ran what).
@@ -227,11 +226,8 @@ impl Engine {
                 let w = reg.server(id);
                 let last_ms = w.last_closed().map_or(tick_ms, step_start);
                 let current = w.latest().map(|v| v.to_metrics()).unwrap_or_default();
-                // The worker ran the statistical methods; the model's forecast joins them.
+                // The worker ran the statistical methods and made the model's forecast.
                 std::mem::swap(candidates, &mut out.statistical[row]);
-                let model = candidates.of_mut(Method::Model);
-                forecast_from(&out.quantiles[row * sq..(row + 1) * sq], h, model);
-                drop_unobserved(model, w.observed_mask());
                 let seen = Observed { server: &w.name, profile: w.profile, last_ms, current: &current };
                 let verdict = domain.judge(tick_ms, seen, Some(candidates));
                 observe(w, candidates, &verdict.forecast);

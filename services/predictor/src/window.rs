@@ -330,16 +330,13 @@ impl ServerWindow {
     pub fn history(&self, target: Target, out: &mut Vec<f32>) {
         out.clear();
         let Some(last) = self.last_closed else { return };
-        let n = self.tail.len() as i64;
         let (k, bit) = (target_slot(target), 1 << target.source_metric().index());
-        out.extend((last - n + 1..=last).map(|s| {
-            let v = &self.tail[self.tail_slot(s)];
-            if v.mask & bit != 0 {
-                target.from_source(v.values[k])
-            } else {
-                f32::NAN
-            }
-        }));
+        // Steps last - len + 1 ..= last fill the tail from the slot after the latest's,
+        // wrapping: two runs of it, so one modulo per call instead of one (a division) per
+        // step (8 targets x 384 steps per server and tick).
+        let oldest = self.tail_slot(last + 1);
+        let (newer, older) = self.tail.split_at(oldest);
+        out.extend(older.iter().chain(newer).map(|v| if v.mask & bit != 0 { target.from_source(v.values[k]) } else { f32::NAN }));
     }
 
     /// The last `n` closed steps' values of `target`, oldest first (`None` = not reported).

@@ -24,10 +24,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
 
+use schemas::{Method, TARGET_COUNT};
+
 use crate::features::FeatureBuilder;
 use crate::methods::Statistical;
 use crate::model::{Manifest, Model, Outputs, Sizes};
 use crate::registry::Registry;
+use crate::snapshot::{drop_unobserved, forecast_from};
 use crate::stats::ms;
 
 struct Worker {
@@ -39,8 +42,8 @@ struct Worker {
 /// Where a tick's parallel part spent its time (milliseconds).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Timing {
-    /// Feature filling and the statistical methods per worker (the mean over workers, as they
-    /// run side by side).
+    /// Feature filling, the statistical methods and the model's forecasts from its outputs per
+    /// worker (the mean over workers, as they run side by side).
     pub features_ms: f64,
     /// Wall time from the start until the last chunk's outputs were ready, less `features_ms`.
     pub inference_ms: f64,
@@ -102,8 +105,9 @@ impl Workers {
 
     /// Runs the servers `ready` (each must have a closed step) in chunks on the workers and
     /// calls `each(chunk, outputs)` on this thread for every chunk, in order; `outputs` holds
-    /// the chunk's rows in the chunk's order (model outputs and statistical forecasts; `each`
-    /// may take the latter out). The first error (a worker's or `each`'s) stops
+    /// the chunk's rows in the chunk's order (model outputs, and per row every method's
+    /// forecasts but the ensemble: the statistical methods' and the model's, from its
+    /// quantiles, targets never observed left out; `each` may take them out). The first error (a worker's or `each`'s) stops
     /// the remaining chunks and is returned.
     pub fn run<F>(&mut self, reg: &Registry, ready: &[u32], mut each: F) -> anyhow::Result<Timing>
     where
@@ -245,15 +249,34 @@ impl Worker {
             for (c, id) in out.statistical.iter_mut().zip(chunk.iter()) {
                 self.statistical.recycle(c);
                 self.statistical.fill(reg.server(*id), *id, reg.bands(*id), h, c);
+                self.statistical.stock(c);
             }
             filled += clock.elapsed();
-            let result = self.model.run(chunk.len(), &mut out).map(|()| out);
+            let result = self.model.run(chunk.len(), &mut out);
+            let clock = Instant::now();
+            if result.is_ok() {
+                model_forecasts(reg, chunk, h, self.model.sizes().quantiles, &mut out);
+            }
+            filled += clock.elapsed();
+            let result = result.map(|()| out);
             // The receiver is gone only when the tick already failed; nothing to report then.
             if tx.send((k, result)).is_err() {
                 break;
             }
         }
         filled
+    }
+}
+
+/// Each row's model forecast from its quantiles, into its candidates (in buffers they were
+/// stocked with): here, in parallel, rather than on the thread that judges the servers one by
+/// one.
+fn model_forecasts(reg: &Registry, chunk: &[u32], h: usize, per_row: usize, out: &mut Outputs) {
+    for (row, (c, id)) in out.statistical.iter_mut().zip(chunk).enumerate() {
+        c.lend(Method::Model, TARGET_COUNT);
+        let model = c.of_mut(Method::Model);
+        forecast_from(&out.quantiles[row * per_row..(row + 1) * per_row], h, model);
+        drop_unobserved(model, reg.server(*id).observed_mask());
     }
 }
 
