@@ -131,12 +131,7 @@ mod tests {
         }
         let encoded = whole.encode_parts(max).unwrap();
         assert_eq!(encoded, parts.iter().map(|p| crate::encode(p).unwrap()).collect::<Vec<_>>(), "encode_parts = split, encoded");
-        let mut it = parts.into_iter();
-        let mut back = it.next().unwrap();
-        for p in it {
-            assert!(back.absorb(p));
-        }
-        back.part = None;
+        let mut back = join(parts);
         assert_eq!(back, whole);
         // A small one stays whole, without a part number on the wire.
         let small = summary(10);
@@ -162,12 +157,17 @@ mod tests {
             assert!(crate::encode(p).unwrap().len() <= max, "part {k} of {}", parts.len());
         }
         assert!(parts.iter().all(|p| !p.opened.is_empty()), "every part carries some opened ids");
+        assert_eq!(join(parts), whole);
+    }
+
+    /// The parts absorbed in order into the first, as a whole summary (no part number).
+    fn join(parts: Vec<TickSummary>) -> TickSummary {
         let mut it = parts.into_iter();
         let mut back = it.next().unwrap();
         for p in it {
             assert!(back.absorb(p));
         }
         back.part = None;
-        assert_eq!(back, whole);
+        back
     }
 }
