@@ -299,10 +299,29 @@ impl Publisher {
     }
 
     /// Publishes the `pending` parts back to back, then awaits their acks; returns failures.
-    /// Parts are numbered within their partition (all of them unpartitioned).
+    /// Parts are numbered within their partition (all of them unpartitioned). At most
+    /// [`crate::acks::DEFAULT_LIMIT`] acks are held at once: async-nats's publish waits
+    /// forever for a permit once 5,000 are held (see `acks.rs`).
     async fn send_round(&self, seq: u64, parts: &[Part], pending: &[usize]) -> Vec<(usize, jetstream::context::PublishError)> {
         let labels = partitioned::label(parts, self.partitions);
         let mut failed = Vec::new();
+        for batch in pending.chunks(crate::acks::DEFAULT_LIMIT) {
+            self.send_batch(seq, parts, batch, &labels, &mut failed).await;
+        }
+        failed.sort_by_key(|(i, _)| *i);
+        failed
+    }
+
+    /// [`Self::send_round`] for one batch of parts: sends them, then awaits their acks,
+    /// adding failures to `failed`.
+    async fn send_batch(
+        &self,
+        seq: u64,
+        parts: &[Part],
+        pending: &[usize],
+        labels: &[(usize, usize)],
+        failed: &mut Vec<(usize, jetstream::context::PublishError)>,
+    ) {
         let mut acks = Vec::with_capacity(pending.len());
         for &i in pending {
             let (p, (index, count)) = (parts[i].partition, labels[i]);
@@ -321,8 +340,6 @@ impl Publisher {
                 failed.push((i, e));
             }
         }
-        failed.sort_by_key(|(i, _)| *i);
-        failed
     }
 }
 
