@@ -41,6 +41,13 @@ impl AckWindow {
         Ok(())
     }
 
+    /// The same outstanding acks under a new bound (at least 1), awaited lazily as more are
+    /// pushed: a publisher can send a few large messages, then many small ones, on one window.
+    pub fn with_limit(mut self, limit: usize) -> AckWindow {
+        self.limit = limit.max(1);
+        self
+    }
+
     /// Publishes not yet acknowledged.
     pub fn outstanding(&self) -> usize {
         self.pending.len()

@@ -89,10 +89,10 @@ impl Publisher {
             bytes += part.len();
             self.send(self.snapshot_subject.clone(), part, &mut parts).await?;
         }
-        parts.finish().await?;
-        // A tick can announce tens of thousands of alert events; the window keeps their acks
-        // under async-nats's per-context limit (see `fleetbus::acks`).
-        let mut acks = AckWindow::new(fleetbus::acks::DEFAULT_LIMIT);
+        // The last parts' acks stay outstanding behind the small messages that follow. A tick
+        // can announce tens of thousands of alert events; the window keeps their acks under
+        // async-nats's per-context limit (see `fleetbus::acks`).
+        let mut acks = parts.with_limit(fleetbus::acks::DEFAULT_LIMIT);
         // Every server's risk and level: split when over the broker's payload (100,000 servers
         // take about 2 MB).
         for part in out.summary.encode_parts(max_payload.saturating_sub(1024).max(4096))? {
