@@ -13,9 +13,9 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::Parser;
+use predictor::domain::scoring::Scoring;
 use predictor::ingest::{ingest, Limits};
 use predictor::registry::Registry;
-use predictor::select::{self, Candidates};
 use predictor::tick::Engine;
 use predictor::workers::Workers;
 use schemas::{MetricRecord, Metrics, MetricsBatch, STEP_MS};
@@ -170,23 +170,17 @@ fn main() -> anyhow::Result<()> {
 }
 
 /// Median ms of one tick's forecasts of `ready`, every method: the workers fill features, run
-/// the statistical methods and the model and turn its outputs into forecasts, and this thread
-/// combines the ensemble and chooses each target's method, as the engine does, without a
-/// server's record (so the default choice).
+/// the statistical methods and the model, turn its outputs into forecasts, combine the
+/// ensemble and choose each target's method, as the engine does, without a server's record
+/// (so the default choice; nothing scored or recorded).
 fn forecasts_alone(workers: &mut Workers, reg: &Registry, ready: &[u32], ticks: usize) -> anyhow::Result<f64> {
-    let mut candidates = Candidates::default();
-    let mut published = Vec::new();
+    let no_records = Scoring::default();
     let mut times = Vec::new();
     let mut count = 0;
     for _ in 0..ticks.max(3) {
         let clock = Instant::now();
-        workers.run(reg, ready, |chunk, out| {
-            for row in 0..chunk.len() {
-                std::mem::swap(&mut candidates, &mut out.statistical[row]);
-                candidates.combine(|_, _| None);
-                select::publish(&candidates, |_, _| None, &mut published);
-                count += usize::from(!published.is_empty());
-            }
+        workers.run(reg, &no_records, ready, |chunk, out| {
+            count += out.published[..chunk.len()].iter().filter(|p| !p.is_empty()).count();
             Ok(())
         })?;
         times.push(clock.elapsed().as_secs_f64() * 1000.0);

@@ -5,7 +5,7 @@
 pub mod domain;
 /// The domain modules at their former paths (`predictor::risk`, ...), which the integration
 /// tests still use.
-pub use domain::{accuracy, alerts, bands, fleet, methods, risk, select, thresholds};
+pub use domain::{accuracy, alerts, bands, fleet, methods, risk, rolling, select, thresholds};
 
 // The I/O pipeline: ingest, windows in KV, batched inference, snapshot, publishing, stats.
 pub mod backtest;

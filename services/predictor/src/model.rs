@@ -113,6 +113,11 @@ pub struct Outputs {
     /// filled by the inference worker (`workers.rs`) so they run in parallel too; [`Model::run`]
     /// leaves them.
     pub statistical: Vec<crate::select::Candidates>,
+    /// Per row, the published forecast the worker chose from them
+    /// (`domain::scoring::Scoring::choose`); empty for a row not past warm-up.
+    pub published: Vec<Vec<schemas::TargetForecast>>,
+    /// What the chunk's scored points add to the fleet's rolling sums, in row order.
+    pub sums: crate::domain::scoring::StepSums,
 }
 
 fn environment(dylib: &Path) -> anyhow::Result<&'static Environment> {

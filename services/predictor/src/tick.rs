@@ -1,6 +1,7 @@
 //! One tick, the CPU part: for every server whose step just closed, the inference workers
-//! build its model inputs and run the model in chunks, concurrently (`workers.rs`); this
-//! thread turns each output row into a forecast, assesses it (the domain seam) and encodes its
+//! build its model inputs, run the model and the statistical methods and choose its published
+//! forecast in chunks, concurrently (`workers.rs`); this thread assesses each server (the
+//! domain seam, in order: the alert book is one) and encodes its
 //! `ServerForecast` (for KV `forecasts`) and its `ServerSummary` (for the snapshot) once, chunk
 //! by chunk in order, then plans the snapshot parts from every server's cached summary bytes
 //! and writes the tick summary. Publishing is `publish.rs`'s job.
@@ -15,7 +16,8 @@ use schemas::{
 
 use crate::domain::fleet::ServerStatus;
 use crate::domain::risk::Assessment;
-use crate::domain::{Domain, Observed};
+use crate::domain::scoring::{Scoring, StepSums};
+use crate::domain::{Domain, Observed, Published};
 use crate::model::Manifest;
 use crate::registry::Registry;
 use crate::select::Candidates;
@@ -74,9 +76,10 @@ pub struct Engine {
     recent_steps: usize,
     outs: Vec<Option<ServerOut>>,
     domain: Domain,
+    /// Every server's pending forecasts and method records, which the workers score and choose by.
+    scoring: Scoring,
     seq: u64,
     enc: Vec<u8>,
-    candidates: Candidates,
     /// Whether each server's `/metrics` gauges are kept ([`Engine::keep_gauges`]).
     gauges: bool,
 }
@@ -100,9 +103,9 @@ impl Engine {
             recent_steps,
             outs: Vec::new(),
             domain: Domain::default(),
+            scoring: Scoring::default(),
             seq,
             enc: Vec::with_capacity(32 * 1024),
-            candidates: Candidates::default(),
             gauges: false,
         }
     }
@@ -215,21 +218,27 @@ impl Engine {
             .filter(|id| reg.server(*id).last_closed().is_some())
             .partition(|id| reg.server(*id).observed_steps() >= min);
         let tick_ms = due.iter().filter_map(|id| reg.server(*id).last_closed()).max().map_or(wall_ms, step_start);
+        self.scoring.ensure(reg.len());
         let mut workers = self.workers.lock().unwrap_or_else(|p| p.into_inner());
         // The workers run the chunks; this thread assesses and encodes each chunk's servers in
         // order as its outputs arrive (the domain is stateful, the snapshot must not depend on
         // which worker ran what).
-        let Engine { domain, recent_steps, enc, outs, candidates, gauges, .. } = self;
-        let timing = workers.run(reg, &ready, |chunk, out| {
+        let Engine { domain, scoring, recent_steps, enc, outs, gauges, .. } = self;
+        let timing = workers.run(reg, scoring, &ready, |chunk, out| {
+            let clock = Instant::now();
+            domain.add_sums(&out.sums);
+            stages.risk_ms += ms(clock.elapsed());
             for (row, &id) in chunk.iter().enumerate() {
                 let clock = Instant::now();
                 let w = reg.server(id);
                 let last_ms = w.last_closed().map_or(tick_ms, step_start);
                 let current = w.latest().map(|v| v.to_metrics()).unwrap_or_default();
-                // The worker ran the statistical methods and made the model's forecast.
-                std::mem::swap(candidates, &mut out.statistical[row]);
-                let seen = Observed { server: &w.name, profile: w.profile, last_ms, current: &current };
-                let verdict = domain.judge(tick_ms, seen, Some(candidates));
+                // The worker ran every method and chose what to publish.
+                let candidates = &out.statistical[row];
+                let model_ran = !candidates.of(schemas::Method::Model).is_empty();
+                let forecast = std::mem::take(&mut out.published[row]);
+                let seen = Observed { server: &w.name, profile: w.profile, current: &current };
+                let verdict = domain.judge(tick_ms, seen, Some(Published { forecast, model_ran }));
                 observe(w, candidates, &verdict.forecast);
                 stages.risk_ms += ms(clock.elapsed());
                 let clock = Instant::now();
@@ -246,12 +255,16 @@ impl Engine {
         drop(workers);
         stages.features_ms += timing.features_ms;
         stages.inference_ms += timing.inference_ms;
+        let mut sums = StepSums::default();
         for &id in &warming {
             let clock = Instant::now();
             let w = reg.server(id);
             let last_ms = w.last_closed().map_or(tick_ms, step_start);
             let current = w.latest().map(|v| v.to_metrics()).unwrap_or_default();
-            let seen = Observed { server: &w.name, profile: w.profile, last_ms, current: &current };
+            sums.clear();
+            self.scoring.warming(id, last_ms, &current, &mut sums);
+            self.domain.add_sums(&sums);
+            let seen = Observed { server: &w.name, profile: w.profile, current: &current };
             let verdict = self.domain.judge(tick_ms, seen, None);
             stages.risk_ms += ms(clock.elapsed());
             let clock = Instant::now();
@@ -267,7 +280,10 @@ impl Engine {
             .iter()
             .zip(reg.servers())
             .filter_map(|(o, w)| o.as_ref().map(|o| ServerStatus { server: &w.name, assessment: &o.assessment, warming: o.warming }));
-        let (fleet, accuracy) = self.domain.finish(tick_ms, statuses);
+        let (fleet, accuracy, prune) = self.domain.finish(tick_ms, statuses);
+        if prune {
+            self.scoring.prune(tick_ms);
+        }
         let events = self.domain.take_events();
         stages.risk_ms += ms(clock.elapsed());
 

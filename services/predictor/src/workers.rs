@@ -4,8 +4,9 @@
 //! Why data parallelism and not more intra-op threads: the model is small (hidden 8) and
 //! elementwise-bound, so one session with 2 intra-op threads gains far less than 2x over one
 //! thread (see BENCHMARKS.md), while two single-threaded sessions on two chunks scale almost
-//! linearly. Each worker also fills its own chunk's features and runs the statistical methods
-//! on its chunk's windows (`methods.rs`), so that work is parallel too.
+//! linearly. Each worker also fills its own chunk's features, runs the statistical methods
+//! on its chunk's windows (`methods.rs`), and scores its servers' matured forecasts and
+//! chooses their published methods (`domain/scoring.rs`), so that work is parallel too.
 //!
 //! The chunks' outputs are handed to the caller on the calling thread in chunk order, as soon
 //! as each is ready, so the caller's post-processing (the stateful domain, encoding) stays
@@ -26,12 +27,14 @@ use anyhow::anyhow;
 
 use schemas::{Method, TARGET_COUNT};
 
+use crate::domain::scoring::Scoring;
 use crate::features::FeatureBuilder;
 use crate::methods::Statistical;
 use crate::model::{Manifest, Model, Outputs, Sizes};
 use crate::registry::Registry;
 use crate::snapshot::{drop_unobserved, forecast_from};
 use crate::stats::ms;
+use crate::step::step_start;
 
 struct Worker {
     model: Model,
@@ -105,11 +108,12 @@ impl Workers {
 
     /// Runs the servers `ready` (each must have a closed step) in chunks on the workers and
     /// calls `each(chunk, outputs)` on this thread for every chunk, in order; `outputs` holds
-    /// the chunk's rows in the chunk's order (model outputs, and per row every method's
-    /// forecasts but the ensemble: the statistical methods' and the model's, from its
-    /// quantiles, targets never observed left out; `each` may take them out). The first error (a worker's or `each`'s) stops
-    /// the remaining chunks and is returned.
-    pub fn run<F>(&mut self, reg: &Registry, ready: &[u32], mut each: F) -> anyhow::Result<Timing>
+    /// the chunk's rows in the chunk's order: model outputs, per row every method's forecasts
+    /// (the statistical methods', the model's from its quantiles and the ensemble, targets
+    /// never observed left out) and the published forecast `scoring` chose, and the chunk's
+    /// scored points (`each` may take them out). The first error (a worker's or `each`'s)
+    /// stops the remaining chunks and is returned.
+    pub fn run<F>(&mut self, reg: &Registry, scoring: &Scoring, ready: &[u32], mut each: F) -> anyhow::Result<Timing>
     where
         F: FnMut(&[u32], &mut Outputs) -> anyhow::Result<()>,
     {
@@ -137,7 +141,7 @@ impl Workers {
                     let (tx, chunks, next, stop, spare) = (tx.clone(), &chunks, &next, &stop, &spare);
                     std::thread::Builder::new()
                         .name(format!("inference-{i}"))
-                        .spawn_scoped(scope, move || w.work(reg, chunks, next, stop, spare, tx))
+                        .spawn_scoped(scope, move || w.work(reg, scoring, chunks, next, stop, spare, tx))
                 })
                 .collect();
             drop(tx);
@@ -224,9 +228,11 @@ where
 impl Worker {
     /// Takes chunks until none are left (or `stop`), filling and running each; returns the
     /// time spent filling features.
+    #[allow(clippy::too_many_arguments)]
     fn work(
         &mut self,
         reg: &Registry,
+        scoring: &Scoring,
         chunks: &[&[u32]],
         next: &AtomicUsize,
         stop: &AtomicBool,
@@ -256,6 +262,7 @@ impl Worker {
             let clock = Instant::now();
             if result.is_ok() {
                 model_forecasts(reg, chunk, h, self.model.sizes().quantiles, &mut out);
+                choose(reg, scoring, chunk, &mut out);
             }
             filled += clock.elapsed();
             let result = result.map(|()| out);
@@ -277,6 +284,21 @@ fn model_forecasts(reg: &Registry, chunk: &[u32], h: usize, per_row: usize, out:
         let model = c.of_mut(Method::Model);
         forecast_from(&out.quantiles[row * per_row..(row + 1) * per_row], h, model);
         drop_unobserved(model, reg.server(*id).observed_mask());
+    }
+}
+
+/// Each row's published forecast and its scored points (`domain/scoring.rs`).
+fn choose(reg: &Registry, scoring: &Scoring, chunk: &[u32], out: &mut Outputs) {
+    out.sums.clear();
+    out.published.resize_with(chunk.len(), Vec::new);
+    for ((c, published), id) in out.statistical.iter_mut().zip(&mut out.published).zip(chunk) {
+        let w = reg.server(*id);
+        let Some(last) = w.last_closed() else {
+            published.clear();
+            continue;
+        };
+        let current = w.latest().map(|v| v.to_metrics()).unwrap_or_default();
+        scoring.choose(*id, step_start(last), &current, c, published, &mut out.sums);
     }
 }
 

@@ -5,8 +5,10 @@
 //! Only a few lead times are scored — 5 min, 30 min, 1 h, 4 h and 8 h ([`LEADS`]) — and for the
 //! long ones only every `stride`-th issued forecast, so each server keeps at most
 //! [`SLOTS`] pending entries of 8 targets × (P10, P50, P90) as half floats: about 1.8 KB per server, 18 MB for
-//! 10,000 servers, whatever the tick rate. The rolling window is fleet-wide: one bucket per
-//! step of sums (≈ 256 B × window steps; 74 KB for 24 h).
+//! 10,000 servers, whatever the tick rate, per tracker. The rolling window is fleet-wide
+//! (`rolling.rs`). A server's [`Pending`] forecasts are scored where the server is
+//! (`scoring.rs` keeps one per tracker and server for the predictor); [`AccuracyTracker`] is
+//! the same for one tracker by server name, with its window.
 //!
 //! Scores, per target over the window: q-risk at P50 and P90 as `2·Σ pinball / Σ |actual|` (the
 //! TFT paper's definition, as in `schemas/README.md` and the model card, so live and offline
@@ -22,6 +24,8 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 use schemas::{Metrics, Target, TargetAccuracy, TargetForecast, STEP_MS, TARGET_COUNT};
+
+pub use crate::rolling::{Scores, Sums};
 
 /// Scored lead times in steps, with the stride of issue steps kept for each (an issue step is
 /// kept for a lead when `step % stride == 0`).
@@ -108,10 +112,6 @@ pub const SLOTS: usize = PUBLISHED.slots();
 /// Default rolling window: 24 h of 5-minute steps.
 pub const DEFAULT_WINDOW_STEPS: usize = 288;
 
-/// Below this Σ|actual| per sample the q-risk denominator is floored (an idle swap target is
-/// all zeros; dividing by it would make any error infinite).
-const ABS_FLOOR: f64 = 0.01;
-
 /// Position of `t` in [`Target::ALL`] (the per-target arrays' index).
 pub fn target_index(t: Target) -> usize {
     Target::ALL.iter().position(|&x| x == t).unwrap_or(0)
@@ -156,6 +156,101 @@ pub struct Pending {
     recent: [ServerScore; TARGET_COUNT],
 }
 
+impl Pending {
+    /// A server's first pending entry is about to be issued at step `issue`.
+    pub fn new(issue: i64) -> Pending {
+        Pending { entries: Vec::new(), last_issue: issue, recent: [ServerScore::default(); TARGET_COUNT] }
+    }
+
+    /// Remembers `forecast`, issued at step `issue` (the step that just closed; step =
+    /// Unix ms / [`STEP_MS`]), at the scored leads. An empty forecast records nothing, and its
+    /// entries are allocated with the first that is not.
+    pub fn record_forecast(&mut self, issue: i64, forecast: &[TargetForecast]) {
+        if forecast.is_empty() {
+            return;
+        }
+        let Ok(issue32) = i32::try_from(issue) else { return };
+        if self.entries.is_empty() {
+            self.entries = vec![EMPTY; SLOTS];
+        }
+        self.last_issue = self.last_issue.max(issue);
+        for (li, &(lead, _)) in LEADS.iter().enumerate() {
+            let Some(e) = PUBLISHED.slot(li, issue).and_then(|at| self.entries.get_mut(at)) else { continue };
+            *e = EMPTY;
+            e.issue_step = issue32;
+            let k = usize::from(lead) - 1;
+            for f in forecast {
+                if let (Some(&lo), Some(&mid), Some(&hi)) = (f.p10.get(k), f.p50.get(k), f.p90.get(k)) {
+                    e.q[target_index(f.target)] = [pack(lo), pack(mid), pack(hi)];
+                }
+            }
+        }
+    }
+
+    /// Scores every pending forecast that predicted step `step` against `actual`, updates this
+    /// server's recent record, and returns what the scored points add to the fleet's sums of
+    /// that step (`None` when nothing was scored).
+    pub fn record_actual(&mut self, step: i64, actual: &Metrics) -> Option<[Sums; TARGET_COUNT]> {
+        let mut add = [Sums::default(); TARGET_COUNT];
+        // This server's record: pinball losses at P50 and P90 weighted by LEAD_WEIGHTS.
+        let mut weighted = [[0.0_f64; 4]; TARGET_COUNT];
+        for (li, &(lead, _)) in LEADS.iter().enumerate() {
+            let issue = step - i64::from(lead);
+            let Some(e) = PUBLISHED.slot(li, issue).and_then(|at| self.entries.get_mut(at)) else { continue };
+            if i64::from(e.issue_step) != issue {
+                continue;
+            }
+            e.issue_step = i32::MIN;
+            for (ti, &t) in Target::ALL.iter().enumerate() {
+                let Some(y) = actual.target(t).filter(|y| y.is_finite()) else { continue };
+                let [lo, mid, hi] = e.q[ti].map(unpack);
+                if !(lo.is_finite() && mid.is_finite() && hi.is_finite()) {
+                    continue;
+                }
+                let s = &mut add[ti];
+                let y64 = f64::from(y);
+                let (p50, p90) = (pinball(0.5, y64, f64::from(mid)), pinball(0.9, y64, f64::from(hi)));
+                s.n += 1;
+                s.covered += u32::from(lo <= y && y <= hi);
+                s.pin50 += p50;
+                s.pin90 += p90;
+                s.abs += y64.abs();
+                let lw = f64::from(LEAD_WEIGHTS[li]);
+                let near = if lead <= NEAR_LEAD { lw } else { 0.0 };
+                let w = &mut weighted[ti];
+                w[0] += lw * p50;
+                w[1] += lw * p90;
+                w[2] += near * p50;
+                w[3] += near * p90;
+            }
+        }
+        if add.iter().all(|s| s.n == 0) {
+            return None;
+        }
+        for ((r, a), [w50, w90, n50, n90]) in self.recent.iter_mut().zip(&add).zip(weighted) {
+            if a.n > 0 {
+                r.loss50 = r.loss50 * SERVER_DECAY + w50 as f32;
+                r.loss90 = r.loss90 * SERVER_DECAY + w90 as f32;
+                r.near50 = r.near50 * SERVER_DECAY + n50 as f32;
+                r.near90 = r.near90 * SERVER_DECAY + n90 as f32;
+                r.weight = r.weight * SERVER_DECAY + a.n as f32;
+            }
+        }
+        Some(add)
+    }
+
+    /// This server's decayed record per target ([`Target::ALL`] order), `None` for a target
+    /// none of whose forecasts has been scored yet.
+    pub fn scores(&self) -> [Option<ServerScore>; TARGET_COUNT] {
+        self.recent.map(|r| (r.weight > 0.0).then_some(r))
+    }
+
+    /// Newest issue step recorded.
+    pub fn last_issue(&self) -> i64 {
+        self.last_issue
+    }
+}
+
 /// A server's decayed record for one target (see [`Pending`]).
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default)]
@@ -190,58 +285,6 @@ impl ServerScore {
 /// steps (0.5^(1/288)), so "recently" means about the last day or two.
 pub const SERVER_DECAY: f32 = 0.997_596_5;
 
-/// Sums of one target over one step.
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
-struct Sums {
-    n: u32,
-    covered: u32,
-    pin50: f64,
-    pin90: f64,
-    abs: f64,
-}
-
-impl Sums {
-    fn add(&mut self, o: &Sums) {
-        self.n += o.n;
-        self.covered += o.covered;
-        self.pin50 += o.pin50;
-        self.pin90 += o.pin90;
-        self.abs += o.abs;
-    }
-}
-
-/// The rolling window's per-step sums (fleet-wide, small; serialisable on its own).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Scores {
-    /// Bucket `i` holds step `steps[i]` (`i64::MIN` = empty); index = step mod window.
-    steps: Vec<i64>,
-    sums: Vec<[Sums; TARGET_COUNT]>,
-    latest: i64,
-}
-
-impl Scores {
-    fn new(window: usize) -> Self {
-        let window = window.max(1);
-        Scores { steps: vec![i64::MIN; window], sums: vec![[Sums::default(); TARGET_COUNT]; window], latest: i64::MIN }
-    }
-
-    /// The bucket of `step`, cleared if it held an older step; `None` if `step` already left
-    /// the window.
-    fn bucket(&mut self, step: i64) -> Option<&mut [Sums; TARGET_COUNT]> {
-        let w = self.steps.len() as i64;
-        if w == 0 || self.sums.len() != self.steps.len() || (self.latest != i64::MIN && step <= self.latest - w) {
-            return None;
-        }
-        self.latest = self.latest.max(step);
-        let i = step.rem_euclid(w) as usize;
-        if self.steps[i] != step {
-            self.steps[i] = step;
-            self.sums[i] = [Sums::default(); TARGET_COUNT];
-        }
-        Some(&mut self.sums[i])
-    }
-}
-
 /// Pinball (quantile) loss of predicting `q_hat` for quantile `q` when `y` happened.
 pub fn pinball(q: f64, y: f64, q_hat: f64) -> f64 {
     let d = y - q_hat;
@@ -274,27 +317,11 @@ impl AccuracyTracker {
             return;
         }
         let issue = issued_ms.div_euclid(STEP_MS);
-        let Ok(issue32) = i32::try_from(issue) else { return };
         let p = match self.pending.get_mut(server) {
             Some(p) => p,
-            None => self.pending.entry(server.to_string()).or_insert_with(|| Pending {
-                entries: vec![EMPTY; SLOTS],
-                last_issue: issue,
-                recent: [ServerScore::default(); TARGET_COUNT],
-            }),
+            None => self.pending.entry(server.to_string()).or_insert_with(|| Pending::new(issue)),
         };
-        p.last_issue = p.last_issue.max(issue);
-        for (li, &(lead, _)) in LEADS.iter().enumerate() {
-            let Some(e) = PUBLISHED.slot(li, issue).and_then(|at| p.entries.get_mut(at)) else { continue };
-            *e = EMPTY;
-            e.issue_step = issue32;
-            let k = usize::from(lead) - 1;
-            for f in forecast {
-                if let (Some(&lo), Some(&mid), Some(&hi)) = (f.p10.get(k), f.p50.get(k), f.p90.get(k)) {
-                    e.q[target_index(f.target)] = [pack(lo), pack(mid), pack(hi)];
-                }
-            }
-        }
+        p.record_forecast(issue, forecast);
     }
 
     /// Scores every pending forecast of `server` that predicted the step starting `step_ms`
@@ -302,93 +329,20 @@ impl AccuracyTracker {
     pub fn record_actual(&mut self, server: &str, step_ms: i64, actual: &Metrics) -> usize {
         let Some(p) = self.pending.get_mut(server) else { return 0 };
         let step = step_ms.div_euclid(STEP_MS);
-        let mut add = [Sums::default(); TARGET_COUNT];
-        // This server's record: pinball losses at P50 and P90 weighted by LEAD_WEIGHTS.
-        let mut weighted = [[0.0_f64; 4]; TARGET_COUNT];
-        for (li, &(lead, _)) in LEADS.iter().enumerate() {
-            let issue = step - i64::from(lead);
-            let Some(e) = PUBLISHED.slot(li, issue).and_then(|at| p.entries.get_mut(at)) else { continue };
-            if i64::from(e.issue_step) != issue {
-                continue;
-            }
-            e.issue_step = i32::MIN;
-            for (ti, &t) in Target::ALL.iter().enumerate() {
-                let [lo, mid, hi] = e.q[ti].map(unpack);
-                let Some(y) = actual.target(t).filter(|y| y.is_finite()) else { continue };
-                if !(lo.is_finite() && mid.is_finite() && hi.is_finite()) {
-                    continue;
-                }
-                let s = &mut add[ti];
-                let y64 = f64::from(y);
-                let (p50, p90) = (pinball(0.5, y64, f64::from(mid)), pinball(0.9, y64, f64::from(hi)));
-                s.n += 1;
-                s.covered += u32::from(lo <= y && y <= hi);
-                s.pin50 += p50;
-                s.pin90 += p90;
-                s.abs += y64.abs();
-                let lw = f64::from(LEAD_WEIGHTS[li]);
-                let near = if lead <= NEAR_LEAD { lw } else { 0.0 };
-                let w = &mut weighted[ti];
-                w[0] += lw * p50;
-                w[1] += lw * p90;
-                w[2] += near * p50;
-                w[3] += near * p90;
-            }
-        }
-        let scored: u32 = add.iter().map(|s| s.n).sum();
-        if scored > 0 {
-            for ((r, a), [w50, w90, n50, n90]) in p.recent.iter_mut().zip(&add).zip(weighted) {
-                if a.n > 0 {
-                    r.loss50 = r.loss50 * SERVER_DECAY + w50 as f32;
-                    r.loss90 = r.loss90 * SERVER_DECAY + w90 as f32;
-                    r.near50 = r.near50 * SERVER_DECAY + n50 as f32;
-                    r.near90 = r.near90 * SERVER_DECAY + n90 as f32;
-                    r.weight = r.weight * SERVER_DECAY + a.n as f32;
-                }
-            }
-            if let Some(bucket) = self.scores.bucket(step) {
-                for (b, a) in bucket.iter_mut().zip(&add) {
-                    b.add(a);
-                }
-            }
-        }
-        scored as usize
+        let Some(add) = p.record_actual(step, actual) else { return 0 };
+        self.scores.add(step, &add);
+        add.iter().map(|s| s.n as usize).sum()
     }
 
     /// Rolling accuracy per target with at least one scored point, in [`Target::ALL`] order.
     pub fn report(&self) -> Vec<TargetAccuracy> {
-        let w = self.scores.steps.len() as i64;
-        let mut total = [Sums::default(); TARGET_COUNT];
-        for (step, sums) in self.scores.steps.iter().zip(&self.scores.sums) {
-            if *step != i64::MIN && *step > self.scores.latest - w {
-                for (t, s) in total.iter_mut().zip(sums) {
-                    t.add(s);
-                }
-            }
-        }
-        Target::ALL
-            .iter()
-            .zip(&total)
-            .filter(|(_, s)| s.n > 0)
-            .map(|(&target, s)| {
-                let denom = s.abs.max(ABS_FLOOR * f64::from(s.n));
-                TargetAccuracy {
-                    target,
-                    samples: u64::from(s.n),
-                    qrisk_p50: (2.0 * s.pin50 / denom) as f32,
-                    qrisk_p90: (2.0 * s.pin90 / denom) as f32,
-                    coverage: s.covered as f32 / s.n as f32,
-                    methods: Vec::new(),
-                }
-            })
-            .collect()
+        self.scores.report()
     }
 
     /// `server`'s decayed record per target ([`Target::ALL`] order), `None` for a target none
     /// of whose forecasts has been scored yet. One lookup per server, for the per-target choice.
     pub fn server_scores(&self, server: &str) -> [Option<ServerScore>; TARGET_COUNT] {
-        let Some(p) = self.pending.get(server) else { return [None; TARGET_COUNT] };
-        p.recent.map(|r| (r.weight > 0.0).then_some(r))
+        self.pending.get(server).map_or([None; TARGET_COUNT], Pending::scores)
     }
 
     /// Drops a server's pending forecasts.
@@ -411,7 +365,7 @@ impl AccuracyTracker {
     pub fn approx_bytes(&self) -> usize {
         let per_server = SLOTS * std::mem::size_of::<Entry>() + std::mem::size_of::<Pending>() + 48;
         let names: usize = self.pending.keys().map(String::len).sum();
-        self.pending.len() * per_server + names + self.scores.steps.len() * (8 + std::mem::size_of::<[Sums; TARGET_COUNT]>())
+        self.pending.len() * per_server + names + self.scores.approx_bytes()
     }
 
     /// The rolling sums alone (small; persist these to keep the window across a restart).
@@ -429,7 +383,7 @@ impl AccuracyTracker {
     }
 
     pub fn set_pending(&mut self, server: String, pending: Pending) {
-        if pending.entries.len() == SLOTS {
+        if pending.entries.len() == SLOTS || pending.entries.is_empty() {
             self.pending.insert(server, pending);
         }
     }

@@ -5,10 +5,12 @@
 //! target (`select`) and live accuracy (`accuracy`, kept for what was published and for every
 //! method on its own).
 //!
-//! [`Domain`] is the seam between the tick pipeline (I/O, buffers) and these modules. The
-//! pipeline makes one call per server that closed a step, [`Domain::judge`], which returns
-//! everything of that server's snapshot entry the domain decides ([`Verdict`]), then
-//! [`Domain::finish`] once per tick.
+//! [`Domain`] is the seam between the tick pipeline (I/O, buffers) and these modules. Per server
+//! that closed a step, an inference worker scores its forecasts and chooses its methods
+//! ([`scoring::Scoring::choose`], in parallel), then the pipeline makes one call in server order,
+//! [`Domain::judge`], which returns everything of that server's snapshot entry the domain
+//! decides ([`Verdict`]); the workers' sums go in with [`Domain::add_sums`], and
+//! [`Domain::finish`] closes the tick.
 
 pub mod accuracy;
 pub mod alerts;
@@ -18,6 +20,8 @@ pub mod horizon;
 pub mod methods;
 pub mod odds;
 pub mod risk;
+pub mod rolling;
+pub mod scoring;
 pub mod select;
 pub mod thresholds;
 
@@ -26,11 +30,11 @@ use schemas::{Alert, AlertEvent, FleetFigures, Method, MethodAccuracy, Metrics, 
 
 use serde::{Deserialize, Serialize};
 
-use crate::accuracy::{target_index, AccuracyTracker, Scores};
-use crate::select::{publish, Candidates};
+use crate::accuracy::{Scores, DEFAULT_WINDOW_STEPS};
 use alerts::{breaches_into, AlertBook, BookConfig, Breach};
 use fleet::{figures, ServerStatus};
 use risk::{assess, assess_with, Assessment, Predicted};
+use scoring::StepSums;
 use thresholds::thresholds;
 
 /// A server whose step closed, as the domain sees it.
@@ -38,10 +42,17 @@ use thresholds::thresholds;
 pub struct Observed<'a> {
     pub server: &'a str,
     pub profile: Profile,
-    /// Start of the server's latest closed step (Unix ms): the forecasts are issued there.
-    pub last_ms: i64,
-    /// Its values in that step (unknown metrics absent).
+    /// Its values in its latest closed step (unknown metrics absent).
     pub current: &'a Metrics,
+}
+
+/// A server past warm-up, as the workers left it ([`scoring::Scoring::choose`]).
+#[derive(Debug, Clone)]
+pub struct Published {
+    /// Each target's chosen method's forecast, in [`Target::ALL`] order.
+    pub forecast: Vec<TargetForecast>,
+    /// Whether the model forecast it (its outputs can be refused when not finite).
+    pub model_ran: bool,
 }
 
 /// What the domain decides for one server on one tick: the parts of its `ServerForecast` that
@@ -61,9 +72,10 @@ pub struct Verdict {
 
 pub struct Domain {
     book: AlertBook,
-    accuracy: AccuracyTracker,
-    /// One tracker per [`Method::ALL`] entry: each method scored on its own forecasts.
-    methods: Vec<AccuracyTracker>,
+    /// The fleet's rolling sums of the published forecasts' scored points.
+    accuracy: Scores,
+    /// The same per [`Method::ALL`] entry: each method scored on its own forecasts.
+    methods: Vec<Scores>,
     breaches: Vec<Breach>,
     /// Reused per server: its active alerts as the level rule reads them.
     predicted: Vec<Predicted>,
@@ -77,8 +89,8 @@ impl Default for Domain {
     fn default() -> Self {
         Domain {
             book: AlertBook::new(BookConfig::default()),
-            accuracy: AccuracyTracker::default(),
-            methods: Method::ALL.iter().map(|_| AccuracyTracker::default()).collect(),
+            accuracy: Scores::new(DEFAULT_WINDOW_STEPS),
+            methods: Method::ALL.iter().map(|_| Scores::new(DEFAULT_WINDOW_STEPS)).collect(),
             breaches: Vec::new(),
             predicted: Vec::new(),
             events: Vec::new(),
@@ -117,7 +129,7 @@ impl Domain {
             scores: &'a Scores,
             tick_ms: Option<i64>,
         }
-        schemas::encode(&SavedRef { book: &self.book, scores: self.accuracy.scores(), tick_ms: self.tick_ms })
+        schemas::encode(&SavedRef { book: &self.book, scores: &self.accuracy, tick_ms: self.tick_ms })
     }
 
     /// The tick (Unix ms) a state written by [`Domain::save`] was saved after; `None` for a
@@ -146,27 +158,36 @@ impl Domain {
         let config = self.book.config();
         self.book = saved.book;
         self.book.set_config(config);
-        self.accuracy.set_scores(saved.scores);
+        self.accuracy = saved.scores;
         self.tick_ms = saved.tick_ms;
         Ok(())
     }
 
-    /// Judges one server that closed a step: with `candidates` (fresh forecasts from every
-    /// method) a server past warm-up, without them one still warming up. The one call the
-    /// pipeline makes per server.
-    pub fn judge(&mut self, tick_ms: i64, s: Observed<'_>, candidates: Option<&mut Candidates>) -> Verdict {
-        match candidates {
-            Some(candidates) => {
-                let forecastable = !candidates.of(Method::Model).is_empty();
-                let mut forecast = Vec::with_capacity(schemas::TARGET_COUNT);
-                let assessment = self.forecast(tick_ms, s, candidates, &mut forecast);
-                let no_forecast = (forecastable && forecast.is_empty())
+    /// Adds what the workers scored ([`scoring::Scoring`]) to the fleet's rolling sums; in
+    /// chunk order, so the sums do not depend on which worker finished first.
+    pub fn add_sums(&mut self, sums: &StepSums) {
+        for (step, tracker, add) in sums.iter() {
+            let scores = if tracker == 0 { Some(&mut self.accuracy) } else { self.methods.get_mut(tracker - 1) };
+            if let Some(scores) = scores {
+                scores.add(step, add);
+            }
+        }
+    }
+
+    /// Judges one server that closed a step: with `published` (its forecast, chosen by the
+    /// workers) a server past warm-up, without it one still warming up. The one call the
+    /// pipeline makes per server, in server order.
+    pub fn judge(&mut self, tick_ms: i64, s: Observed<'_>, published: Option<Published>) -> Verdict {
+        match published {
+            Some(Published { forecast, model_ran }) => {
+                let assessment = self.forecast(tick_ms, s, &forecast);
+                let no_forecast = (model_ran && forecast.is_empty())
                     .then(|| "no method gave a finite forecast (the model's output was not finite)".to_string());
                 let alerts = self.alerts_of(s.server);
                 Verdict { assessment, forecast, no_forecast, alerts, thresholds: Self::thresholds_of(s.profile) }
             }
             None => Verdict {
-                assessment: self.warming(s),
+                assessment: assess(s.profile, s.current, &[]),
                 forecast: Vec::new(),
                 no_forecast: None,
                 alerts: Vec::new(),
@@ -175,24 +196,10 @@ impl Domain {
         }
     }
 
-    /// A server with fresh forecasts from every method (`candidates`), issued at the step
-    /// starting `last_ms`, whose actual values are `current`: scores matured forecasts of every
-    /// method, picks each target's method (`select.rs`) into `forecast`, keeps it, assesses
-    /// the risk and feeds the alert book.
-    fn forecast(&mut self, tick_ms: i64, s: Observed<'_>, candidates: &mut Candidates, forecast: &mut Vec<TargetForecast>) -> Assessment {
-        let Observed { server, profile, last_ms, current } = s;
-        for tracker in &mut self.methods {
-            tracker.record_actual(server, last_ms, current);
-        }
-        // One lookup per method for this server; the ensemble and the choice read the table.
-        let scores: [_; Method::ALL.len()] = std::array::from_fn(|i| self.methods[i].server_scores(server));
-        candidates.combine(|m, t| scores[m.index()][target_index(t)]);
-        for (tracker, method) in self.methods.iter_mut().zip(Method::ALL) {
-            tracker.record_forecast(server, last_ms, candidates.of(method));
-        }
-        publish(candidates, |m, t| scores[m.index()][target_index(t)], forecast);
-        self.accuracy.record_actual(server, last_ms, current);
-        self.accuracy.record_forecast(server, last_ms, forecast);
+    /// A server with a published `forecast` whose latest values are `current`: feeds the
+    /// alert book and assesses the risk.
+    fn forecast(&mut self, tick_ms: i64, s: Observed<'_>, forecast: &[TargetForecast]) -> Assessment {
+        let Observed { server, profile, current } = s;
         self.breaches.clear();
         breaches_into(profile, current, forecast, &mut self.breaches);
         self.book.observe(tick_ms, server, profile, &self.breaches, &mut self.events);
@@ -201,15 +208,6 @@ impl Domain {
         self.predicted.clear();
         self.predicted.extend(self.book.active(server).map(Predicted::from));
         assess_with(profile, current, forecast, &self.predicted)
-    }
-
-    /// A server still warming up: risk from its current values alone, no alerts.
-    fn warming(&mut self, s: Observed<'_>) -> Assessment {
-        self.accuracy.record_actual(s.server, s.last_ms, s.current);
-        for tracker in &mut self.methods {
-            tracker.record_actual(s.server, s.last_ms, s.current);
-        }
-        assess(s.profile, s.current, &[])
     }
 
     /// Every profile's thresholds, for the snapshot (the heatmap colours by them).
@@ -231,15 +229,17 @@ impl Domain {
     }
 
     /// Closes the tick: ages unobserved servers' alerts and computes the fleet figures over
-    /// every server's latest assessment, and the live accuracy.
-    pub fn finish<'a>(&mut self, tick_ms: i64, servers: impl IntoIterator<Item = ServerStatus<'a>>) -> (FleetFigures, Vec<TargetAccuracy>) {
+    /// every server's latest assessment, and the live accuracy. Returns also whether the
+    /// servers' records are due a prune ([`scoring::Scoring::prune`]; every 256 ticks).
+    pub fn finish<'a>(
+        &mut self,
+        tick_ms: i64,
+        servers: impl IntoIterator<Item = ServerStatus<'a>>,
+    ) -> (FleetFigures, Vec<TargetAccuracy>, bool) {
         self.book.finish_tick(tick_ms, &mut self.events);
         self.ticks += 1;
         self.tick_ms = Some(tick_ms);
-        if self.ticks.is_multiple_of(256) {
-            self.accuracy.prune(tick_ms);
-            self.methods.iter_mut().for_each(|t| t.prune(tick_ms));
-        }
+        let prune = self.ticks.is_multiple_of(256);
         let mut accuracy = self.accuracy.report();
         for (tracker, method) in self.methods.iter().zip(Method::ALL) {
             for m in tracker.report() {
@@ -254,7 +254,7 @@ impl Domain {
                 }
             }
         }
-        (figures(servers, self.book.counts()), accuracy)
+        (figures(servers, self.book.counts()), accuracy, prune)
     }
 
     /// Alert events of this tick, in order.
@@ -305,7 +305,7 @@ mod tests {
         }
         let mut book = AlertBook::new(BookConfig::default());
         book.fold(&warning("web1", T0));
-        let old = schemas::encode(&Old { book: &book, scores: d.accuracy.scores() }).unwrap();
+        let old = schemas::encode(&Old { book: &book, scores: &d.accuracy }).unwrap();
         assert_eq!(Domain::saved_tick(&old).unwrap(), None);
         let mut back = Domain::default();
         back.restore(&old).unwrap();
@@ -325,6 +325,6 @@ mod tests {
         back.restore(&caught).unwrap();
         let active: Vec<_> = back.book.all_active().map(|a| (a.id.as_str(), a.state, a.opened_ms)).collect();
         assert_eq!(active, [("web1.disk", AlertState::Opened, T0 + STEP_MS)]);
-        assert_eq!(back.accuracy.scores(), d.accuracy.scores(), "accuracy untouched");
+        assert_eq!(back.accuracy, d.accuracy, "accuracy untouched");
     }
 }
