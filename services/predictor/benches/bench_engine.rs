@@ -20,6 +20,10 @@ use predictor::tick::Engine;
 use predictor::workers::Workers;
 use schemas::{MetricRecord, Metrics, MetricsBatch, STEP_MS};
 
+/// The predictor binary's allocator (`src/main.rs`), so the engine runs here as it does there.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 struct Args {
     #[arg(long, value_delimiter = ',', default_value = "1000,10000")]

@@ -44,6 +44,11 @@ struct Args {
     /// Pause between measured ticks.
     #[arg(long, default_value_t = 500)]
     gap_ms: u64,
+    /// Predictor binaries to run the fleets on, each size on each in turn (side by side in
+    /// one run: two builds compare on this noisy machine); default the one built with this
+    /// bench.
+    #[arg(long, value_delimiter = ',')]
+    predictor: Vec<PathBuf>,
     /// Cargo passes `--bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -163,11 +168,11 @@ struct Setup {
     chunk: usize,
 }
 
-async fn run_fleet(n: usize, ticks: usize, model: &Path, setup: Setup, gap: Duration) -> anyhow::Result<Run> {
+async fn run_fleet(n: usize, ticks: usize, model: &Path, binary: &Path, setup: Setup, gap: Duration) -> anyhow::Result<Run> {
     let nats = testkit::NatsServer::start()?;
     let dir = tempfile::tempdir()?;
     let log = std::fs::File::create(dir.path().join("predictor.log"))?;
-    let mut child: Child = Command::new(env!("CARGO_BIN_EXE_predictor"))
+    let mut child: Child = Command::new(binary)
         .args(["--nats-url", &nats.url(), "--chunk-size", &setup.chunk.to_string(), "--intra-threads", &setup.threads.to_string()])
         .args(["--inference-workers", &setup.workers.to_string(), "--max-servers", MAX_SERVERS, "--model"])
         .arg(model)
@@ -246,9 +251,13 @@ async fn main() -> anyhow::Result<()> {
     );
     println!("| servers | ticks | latency p50 / p95 / p99 / max (ms) | decode | KV | features | inference | risk | encode | publish | snapshot | RSS (peak) MB |");
     println!("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---:|");
-    for &n in &args.sizes {
+    let binaries = if args.predictor.is_empty() { vec![PathBuf::from(env!("CARGO_BIN_EXE_predictor"))] } else { args.predictor.clone() };
+    for (n, binary) in args.sizes.iter().flat_map(|&n| binaries.iter().map(move |b| (n, b))) {
         let ticks = if n >= 10_000 { (args.ticks / 3).max(3) } else { args.ticks };
-        let run = run_fleet(n, ticks, &model, setup, Duration::from_millis(args.gap_ms)).await?;
+        if !args.predictor.is_empty() {
+            println!("  predictor: {}", binary.display());
+        }
+        let run = run_fleet(n, ticks, &model, binary, setup, Duration::from_millis(args.gap_ms)).await?;
         let mut lat = run.latency.clone();
         let avg = |key: &str| run.stages.iter().filter_map(|s| s[key].as_f64()).sum::<f64>() / run.stages.len().max(1) as f64;
         println!(
