@@ -12,6 +12,8 @@
 //!
 //! Records are indexed by the registry's server id and kept behind one lock each: a tick's
 //! chunks are disjoint, so no lock is ever contended; the locks only make the sharing safe.
+//! An id names one server for good: a registry only adds servers, and an engine ticks the
+//! registry it was made with (`run.rs::open_loop` makes the two together, per partition).
 
 use std::sync::Mutex;
 
