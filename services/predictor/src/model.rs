@@ -116,6 +116,9 @@ pub struct Outputs {
     /// Per row, the published forecast the worker chose from them
     /// (`domain::scoring::Scoring::choose`); empty for a row not past warm-up.
     pub published: Vec<Vec<schemas::TargetForecast>>,
+    /// Per row, the server's values in its latest closed step (what the forecasts were scored
+    /// against), read from its window once, by the worker.
+    pub current: Vec<schemas::Metrics>,
     /// What the chunk's scored points add to the fleet's rolling sums, in row order.
     pub sums: crate::domain::scoring::StepSums,
 }

@@ -232,7 +232,7 @@ impl Engine {
                 let clock = Instant::now();
                 let w = reg.server(id);
                 let last_ms = w.last_closed().map_or(tick_ms, step_start);
-                let current = w.latest().map(|v| v.to_metrics()).unwrap_or_default();
+                let current = std::mem::take(&mut out.current[row]);
                 // The worker ran every method and chose what to publish.
                 let candidates = &out.statistical[row];
                 let model_ran = !candidates.of(schemas::Method::Model).is_empty();
@@ -255,15 +255,14 @@ impl Engine {
         drop(workers);
         stages.features_ms += timing.features_ms;
         stages.inference_ms += timing.inference_ms;
+        // Warming servers' matured forecasts, added to the fleet's sums once after the loop.
         let mut sums = StepSums::default();
         for &id in &warming {
             let clock = Instant::now();
             let w = reg.server(id);
             let last_ms = w.last_closed().map_or(tick_ms, step_start);
             let current = w.latest().map(|v| v.to_metrics()).unwrap_or_default();
-            sums.clear();
             self.scoring.warming(id, last_ms, &current, &mut sums);
-            self.domain.add_sums(&sums);
             let seen = Observed { server: &w.name, profile: w.profile, current: &current };
             let verdict = self.domain.judge(tick_ms, seen, None);
             stages.risk_ms += ms(clock.elapsed());
@@ -275,6 +274,7 @@ impl Engine {
         }
 
         let clock = Instant::now();
+        self.domain.add_sums(&sums);
         let outs = &self.outs;
         let statuses = outs
             .iter()

@@ -291,14 +291,15 @@ fn model_forecasts(reg: &Registry, chunk: &[u32], h: usize, per_row: usize, out:
 fn choose(reg: &Registry, scoring: &Scoring, chunk: &[u32], out: &mut Outputs) {
     out.sums.clear();
     out.published.resize_with(chunk.len(), Vec::new);
+    out.current.clear();
     for ((c, published), id) in out.statistical.iter_mut().zip(&mut out.published).zip(chunk) {
         let w = reg.server(*id);
-        let Some(last) = w.last_closed() else {
-            published.clear();
-            continue;
-        };
         let current = w.latest().map(|v| v.to_metrics()).unwrap_or_default();
-        scoring.choose(*id, step_start(last), &current, c, published, &mut out.sums);
+        match w.last_closed() {
+            Some(last) => scoring.choose(*id, step_start(last), &current, c, published, &mut out.sums),
+            None => published.clear(),
+        }
+        out.current.push(current);
     }
 }
 

@@ -75,9 +75,12 @@ impl StepSums {
         }
     }
 
-    /// `(step, tracker, per-target sums)` of every step, in the order first scored.
+    /// `(step, tracker, per-target sums)` of every step and tracker that scored a point, in
+    /// the order first scored.
     pub fn iter(&self) -> impl Iterator<Item = (i64, usize, &[Sums; TARGET_COUNT])> + '_ {
-        self.steps.iter().flat_map(|(step, trackers)| trackers.iter().enumerate().map(move |(t, sums)| (*step, t, sums)))
+        self.steps.iter().flat_map(|(step, trackers)| {
+            trackers.iter().enumerate().filter(|(_, sums)| sums.iter().any(|s| s.n > 0)).map(move |(t, sums)| (*step, t, sums))
+        })
     }
 
     pub fn clear(&mut self) {
@@ -114,22 +117,24 @@ impl Scoring {
         forecast: &mut Vec<TargetForecast>,
         sums: &mut StepSums,
     ) {
-        let Some(slot) = self.records.get(id as usize) else {
-            candidates.combine(|_, _| None);
-            publish(candidates, |_, _| None, forecast);
-            return;
-        };
         let issue = last_ms.div_euclid(STEP_MS);
-        let mut slot = slot.lock().unwrap_or_else(|p| p.into_inner());
-        let record = slot.get_or_insert_with(|| Box::new(ServerRecord::new(issue)));
-        record.record_actual(issue, current, sums);
-        let scores: [_; Method::ALL.len()] = std::array::from_fn(|i| record.methods[i].scores());
+        let mut slot = self.records.get(id as usize).map(|slot| slot.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut record = slot.as_mut().map(|slot| slot.get_or_insert_with(|| Box::new(ServerRecord::new(issue))));
+        let scores: [_; Method::ALL.len()] = match record.as_mut() {
+            Some(record) => {
+                record.record_actual(issue, current, sums);
+                std::array::from_fn(|i| record.methods[i].scores())
+            }
+            None => Default::default(),
+        };
         candidates.combine(|m, t| scores[m.index()][target_index(t)]);
-        for (p, method) in record.methods.iter_mut().zip(Method::ALL) {
-            p.record_forecast(issue, candidates.of(method));
-        }
         publish(candidates, |m, t| scores[m.index()][target_index(t)], forecast);
-        record.published.record_forecast(issue, forecast);
+        if let Some(record) = record {
+            for (p, method) in record.methods.iter_mut().zip(Method::ALL) {
+                p.record_forecast(issue, candidates.of(method));
+            }
+            record.published.record_forecast(issue, forecast);
+        }
     }
 
     /// Server `id`, still warming up, whose step starting `last_ms` closed with `current`:
@@ -250,7 +255,7 @@ mod tests {
         let (mut c, mut forecast, mut sums) = (candidates(0, 0), Vec::new(), StepSums::default());
         scoring.choose(0, T0, &mem(truth(0, 0)), &mut c, &mut forecast, &mut sums);
         scoring.warming(0, T0 + STEP_MS, &mem(truth(0, 1)), &mut sums);
-        let scored: Vec<_> = sums.iter().filter(|(_, _, s)| s.iter().any(|s| s.n > 0)).map(|(step, t, _)| (step, t)).collect();
+        let scored: Vec<_> = sums.iter().map(|(step, t, _)| (step, t)).collect();
         assert_eq!(scored.len(), TRACKERS, "lead 1 of the published forecast and of every method");
         assert!(scored.iter().all(|(step, _)| *step == T0 / STEP_MS + 1));
         scoring.prune(T0 + 96 * STEP_MS);
