@@ -43,12 +43,13 @@ lint:
 train *ARGS:
     services/trainer/train.sh {{ARGS}}
 
-# Replay real servers (NAB, Bitbrains) through the predictor and score what it publishes against
-# naive forecasts and the model alone; writes models/BACKTEST.md.
+# Replay real servers (NAB, Bitbrains) and the trainer's held-out generated fleet through the
+# predictor and score what it publishes against naive forecasts and the model alone; writes
+# models/BACKTEST.md.
 backtest *ARGS:
     deploy/bootstrap.sh
     cargo build --release --workspace --all-targets
-    target/release/backtest --nab ../shared/data/nab --bitbrains ../shared/data/bitbrains/bitbrains-rnd-train.parquet --markdown models/BACKTEST.md {{ARGS}}
+    target/release/backtest --nab ../shared/data/nab --bitbrains ../shared/data/bitbrains/bitbrains-rnd-train.parquet --generated "$(services/trainer/train.sh --held-out-path)" --markdown models/BACKTEST.md {{ARGS}}
 
 # Build in release and run the benchmark suite; prints a table and writes BENCHMARKS.md.
 bench:

@@ -91,10 +91,12 @@ section() { printf '\n## %s\n\n' "$1"; }
 
   section "Forecast quality: the product against naive forecasts on real servers (backtest)"
   echo "Every origin (5-minute step) and lead 1..96, q-risk mean over series; published = what the predictor publishes"
-  echo "(per-server method choice), model = the TFT alone. Held-out VMs: Bitbrains vm % 10 == 1, never trained on."
+  echo "(per-server method choice), model = the TFT alone. Held-out VMs: Bitbrains vm % 10 == 1, never trained on;"
+  echo "generated: the trainer's held-out fleet (another seed and month than training), its first 60 servers."
   echo
   target/release/backtest --nab "$root/../shared/data/nab" \
-    --bitbrains "$root/../shared/data/bitbrains/bitbrains-rnd-train.parquet" --summary-only 2>/dev/null
+    --bitbrains "$root/../shared/data/bitbrains/bitbrains-rnd-train.parquet" \
+    --generated "$(services/trainer/train.sh --held-out-path)" --summary-only 2>/dev/null
 
   section "Ratios"
   "$root/.tools/bin/python" deploy/bench/ratios.py "$work/predictor.txt" "$work/python.txt"

@@ -9,17 +9,42 @@
 #   train.sh --card                       re-render models/README.md from the saved numbers
 #   train.sh --bench                      re-measure ONNX Runtime throughput (keeps the best run)
 #   train.sh --compile                    re-export the shipped weights in the inference form
+#   train.sh --held-out-path              print the held-out generated fleet's file (generating it if missing)
 #   train.sh --real-data R.parquet        real VMs (Bitbrains) trained on next to the generated fleet;
 #                                         default: shared/data/bitbrains/bitbrains-rnd-train.parquet
 #                                         when it exists (`--real-data ""` trains on generated data only)
 #   train.sh --holdout-every 5            VMs with vm % 5 == 0 are held out (evaluated, never trained on)
 #   train.sh --time-budget 900 ...        other options go to `python -m fleetcast_trainer run`
 set -euo pipefail
-source "$(dirname "${BASH_SOURCE[0]}")/venv.sh"
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 
 # Training set: one seed and month; held-out set: another seed and another month.
 TRAIN_SEED=7 TRAIN_START=2026-01-05 TRAIN_DAYS=30 TRAIN_SERVERS=200
 EVAL_SEED=11 EVAL_START=2026-03-02 EVAL_DAYS=14 EVAL_SERVERS=200
+
+generate() {  # seed start days servers -> path of the cached parquet
+  local out="$repo_root/data/trainer/fleet-s$1-$2-d$3-n$4.parquet"
+  if [ ! -s "$out" ]; then
+    mkdir -p "$(dirname "$out")"
+    echo "trainer: generating $out" >&2
+    # The workspace build's binary when there is one: `cargo run -p generator` resolves the
+    # generator's features alone and rebuilds much of the workspace (10 min on 2 cores).
+    local gen=("$repo_root/target/release/generator")
+    [ -x "${gen[0]}" ] || gen=(cargo run --quiet --release -p generator --)
+    (cd "$repo_root" && "${gen[@]}" export \
+      --days "$3" --servers "$4" --seed "$1" --start "$2" --out "$out.tmp") >&2
+    mv "$out.tmp" "$out"
+  fi
+  echo "$out"
+}
+
+# `just backtest` replays the held-out fleet too; it needs the file, not the Python side.
+if [ "${1:-}" = "--held-out-path" ]; then
+  generate $EVAL_SEED $EVAL_START $EVAL_DAYS $EVAL_SERVERS
+  exit 0
+fi
+
+source "$(dirname "${BASH_SOURCE[0]}")/venv.sh"
 
 data="" eval_data="" cmd="run" extra=()
 real_data="$repo_root/../shared/data/bitbrains/bitbrains-rnd-train.parquet"
@@ -37,17 +62,6 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-generate() {  # seed start days servers -> path of the cached parquet
-  local out="$repo_root/data/trainer/fleet-s$1-$2-d$3-n$4.parquet"
-  if [ ! -s "$out" ]; then
-    mkdir -p "$(dirname "$out")"
-    echo "trainer: generating $out" >&2
-    (cd "$repo_root" && cargo run --quiet --release -p generator -- export \
-      --days "$3" --servers "$4" --seed "$1" --start "$2" --out "$out.tmp") >&2
-    mv "$out.tmp" "$out"
-  fi
-  echo "$out"
-}
 [ -n "$data" ] || data="$(generate $TRAIN_SEED $TRAIN_START $TRAIN_DAYS $TRAIN_SERVERS)"
 [ -n "$eval_data" ] || eval_data="$(generate $EVAL_SEED $EVAL_START $EVAL_DAYS $EVAL_SERVERS)"
 

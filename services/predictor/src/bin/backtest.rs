@@ -88,8 +88,15 @@ fn main() -> anyhow::Result<()> {
     println!("{text}");
     if let Some(path) = &args.markdown {
         let model = predictor::model::Manifest::load(&args.model.with_extension("json")).map(|m| m.version).unwrap_or_default();
+        let generated = match &args.generated {
+            Some(_) => format!(
+                " generated: the first {} servers of the trainer's held-out fleet (`train.sh --held-out-path`: another seed and month than training);",
+                args.generated_servers
+            ),
+            None => String::new(),
+        };
         let doc = format!(
-            "# Backtest of `{model}`\n\n_Written by `just backtest` (`target/release/backtest`), do not edit by hand._ Every origin (5-minute step, all phases) and lead 1..96 of each series, replayed through the predictor's own ingest, windows, model, methods and per-server choice; q-risk = 2·Σ pinball / Σ|actual|, mean over series. `published` is what the product publishes, `model` the TFT alone. Bitbrains: 2013-09-01 + {} days, held-out VMs `vm % {} == {}` (never trained on); NAB: each file alone; origins from {} steps after a series' first.\n\n{text}",
+            "# Backtest of `{model}`\n\n_Written by `just backtest` (`target/release/backtest`), do not edit by hand._ Every origin (5-minute step, all phases) and lead 1..96 of each series, replayed through the predictor's own ingest, windows, model, methods and per-server choice; q-risk = 2·Σ pinball / Σ|actual|, mean over series. `published` is what the product publishes, `model` the TFT alone. Bitbrains: 2013-09-01 + {} days, held-out VMs `vm % {} == {}` (never trained on); NAB: each file alone;{generated} origins from {} steps after a series' first.\n\n{text}",
             args.bitbrains_days, args.holdout_every, args.holdout_rem, args.from_steps
         );
         std::fs::write(path, doc).with_context(|| format!("writing {}", path.display()))?;
