@@ -11,7 +11,15 @@
 //! The rule, applied twice per target: the P50 curve comes from the method with the lowest
 //! recent P50 pinball loss, the P10/P90 band from the one with the lowest recent P90 loss
 //! (choosing them apart was worth 2 points of P50 q-risk and 8 points of "series at or below the
-//! better naive" at P90 on the Bitbrains tuning VMs). Each choice is the [`DEFAULT`] method (the
+//! better naive" at P90 on the Bitbrains tuning VMs). Tried and dropped: choosing the band once
+//! by the near leads' P90 loss and once by the far leads', blended over the leads as the
+//! ensemble blends its weights. `just backtest` (with a model retrained on the current
+//! generator, `tft-20261130-c4db7275`, not shipped) liked it: P90 q-risk 0.324 to 0.322 on the
+//! held-out VMs (at or below the better naive 62 % to 70 %), CPU breach F1 at 30 min 0.26 to
+//! 0.31; but the far leads' band then often came from a method whose P90 still held a past
+//! spike, so an alert stayed open for 16 to 24 steps after a disk came back from 99 % (within
+//! 12 before; `takeover.rs`). The same split for
+//! the P50 made it worse (held-out VMs 0.376 to 0.381). Each choice is the [`DEFAULT`] method (the
 //! ensemble: no one member's failure dominates it) until another candidate has [`MIN_WEIGHT`] scored points
 //! and a decayed loss at least [`MARGIN`] below the default's; then the candidate with the
 //! lowest loss. The published forecast names the P50's method. A candidate whose curves are not
