@@ -82,3 +82,17 @@ def test_nab_files_become_single_metric_servers():
     assert abs(net.values[0, 0, j] - 251643.0 / 300 / 1e6) < 1e-6
     disk = load_nab(os.path.join(NAB_DIR, "ec2_disk_write_bytes_c0d644.csv"))
     assert disk.meta["metric"] == "net_out_mb_s"
+
+
+def test_the_held_out_fleet_path_is_the_generators_export():
+    # `just backtest` replays this file through the predictor: it must be the trainer's held-out
+    # fleet (seed 11, 14 days from 2026-03-02, 200 servers), made without the Python side.
+    import subprocess
+
+    out = subprocess.run(["bash", os.path.join(REPO, "services", "trainer", "train.sh"), "--held-out-path"],
+                         check=True, capture_output=True, text=True, timeout=600)
+    path = out.stdout.strip()
+    assert path.endswith("data/trainer/fleet-s11-2026-03-02-d14-n200.parquet"), out.stdout
+    held_out = load_parquet(path)
+    assert held_out.values.shape == (200, 14 * 288, 14)
+    assert held_out.ts0_ms == _ms(2026, 3, 2)
