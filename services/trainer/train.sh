@@ -10,6 +10,7 @@
 #   train.sh --bench                      re-measure ONNX Runtime throughput (keeps the best run)
 #   train.sh --compile                    re-export the shipped weights in the inference form
 #   train.sh --held-out-path              print the held-out generated fleet's file (generating it if missing)
+#   train.sh --evaluate                   score the shipped model again on today's held-out data, re-render the card
 #   train.sh --real-data R.parquet        real VMs (Bitbrains) trained on next to the generated fleet;
 #                                         default: shared/data/bitbrains/bitbrains-rnd-train.parquet
 #                                         when it exists (`--real-data ""` trains on generated data only)
@@ -55,6 +56,7 @@ while [ $# -gt 0 ]; do
     --eval-data) eval_data="$2"; shift 2 ;;
     --real-data) real_data="$2"; shift 2 ;;
     --sweep) cmd="sweep"; shift ;;
+    --evaluate) cmd="evaluate"; shift ;;
     --card) cd "$trainer_dir"; exec "$PY" -m fleetcast_trainer card --out "$repo_root/models" ;;
     --bench) cd "$trainer_dir"; exec "$PY" -m fleetcast_trainer bench --out "$repo_root/models" ;;
     --compile) cd "$trainer_dir"; exec "$PY" -m fleetcast_trainer compile --out "$repo_root/models" ;;

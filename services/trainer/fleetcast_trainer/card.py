@@ -101,8 +101,13 @@ def write_card(out, manifest, full, arrays, eval_fleet, nab_items, real_items=No
     cfg = manifest["model"]["config"]
     L = []
     L.append(f"# Fleetcast TFT model card - `{manifest['version']}`\n")
-    L.append("_Written by `services/trainer` (`just train`) from the numbers of the run that produced "
-             "`tft.onnx`; do not edit by hand._\n")
+    if manifest.get("evaluated_by"):
+        L.append("_Written by `services/trainer` (`just train`); the evaluation numbers are from "
+                 f"`{manifest['evaluated_by']}`, which scored the shipped weights again on the held-out data "
+                 "`just train` makes today; do not edit by hand._\n")
+    else:
+        L.append("_Written by `services/trainer` (`just train`) from the numbers of the run that produced "
+                 "`tft.onnx`; do not edit by hand._\n")
     L.append("## Bars\n")
     L.append(_table(["bar", "measured", "met?"], [(a, b, "yes" if c else "**NO - missed**") for a, b, c in bars(manifest, full)]))
     L.append("")

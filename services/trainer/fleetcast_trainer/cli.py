@@ -1,5 +1,6 @@
 """Command line: `run` (train -> export -> parity -> evaluate -> benchmark -> card), `sweep`
-(the size trade-off table) and `compile` (re-export the shipped model in its inference form).
+(the size trade-off table), `evaluate` (score the shipped model again on today's held-out data)
+and `compile` (re-export the shipped model in its inference form).
 train.sh calls these; see services/trainer/README.md."""
 
 import argparse
@@ -26,9 +27,9 @@ HISTORY_GRID = [12, 24, 36, 48, 72]
 def _args(argv):
     p = argparse.ArgumentParser(prog="fleetcast_trainer")
     sub = p.add_subparsers(dest="cmd", required=True)
-    for name in ("run", "sweep"):
+    for name in ("run", "sweep", "evaluate"):
         s = sub.add_parser(name)
-        s.add_argument("--train-data", required=True)
+        s.add_argument("--train-data", required=name != "evaluate")
         s.add_argument("--eval-data", required=True)
         s.add_argument("--nab-dir", default=None)
         s.add_argument("--out", required=True, help="models/ directory")
@@ -162,29 +163,8 @@ def run(args):
     print(f"[trainer] ONNX parity max abs diff {parity['max_abs_diff']:.2e}", flush=True)
 
     t = model.cfg.encoder_steps
-    print("[trainer] evaluating on held-out generated data", flush=True)
-    origins = _eval_origins(eval_fleet, t, args.eval_every)
-    gen = evaluate.evaluate_fleet(predict, eval_fleet, origins, t, keep_arrays=True)
-    curve = evaluate.history_curve(predict, eval_fleet, origins[::3], t, [k for k in HISTORY_GRID if k < t] + [t])
+    gen, curve, nab, nab_items, real_eval, real_items = _evaluate(args, predict, eval_fleet, real_evals, t)
     min_history = evaluate.choose_min_history(curve)
-
-    nab, nab_items = {}, []
-    nab_files = _nab_files(args.nab_dir)
-    if nab_files:
-        print(f"[trainer] evaluating on NAB ({len(nab_files)} series)", flush=True)
-        nab_fleets = [load_nab(p) for p in nab_files]
-        nab["final"], nab_items = evaluate.evaluate_nab(predict, nab_fleets, t, "final")
-        nab["dev"], _ = evaluate.evaluate_nab(predict, nab_fleets, t, "dev")
-
-    real_eval, real_items = {}, []
-    for part, rf in real_evals.items():
-        print(f"[trainer] evaluating on the real VMs set aside ({part}: {_real_rules(args)[part]})", flush=True)
-        res, real_arrays = evaluate.evaluate_real(predict, rf, t, args.eval_every)
-        res["rule"] = _real_rules(args)[part]
-        real_eval[part] = res
-        if not real_items or part == "holdout":
-            real_items = evaluate.real_plot_items(real_arrays, t, rf.servers)
-        del real_arrays
 
     print("[trainer] benchmarking ONNX Runtime", flush=True)
     cost = bench.count_macs(onnx_path)
@@ -214,6 +194,63 @@ def run(args):
         json.dump(full, f, indent=1, default=float)
     card.write_card(args.out, manifest, full, arrays, eval_fleet, nab_items, real_items)
     print(f"[trainer] done in {time.time() - t0:.0f}s: {onnx_path} ({size / 1e6:.2f} MB), version {version}")
+
+
+def _evaluate(args, predict, eval_fleet, real_evals, t):
+    """The card's scores of `predict` (encoder `t` steps): the held-out generated fleet (with its
+    forecast arrays, for the plots), the history curve, NAB and the real VMs set aside.
+    Returns (generated, history curve, NAB, NAB plot items, real VMs, real plot items)."""
+    print("[trainer] evaluating on held-out generated data", flush=True)
+    origins = _eval_origins(eval_fleet, t, args.eval_every)
+    gen = evaluate.evaluate_fleet(predict, eval_fleet, origins, t, keep_arrays=True)
+    curve = evaluate.history_curve(predict, eval_fleet, origins[::3], t, [k for k in HISTORY_GRID if k < t] + [t])
+
+    nab, nab_items = {}, []
+    nab_files = _nab_files(args.nab_dir)
+    if nab_files:
+        print(f"[trainer] evaluating on NAB ({len(nab_files)} series)", flush=True)
+        nab_fleets = [load_nab(p) for p in nab_files]
+        nab["final"], nab_items = evaluate.evaluate_nab(predict, nab_fleets, t, "final")
+        nab["dev"], _ = evaluate.evaluate_nab(predict, nab_fleets, t, "dev")
+
+    real_eval, real_items = {}, []
+    for part, rf in real_evals.items():
+        print(f"[trainer] evaluating on the real VMs set aside ({part}: {_real_rules(args)[part]})", flush=True)
+        res, real_arrays = evaluate.evaluate_real(predict, rf, t, args.eval_every)
+        res["rule"] = _real_rules(args)[part]
+        real_eval[part] = res
+        if not real_items or part == "holdout":
+            real_items = evaluate.real_plot_items(real_arrays, t, rf.servers)
+        del real_arrays
+    return gen, curve, nab, nab_items, real_eval, real_items
+
+
+def evaluate_shipped(args):
+    """The shipped model scored again on today's held-out data: the generator changes after a
+    model is trained (its scenarios came 24 minutes after the shipped model), and the card must
+    describe the data `just train` makes now. The weights, version, minimum history and training
+    record stay; the evaluation, the eval data's fingerprint, the plots and the card are renewed."""
+    man_path = os.path.join(args.out, "tft.json")
+    manifest = json.load(open(man_path))
+    t = manifest["encoder_steps"]
+    eval_fleet = load_parquet(args.eval_data)
+    _, real_evals = _load_real(args)
+    predict = evaluate.ort_predictor(os.path.join(args.out, manifest["onnx"]))
+    gen, curve, nab, nab_items, real_eval, real_items = _evaluate(args, predict, eval_fleet, real_evals, t)
+    arrays = gen.pop("arrays")
+    manifest["evaluation"] = _summary(gen, nab, real_eval)
+    manifest["eval_data"] = {"data": os.path.basename(args.eval_data), "data_fingerprint": file_fingerprint(args.eval_data)}
+    manifest["evaluated_by"] = "train.sh --evaluate"
+    with open(man_path, "w") as f:
+        json.dump(manifest, f, indent=1, allow_nan=False)
+        f.write("\n")
+    path = os.path.join(args.out, "evaluation.json")
+    full = json.load(open(path))
+    full.update({"generated": gen, "nab": nab, "bitbrains": real_eval, "history_curve": curve})
+    with open(path, "w") as f:
+        json.dump(full, f, indent=1, default=float)
+    card.write_card(args.out, manifest, full, arrays, eval_fleet, nab_items, real_items)
+    print(f"[trainer] {manifest['version']} evaluated on {os.path.basename(args.eval_data)}", flush=True)
 
 
 def _parity(path, golden):
@@ -338,7 +375,8 @@ def rebench(args):
 def main(argv=None):
     args = _args(sys.argv[1:] if argv is None else argv)
     torch.set_num_threads(2)
-    {"run": run, "sweep": sweep, "card": render_card, "bench": rebench, "compile": compile_shipped}[args.cmd](args)
+    {"run": run, "sweep": sweep, "evaluate": evaluate_shipped, "card": render_card, "bench": rebench,
+     "compile": compile_shipped}[args.cmd](args)
 
 
 if __name__ == "__main__":

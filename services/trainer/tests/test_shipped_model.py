@@ -64,3 +64,34 @@ def test_onnx_runtime_reproduces_the_golden_outputs(manifest):
         np.testing.assert_allclose(got[name], expected[name], atol=g["atol"], rtol=g["rtol"], err_msg=name)
     q = got["quantiles"]
     assert np.all(q[..., 0] <= q[..., 1]) and np.all(q[..., 1] <= q[..., 2])
+
+
+def test_evaluate_scores_the_shipped_model_again_and_keeps_what_ships(tmp_path):
+    # `train.sh --evaluate`: the card's numbers are renewed on another held-out file; the model
+    # (graph, weights, version, minimum history) and its training record are not touched.
+    import shutil
+
+    from fleetcast_trainer import cli
+    from fleetcast_trainer.data import file_fingerprint
+
+    from conftest import synth_fleet
+
+    # Four days: the evaluation's first origin is three days in (Holt-Winters' season).
+    fleet_path = synth_fleet(str(tmp_path / "held-out.parquet"), servers=3, days=4, seed=5)
+    out = tmp_path / "models"
+    shutil.copytree(MODELS, out)
+    before = json.load(open(out / "tft.json"))
+    onnx_bytes = (out / "tft.onnx").read_bytes()
+    cli.main(["evaluate", "--eval-data", fleet_path, "--out", str(out), "--eval-every", "72"])
+    after = json.load(open(out / "tft.json"))
+    assert after["eval_data"]["data_fingerprint"] == file_fingerprint(fleet_path)
+    assert after["eval_data"]["data_fingerprint"] != before["eval_data"]["data_fingerprint"]
+    for key in ("version", "min_history_steps", "training", "model", "encoder_steps"):
+        assert after[key] == before[key], key
+    assert (out / "tft.onnx").read_bytes() == onnx_bytes
+    evaluation = json.load(open(out / "evaluation.json"))
+    assert after["evaluation"]["generated"]["qrisk_p50"] == pytest.approx(
+        evaluation["generated"]["overall"]["tft"]["qrisk_p50"], abs=1e-5)
+    assert after["evaluation"]["generated"] != before["evaluation"]["generated"]
+    card_text = open(out / "README.md").read()
+    assert os.path.basename(fleet_path) in card_text and "train.sh --evaluate" in card_text
