@@ -23,18 +23,33 @@ repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 TRAIN_SEED=7 TRAIN_START=2026-01-05 TRAIN_DAYS=30 TRAIN_SERVERS=200
 EVAL_SEED=11 EVAL_START=2026-03-02 EVAL_DAYS=14 EVAL_SERVERS=200
 
+# The generator's sources (and the wire types it writes through): the cached data is made again
+# when they change, so a cached file never describes a generator that no longer exists.
+generator_sources() {
+  (cd "$repo_root" && find services/generator/src services/generator/Cargo.toml schemas/src -type f | sort)
+}
+
+newer_than() {  # file -> the first generator source changed after it, if any
+  (cd "$repo_root" && generator_sources | while read -r f; do [ "$f" -nt "$1" ] && echo "$f" && break; done) || true
+}
+
 generate() {  # seed start days servers -> path of the cached parquet
   local out="$repo_root/data/trainer/fleet-s$1-$2-d$3-n$4.parquet"
-  if [ ! -s "$out" ]; then
+  local want
+  want="$(cd "$repo_root" && generator_sources | xargs sha256sum | sha256sum | cut -c1-16)"
+  if [ ! -s "$out" ] || [ "$(cat "$out.source" 2>/dev/null)" != "$want" ]; then
     mkdir -p "$(dirname "$out")"
     echo "trainer: generating $out" >&2
-    # The workspace build's binary when there is one: `cargo run -p generator` resolves the
-    # generator's features alone and rebuilds much of the workspace (10 min on 2 cores).
+    # The workspace build's binary when it is newer than every source: `cargo run -p generator`
+    # resolves the generator's features alone and rebuilds much of the workspace (10 min on 2 cores).
     local gen=("$repo_root/target/release/generator")
-    [ -x "${gen[0]}" ] || gen=(cargo run --quiet --release -p generator --)
+    if [ ! -x "${gen[0]}" ] || [ -n "$(newer_than "${gen[0]}")" ]; then
+      gen=(cargo run --quiet --release -p generator --)
+    fi
     (cd "$repo_root" && "${gen[@]}" export \
       --days "$3" --servers "$4" --seed "$1" --start "$2" --out "$out.tmp") >&2
     mv "$out.tmp" "$out"
+    echo "$want" > "$out.source"
   fi
   echo "$out"
 }

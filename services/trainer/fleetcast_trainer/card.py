@@ -102,9 +102,10 @@ def write_card(out, manifest, full, arrays, eval_fleet, nab_items, real_items=No
     L = []
     L.append(f"# Fleetcast TFT model card - `{manifest['version']}`\n")
     if manifest.get("evaluated_by"):
-        L.append("_Written by `services/trainer` (`just train`); the evaluation numbers are from "
-                 f"`{manifest['evaluated_by']}`, which scored the shipped weights again on the held-out data "
-                 "`just train` makes today; do not edit by hand._\n")
+        L.append("_Written by `services/trainer` (`just train`); the forecast-quality numbers (generated, NAB, "
+                 f"real VMs, history) are from `{manifest['evaluated_by']}`, which scored the shipped weights "
+                 "again on the held-out data `just train` makes today, the rest from the run that produced "
+                 "`tft.onnx`; do not edit by hand._\n")
     else:
         L.append("_Written by `services/trainer` (`just train`) from the numbers of the run that produced "
                  "`tft.onnx`; do not edit by hand._\n")

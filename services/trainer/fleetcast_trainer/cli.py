@@ -226,10 +226,10 @@ def _evaluate(args, predict, eval_fleet, real_evals, t):
 
 
 def evaluate_shipped(args):
-    """The shipped model scored again on today's held-out data: the generator changes after a
-    model is trained (its scenarios came 24 minutes after the shipped model), and the card must
-    describe the data `just train` makes now. The weights, version, minimum history and training
-    record stay; the evaluation, the eval data's fingerprint, the plots and the card are renewed."""
+    """The shipped model scored again on today's held-out data, for when the generator has changed
+    since the model was trained: the card must describe the data `just train` makes now. The
+    weights, version, minimum history and training record stay; the evaluation, the eval data's
+    fingerprint, the plots and the card are renewed."""
     man_path = os.path.join(args.out, "tft.json")
     manifest = json.load(open(man_path))
     t = manifest["encoder_steps"]

@@ -89,10 +89,19 @@ def test_the_held_out_fleet_path_is_the_generators_export():
     # fleet (seed 11, 14 days from 2026-03-02, 200 servers), made without the Python side.
     import subprocess
 
-    out = subprocess.run(["bash", os.path.join(REPO, "services", "trainer", "train.sh"), "--held-out-path"],
-                         check=True, capture_output=True, text=True, timeout=600)
-    path = out.stdout.strip()
-    assert path.endswith("data/trainer/fleet-s11-2026-03-02-d14-n200.parquet"), out.stdout
+    def held_out_path():
+        out = subprocess.run(["bash", os.path.join(REPO, "services", "trainer", "train.sh"), "--held-out-path"],
+                             check=True, capture_output=True, text=True, timeout=600)
+        return out.stdout.strip(), out.stderr
+
+    path, _ = held_out_path()
+    # A cached file made by another generator (its sources' hash differs) is made again.
+    with open(path + ".source", "w") as f:
+        f.write("another generator\n")
+    assert held_out_path()[0] == path
+    assert open(path + ".source").read().strip() != "another generator"
+    assert "generating" not in held_out_path()[1], "a file of today's generator is reused"
+    assert path.endswith("data/trainer/fleet-s11-2026-03-02-d14-n200.parquet"), path
     held_out = load_parquet(path)
     assert held_out.values.shape == (200, 14 * 288, 14)
     assert held_out.ts0_ms == _ms(2026, 3, 2)
