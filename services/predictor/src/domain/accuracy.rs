@@ -285,13 +285,21 @@ impl ServerScore {
 /// steps (0.5^(1/288)), so "recently" means about the last day or two.
 pub const SERVER_DECAY: f32 = 0.997_596_5;
 
+/// The oldest issue step whose forecasts can still mature at `now_ms` (Unix ms): one longest
+/// scored lead (8 h) back. A server with nothing issued since holds nothing to score.
+pub fn oldest_live_issue(now_ms: i64) -> i64 {
+    now_ms.div_euclid(STEP_MS) - i64::from(LEADS[LEADS.len() - 1].0)
+}
+
 /// Pinball (quantile) loss of predicting `q_hat` for quantile `q` when `y` happened.
 pub fn pinball(q: f64, y: f64, q_hat: f64) -> f64 {
     let d = y - q_hat;
     (q * d).max((q - 1.0) * d)
 }
 
-/// Keeps issued forecasts until they mature and scores them (see the module doc).
+/// Keeps issued forecasts until they mature and scores them (see the module doc), keyed by
+/// server name: the form for tools and tests that feed servers by name. The predictor keeps
+/// the same [`Pending`] records by registry id instead (`scoring::Scoring`, in its workers).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AccuracyTracker {
     pending: HashMap<String, Pending>,
@@ -353,7 +361,7 @@ impl AccuracyTracker {
     /// Drops servers with no forecast issued in the last 8 h (nothing of theirs can still
     /// mature); call now and then so departed servers don't hold memory.
     pub fn prune(&mut self, now_ms: i64) {
-        let oldest = now_ms.div_euclid(STEP_MS) - i64::from(LEADS[LEADS.len() - 1].0);
+        let oldest = oldest_live_issue(now_ms);
         self.pending.retain(|_, p| p.last_issue >= oldest);
     }
 

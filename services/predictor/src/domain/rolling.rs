@@ -67,9 +67,7 @@ impl Scores {
         }
         Some(&mut self.sums[i])
     }
-}
 
-impl Scores {
     /// Approximate heap bytes held.
     pub fn approx_bytes(&self) -> usize {
         self.steps.len() * (8 + std::mem::size_of::<[Sums; TARGET_COUNT]>())

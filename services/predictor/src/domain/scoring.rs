@@ -19,7 +19,7 @@ use std::sync::Mutex;
 
 use schemas::{Method, Metrics, TargetForecast, STEP_MS, TARGET_COUNT};
 
-use crate::accuracy::{target_index, Pending, Sums, LEADS};
+use crate::accuracy::{oldest_live_issue, target_index, Pending, Sums};
 use crate::select::{publish, Candidates};
 
 /// Trackers per server: the published forecast's, then one per [`Method::ALL`] entry.
@@ -152,7 +152,7 @@ impl Scoring {
     /// Drops the records of servers with no forecast issued in the 8 h before `now_ms`
     /// (nothing of theirs can still mature), so departed servers don't hold memory.
     pub fn prune(&mut self, now_ms: i64) {
-        let oldest = now_ms.div_euclid(STEP_MS) - i64::from(LEADS[LEADS.len() - 1].0);
+        let oldest = oldest_live_issue(now_ms);
         for slot in &mut self.records {
             let slot = slot.get_mut().unwrap_or_else(|p| p.into_inner());
             if slot.as_ref().is_some_and(|r| r.last_issue() < oldest) {
