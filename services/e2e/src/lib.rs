@@ -242,6 +242,11 @@ pub fn expected(sent: &Sent, server: &str, step: i64, target: schemas::Target) -
     (!values.is_empty()).then(|| target.from_source((values.iter().sum::<f64>() / values.len() as f64) as f32))
 }
 
+/// Relative precision of a recent value: steps older than the model's encoder steps are kept,
+/// and published, as half floats (`predictor/src/tail.rs`), within 2^-11 of the value sent.
+/// A lost or misplaced step is off by far more.
+pub const HALF_FLOAT: f32 = 1.0 / 2048.0;
+
 /// Compares every step of every server's recent history in `forecasts` (KV `forecasts`, read
 /// before `sent`, so nothing stored was sent after `sent` was read) with what was sent.
 /// Returns how many (server, target, step) values were compared (reported ones, not gaps) and
@@ -256,7 +261,7 @@ pub fn window_mismatches(forecasts: &[schemas::ServerForecast], sent: &Sent) -> 
                 let step = first + k as i64;
                 let want = expected(sent, &s.server, step, h.target);
                 let same = match (got, want) {
-                    (Some(g), Some(w)) => (g - w).abs() <= 1e-4 * w.abs().max(1.0),
+                    (Some(g), Some(w)) => (g - w).abs() <= HALF_FLOAT * w.abs().max(1.0),
                     (None, None) => true,
                     _ => false,
                 };

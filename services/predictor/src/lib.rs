@@ -29,6 +29,7 @@ pub mod stats;
 pub mod step;
 pub mod store;
 pub mod streams;
+mod tail;
 pub mod tick;
 pub mod window;
 pub mod workers;

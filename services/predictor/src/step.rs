@@ -2,9 +2,9 @@
 //! several reports a real feed sends within one step (every 5 s, 15 s or 1 min) into the one
 //! value per metric the model reads. Only observed values count; the observed mask is kept.
 //! [`Seen`] remembers which report times an open step has counted, so a repeat counts once.
-//! [`Tail`] is a step as the window's long tier keeps it (`window.rs`).
+//! `tail.rs` keeps steps as the window's long tier does (`window.rs`).
 
-use schemas::{Metric, Metrics, Target, METRIC_COUNT, STEP_MS, TARGET_COUNT};
+use schemas::{Metric, Metrics, METRIC_COUNT, STEP_MS};
 
 /// Index of the step containing `ts_ms` (floor division, so pre-1970 times stay ordered).
 pub fn step_of(ts_ms: i64) -> i64 {
@@ -153,63 +153,6 @@ impl Seen {
     /// Forgets every time (the step closed), keeping the allocation.
     pub fn clear(&mut self) {
         self.0.clear();
-    }
-}
-
-/// One step of the long tier: the targets' source metrics (`Target::ALL` order) and their
-/// bits in `StepValues`' layout, plus [`ANY`] when any metric of the step was observed.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct Tail {
-    pub(crate) mask: u16,
-    pub(crate) values: [f32; TARGET_COUNT],
-}
-
-/// A [`Tail`]'s bit for "the step had some metric" (`StepValues` uses bits 0..14).
-const ANY: u16 = 1 << 15;
-
-pub(crate) const TAIL_EMPTY: Tail = Tail { mask: 0, values: [0.0; TARGET_COUNT] };
-
-/// Each target's source metric's index in `Metric::ALL`, in `Target::ALL` order.
-pub(crate) fn sources() -> [usize; TARGET_COUNT] {
-    static SOURCES: std::sync::LazyLock<[usize; TARGET_COUNT]> =
-        std::sync::LazyLock::new(|| std::array::from_fn(|k| Target::ALL[k].source_metric().index()));
-    *SOURCES
-}
-
-/// The `StepValues` bits of the targets' source metrics.
-pub(crate) fn source_bits() -> u16 {
-    sources().iter().fold(0, |m, i| m | (1 << i))
-}
-
-/// Position of `target` in `Target::ALL` (a [`Tail`]'s value index).
-pub(crate) fn target_slot(target: Target) -> usize {
-    Target::ALL.iter().position(|&t| t == target).unwrap_or(0)
-}
-
-impl Tail {
-    pub(crate) fn of(v: &StepValues) -> Tail {
-        let mut t = Tail { mask: (v.mask & source_bits()) | if v.is_observed() { ANY } else { 0 }, values: [0.0; TARGET_COUNT] };
-        for (k, i) in sources().into_iter().enumerate() {
-            t.values[k] = v.values[i];
-        }
-        t
-    }
-
-    pub(crate) fn is_observed(&self) -> bool {
-        self.mask & ANY != 0
-    }
-
-    /// The `StepValues` bits of the source metrics it has.
-    pub(crate) fn source_mask(&self) -> u16 {
-        self.mask & !ANY
-    }
-
-    pub(crate) fn to_step(self) -> StepValues {
-        let mut v = StepValues { mask: self.mask & !ANY, values: [0.0; METRIC_COUNT] };
-        for (k, i) in sources().into_iter().enumerate() {
-            v.values[i] = self.values[k];
-        }
-        v
     }
 }
 

@@ -14,14 +14,16 @@
 //!
 //! Two tiers, because the window is most of a server's memory (issue 14: 100,000 servers in
 //! one predictor): every metric of the newest `full` steps (what the model reads, its
-//! `encoder_steps`), and only the targets' source metrics of every step the window holds
-//! ([`Tail`]; the statistical methods read a day and the horizon of targets, nothing else).
-//! 384 steps at 48 full: 16.7 KB a server instead of 23 KB. A step older than the full tier
-//! reads back with its targets' sources only ([`ServerWindow::step`]).
+//! `encoder_steps`), and only the targets of every step the window holds, as half floats
+//! (`tail.rs`; the statistical methods read a day and the horizon of targets, nothing else).
+//! 384 steps at 48 full: 9.8 KB a server, against 23 KB with every metric of every step and
+//! 16.7 KB with the tail in `f32`. A step older than the full tier reads back with its
+//! targets' sources only ([`ServerWindow::step`]).
 
 use schemas::{Metric, Metrics, Profile, Target, METRIC_COUNT};
 
-use crate::step::{mask_of, source_bits, step_end, step_of, step_start, target_slot, OpenStep, Seen, StepValues, Tail, TAIL_EMPTY};
+use crate::step::{mask_of, step_end, step_of, step_start, OpenStep, Seen, StepValues};
+use crate::tail::{source_bits, target_slot, Tail};
 
 /// Steps per KV chunk: one hour.
 pub const CHUNK_STEPS: i64 = 12;
@@ -54,7 +56,7 @@ pub struct ServerWindow {
     /// Every metric of the newest steps (slot = step mod its length).
     ring: Box<[StepValues]>,
     /// The targets' sources of every step of the window (slot = step mod its length, the capacity).
-    tail: Box<[Tail]>,
+    tail: Tail,
     last_closed: Option<i64>,
     open: Option<OpenStep>,
     /// Report times the open step has counted (empty while there is none).
@@ -78,7 +80,7 @@ impl ServerWindow {
             profile,
             source,
             ring: vec![StepValues::EMPTY; full.clamp(1, capacity)].into_boxed_slice(),
-            tail: vec![TAIL_EMPTY; capacity].into_boxed_slice(),
+            tail: Tail::new(capacity),
             last_closed: None,
             open: None,
             seen: Seen::default(),
@@ -130,7 +132,7 @@ impl ServerWindow {
         if self.in_full(step) {
             return Some(self.ring[self.slot(step)]);
         }
-        (step <= last && step > last - self.tail.len() as i64).then(|| self.tail[self.tail_slot(step)].to_step())
+        (step <= last && step > last - self.tail.len() as i64).then(|| self.tail.step(self.tail_slot(step)))
     }
 
     /// The latest closed step's values.
@@ -176,13 +178,13 @@ impl ServerWindow {
     fn fill_closed(&mut self, step: i64, metrics: &Metrics) -> AddOutcome {
         let full = self.in_full(step);
         let (slot, tail_slot) = (self.slot(step), self.tail_slot(step));
-        let mut v = if full { self.ring[slot] } else { self.tail[tail_slot].to_step() };
+        let mut v = if full { self.ring[slot] } else { self.tail.step(tail_slot) };
         let kept = if full { u16::MAX } else { source_bits() };
         let new = mask_of(metrics) & kept & !v.mask;
         if new == 0 {
             return AddOutcome::Duplicate;
         }
-        let was_observed = self.tail[tail_slot].is_observed();
+        let was_observed = self.tail.is_observed(tail_slot);
         for (i, metric) in Metric::ALL.iter().enumerate().filter(|(i, _)| new & (1 << i) != 0) {
             v.values[i] = metrics.get(*metric).unwrap_or_default();
         }
@@ -190,7 +192,7 @@ impl ServerWindow {
         if full {
             self.ring[slot] = v;
         }
-        self.tail[tail_slot] = Tail::of(&v);
+        self.tail.set(tail_slot, &v);
         if !was_observed {
             self.observed += 1;
         }
@@ -239,7 +241,7 @@ impl ServerWindow {
         // that are no longer in it, never read).
         for s in first..=step {
             let slot = self.tail_slot(s);
-            if std::mem::replace(&mut self.tail[slot], TAIL_EMPTY).is_observed() {
+            if self.tail.clear(slot) {
                 self.observed -= 1;
             }
         }
@@ -249,7 +251,7 @@ impl ServerWindow {
         }
         let (slot, tail_slot) = (self.slot(step), self.tail_slot(step));
         self.ring[slot] = values;
-        self.tail[tail_slot] = Tail::of(&values);
+        self.tail.set(tail_slot, &values);
         if values.is_observed() {
             self.observed += 1;
         }
@@ -314,7 +316,7 @@ impl ServerWindow {
             return 0;
         }
         let full = self.ring.iter().fold(0, |m, v| m | v.mask);
-        self.tail.iter().fold(full, |m, v| m | v.source_mask())
+        full | self.tail.source_mask()
     }
 
     /// How many of the last `n` closed steps lie at or after the oldest observed one among
@@ -322,21 +324,28 @@ impl ServerWindow {
     pub fn known_span(&self, n: usize) -> usize {
         let Some(last) = self.last_closed else { return 0 };
         let n = n.min(self.tail.len()) as i64;
-        (last - n + 1..=last).find(|s| self.tail[self.tail_slot(*s)].is_observed()).map_or(0, |first| (last - first + 1) as usize)
+        (last - n + 1..=last).find(|s| self.tail.is_observed(self.tail_slot(*s))).map_or(0, |first| (last - first + 1) as usize)
     }
 
     /// Every step the window holds of `target`, oldest first and the last closed step last,
-    /// NaN where it was not reported (the statistical methods' input, `methods.rs`).
+    /// NaN where it was not reported (the statistical methods' input, `methods.rs`): the full
+    /// tier's steps as reported, older ones as the tail's half floats (within 0.05 %).
     pub fn history(&self, target: Target, out: &mut Vec<f32>) {
         out.clear();
         let Some(last) = self.last_closed else { return };
-        let (k, bit) = (target_slot(target), 1 << target.source_metric().index());
-        // Steps last - len + 1 ..= last fill the tail from the slot after the latest's,
-        // wrapping: two runs of it, so one modulo per call instead of one (a division) per
-        // step (8 targets x 384 steps per server and tick).
-        let oldest = self.tail_slot(last + 1);
-        let (newer, older) = self.tail.split_at(oldest);
-        out.extend(older.iter().chain(newer).map(|v| if v.mask & bit != 0 { target.from_source(v.values[k]) } else { f32::NAN }));
+        // Steps last - len + 1 ..= last fill the tail from the slot after the latest's, wrapping.
+        self.tail.history(target_slot(target), self.tail_slot(last + 1), out);
+        // The full tier's steps as reported (`f32`), over their half floats: the last value,
+        // the level and the recent changes set every method's P50 and band edges, and an
+        // actual equal to an edge (a VM idling at one value) is then inside the band, as it
+        // was before the tail was half floats (with them the Bitbrains VMs' coverage fell a point).
+        let n = self.ring.len().min(out.len());
+        let (base, source) = (out.len() - n, target.source_metric().index());
+        for (j, s) in (last - n as i64 + 1..=last).enumerate() {
+            if let Some(v) = self.ring[self.slot(s)].get(source) {
+                out[base + j] = target.from_source(v);
+            }
+        }
     }
 
     /// The last `n` closed steps' values of `target`, oldest first (`None` = not reported).
@@ -344,10 +353,13 @@ impl ServerWindow {
         out.clear();
         let Some(last) = self.last_closed else { return };
         let n = n.min(self.tail.len()) as i64;
-        let (k, bit) = (target_slot(target), 1 << target.source_metric().index());
+        let (k, source) = (target_slot(target), target.source_metric().index());
         for s in last - n + 1..=last {
-            let v = &self.tail[self.tail_slot(s)];
-            out.push((v.mask & bit != 0).then(|| target.from_source(v.values[k])));
+            out.push(if self.in_full(s) {
+                self.ring[self.slot(s)].get(source).map(|v| target.from_source(v))
+            } else {
+                self.tail.target(self.tail_slot(s), k)
+            });
         }
     }
 }

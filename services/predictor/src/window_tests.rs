@@ -277,3 +277,41 @@ fn a_late_fill_before_the_full_tier_takes_target_sources_only() {
     w.history(Target::Cpu, &mut cpu);
     assert_eq!(cpu.iter().filter(|v| !v.is_nan()).count(), 1, "the filled step's CPU only");
 }
+
+#[test]
+fn the_long_tier_keeps_each_target_within_its_half_float_precision() {
+    // An idle VM's CPU (0.4 % used), odd fractions, a large NIC rate, one past the half range;
+    // the last step (the full tier's one) with values no half float holds.
+    let steps = [(99.6, 45.123, 12_345.678), (99.55, 45.2, 70_000.0), (97.3, 45.31, 3.3)];
+    let mut w = ServerWindow::tiered("ppdb001".into(), Profile::Database, 0, 12, 1);
+    for (s, &(idle, mem, net)) in steps.iter().enumerate() {
+        let m = Metrics { cpu_idle_pct: Some(idle), mem_used_pct: Some(mem), net_in_mb_s: Some(net), ..Default::default() };
+        w.add(at(s as i64, 0), &m);
+    }
+    w.close_until(at(steps.len() as i64, 1));
+    let close = |got: f32, want: f32| (got - want).abs() <= want.abs() * 2f32.powi(-11);
+    let (mut cpu, mut mem, mut net) = (Vec::new(), Vec::new(), Vec::new());
+    w.history(Target::Cpu, &mut cpu);
+    w.history(Target::Mem, &mut mem);
+    w.history(Target::NetIn, &mut net);
+    let n = cpu.len();
+    for (k, &(idle, m, nic)) in steps.iter().enumerate() {
+        let at = n - steps.len() + k;
+        assert!(close(cpu[at], 100.0 - idle), "CPU {} for {}: kept as CPU, not as idle", cpu[at], 100.0 - idle);
+        assert!(close(mem[at], m), "mem {} for {m}", mem[at]);
+        if k == steps.len() - 1 {
+            assert_eq!((cpu[at], mem[at], net[at]), (100.0 - idle, m, nic), "the full tier's step reads as reported");
+        } else if nic < crate::domain::half::MAX {
+            assert!(close(net[at], nic), "net {} for {nic}", net[at]);
+        } else {
+            assert_eq!(net[at], crate::domain::half::MAX, "past the half range: clamped, never infinite");
+        }
+    }
+    let mut recent = Vec::new();
+    w.recent(Target::Cpu, 2, &mut recent);
+    assert_eq!(recent[1], Some(100.0 - 97.3));
+    assert!(close(recent[0].unwrap(), 100.0 - 99.55));
+    // Read back as a step (what a late fill rewrites into KV), CPU is idle again.
+    let old = w.step(w.last_closed().unwrap() - 2).unwrap();
+    assert!(close(100.0 - old.get(Metric::CpuIdle.index()).unwrap(), 0.4));
+}

@@ -25,6 +25,8 @@ use serde::{Deserialize, Serialize};
 
 use schemas::{Metrics, Target, TargetAccuracy, TargetForecast, STEP_MS, TARGET_COUNT};
 
+use crate::domain::half::{pack, unpack, NAN as NAN16};
+
 pub use crate::rolling::{Scores, Sums};
 
 /// Scored lead times in steps, with the stride of issue steps kept for each (an issue step is
@@ -117,22 +119,9 @@ pub fn target_index(t: Target) -> usize {
     Target::ALL.iter().position(|&x| x == t).unwrap_or(0)
 }
 
-/// A forecast value as a pending entry keeps it: a half float (within 0.05 %; finite values
-/// past its range are clamped to ±65,504, NaN stays NaN). Pending forecasts are most of a
-/// server's memory; their scoring does not need more.
-fn pack(v: f32) -> u16 {
-    half::f16::from_f32(if v.is_finite() { v.clamp(-65504.0, 65504.0) } else { v }).to_bits()
-}
-
-fn unpack(bits: u16) -> f32 {
-    half::f16::from_bits(bits).to_f32()
-}
-
-/// Half-float NaN: an absent value.
-const NAN16: u16 = 0x7e00;
-
 /// One issued forecast's values at one lead: (P10, P50, P90) per target as [`pack`]ed half
-/// floats, NaN where absent.
+/// floats (pending forecasts are most of a server's memory; their scoring needs no more), NaN
+/// where absent.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 struct Entry {
     /// `i32::MIN` when empty or already scored (a step number: Unix time / 5 min fits i32

@@ -16,6 +16,7 @@ pub mod accuracy;
 pub mod alerts;
 pub mod bands;
 pub mod fleet;
+pub mod half;
 pub mod horizon;
 pub mod methods;
 pub mod odds;
