@@ -243,7 +243,8 @@ pub fn expected(sent: &Sent, server: &str, step: i64, target: schemas::Target) -
 }
 
 /// Relative precision of a recent value: steps older than the model's encoder steps are kept,
-/// and published, as half floats (`predictor/src/tail.rs`), within 2^-11 of the value sent.
+/// and published, as half floats (`predictor/src/tail.rs`), within 2^-11 of the value sent
+/// (`predictor::domain::half::PRECISION`; this crate does not link the predictor).
 /// A lost or misplaced step is off by far more.
 pub const HALF_FLOAT: f32 = 1.0 / 2048.0;
 

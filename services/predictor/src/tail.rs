@@ -15,8 +15,7 @@
 //! (61 bytes/s in MB/s) within 3e-8 rather than 0.05 %. The newest `encoder_steps` are read
 //! from the window's full tier, in `f32`, instead (`ServerWindow::history`).
 
-use half::f16;
-use half::slice::HalfFloatSliceExt;
+use half::slice::{HalfBitsSliceExt, HalfFloatSliceExt};
 use schemas::{Target, METRIC_COUNT, TARGET_COUNT};
 
 use crate::domain::half::{pack, unpack, NAN};
@@ -49,12 +48,12 @@ pub(crate) struct Tail {
     masks: Box<[u16]>,
     /// Target `k`'s value at slot `s` is at `k * len + s`; NaN exactly where its source was
     /// not reported ([`Tail::history`] relies on it).
-    values: Box<[f16]>,
+    values: Box<[u16]>,
 }
 
 impl Tail {
     pub(crate) fn new(len: usize) -> Tail {
-        Tail { masks: vec![0; len].into_boxed_slice(), values: vec![f16::from_bits(NAN); len * TARGET_COUNT].into_boxed_slice() }
+        Tail { masks: vec![0; len].into_boxed_slice(), values: vec![NAN; len * TARGET_COUNT].into_boxed_slice() }
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -76,14 +75,17 @@ impl Tail {
         self.masks[slot] = (v.mask & source_bits()) | if v.is_observed() { ANY } else { 0 };
         for (k, i) in sources().into_iter().enumerate() {
             let value = if v.mask & (1 << i) != 0 { Target::ALL[k].from_source(v.values[i]) } else { f32::NAN };
-            self.values[k * len + slot] = f16::from_bits(pack(value));
+            self.values[k * len + slot] = pack(value);
         }
     }
 
     /// Empties `slot`; returns whether it held an observed step.
     pub(crate) fn clear(&mut self, slot: usize) -> bool {
-        let was = self.is_observed(slot);
-        self.set(slot, &StepValues::EMPTY);
+        let (was, len) = (self.is_observed(slot), self.len());
+        self.masks[slot] = 0;
+        for k in 0..TARGET_COUNT {
+            self.values[k * len + slot] = NAN;
+        }
         was
     }
 
@@ -93,7 +95,7 @@ impl Tail {
         let mut v = StepValues { mask: self.masks[slot] & !ANY, values: [0.0; METRIC_COUNT] };
         for (k, i) in sources().into_iter().enumerate() {
             if v.mask & (1 << i) != 0 {
-                v.values[i] = Target::ALL[k].from_source(unpack(self.values[k * self.len() + slot].to_bits()));
+                v.values[i] = Target::ALL[k].from_source(unpack(self.values[k * self.len() + slot]));
             }
         }
         v
@@ -101,7 +103,7 @@ impl Tail {
 
     /// Target `k`'s value at `slot`, `None` when its source was not reported.
     pub(crate) fn target(&self, slot: usize, k: usize) -> Option<f32> {
-        (self.masks[slot] & (1 << sources()[k]) != 0).then(|| unpack(self.values[k * self.len() + slot].to_bits()))
+        (self.masks[slot] & (1 << sources()[k]) != 0).then(|| unpack(self.values[k * self.len() + slot]))
     }
 
     /// Target `k`'s every slot into `out` (`len` values), from `oldest` on and wrapping: the
@@ -110,7 +112,7 @@ impl Tail {
         let len = self.len();
         out.clear();
         out.resize(len, f32::NAN);
-        let run = &self.values[k * len..(k + 1) * len];
+        let run = self.values[k * len..(k + 1) * len].reinterpret_cast::<half::f16>();
         let (newer, older) = run.split_at(oldest);
         let (a, b) = out.split_at_mut(len - oldest);
         // No mask pass: [`Tail::set`] stores NaN exactly where the source was not reported

@@ -289,7 +289,7 @@ fn the_long_tier_keeps_each_target_within_its_half_float_precision() {
         w.add(at(s as i64, 0), &m);
     }
     w.close_until(at(steps.len() as i64, 1));
-    let close = |got: f32, want: f32| (got - want).abs() <= want.abs() * 2f32.powi(-11);
+    let close = |got: f32, want: f32| (got - want).abs() <= want.abs() * crate::domain::half::PRECISION;
     let (mut cpu, mut mem, mut net) = (Vec::new(), Vec::new(), Vec::new());
     w.history(Target::Cpu, &mut cpu);
     w.history(Target::Mem, &mut mem);

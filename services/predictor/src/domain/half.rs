@@ -7,6 +7,10 @@
 /// Largest finite half float.
 pub const MAX: f32 = 65504.0;
 
+/// Relative precision of a [`pack`]ed value: within `PRECISION * |v|` of `v` (half a unit in
+/// the last of 11 significant bits; for |v| >= 6.1e-5, the smallest normal half float).
+pub const PRECISION: f32 = 1.0 / 2048.0;
+
 /// Half-float NaN: an absent value.
 pub const NAN: u16 = 0x7e00;
 
@@ -29,7 +33,7 @@ mod tests {
     fn within_half_a_unit_in_the_last_place_and_never_infinite() {
         for v in [0.0_f32, 0.3, 1.5, 39.0, 41.0, 73.5, 89.37, 99.99, 1234.567, 65504.0] {
             let back = unpack(pack(v));
-            assert!((back - v).abs() <= v.abs() * 2f32.powi(-11), "{v} -> {back}");
+            assert!((back - v).abs() <= v.abs() * PRECISION, "{v} -> {back}");
         }
         assert_eq!(unpack(pack(1e5)), MAX, "past the range: clamped, not infinite");
         assert_eq!(unpack(pack(-1e9)), -MAX);

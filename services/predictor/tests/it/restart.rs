@@ -31,7 +31,7 @@ fn step_no(t0: i64, s: i64) -> i64 {
 /// Within a half float of `want`: the window keeps steps older than the model's encoder steps
 /// as half floats (`src/tail.rs`), and this test's recent history reaches past them.
 fn close(got: f32, want: f32) -> bool {
-    (got - want).abs() <= want.abs().max(1.0) / 2048.0
+    (got - want).abs() <= want.abs().max(1.0) * predictor::domain::half::PRECISION
 }
 
 /// Every server has every step, all ending at the last one, and each value of each target is
