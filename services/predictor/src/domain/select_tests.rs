@@ -15,8 +15,8 @@ fn s(loss: f32, weight: f32) -> Option<ServerScore> {
 fn the_default_holds_until_another_is_proven_better_by_the_margin() {
     let all = |_| true;
     assert_eq!(choose(all, |_| None, p50_loss), Some(DEFAULT), "nothing scored yet");
-    let close = |m: Method| if m == Method::Model { s(0.97, 50.0) } else { s(1.0, 50.0) };
-    assert_eq!(choose(all, close, p50_loss), Some(DEFAULT), "3 % better is within the margin");
+    let close = |m: Method| if m == Method::Model { s(0.99, 50.0) } else { s(1.0, 50.0) };
+    assert_eq!(choose(all, close, p50_loss), Some(DEFAULT), "1 % better is within the margin");
     let better = |m: Method| if m == Method::Trend { s(0.5, 50.0) } else { s(1.0, 50.0) };
     assert_eq!(choose(all, better, p50_loss), Some(Method::Trend));
     let unproven = |m: Method| if m == Method::Trend { s(0.1, 3.0) } else { s(1.0, 50.0) };
@@ -70,7 +70,7 @@ fn members_weigh_equally_until_all_are_proven_then_by_inverse_loss() {
     let w: Vec<f32> = member_weights([Some((1.0, 50.0)), Some((3.0, 3.0))].into_iter()).collect();
     assert_eq!(w, [0.5, 0.5], "one member not yet proven: equal");
     let w: Vec<f32> = member_weights([Some((1.0, 50.0)), Some((3.0, 50.0))].into_iter()).collect();
-    assert!((w[0] - 0.75).abs() < 1e-6 && (w[1] - 0.25).abs() < 1e-6, "{w:?}");
+    assert!((w[0] - 0.9).abs() < 1e-6 && (w[1] - 0.1).abs() < 1e-6, "{w:?}");
     let w: Vec<f32> = member_weights([Some((0.0, 50.0)), Some((3.0, 50.0))].into_iter()).collect();
     assert_eq!(w, [0.5, 0.5], "a zero loss gives no weight to divide by");
 }
@@ -87,8 +87,8 @@ fn the_ensemble_mixes_p50s_by_p50_loss_and_bands_by_p90_loss() {
     };
     c.combine(score);
     let e = &c.of(Method::Ensemble)[0];
-    assert!((e.p50[0] - 12.5).abs() < 1e-4, "P50 leans to the model: {}", e.p50[0]);
-    assert!((e.p90[0] - 18.5).abs() < 1e-4, "P90 leans to the level: {}", e.p90[0]);
+    assert!((e.p50[0] - 11.0).abs() < 1e-4, "P50 leans to the model: {}", e.p50[0]);
+    assert!((e.p90[0] - 20.0).abs() < 1e-4, "P90 leans to the level: {}", e.p90[0]);
     // Near and far leads weighted apart: the model best near, the level far; in between
     // the weights move smoothly, so the curve has no jump.
     let mut c = Candidates::default();
@@ -101,8 +101,8 @@ fn the_ensemble_mixes_p50s_by_p50_loss_and_bands_by_p90_loss() {
     };
     c.combine(split);
     let e = &c.of(Method::Ensemble)[0];
-    assert!((e.p50[0] - 12.5).abs() < 1e-4 && (e.p50[95] - 17.5).abs() < 1e-4, "{} {}", e.p50[0], e.p50[95]);
-    assert!(e.p50.windows(2).all(|w| w[1] >= w[0] && w[1] - w[0] < 0.2), "monotone and smooth between");
+    assert!((e.p50[0] - 11.0).abs() < 1e-4 && (e.p50[95] - 19.0).abs() < 1e-4, "{} {}", e.p50[0], e.p50[95]);
+    assert!(e.p50.windows(2).all(|w| w[1] >= w[0] && w[1] - w[0] < 0.25), "monotone and smooth between");
     c.of_mut(Method::Level).clear();
     c.combine(score);
     assert!(c.of(Method::Ensemble).is_empty(), "one member is no ensemble");
