@@ -186,9 +186,10 @@ async fn start_predictors(layout: Layout, broker: &Broker, client: &async_nats::
         p.logs.push(log_path);
         let deadline = Instant::now() + Duration::from_secs(120);
         while let Err(e) = stats(client, k).await {
-            if Instant::now() >= deadline || p.children[k].try_wait().ok().flatten().is_some() {
+            let exited = p.children[k].try_wait().ok().flatten();
+            if Instant::now() >= deadline || exited.is_some() {
                 // The tempdir goes with `p`: what the predictor said is printed before it does.
-                let status = p.children[k].try_wait().ok().flatten().map_or("still running".into(), |s| s.to_string());
+                let status = exited.map_or("still running".into(), |s| s.to_string());
                 let log = std::fs::read_to_string(&p.logs[k]).unwrap_or_default();
                 anyhow::bail!("predictor {k} did not answer its stats within 120 s ({status}; last error: {e}); its log:\n{log}");
             }

@@ -36,11 +36,6 @@ pub(crate) fn source_bits() -> u16 {
     sources().iter().fold(0, |m, i| m | (1 << i))
 }
 
-/// Position of `target` in `Target::ALL`.
-pub(crate) fn target_slot(target: Target) -> usize {
-    Target::ALL.iter().position(|&t| t == target).unwrap_or(0)
-}
-
 /// `len` slots (slot = step mod `len`, kept by the window), each the targets' values of one step.
 #[derive(Debug, Clone)]
 pub(crate) struct Tail {

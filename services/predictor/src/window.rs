@@ -22,8 +22,9 @@
 
 use schemas::{Metric, Metrics, Profile, Target, METRIC_COUNT};
 
+use crate::accuracy::target_index;
 use crate::step::{mask_of, step_end, step_of, step_start, OpenStep, Seen, StepValues};
-use crate::tail::{source_bits, target_slot, Tail};
+use crate::tail::{source_bits, Tail};
 
 /// Steps per KV chunk: one hour.
 pub const CHUNK_STEPS: i64 = 12;
@@ -334,7 +335,7 @@ impl ServerWindow {
         out.clear();
         let Some(last) = self.last_closed else { return };
         // Steps last - len + 1 ..= last fill the tail from the slot after the latest's, wrapping.
-        self.tail.history(target_slot(target), self.tail_slot(last + 1), out);
+        self.tail.history(target_index(target), self.tail_slot(last + 1), out);
         // The full tier's steps as reported (`f32`), over their half floats: the last value,
         // the level and the recent changes set every method's P50 and band edges, and an
         // actual equal to an edge (a VM idling at one value) is then inside the band, as it
@@ -353,7 +354,7 @@ impl ServerWindow {
         out.clear();
         let Some(last) = self.last_closed else { return };
         let n = n.min(self.tail.len()) as i64;
-        let (k, source) = (target_slot(target), target.source_metric().index());
+        let (k, source) = (target_index(target), target.source_metric().index());
         for s in last - n + 1..=last {
             out.push(if self.in_full(s) {
                 self.ring[self.slot(s)].get(source).map(|v| target.from_source(v))

@@ -296,11 +296,12 @@ pub fn publish(candidates: &Candidates, score: impl Fn(Method, Target) -> Option
             let record = score(m, target).filter(|s| s.weight >= MIN_WEIGHT).map(|s| s.loss90);
             *slot = usable[m.index()].filter(|b| b.p50.len() == len).zip(record);
         }
-        if proven.iter().flatten().count() >= 2 {
+        // The band goes into `f`'s P10/P90, then is kept around its P50 (zipped slices, no
+        // indexing: the loops vectorise, and this runs per target per server).
+        let banded = if proven.iter().flatten().count() >= 2 {
             let losses = proven.map(|p| p.map(|(_, loss)| loss));
             f.p10.fill(0.0);
             f.p90.fill(0.0);
-            // Zipped slices, no indexing: the loops vectorise (this runs per target per server).
             for ((b, _), w) in proven.iter().flatten().zip(band_weights(&losses).into_iter().flatten()) {
                 for (o, x) in f.p10.iter_mut().zip(&b.p10) {
                     *o += w * x;
@@ -309,17 +310,20 @@ pub fn publish(candidates: &Candidates, score: impl Fn(Method, Target) -> Option
                     *o += w * x;
                 }
             }
+            true
+        } else {
+            let band = choose(is_usable, |m| score(m, target), p90_loss).and_then(|m| usable[m.index()]);
+            let other = band.filter(|b| b.method != f.method && b.p50.len() == len);
+            if let Some(b) = other {
+                f.p10.iter_mut().zip(&b.p10).for_each(|(o, x)| *o = *x);
+                f.p90.iter_mut().zip(&b.p90).for_each(|(o, x)| *o = *x);
+            }
+            other.is_some()
+        };
+        if banded {
             for ((lo, hi), mid) in f.p10.iter_mut().zip(f.p90.iter_mut()).zip(&f.p50) {
                 *lo = lo.min(*mid);
                 *hi = hi.max(*mid);
-            }
-        } else {
-            let band = choose(is_usable, |m| score(m, target), p90_loss).and_then(|m| usable[m.index()]);
-            if let Some(b) = band.filter(|b| b.method != f.method && b.p50.len() == len) {
-                for k in 0..len {
-                    f.p10[k] = b.p10[k].min(f.p50[k]);
-                    f.p90[k] = b.p90[k].max(f.p50[k]);
-                }
             }
         }
         out.push(f);
