@@ -42,52 +42,84 @@ pub struct ServerBands {
 /// tick, so its lock is never contended; it only lets workers share the table.
 pub type BandCache = Vec<std::sync::Mutex<ServerBands>>;
 
-/// The value at rank `q` (0..=1, nearest rank) of `v`, reordering `v`; NaN when empty.
+// The selections below run on integer keys, not on `f32` with `total_cmp`: each value is
+// turned once into an `i32` whose order is `total_cmp`'s (the bit trick `total_cmp` itself
+// applies to both sides of every comparison), in place, and the selection compares plain
+// integers. Same values bit for bit (the key is a bijection), and the selections were the
+// largest part of the statistical methods' time (a seventh of a whole engine tick in `perf`).
+
+/// An integer whose order is [`f32::total_cmp`]'s, from an `f32`'s bits as `i32` (the trick
+/// `total_cmp` uses). Its own inverse: the sign bit is kept, so applying it twice restores.
+fn key_of_bits(b: i32) -> i32 {
+    b ^ ((((b >> 31) as u32) >> 1) as i32)
+}
+
+/// The `f32` whose key is `k`.
+fn from_key(k: i32) -> f32 {
+    f32::from_bits(key_of_bits(k) as u32)
+}
+
+/// Overwrites `v` with its values' keys and views it as them (the slice is scratch after).
+fn into_keys(v: &mut [f32]) -> &mut [i32] {
+    let keys: &mut [i32] = bytemuck::cast_slice_mut(v);
+    for k in keys.iter_mut() {
+        *k = key_of_bits(*k);
+    }
+    keys
+}
+
+/// Nearest rank of quantile `q` (0..=1) among `n > 0` values.
+fn rank(n: usize, q: f32) -> usize {
+    ((n - 1) as f32 * q).round() as usize
+}
+
+/// The value at rank `q` (0..=1, nearest rank) of `v`; NaN when empty. `v` is scratch: its
+/// contents are overwritten.
 pub fn quantile(v: &mut [f32], q: f32) -> f32 {
     if v.is_empty() {
         return f32::NAN;
     }
-    let k = ((v.len() - 1) as f32 * q).round() as usize;
-    *v.select_nth_unstable_by(k, f32::total_cmp).1
+    let k = rank(v.len(), q);
+    from_key(*into_keys(v).select_nth_unstable(k).1)
 }
 
+/// [`quantile`] at 0.5; `v` is scratch.
 pub fn median(v: &mut [f32]) -> f32 {
     quantile(v, 0.5)
 }
 
 /// (P10, P90) of `v` as [`quantile`] gives them, with the second selection only over the part
-/// of `v` the first left below its rank (the selections are most of a tick's statistical cost).
+/// of `v` the first left below its rank. `v` is scratch.
 pub fn p10_p90(v: &mut [f32]) -> (f32, f32) {
     if v.is_empty() {
         return (f32::NAN, f32::NAN);
     }
-    let rank = |q: f32| ((v.len() - 1) as f32 * q).round() as usize;
-    let (k10, k90) = (rank(0.1), rank(0.9));
-    let (below, hi, _) = v.select_nth_unstable_by(k90, f32::total_cmp);
+    let (lo, hi) = p10_p90_keys(into_keys(v));
+    (from_key(lo), from_key(hi))
+}
+
+/// [`p10_p90`] on keys, leaving the P10..P90 ranks' values between the two ranks.
+fn p10_p90_keys(v: &mut [i32]) -> (i32, i32) {
+    let (k10, k90) = (rank(v.len(), 0.1), rank(v.len(), 0.9));
+    let (below, hi, _) = v.select_nth_unstable(k90);
     let hi = *hi;
-    let lo = if k10 < k90 { *below.select_nth_unstable_by(k10, f32::total_cmp).1 } else { hi };
+    let lo = if k10 < k90 { *below.select_nth_unstable(k10).1 } else { hi };
     (lo, hi)
 }
 
 /// [`p10_p90`] and the median (rank 0.5, as [`median`] gives it) of `v` at once: the median is
 /// selected only among the values the two selections left between their ranks, which holds it
 /// (every value before is no greater, every value after no smaller), so it costs a fraction of
-/// a selection over all of `v`.
+/// a selection over all of `v`. `v` is scratch.
 pub fn p10_p50_p90(v: &mut [f32]) -> (f32, f32, f32) {
     if v.is_empty() {
         return (f32::NAN, f32::NAN, f32::NAN);
     }
-    let (lo, hi) = p10_p90(v);
-    let rank = |q: f32| ((v.len() - 1) as f32 * q).round() as usize;
-    let (k10, k50, k90) = (rank(0.1), rank(0.5), rank(0.9));
-    let mid = if k10 < k50 && k50 < k90 { *v[k10 + 1..k90].select_nth_unstable_by(k50 - k10 - 1, f32::total_cmp).1 } else { median(v) };
-    (lo, mid, hi)
-}
-
-/// An integer whose order is [`f32::total_cmp`]'s (the same bit trick it uses).
-fn total_key(x: f32) -> i32 {
-    let b = x.to_bits() as i32;
-    b ^ ((((b >> 31) as u32) >> 1) as i32)
+    let v = into_keys(v);
+    let (lo, hi) = p10_p90_keys(v);
+    let (k10, k50, k90) = (rank(v.len(), 0.1), rank(v.len(), 0.5), rank(v.len(), 0.9));
+    let mid = if k10 < k50 && k50 < k90 { *v[k10 + 1..k90].select_nth_unstable(k50 - k10 - 1).1 } else { *v.select_nth_unstable(k50).1 };
+    (from_key(lo), from_key(mid), from_key(hi))
 }
 
 /// Values sampled by [`median_large`] to bracket the median, and how many sample ranks on
@@ -97,37 +129,34 @@ const SAMPLE: usize = 64;
 const SPREAD: usize = 10;
 
 /// [`median`] of `v` (the same value, bit for bit), faster on a large `v` (the trend's 1,128
-/// pairwise slopes): a sorted sample of [`SAMPLE`] values brackets the median, one branch-free
-/// pass counts the values below the bracket and copies those inside it into `band`, and the
-/// selection runs on the bracket's values alone (about a third of `v`). When the bracket misses
-/// the median's rank, the whole of `v` is selected, as [`median`] does. `v` may be reordered.
-pub fn median_large(v: &mut [f32], band: &mut Vec<f32>) -> f32 {
+/// pairwise slopes): a sorted sample of [`SAMPLE`] keys brackets the median, one branch-free
+/// pass counts the keys below the bracket and copies those inside it into `band`, and the
+/// selection runs on the bracket's keys alone (about a third of `v`). When the bracket misses
+/// the median's rank, the whole of `v` is selected, as [`median`] does. `v` is scratch.
+pub fn median_large(v: &mut [f32], band: &mut Vec<i32>) -> f32 {
     let n = v.len();
     if n < 4 * SAMPLE {
         return median(v);
     }
-    let k = ((n - 1) as f32 * 0.5).round() as usize;
+    let v = into_keys(v);
+    let k = rank(n, 0.5);
     let stride = n / SAMPLE;
-    let mut sample: [i32; SAMPLE] = std::array::from_fn(|i| total_key(v[i * stride + stride / 2]));
+    let mut sample: [i32; SAMPLE] = std::array::from_fn(|i| v[i * stride + stride / 2]);
     sample.sort_unstable();
     let r = k * SAMPLE / n;
     let lo = r.checked_sub(SPREAD).map_or(i32::MIN, |i| sample[i]);
     let hi = sample.get(r + SPREAD).copied().unwrap_or(i32::MAX);
     if band.len() < n {
-        band.resize(n, 0.0);
+        band.resize(n, 0);
     }
     let (mut below, mut inside) = (0, 0);
-    for &x in v.iter() {
-        let key = total_key(x);
+    for &key in v.iter() {
         below += usize::from(key < lo);
-        band[inside] = x;
+        band[inside] = key;
         inside += usize::from(lo <= key && key <= hi);
     }
-    if below <= k && k < below + inside {
-        *band[..inside].select_nth_unstable_by(k - below, f32::total_cmp).1
-    } else {
-        median(v)
-    }
+    let key = if below <= k && k < below + inside { *band[..inside].select_nth_unstable(k - below).1 } else { *v.select_nth_unstable(k).1 };
+    from_key(key)
 }
 
 impl Bands {
@@ -233,9 +262,15 @@ mod tests {
                 } else if seed == 2 {
                     v.sort_by(|a, b| b.total_cmp(a));
                 }
+                // The reference: a full sort by `total_cmp`, read at the nearest ranks.
+                let mut sorted = v.clone();
+                sorted.sort_by(f32::total_cmp);
+                let at = |q: f32| sorted[((n - 1) as f32 * q).round() as usize].to_bits();
                 let want = median(&mut v.clone());
+                assert_eq!(want.to_bits(), at(0.5), "n {n} seed {seed}");
                 assert_eq!(median_large(&mut v.clone(), &mut band).to_bits(), want.to_bits(), "n {n} seed {seed}");
                 let (lo, hi) = p10_p90(&mut v.clone());
+                assert_eq!([lo.to_bits(), hi.to_bits()], [at(0.1), at(0.9)], "n {n} seed {seed}");
                 let (a, b, c) = p10_p50_p90(&mut v.clone());
                 assert_eq!([a, b, c].map(f32::to_bits), [lo, want, hi].map(f32::to_bits), "n {n} seed {seed}");
             }

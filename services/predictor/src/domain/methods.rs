@@ -58,7 +58,11 @@ pub struct Basis {
     /// tick: the window holds only 96 of them (a day and 8 h of history), so an hour-old
     /// sample is an eighth stale (the seasonal naive's P90 q-risk was 1.6 % worse cached).
     season: Option<(f32, f32)>,
-    /// The last day's (P10, P50, P90) of the values themselves.
+    /// The last day's (P10, P50, P90) of the values themselves. Computed every tick: kept with
+    /// the [`Bands`] for up to an hour instead, it saved about 3 % of the statistical methods'
+    /// time and cost quality (`just backtest`: held-out VMs' P90 q-risk 0.320 to 0.321 and
+    /// their P50 15.9 % to 15.7 % below the better naive; tuning VMs at or below the better
+    /// naive at P90 70 % to 69 %).
     day: (f32, f32, f32),
     bands: Bands,
 }
@@ -70,7 +74,7 @@ pub struct Scratch {
     lo: Vec<f32>,
     hi: Vec<f32>,
     /// [`median_large`]'s bracket.
-    band: Vec<f32>,
+    band: Vec<i32>,
 }
 
 impl Basis {
@@ -295,7 +299,7 @@ impl Statistical {
 /// points projected along it. `None` with fewer than 6 slopes. All pairs: keeping only pairs
 /// far apart (a quarter of the work) made the trend's P50 q-risk 5 % worse on the Bitbrains
 /// VMs, the noisy close pairs pull the slope toward 0, which pays off 8 hours out.
-fn theil_sen(y: &[f32], buf: &mut Vec<f32>, band: &mut Vec<f32>) -> Option<(f32, f32)> {
+fn theil_sen(y: &[f32], buf: &mut Vec<f32>, band: &mut Vec<i32>) -> Option<(f32, f32)> {
     let n = y.len();
     buf.clear();
     // Multiplying by a reciprocal from this table instead of dividing.
