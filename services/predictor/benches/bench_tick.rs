@@ -49,6 +49,12 @@ struct Args {
     /// bench.
     #[arg(long, value_delimiter = ',')]
     predictor: Vec<PathBuf>,
+    /// Steps published before the measured ticks (default: the model's `min_history_steps`
+    /// and one more, the fewest that give every server a forecast). The statistical methods
+    /// read up to a day and 8 h (384 steps), so a fleet warmed that long measures a steady
+    /// state's tick; the short default keeps `just bench` at 100,000 servers within minutes.
+    #[arg(long)]
+    warm_steps: Option<i64>,
     /// Cargo passes `--bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -166,6 +172,7 @@ struct Setup {
     workers: usize,
     threads: usize,
     chunk: usize,
+    warm_steps: Option<i64>,
 }
 
 async fn run_fleet(n: usize, ticks: usize, model: &Path, binary: &Path, setup: Setup, gap: Duration) -> anyhow::Result<Run> {
@@ -184,7 +191,7 @@ async fn run_fleet(n: usize, ticks: usize, model: &Path, binary: &Path, setup: S
         .spawn()?;
     let pid = child.id();
     eprintln!("  logs: {} and {}", dir.path().join("predictor.log").display(), nats.log_path().display());
-    let result = drive(&nats, n, ticks, gap, pid, model).await;
+    let result = drive(&nats, n, ticks, gap, pid, model, setup.warm_steps).await;
     let _ = child.kill();
     let _ = child.wait();
     if result.is_err() {
@@ -194,7 +201,21 @@ async fn run_fleet(n: usize, ticks: usize, model: &Path, binary: &Path, setup: S
     result
 }
 
-async fn drive(nats: &testkit::NatsServer, n: usize, ticks: usize, gap: Duration, pid: u32, model: &Path) -> anyhow::Result<Run> {
+/// Steps a fleet is warmed for: `requested`, or by default (and at least) the fewest that give
+/// every server a forecast, `min_history` and one more.
+fn warm_up_steps(requested: Option<i64>, min_history: i64) -> i64 {
+    requested.unwrap_or(0).max(min_history + 1)
+}
+
+async fn drive(
+    nats: &testkit::NatsServer,
+    n: usize,
+    ticks: usize,
+    gap: Duration,
+    pid: u32,
+    model: &Path,
+    warm_steps: Option<i64>,
+) -> anyhow::Result<Run> {
     let client = nats.connect().await?;
     let js = jetstream::new(client.clone());
     let manifest = predictor::model::Manifest::load(&model.with_extension("json"))?;
@@ -206,8 +227,8 @@ async fn drive(nats: &testkit::NatsServer, n: usize, ticks: usize, gap: Duration
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let fleet = BenchFleet::new(n, 1);
-    let first = testkit::bench_fleet::first_step(manifest.min_history_steps as i64, ticks);
-    let warm = manifest.min_history_steps as i64 + 1;
+    let warm = warm_up_steps(warm_steps, manifest.min_history_steps as i64);
+    let first = testkit::bench_fleet::first_step(warm - 1, ticks);
     // Ticks run while the backlog drains; the warm-up ends with the tick that has them all ready.
     let took = fleet.warm_up(&js, &mut summaries, first, warm, Duration::from_secs(600)).await?;
     eprintln!("  {n} servers: warm-up of {warm} steps took {:.1} s", took.as_secs_f64());
@@ -244,7 +265,7 @@ async fn main() -> anyhow::Result<()> {
     }
     batch_table(&model, &[1, 100, 1000], &args.threads)?;
     let (w, threads, fastest) = sweep(&model, &workers, &args.threads, &args.chunks)?;
-    let setup = Setup { workers: w, threads, chunk: args.chunk.unwrap_or(fastest) };
+    let setup = Setup { workers: w, threads, chunk: args.chunk.unwrap_or(fastest), warm_steps: args.warm_steps };
     println!(
         "\n## ticks through the pipeline (release predictor binary, real nats-server, {w} worker(s) x {threads} thread(s), chunk {})",
         setup.chunk
@@ -268,5 +289,10 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     println!("\nstage columns: mean ms per tick inside the predictor; latency: first batch part published -> tick summary received");
+    let warm = warm_up_steps(args.warm_steps, predictor::model::Manifest::load(&model.with_extension("json"))?.min_history_steps as i64);
+    println!(
+        "each fleet was warmed for {warm} steps before the measured ticks; the statistical methods read up to {} (`--warm-steps` for a steady state's tick)",
+        predictor::methods::HISTORY_STEPS
+    );
     Ok(())
 }
