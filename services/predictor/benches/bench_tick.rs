@@ -275,14 +275,13 @@ async fn main() -> anyhow::Result<()> {
     let binaries = if args.predictor.is_empty() { vec![PathBuf::from(env!("CARGO_BIN_EXE_predictor"))] } else { args.predictor.clone() };
     for (n, binary) in args.sizes.iter().flat_map(|&n| binaries.iter().map(move |b| (n, b))) {
         let ticks = if n >= 10_000 { (args.ticks / 3).max(3) } else { args.ticks };
-        if !args.predictor.is_empty() {
-            println!("  predictor: {}", binary.display());
-        }
+        // Side by side, each row names its binary in the servers column, so the table stays one table.
+        let label = if args.predictor.is_empty() { n.to_string() } else { format!("{n} ({})", binary.display()) };
         let run = run_fleet(n, ticks, &model, binary, setup, Duration::from_millis(args.gap_ms)).await?;
         let mut lat = run.latency.clone();
         let avg = |key: &str| run.stages.iter().filter_map(|s| s[key].as_f64()).sum::<f64>() / run.stages.len().max(1) as f64;
         println!(
-            "| {n} | {ticks} | {:.0} / {:.0} / {:.0} / {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} MB in {} parts | {:.0} ({:.0}) |",
+            "| {label} | {ticks} | {:.0} / {:.0} / {:.0} / {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} MB in {} parts | {:.0} ({:.0}) |",
             pct(&mut lat, 0.5), pct(&mut lat, 0.95), pct(&mut lat, 0.99), pct(&mut lat, 1.0),
             avg("decode_ms"), avg("kv_ms"), avg("features_ms"), avg("inference_ms"), avg("risk_ms"), avg("encode_ms"), avg("publish_ms"),
             run.bytes as f64 / 1e6, run.parts, run.rss.0, run.rss.1,
