@@ -172,7 +172,8 @@ struct Setup {
     workers: usize,
     threads: usize,
     chunk: usize,
-    warm_steps: Option<i64>,
+    /// Steps each fleet is warmed for ([`warm_up_steps`]).
+    warm_steps: i64,
 }
 
 async fn run_fleet(n: usize, ticks: usize, model: &Path, binary: &Path, setup: Setup, gap: Duration) -> anyhow::Result<Run> {
@@ -191,7 +192,7 @@ async fn run_fleet(n: usize, ticks: usize, model: &Path, binary: &Path, setup: S
         .spawn()?;
     let pid = child.id();
     eprintln!("  logs: {} and {}", dir.path().join("predictor.log").display(), nats.log_path().display());
-    let result = drive(&nats, n, ticks, gap, pid, model, setup.warm_steps).await;
+    let result = drive(&nats, n, ticks, gap, pid, setup.warm_steps).await;
     let _ = child.kill();
     let _ = child.wait();
     if result.is_err() {
@@ -207,18 +208,9 @@ fn warm_up_steps(requested: Option<i64>, min_history: i64) -> i64 {
     requested.unwrap_or(0).max(min_history + 1)
 }
 
-async fn drive(
-    nats: &testkit::NatsServer,
-    n: usize,
-    ticks: usize,
-    gap: Duration,
-    pid: u32,
-    model: &Path,
-    warm_steps: Option<i64>,
-) -> anyhow::Result<Run> {
+async fn drive(nats: &testkit::NatsServer, n: usize, ticks: usize, gap: Duration, pid: u32, warm: i64) -> anyhow::Result<Run> {
     let client = nats.connect().await?;
     let js = jetstream::new(client.clone());
-    let manifest = predictor::model::Manifest::load(&model.with_extension("json"))?;
     let mut summaries = client.subscribe("history.tick").await?;
     // Wait for the predictor's streams and service.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -227,7 +219,6 @@ async fn drive(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let fleet = BenchFleet::new(n, 1);
-    let warm = warm_up_steps(warm_steps, manifest.min_history_steps as i64);
     let first = testkit::bench_fleet::first_step(warm - 1, ticks);
     // Ticks run while the backlog drains; the warm-up ends with the tick that has them all ready.
     let took = fleet.warm_up(&js, &mut summaries, first, warm, Duration::from_secs(600)).await?;
@@ -265,7 +256,9 @@ async fn main() -> anyhow::Result<()> {
     }
     batch_table(&model, &[1, 100, 1000], &args.threads)?;
     let (w, threads, fastest) = sweep(&model, &workers, &args.threads, &args.chunks)?;
-    let setup = Setup { workers: w, threads, chunk: args.chunk.unwrap_or(fastest), warm_steps: args.warm_steps };
+    let min_history = predictor::model::Manifest::load(&model.with_extension("json"))?.min_history_steps as i64;
+    let warm = warm_up_steps(args.warm_steps, min_history);
+    let setup = Setup { workers: w, threads, chunk: args.chunk.unwrap_or(fastest), warm_steps: warm };
     println!(
         "\n## ticks through the pipeline (release predictor binary, real nats-server, {w} worker(s) x {threads} thread(s), chunk {})",
         setup.chunk
@@ -288,7 +281,6 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     println!("\nstage columns: mean ms per tick inside the predictor; latency: first batch part published -> tick summary received");
-    let warm = warm_up_steps(args.warm_steps, predictor::model::Manifest::load(&model.with_extension("json"))?.min_history_steps as i64);
     println!(
         "each fleet was warmed for {warm} steps before the measured ticks; the statistical methods read up to {} (`--warm-steps` for a steady state's tick)",
         predictor::methods::HISTORY_STEPS

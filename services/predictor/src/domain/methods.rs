@@ -40,6 +40,9 @@ const LEVEL_STEPS: usize = 6;
 /// (4 h), its intercept the median of the last [`TREND_ANCHOR_STEPS`] steps projected to now.
 const TREND_STEPS: usize = 48;
 const TREND_ANCHOR_STEPS: usize = 6;
+/// Fewest pairwise slopes the trend is fitted from (4 reported steps); with fewer it is flat
+/// at the level.
+const MIN_SLOPES: usize = 6;
 
 /// The statistical methods, in the order [`Basis::curves`] accepts.
 pub const STATISTICAL: [Method; 6] =
@@ -119,10 +122,10 @@ impl Basis {
         }
         let n = history.len();
         let reported = |r: &[f32]| r.iter().filter(|v| v.is_finite()).count();
-        // Theil-Sen: every slope is +0.0; with fewer than 6 of them the trend falls back to the
+        // Theil-Sen: every slope is +0.0; with fewer than MIN_SLOPES the trend falls back to the
         // level, otherwise the intercept is the anchors projected along a zero slope, `c + 0.0`.
         let m = reported(&history[n.saturating_sub(TREND_STEPS)..]);
-        let intercept = if m * m.saturating_sub(1) / 2 < 6 { c } else { c + 0.0 };
+        let intercept = if m * m.saturating_sub(1) / 2 < MIN_SLOPES { c } else { c + 0.0 };
         let pairs = (SEASON..n).filter(|&s| history[s].is_finite() && history[s - SEASON].is_finite()).count();
         let season = (pairs >= MIN_SAMPLES).then_some((0.0, 0.0));
         let day = if reported(&history[n.saturating_sub(SEASON)..]) > 0 { (c, c, c) } else { (f32::NAN, f32::NAN, f32::NAN) };
@@ -323,7 +326,7 @@ impl Statistical {
 
 /// Theil–Sen line through the finite points of `y` (x = step index): the median of pairwise
 /// slopes (Sen 1968), and the value it gives at the last step from the median of the last few
-/// points projected along it. `None` with fewer than 6 slopes. All pairs: keeping only pairs
+/// points projected along it. `None` with fewer than [`MIN_SLOPES`] slopes. All pairs: keeping only pairs
 /// far apart (a quarter of the work) made the trend's P50 q-risk 5 % worse on the Bitbrains
 /// VMs, the noisy close pairs pull the slope toward 0, which pays off 8 hours out.
 fn theil_sen(y: &[f32], buf: &mut Vec<f32>, band: &mut Vec<i32>) -> Option<(f32, f32)> {
@@ -351,7 +354,7 @@ fn theil_sen(y: &[f32], buf: &mut Vec<f32>, band: &mut Vec<i32>) -> Option<(f32,
             }
         }
     }
-    if buf.len() < 6 {
+    if buf.len() < MIN_SLOPES {
         return None;
     }
     let slope = median_large(buf, band);
