@@ -74,9 +74,11 @@ fi
 bin="${CARGO_TARGET_DIR:-$root/target}/release"
 
 echo "building (release)..."
-# --all-targets, as `just test` builds: a --bins build resolves features without the test-only
-# dependencies and recompiles polars (about 5 minutes) after every `just test`, and back again.
-cargo build --release --workspace --all-targets
+# The targets `just test`'s nextest builds (lib, bins, tests, examples; not the benches): a --bins
+# build alone resolves features without the test-only dependencies and recompiles polars (about
+# 5 minutes) after every `just test`, and back again; --all-targets would also build the benches,
+# which nextest does not (a fresh clone's first `just up` after `just test` recompiled two crates).
+cargo build --release --workspace --bins --tests --examples
 
 # start NAME READY_PATTERN ARGS...: starts a service and waits for its readiness line in its log.
 # START_AS=<binary>: run that binary under NAME (a second predictor: its own log and pid file,
