@@ -42,7 +42,9 @@
 //! proven on or off, decay per scored step 0.9976 or 0.99): the record lags regime changes
 //! (the Bitbrains VMs that run at 100 % for days and then idle) by more than it gains. Scaled
 //! by the seasonal naive's P90 loss against the best candidate's, `(best / its)^2`: 0.317 /
-//! 0.340 / 0.552, NAB at or below 80 %.
+//! 0.340 / 0.552, NAB at or below 80 %. Only at leads where the seasonal naive's band is
+//! narrower than the day's range (yesterday explains today): 0.318 / 0.342 / 0.552; narrower
+//! than half of it: 0.321 / 0.342 / 0.549.
 //!
 //! A candidate whose curves are not all finite is never published; a target none of whose
 //! candidates is usable is left out.
