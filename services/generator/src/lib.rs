@@ -18,6 +18,7 @@ pub mod fleet_sim;
 pub mod incident;
 pub mod live;
 pub mod metrics;
+pub mod resume;
 pub mod scenario;
 pub mod seeds;
 pub mod server_sim;

@@ -3,7 +3,9 @@
 //!
 //! The simulated clock starts at a step boundary `backfill_steps` steps before now, so the
 //! backfill ends just before the present and forecasts are possible at once; after that the
-//! clock advances one 5-minute step per tick (`--tick 5m` is real time).
+//! clock advances one 5-minute step per tick (`--tick 5m` is real time). A restarted generator
+//! without `--start` resumes after its source's last batch in the stream instead (`resume.rs`),
+//! backfilling only the steps between that and now, if any.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -16,6 +18,7 @@ use tracing::{debug, info, warn, Instrument};
 
 use crate::control;
 use crate::fleet_sim::{align, SimConfig, Simulator};
+use crate::resume;
 use crate::shutdown::Shutdown;
 
 #[derive(Debug, Clone)]
@@ -67,17 +70,31 @@ pub async fn run(opts: LiveOptions, shutdown: Shutdown) -> anyhow::Result<LiveSu
 /// [`run`], counting ticks, publishes and errors in `metrics` (`/metrics`).
 pub async fn run_counted(opts: LiveOptions, mut shutdown: Shutdown, metrics: crate::metrics::Metrics) -> anyhow::Result<LiveSummary> {
     check_source(&opts.source)?;
-    let start_ms = opts.start_ms.unwrap_or_else(|| align(now_ms()) - opts.backfill_steps as i64 * STEP_MS);
-    let sim = Simulator::new(SimConfig { servers: opts.servers, seed: opts.seed, start_ms })?;
+    let fresh_start = align(now_ms()) - opts.backfill_steps as i64 * STEP_MS;
+    // Built before connecting, so a bad fleet size fails at once; rebuilt below if resuming.
+    let mut sim = Simulator::new(SimConfig { servers: opts.servers, seed: opts.seed, start_ms: opts.start_ms.unwrap_or(fresh_start) })?;
     // fleetbus takes the credentials from the URL (async-nats ignores them there) and retries.
     let client = fleetbus::connect(&format!("fleetcast-generator-{}", opts.source), &opts.nats_url).await?;
     if !wait_connected(&client, &opts.nats_url, &mut shutdown).await {
         return Ok(LiveSummary::default());
     }
-    let sim = Arc::new(Mutex::new(sim));
-    let control = control::start(&client, sim.clone()).await?;
     let run_id = format!("{:x}-{:x}", now_ms(), std::process::id());
     let mut publisher = Publisher::new(client.clone(), &opts.source, run_id).with_partitions(opts.partitions);
+    let (start_ms, backfill_steps) = match opts.start_ms {
+        Some(start) => (start, opts.backfill_steps),
+        None => match resume::last_clock(&client, publisher.subjects()).await {
+            Some(clock) if clock > fresh_start => {
+                let start = align(clock);
+                let behind = u64::try_from((align(now_ms()) - start) / STEP_MS).unwrap_or(0);
+                info!(resume_from = %fmt_ms(start), "resuming after this source's last batch in the METRICS stream");
+                sim = Simulator::new(SimConfig { servers: opts.servers, seed: opts.seed, start_ms: start })?;
+                (start, behind.min(opts.backfill_steps))
+            }
+            _ => (fresh_start, opts.backfill_steps),
+        },
+    };
+    let sim = Arc::new(Mutex::new(sim));
+    let control = control::start(&client, sim.clone()).await?;
     info!(
         servers = opts.servers,
         seed = opts.seed,
@@ -85,14 +102,14 @@ pub async fn run_counted(opts: LiveOptions, mut shutdown: Shutdown, metrics: cra
         partitions = publisher.partitions(),
         max_message = publisher.limit(),
         "backfilling {} steps from {}",
-        opts.backfill_steps,
+        backfill_steps,
         fmt_ms(start_ms)
     );
 
     let mut summary = LiveSummary::default();
     let limit = opts.max_steps.unwrap_or(u64::MAX);
     let result = async {
-        while summary.steps < opts.backfill_steps.min(limit) && !shutdown.is_set() {
+        while summary.steps < backfill_steps.min(limit) && !shutdown.is_set() {
             one_step(&sim, &opts.source, &mut publisher, &mut shutdown, &mut summary, &metrics).await?;
         }
         if shutdown.is_set() || summary.steps >= limit {

@@ -174,3 +174,49 @@ async fn shuts_down_cleanly_on_signal() {
     let err = client.request(schemas::subjects::CONTROL_SCENARIO_STATUS, "".into()).await.unwrap_err();
     assert_eq!(err.kind(), async_nats::RequestErrorKind::NoResponders);
 }
+
+#[tokio::test]
+async fn a_restart_resumes_after_its_last_stored_batch_not_a_day_before_now() {
+    let nats = NatsServer::start().unwrap();
+    let client = nats.connect().await.unwrap();
+    create_stream(&client).await;
+    // Unpartitioned and partitioned sources, each run twice on the same stream.
+    for (source, partitions) in [("solo", 1u16), ("split", 3)] {
+        let mut opts = options(&nats.url(), 12, 4);
+        (opts.source, opts.partitions, opts.backfill_steps) = (source.into(), partitions, 12);
+        // Past the 12 backfill steps the clock runs ahead of the wall clock (tick 0).
+        opts.max_steps = Some(40);
+        run_to_end(opts.clone(), 60).await;
+        let first: Vec<Stored> =
+            read_stream(&client).await.into_iter().filter(|m| m.subject.starts_with(&format!("metrics.batch.{source}"))).collect();
+        let last_clock = first.iter().map(|m| m.clock_ms).max().unwrap();
+        assert!(last_clock > align(now_ms()) + 20 * STEP_MS, "{source}: the first run ran ahead of now");
+
+        opts.max_steps = Some(3);
+        run_to_end(opts, 60).await;
+        let all: Vec<Stored> =
+            read_stream(&client).await.into_iter().filter(|m| m.subject.starts_with(&format!("metrics.batch.{source}"))).collect();
+        let resumed = &all[first.len()..];
+        let steps: BTreeSet<i64> = resumed.iter().flat_map(|m| m.records.iter().map(|r| r.ts_ms)).collect();
+        let want: BTreeSet<i64> = (0..3).map(|k| last_clock + k * STEP_MS).collect();
+        assert_eq!(steps, want, "{source}: the restart sent the 3 steps after the last one stored, no backfill before it");
+    }
+}
+
+#[tokio::test]
+async fn a_stored_batch_older_than_the_backfill_does_not_pull_the_clock_back() {
+    let nats = NatsServer::start().unwrap();
+    let client = nats.connect().await.unwrap();
+    create_stream(&client).await;
+    let mut opts = options(&nats.url(), 8, 4);
+    (opts.start_ms, opts.max_steps) = (Some(1_767_571_200_000), Some(2));
+    run_to_end(opts, 60).await;
+
+    let before = align(now_ms());
+    let mut opts = options(&nats.url(), 8, 4);
+    (opts.backfill_steps, opts.max_steps) = (12, Some(1));
+    run_to_end(opts, 60).await;
+    let stored = read_stream(&client).await;
+    let start = stored[2].records[0].ts_ms;
+    assert!(start == before - 12 * STEP_MS || start == before - 11 * STEP_MS, "a fresh backfill from 12 steps before now, got {start}");
+}
