@@ -109,6 +109,20 @@ pub fn nice_step(raw: f32) -> f32 {
     10.0 * mag
 }
 
+/// Decimals that write every multiple of `step` exactly (0 for 1, 5, 250; 1 for 0.5; 2 for
+/// 0.25; at most 6), so the ticks of a small range do not all read the same.
+pub fn step_decimals(step: f32) -> usize {
+    if !step.is_finite() || step <= 0.0 {
+        return 0;
+    }
+    (0..6)
+        .find(|&d| {
+            let scaled = step * 10f32.powi(d as i32);
+            scaled >= 0.999 && (scaled - scaled.round()).abs() < 1e-3 * scaled
+        })
+        .unwrap_or(6)
+}
+
 /// Evenly spaced tick values covering `[lo, hi]` with about `n` intervals.
 pub fn ticks(lo: f32, hi: f32, n: usize) -> Vec<f32> {
     if hi.is_nan() || lo.is_nan() || hi <= lo || n == 0 {

@@ -102,8 +102,7 @@ pub fn forecast(
         }
         _ => (String::new(), String::new(), format!("{}: no forecast yet (warming up)", target.label())),
     };
-    let y_ticks =
-        charts::ticks(y_min, y_max, 4).into_iter().map(|v| Tick { at: charts::px(s.y(v)), label: axis_label(v), anchor: "end" }).collect();
+    let y_ticks = y_axis(&s);
     let first_hour = (x_min as i32).div_euclid(STEPS_PER_HOUR * 2) * 2;
     let x_ticks = (first_hour..=(x_max as i32 / STEPS_PER_HOUR))
         .step_by(2)
@@ -145,12 +144,13 @@ pub fn forecast(
     }
 }
 
-fn axis_label(v: f32) -> String {
-    if v.abs() >= 100.0 || v.fract().abs() < 1e-3 {
-        format!("{v:.0}")
-    } else {
-        format!("{v:.1}")
-    }
+/// The y axis's ticks (about 4 intervals over the scale's range), labelled with as many
+/// decimals as their step needs: a network of 0.002 MB/s read "0" on every tick before.
+fn y_axis(s: &Scale) -> Vec<Tick> {
+    let values = charts::ticks(s.y_min, s.y_max, 4);
+    let step = values.windows(2).map(|w| w[1] - w[0]).next().unwrap_or(1.0);
+    let decimals = charts::step_decimals(step);
+    values.into_iter().map(|v| Tick { at: charts::px(s.y(v)), label: format!("{v:.decimals$}"), anchor: "end" }).collect()
 }
 
 /// A 120x28 P10-P90 band with the P50 line, for table rows.
@@ -212,8 +212,7 @@ pub fn series(
         .iter()
         .map(|(class, v)| SeriesPath { class, d: charts::line_path(xs.iter().zip(v).map(|(x, y)| (*x, y.map(|y| y as f32))), &s) })
         .collect();
-    let y_ticks =
-        charts::ticks(y_min, y_max, 4).into_iter().map(|v| Tick { at: charts::px(s.y(v)), label: axis_label(v), anchor: "end" }).collect();
+    let y_ticks = y_axis(&s);
     let n = xs_ms.len();
     let x_ticks = if n == 0 {
         vec![]
@@ -271,6 +270,18 @@ mod tests {
         assert!(labels.contains(&"now") && labels.contains(&"+8h") && labels.contains(&"-2h"), "{labels:?}");
         assert!(c.summary.starts_with("CPU used in 8 h (TFT model): P50"), "{}", c.summary);
         assert_eq!(c.method, Some("TFT model"));
+    }
+
+    #[test]
+    fn y_labels_have_the_decimals_their_step_needs() {
+        let frame = Frame { width: 400.0, height: 200.0, left: 40.0, right: 10.0, top: 10.0, bottom: 24.0 };
+        let labels =
+            |y_min, y_max| y_axis(&Scale { frame, x_min: 0.0, x_max: 1.0, y_min, y_max }).into_iter().map(|t| t.label).collect::<Vec<_>>();
+        assert_eq!(labels(0.0, 100.0), ["0", "25", "50", "75", "100"]);
+        assert_eq!(labels(0.0, 0.002), ["0.0000", "0.0005", "0.0010", "0.0015", "0.0020"]);
+        assert_eq!(labels(20.0, 22.0), ["20.0", "20.5", "21.0", "21.5", "22.0"]);
+        let tiny = labels(0.0, 0.004);
+        assert!(tiny.iter().collect::<std::collections::BTreeSet<_>>().len() == tiny.len(), "distinct labels: {tiny:?}");
     }
 
     #[test]
