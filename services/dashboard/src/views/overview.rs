@@ -303,7 +303,8 @@ pub fn build(latest: Option<&Latest>, q: &OverviewQuery) -> OverviewLive {
     let cmp_f = |a: Option<f32>, b: Option<f32>| a.unwrap_or(f32::NEG_INFINITY).total_cmp(&b.unwrap_or(f32::NEG_INFINITY));
     picked.sort_by(|a, b| {
         let o = match key {
-            SortKey::Risk => cmp_f(Some(a.risk), Some(b.risk)),
+            // Least risky first, so that descending (the default) is `riskier_first`.
+            SortKey::Risk => crate::state::riskier_first(a, b).reverse(),
             SortKey::Name => a.server.cmp(&b.server),
             SortKey::Profile => a.profile.name().cmp(b.profile.name()),
             SortKey::Cpu => cmp_f(a.current(Target::Cpu), b.current(Target::Cpu)),
