@@ -81,6 +81,18 @@ pub fn hhmm_ms(ms: i64) -> String {
 }
 
 /// Whole dollars with thousands separators: `$1,234,567`.
+/// [`money`] for a card: exact below ten million, else in millions, billions or trillions
+/// with one decimal (`$251.2 M`), which a card's width holds; the exact figure goes in the
+/// card's tooltip.
+pub fn money_short(v: f64) -> String {
+    const UNITS: [(f64, &str); 3] = [(1e12, "T"), (1e9, "B"), (1e6, "M")];
+    if !v.is_finite() || v.abs() < 1e7 {
+        return money(v);
+    }
+    let (scale, unit) = UNITS.iter().copied().find(|(s, _)| v.abs() >= *s).unwrap_or((1e6, "M"));
+    format!("{}${:.1} {unit}", if v < 0.0 { "-" } else { "" }, v.abs() / scale)
+}
+
 pub fn money(v: f64) -> String {
     if !v.is_finite() {
         return "—".into();
@@ -167,6 +179,10 @@ mod tests {
         assert_eq!(money(1_234_567.4), "$1,234,567");
         assert_eq!(money(-50_000.0), "-$50,000");
         assert_eq!(money(999.0), "$999");
+        assert_eq!(money_short(9_999_999.0), "$9,999,999");
+        assert_eq!(money_short(251_153_750.0), "$251.2 M");
+        assert_eq!(money_short(91_671_118_750.0), "$91.7 B");
+        assert_eq!(money_short(-3.2e12), "-$3.2 T");
     }
 
     #[test]

@@ -43,8 +43,24 @@ pub struct CostLive {
     pub daily: String,
     pub monthly: String,
     pub annual: String,
+    /// Daily, monthly and annual to the dollar, for the cards' tooltips.
+    pub exact: [String; 3],
     pub payback: String,
     pub rate: String,
+}
+
+/// The payback period in the unit that reads best: hours under a day (a large fleet's
+/// avoided cost repays the project within hours, which read "0 days"), days under a month
+/// (30 days), months above.
+fn payback_text(months: Option<f64>) -> String {
+    match months {
+        Some(m) if m * 30.0 * 24.0 * 60.0 < 1.0 => "under a minute".into(),
+        Some(m) if m * 30.0 * 24.0 < 1.0 => format!("{:.0} min", m * 30.0 * 24.0 * 60.0),
+        Some(m) if m * 30.0 < 1.0 => format!("{:.1} hours", m * 30.0 * 24.0),
+        Some(m) if m < 1.0 => format!("{:.0} days", m * 30.0),
+        Some(m) => format!("{m:.1} months"),
+        None => "never (nothing at risk now)".into(),
+    }
 }
 
 pub fn build(latest: Option<&Latest>, inputs: &CostInputs) -> CostLive {
@@ -55,14 +71,27 @@ pub fn build(latest: Option<&Latest>, inputs: &CostInputs) -> CostLive {
         critical,
         warning,
         prevented: format!("{:.2}", p.prevented_per_day),
-        daily: format::money(p.daily),
-        monthly: format::money(p.monthly),
-        annual: format::money(p.annual),
-        payback: match p.payback_months {
-            Some(m) if m < 1.0 => format!("{:.0} days", m * 30.0),
-            Some(m) => format!("{m:.1} months"),
-            None => "never (nothing at risk now)".into(),
-        },
+        daily: format::money_short(p.daily),
+        monthly: format::money_short(p.monthly),
+        annual: format::money_short(p.annual),
+        exact: [p.daily, p.monthly, p.annual].map(format::money),
+        payback: payback_text(p.payback_months),
         rate: format!("{}", inputs.prevention_rate),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::payback_text;
+
+    #[test]
+    fn payback_reads_in_hours_days_or_months() {
+        // 250,000 of project cost against 1,073,125 a day (an operator's `just up`): 5.6 hours.
+        assert_eq!(payback_text(Some(250_000.0 / (1_073_125.0 * 30.0))), "5.6 hours");
+        assert_eq!(payback_text(Some(0.5)), "15 days");
+        assert_eq!(payback_text(Some(250_000.0 / (251_153_750.0 * 30.0))), "1 min");
+        assert_eq!(payback_text(Some(1e-7)), "under a minute");
+        assert_eq!(payback_text(Some(2.25)), "2.2 months");
+        assert_eq!(payback_text(None), "never (nothing at risk now)");
     }
 }

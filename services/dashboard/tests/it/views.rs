@@ -149,7 +149,14 @@ async fn cost_form_projects_and_reports_bad_fields() {
     assert_eq!(r.status, 200);
     let (c, w) = dashboard::cost::count_at_risk(st.latest().unwrap().snapshot.servers.iter().map(|s| &s.risk));
     let daily = (c as f64 + w as f64 * 0.3) * 10_000.0;
-    assert!(r.body.contains(&format!("id=\"cost-daily\">{}</div>", dashboard::format::money(daily))), "daily {daily}");
+    assert!(
+        r.body.contains(&format!(
+            "id=\"cost-daily\" title=\"{}\">{}</div>",
+            dashboard::format::money(daily),
+            dashboard::format::money_short(daily)
+        )),
+        "daily {daily}"
+    );
     let bad = get(&app, "/cost?prevention_rate=abc").await;
     assert_eq!(bad.status, 400);
     assert!(bad.body.contains("<code>prevention_rate</code>") && bad.body.contains("is not a number"));
