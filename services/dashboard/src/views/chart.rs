@@ -190,6 +190,36 @@ pub struct SeriesChart {
     pub x_ticks: Vec<Tick>,
 }
 
+/// Narrowest gap (pixels) between two time labels ("12-01 02:00" is about 70 px wide).
+const MIN_LABEL_GAP: f32 = 80.0;
+
+/// Up to five time labels at the points nearest a quarter, a half... of the x range (`xs`:
+/// seconds from the first point, `xs_ms` their times), each at least [`MIN_LABEL_GAP`] from
+/// the one before; the last point is always labelled. Picked by position, not by index: with a
+/// gap in the history, the quarter points by index sat 45 px apart and their labels overlapped.
+fn time_ticks(xs: &[f32], xs_ms: &[i64], s: &Scale) -> Vec<Tick> {
+    let (Some(&last), true) = (xs.last(), xs.len() == xs_ms.len()) else { return Vec::new() };
+    let mut ticks: Vec<(usize, f32)> = Vec::new();
+    for f in [0.0, 0.25, 0.5, 0.75, 1.0] {
+        let target = f * last;
+        let i = xs.partition_point(|&x| x < target).min(xs.len() - 1);
+        let i = if i > 0 && (xs[i - 1] - target).abs() <= (xs[i] - target).abs() { i - 1 } else { i };
+        let at = charts::px(s.x(xs[i]));
+        let is_last = i == xs.len() - 1;
+        // The last point replaces a label too close before it; any other too-close one is skipped.
+        while is_last && ticks.last().is_some_and(|&(j, a)| j != i && at - a < MIN_LABEL_GAP && ticks.len() > 1) {
+            ticks.pop();
+        }
+        if ticks.last().is_none_or(|&(j, a)| j != i && at - a >= MIN_LABEL_GAP) {
+            ticks.push((i, at));
+        }
+    }
+    ticks
+        .into_iter()
+        .map(|(i, at)| Tick { at, label: format::utc_ms(xs_ms[i]).get(5..16).unwrap_or("").to_string(), anchor: "middle" })
+        .collect()
+}
+
 /// `lines`: (css class, values); `stack`: (css class, values) layered bottom-up.
 pub fn series(
     xs_ms: &[i64],
@@ -213,29 +243,7 @@ pub fn series(
         .map(|(class, v)| SeriesPath { class, d: charts::line_path(xs.iter().zip(v).map(|(x, y)| (*x, y.map(|y| y as f32))), &s) })
         .collect();
     let y_ticks = y_axis(&s);
-    let n = xs_ms.len();
-    let x_ticks = if n == 0 {
-        vec![]
-    } else {
-        let picks = [0, n / 4, n / 2, 3 * n / 4, n - 1];
-        let mut seen = Vec::new();
-        picks
-            .iter()
-            .filter(|i| {
-                if seen.contains(*i) {
-                    false
-                } else {
-                    seen.push(**i);
-                    true
-                }
-            })
-            .map(|&i| Tick {
-                at: charts::px(s.x(xs[i])),
-                label: format::utc_ms(xs_ms[i]).get(5..16).unwrap_or("").to_string(),
-                anchor: "middle",
-            })
-            .collect()
-    };
+    let x_ticks = time_ticks(&xs, xs_ms, &s);
     SeriesChart {
         width: frame.width,
         height: frame.height,
@@ -282,6 +290,21 @@ mod tests {
         assert_eq!(labels(20.0, 22.0), ["20.0", "20.5", "21.0", "21.5", "22.0"]);
         let tiny = labels(0.0, 0.004);
         assert!(tiny.iter().collect::<std::collections::BTreeSet<_>>().len() == tiny.len(), "distinct labels: {tiny:?}");
+    }
+
+    #[test]
+    fn time_labels_never_crowd_even_across_a_gap_in_the_history() {
+        // 46 points: 8 an hour apart, a 13 h gap, then 38 five minutes apart (an operator's
+        // history page after a restart).
+        let mut xs_ms: Vec<i64> = (0..8).map(|h| h * 3_600_000).collect();
+        let resume = 7 * 3_600_000 + 13 * 3_600_000;
+        xs_ms.extend((0..38).map(|k| resume + k * 300_000));
+        let c = series(&xs_ms, &[("avg", vec![Some(1.0); 46])], &[], None);
+        let at: Vec<f32> = c.x_ticks.iter().map(|t| t.at).collect();
+        assert!(at.windows(2).all(|w| w[1] - w[0] >= MIN_LABEL_GAP), "{at:?}");
+        assert!(at.len() >= 3, "{at:?}");
+        assert_eq!(c.x_ticks.last().map(|t| t.at), Some(c.right), "the newest point is labelled");
+        assert_eq!(c.x_ticks.first().map(|t| t.at), Some(c.left));
     }
 
     #[test]
