@@ -82,7 +82,11 @@ pub const ENSEMBLE_MEMBERS: [Method; 4] = [Method::Model, Method::Level, Method:
 pub const DEFAULT: Method = Method::Ensemble;
 
 /// A candidate must beat the default's recent loss by this share to replace it (so a tie does
-/// not flip the published method back and forth). `just backtest`, Bitbrains tuning VMs (with
+/// not flip the published method back and forth). Between two non-default candidates there is
+/// no margin, so a near tie can flip the chart's method from tick to tick; tried and dropped
+/// (2026-12-01): the method published last keeps its place unless another is this share
+/// better. `just backtest`: P50 q-risk held-out VMs 0.375 to 0.376 (at or below the better
+/// naive 85 % to 80 %), tuning 0.417 to 0.416, NAB 0.374 to 0.378. `just backtest`, Bitbrains tuning VMs (with
 /// [`WEIGHT_POWER`] 1), published P50 q-risk: 0.10 gave 0.423, 0.05 0.420, 0.02 0.418, none
 /// 0.418 (with fewer series at or below the better naive, 79 % against 80 %).
 pub const MARGIN: f32 = 0.02;
