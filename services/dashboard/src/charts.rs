@@ -194,6 +194,32 @@ pub fn stacked_paths(xs: &[f32], layers: &[Vec<f32>], s: &Scale) -> Vec<String> 
     out
 }
 
+/// The index ranges of `xs_ms` (times, ascending) with no gap in them: a gap is a step more
+/// than [`GAP_FACTOR`] times the median step (a restart, a stretch with no data). Empty input
+/// gives no range.
+pub fn runs_without_gaps(xs_ms: &[i64]) -> Vec<std::ops::Range<usize>> {
+    let mut steps: Vec<i64> = xs_ms.windows(2).map(|w| w[1] - w[0]).collect();
+    let mid = steps.len() / 2;
+    let Some(median) = (!steps.is_empty()).then(|| *steps.select_nth_unstable(mid).1) else {
+        // No step to measure a gap by: one run of the 0 or 1 points.
+        return std::iter::once(0..xs_ms.len()).filter(|r| !r.is_empty()).collect();
+    };
+    let limit = median.max(1).saturating_mul(GAP_FACTOR);
+    let mut runs = Vec::new();
+    let mut start = 0;
+    for (i, w) in xs_ms.windows(2).enumerate() {
+        if w[1] - w[0] > limit {
+            runs.push(start..i + 1);
+            start = i + 1;
+        }
+    }
+    runs.push(start..xs_ms.len());
+    runs
+}
+
+/// A step this many times the median step is a gap in [`runs_without_gaps`].
+pub const GAP_FACTOR: i64 = 3;
+
 /// One cell of a grid laid out row by row.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Cell {
@@ -279,6 +305,16 @@ mod tests {
         assert_eq!(p.len(), 2);
         // second layer's bottom edge is the first layer's top (y = 1 -> 65 px)
         assert!(p[1].ends_with("L190.0,65.0L20.0,65.0Z"), "{}", p[1]);
+    }
+
+    #[test]
+    fn runs_split_at_gaps_only() {
+        assert!(runs_without_gaps(&[]).is_empty());
+        assert_eq!(runs_without_gaps(&[7]).first(), Some(&(0..1)));
+        assert_eq!(runs_without_gaps(&[0, 5, 10, 15]).len(), 1);
+        assert_eq!(runs_without_gaps(&[0, 5, 10, 100, 105, 110]), [0..3, 3..6]);
+        assert_eq!(runs_without_gaps(&[0, 5, 10, 26, 31]), [0..3, 3..5], "a step over 3 x the median");
+        assert_eq!(runs_without_gaps(&[0, 5, 10, 25, 30]).len(), 1, "3 x the median is no gap yet");
     }
 
     #[test]

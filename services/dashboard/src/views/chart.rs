@@ -237,10 +237,24 @@ pub fn series(
     let x_max = xs.last().copied().unwrap_or(1.0).max(1.0);
     let s = Scale { frame, x_min: 0.0, x_max, y_min, y_max };
     let layers: Vec<Vec<f32>> = stack.iter().map(|(_, v)| v.iter().map(|x| *x as f32).collect()).collect();
-    let areas = charts::stacked_paths(&xs, &layers, &s).into_iter().zip(stack).map(|(d, (class, _))| SeriesPath { class, d }).collect();
+    // Each stretch without a gap in time is drawn on its own, so nothing is drawn across a gap.
+    let runs = charts::runs_without_gaps(xs_ms);
+    let mut areas: Vec<SeriesPath> = stack.iter().map(|(class, _)| SeriesPath { class, d: String::new() }).collect();
+    for run in &runs {
+        let layers: Vec<Vec<f32>> = layers.iter().map(|l| l.get(run.clone()).unwrap_or_default().to_vec()).collect();
+        for (area, d) in areas.iter_mut().zip(charts::stacked_paths(&xs[run.clone()], &layers, &s)) {
+            area.d.push_str(&d);
+        }
+    }
     let lines = lines
         .iter()
-        .map(|(class, v)| SeriesPath { class, d: charts::line_path(xs.iter().zip(v).map(|(x, y)| (*x, y.map(|y| y as f32))), &s) })
+        .map(|(class, v)| {
+            // A missing value between runs lifts the pen.
+            let points = runs.iter().flat_map(|run| {
+                run.clone().map(|i| (xs[i], v.get(i).copied().flatten().map(|y| y as f32))).chain(std::iter::once((0.0, None)))
+            });
+            SeriesPath { class, d: charts::line_path(points, &s) }
+        })
         .collect();
     let y_ticks = y_axis(&s);
     let x_ticks = time_ticks(&xs, xs_ms, &s);
@@ -305,6 +319,18 @@ mod tests {
         assert!(at.len() >= 3, "{at:?}");
         assert_eq!(c.x_ticks.last().map(|t| t.at), Some(c.right), "the newest point is labelled");
         assert_eq!(c.x_ticks.first().map(|t| t.at), Some(c.left));
+    }
+
+    #[test]
+    fn nothing_is_drawn_across_a_gap_in_time() {
+        let mut xs_ms: Vec<i64> = (0..8).map(|k| k * 300_000).collect();
+        xs_ms.extend((0..8).map(|k| 13 * 3_600_000 + k * 300_000));
+        let c = series(&xs_ms, &[("avg", vec![Some(1.0); 16])], &[("f-healthy", vec![2.0; 16])], None);
+        assert_eq!(c.lines[0].d.matches('M').count(), 2, "{}", c.lines[0].d);
+        assert_eq!(c.areas[0].d.matches('M').count(), 2, "{}", c.areas[0].d);
+        let even: Vec<i64> = (0..16).map(|k| k * 300_000).collect();
+        let c = series(&even, &[("avg", vec![Some(1.0); 16])], &[("f-healthy", vec![2.0; 16])], None);
+        assert_eq!((c.lines[0].d.matches('M').count(), c.areas[0].d.matches('M').count()), (1, 1));
     }
 
     #[test]
