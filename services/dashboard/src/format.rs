@@ -80,7 +80,6 @@ pub fn hhmm_ms(ms: i64) -> String {
     full.get(11..16).map(str::to_string).unwrap_or(full)
 }
 
-/// Whole dollars with thousands separators: `$1,234,567`.
 /// [`money`] for a card: exact below ten million, else in millions, billions or trillions
 /// with one decimal (`$251.2 M`), which a card's width holds; the exact figure goes in the
 /// card's tooltip.
@@ -93,6 +92,7 @@ pub fn money_short(v: f64) -> String {
     format!("{}${:.1} {unit}", if v < 0.0 { "-" } else { "" }, v.abs() / scale)
 }
 
+/// Whole dollars with thousands separators: `$1,234,567`.
 pub fn money(v: f64) -> String {
     if !v.is_finite() {
         return "—".into();

@@ -198,25 +198,31 @@ const MIN_LABEL_GAP: f32 = 80.0;
 /// the one before; the last point is always labelled. Picked by position, not by index: with a
 /// gap in the history, the quarter points by index sat 45 px apart and their labels overlapped.
 fn time_ticks(xs: &[f32], xs_ms: &[i64], s: &Scale) -> Vec<Tick> {
-    let (Some(&last), true) = (xs.last(), xs.len() == xs_ms.len()) else { return Vec::new() };
-    let mut ticks: Vec<(usize, f32)> = Vec::new();
-    for f in [0.0, 0.25, 0.5, 0.75, 1.0] {
-        let target = f * last;
+    let (Some(&span), true) = (xs.last(), xs.len() == xs_ms.len()) else { return Vec::new() };
+    let at = |i: usize| charts::px(s.x(xs[i]));
+    let nearest = |target: f32| {
         let i = xs.partition_point(|&x| x < target).min(xs.len() - 1);
-        let i = if i > 0 && (xs[i - 1] - target).abs() <= (xs[i] - target).abs() { i - 1 } else { i };
-        let at = charts::px(s.x(xs[i]));
-        let is_last = i == xs.len() - 1;
-        // The last point replaces a label too close before it; any other too-close one is skipped.
-        while is_last && ticks.last().is_some_and(|&(j, a)| j != i && at - a < MIN_LABEL_GAP && ticks.len() > 1) {
-            ticks.pop();
+        if i > 0 && target - xs[i - 1] <= xs[i] - target {
+            i - 1
+        } else {
+            i
         }
-        if ticks.last().is_none_or(|&(j, a)| j != i && at - a >= MIN_LABEL_GAP) {
-            ticks.push((i, at));
+    };
+    let last = xs.len() - 1;
+    // The first point, then the quarter points with room on both sides, then the last point.
+    let mut picked = vec![0];
+    for f in [0.25, 0.5, 0.75] {
+        let i = nearest(f * span);
+        if picked.last().is_some_and(|&p| at(i) - at(p) >= MIN_LABEL_GAP) && at(last) - at(i) >= MIN_LABEL_GAP {
+            picked.push(i);
         }
     }
-    ticks
+    if picked.last().is_some_and(|&p| at(last) - at(p) >= MIN_LABEL_GAP) {
+        picked.push(last);
+    }
+    picked
         .into_iter()
-        .map(|(i, at)| Tick { at, label: format::utc_ms(xs_ms[i]).get(5..16).unwrap_or("").to_string(), anchor: "middle" })
+        .map(|i| Tick { at: at(i), label: format::utc_ms(xs_ms[i]).get(5..16).unwrap_or("").to_string(), anchor: "middle" })
         .collect()
 }
 
@@ -236,12 +242,12 @@ pub fn series(
     let (y_min, y_max) = charts::nice_range(values, Some(0.0), y_ceil);
     let x_max = xs.last().copied().unwrap_or(1.0).max(1.0);
     let s = Scale { frame, x_min: 0.0, x_max, y_min, y_max };
-    let layers: Vec<Vec<f32>> = stack.iter().map(|(_, v)| v.iter().map(|x| *x as f32).collect()).collect();
     // Each stretch without a gap in time is drawn on its own, so nothing is drawn across a gap.
     let runs = charts::runs_without_gaps(xs_ms);
     let mut areas: Vec<SeriesPath> = stack.iter().map(|(class, _)| SeriesPath { class, d: String::new() }).collect();
     for run in &runs {
-        let layers: Vec<Vec<f32>> = layers.iter().map(|l| l.get(run.clone()).unwrap_or_default().to_vec()).collect();
+        let layers: Vec<Vec<f32>> =
+            stack.iter().map(|(_, v)| v.get(run.clone()).unwrap_or_default().iter().map(|x| *x as f32).collect()).collect();
         for (area, d) in areas.iter_mut().zip(charts::stacked_paths(&xs[run.clone()], &layers, &s)) {
             area.d.push_str(&d);
         }

@@ -53,13 +53,19 @@ pub struct CostLive {
 /// avoided cost repays the project within hours, which read "0 days"), days under a month
 /// (30 days), months above.
 fn payback_text(months: Option<f64>) -> String {
-    match months {
-        Some(m) if m * 30.0 * 24.0 * 60.0 < 1.0 => "under a minute".into(),
-        Some(m) if m * 30.0 * 24.0 < 1.0 => format!("{:.0} min", m * 30.0 * 24.0 * 60.0),
-        Some(m) if m * 30.0 < 1.0 => format!("{:.1} hours", m * 30.0 * 24.0),
-        Some(m) if m < 1.0 => format!("{:.0} days", m * 30.0),
-        Some(m) => format!("{m:.1} months"),
-        None => "never (nothing at risk now)".into(),
+    let Some(months) = months else { return "never (nothing at risk now)".into() };
+    let days = months * 30.0;
+    let (hours, minutes) = (days * 24.0, days * 24.0 * 60.0);
+    if minutes < 1.0 {
+        "under a minute".into()
+    } else if hours < 1.0 {
+        format!("{minutes:.0} min")
+    } else if days < 1.0 {
+        format!("{hours:.1} hours")
+    } else if months < 1.0 {
+        format!("{days:.0} days")
+    } else {
+        format!("{months:.1} months")
     }
 }
 
