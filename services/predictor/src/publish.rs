@@ -108,8 +108,10 @@ impl Publisher {
         // already holds the alerts it announced (awaiting the events' acks first left a window
         // of milliseconds in which a kill meant the successor announced them again).
         // Saved in pieces when over one message (`saved_state.rs`), the head last.
-        if let Some(state) = &out.state {
-            for (key, value) in crate::saved_state::split(&self.state_key, state, out.seq, max_payload.saturating_sub(1024))? {
+        // This tick's slice of the method records goes last, in pieces the same way.
+        let records = out.records.as_ref().map(|(slice, bytes)| (crate::streams::records_key(&self.state_key, *slice), bytes));
+        for (key, state) in out.state.as_ref().map(|s| (self.state_key.clone(), s)).into_iter().chain(records) {
+            for (key, value) in crate::saved_state::split(&key, state, out.seq, max_payload.saturating_sub(1024))? {
                 let subject = format!("$KV.{}.{key}", crate::streams::BUCKET_STATE);
                 acks.push(self.js.publish(subject, value).await?).await?;
             }

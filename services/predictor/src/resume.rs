@@ -23,7 +23,8 @@ use schemas::partition::PartitionInfo;
 use schemas::subjects::{ALERTS_PREFIX, STREAM_HISTORY};
 use schemas::AlertEvent;
 
-use crate::domain::Domain;
+use crate::domain::{records, Domain};
+use crate::registry::Registry;
 use crate::saved_state;
 use crate::tick::Engine;
 
@@ -83,6 +84,37 @@ pub(crate) async fn restore(js: &jetstream::Context, state: &kv::Store, partitio
         Ok((bytes, folded)) => tracing::info!(bytes, ?part, ?from_tick, events = events.len(), folded, "alert book and accuracy restored"),
         Err(e) => tracing::warn!(error = %e, ?part, "ignoring unreadable saved state"),
     }
+}
+
+/// Gives the servers `reg` rebuilt their method records saved under `partition`'s state key
+/// (every slice, `domain/records.rs`), so each publishes its proven method from its first
+/// tick. A slice that is missing is skipped; one that cannot be read or decoded is logged and
+/// skipped: its servers start with no record, as before records were saved.
+pub(crate) async fn restore_records(
+    state: &kv::Store,
+    partition: Option<PartitionInfo>,
+    reg: &Registry,
+    engine: &mut Engine,
+    wall_ms: i64,
+) {
+    let (key, part) = (crate::streams::state_key(partition), partition.map(|p| p.index));
+    let mut slices = Vec::new();
+    for slice in 0..records::SLICES {
+        let key = crate::streams::records_key(&key, slice);
+        match read_saved(state, &key).await.map(|found| found.map(|(bytes, _)| schemas::decode::<records::Slice>(&bytes))) {
+            Ok(None) => {}
+            Ok(Some(Ok(s))) => slices.push(s),
+            Ok(Some(Err(e))) => tracing::warn!(error = %e, key, "ignoring an undecodable slice of method records"),
+            Err(e) => tracing::warn!(error = %format!("{e:#}"), key, "reading a slice of method records"),
+        }
+    }
+    if slices.is_empty() {
+        return;
+    }
+    let read = slices.len();
+    let (saved, skipped) = records::merge(slices);
+    let restored = engine.restore_records(reg, &saved, wall_ms.div_euclid(schemas::STEP_MS));
+    tracing::info!(slices = read, saved = saved.len(), restored, skipped, ?part, "method records restored");
 }
 
 /// Times a read of the saved state overtaken by newer saves is tried ([`saved_state::join`]).

@@ -215,6 +215,7 @@ pub(crate) async fn open_loop(
     engine.set_partition(partition);
     engine.keep_gauges(config.metrics.metrics_listen.is_some() && series.is_some());
     crate::resume::restore(&base.js, &base.streams.state, partition, &mut engine).await;
+    crate::resume::restore_records(&base.streams.state, partition, &reg, &mut engine, wall_ms()).await;
     let (consumer, group) = match (partition, &base.streams.consumer) {
         (None, Some(c)) => (c.clone(), None),
         (None, None) => anyhow::bail!("no whole-fleet consumer on a partitioned predictor"),

@@ -72,6 +72,12 @@ pub fn state_key(partition: Option<PartitionInfo>) -> String {
     }
 }
 
+/// The key of slice `slice` of the servers' method records (`domain/records.rs`) saved beside
+/// the state at `state_key`: `domain.r<s>`, or `domain.p<k>.r<s>`.
+pub fn records_key(state_key: &str, slice: u64) -> String {
+    format!("{state_key}.r{slice}")
+}
+
 /// The priority group every partitioned predictor pulls in; JetStream pins one client per
 /// partition consumer ([`partition_consumer_config`]).
 pub const PRIORITY_GROUP: &str = "predictors";

@@ -15,6 +15,7 @@ use schemas::{
 };
 
 use crate::domain::fleet::ServerStatus;
+use crate::domain::records;
 use crate::domain::risk::Assessment;
 use crate::domain::scoring::{Scoring, StepSums};
 use crate::domain::{Domain, Observed, Published};
@@ -59,6 +60,9 @@ pub struct TickOutput {
     pub stages: Stages,
     /// The domain state to persist (alert book, accuracy sums).
     pub state: Option<Bytes>,
+    /// This tick's slice of the servers' method records to persist, `(slice, Slice msgpack)`
+    /// (`domain/records.rs`).
+    pub records: Option<(u64, Bytes)>,
 }
 
 /// Inference workers several engines share: a partitioned predictor runs one engine per
@@ -128,6 +132,20 @@ impl Engine {
     /// Restores the persisted domain state (see [`Domain::restore`]).
     pub fn restore_domain(&mut self, bytes: &[u8]) -> Result<(), schemas::CodecError> {
         self.domain.restore(bytes)
+    }
+
+    /// Gives each server of `reg` its method record from `saved` (`records::merge`'s output),
+    /// its pending forecasts empty from step `issue` on; returns how many servers got one
+    /// (a saved server `reg` does not hold is left out: its window expired).
+    pub fn restore_records(&mut self, reg: &Registry, saved: &[(String, records::Record)], issue: i64) -> usize {
+        let mut restored = 0;
+        for (name, record) in saved {
+            if let Some(id) = reg.id_of(name) {
+                self.scoring.restore(id, issue, record);
+                restored += 1;
+            }
+        }
+        restored
     }
 
     pub fn seq(&self) -> u64 {
@@ -304,6 +322,9 @@ impl Engine {
         let sizes = order.iter().map(|id| self.outs[*id as usize].as_ref().map_or(0, |o| o.encoded.len()));
         let plan = PartPlan::new(&header, sizes, max_payload)?;
         let summary = summary_of(&header, reg, &order, &self.outs, &events);
+        let slice = self.seq % records::SLICES;
+        let saved = self.scoring.saved_slice(slice, tick_ms, |id| reg.server(id).name.as_str());
+        let records = schemas::encode(&saved).ok().map(|b| (slice, Bytes::from(b)));
         stages.encode_ms += ms(clock.elapsed());
 
         Ok(TickOutput {
@@ -319,6 +340,7 @@ impl Engine {
             warming_count: warming.len(),
             stages,
             state: self.domain.save().ok().map(Bytes::from),
+            records,
         })
     }
 }

@@ -234,6 +234,16 @@ impl Pending {
         self.recent.map(|r| (r.weight > 0.0).then_some(r))
     }
 
+    /// This server's decayed record per target, scored or not ([`Target::ALL`] order).
+    pub fn record(&self) -> [ServerScore; TARGET_COUNT] {
+        self.recent
+    }
+
+    /// Puts back a record [`Pending::record`] read before a restart (`records.rs`).
+    pub fn restore_record(&mut self, recent: [ServerScore; TARGET_COUNT]) {
+        self.recent = recent;
+    }
+
     /// Newest issue step recorded.
     pub fn last_issue(&self) -> i64 {
         self.last_issue

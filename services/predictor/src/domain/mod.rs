@@ -20,6 +20,7 @@ pub mod half;
 pub mod horizon;
 pub mod methods;
 pub mod odds;
+pub mod records;
 pub mod risk;
 pub mod rolling;
 pub mod scoring;
@@ -103,11 +104,15 @@ impl Default for Domain {
 
 /// What survives a restart (KV `state`, key `domain`): the alert book, so alerts keep their
 /// identity and open time instead of re-opening, and the rolling accuracy sums of what was
-/// published. Forecasts still pending maturity, the per-server method records and the
-/// per-method rolling sums are not kept: the first would be tens of MB for 10,000 servers, the
-/// last ~140 KB per method, which would push the state past a broker's 1 MB max_payload; after
-/// a restart each server publishes the default method until the others prove themselves again
-/// (about an hour of steps), and the per-method figures refill over the rolling day.
+/// published and of each method on its own (the Model page's columns, about 140 KB a method;
+/// the state is saved in pieces when over one message, `saved_state.rs`). Each server's method
+/// record is saved apart, a slice per tick (`records.rs`); the forecasts still pending maturity
+/// are not kept (tens of MB for 10,000 servers, rewritten every tick): a restarted predictor
+/// scores only what it forecast itself, and the restored records carry the choice until then.
+///
+/// `methods` pairs each sum with its method's wire name, so a build that adds, drops or
+/// reorders methods restores the ones it still has; absent in states saved before it was
+/// kept (they decode empty and the per-method sums start afresh).
 ///
 /// `tick_ms` is the tick the state was saved after (absent in states saved before it was
 /// recorded: they decode with `None`). A successor reads the alert events published from that
@@ -119,6 +124,10 @@ struct Saved {
     scores: Scores,
     #[serde(default)]
     tick_ms: Option<i64>,
+    /// By wire name ([`Method::name`]), not by [`Method`]: a name this build lacks is
+    /// skipped instead of making the whole state (and its alert book) unreadable.
+    #[serde(default)]
+    methods: Vec<(String, Scores)>,
 }
 
 impl Domain {
@@ -129,8 +138,10 @@ impl Domain {
             book: &'a AlertBook,
             scores: &'a Scores,
             tick_ms: Option<i64>,
+            methods: Vec<(&'static str, &'a Scores)>,
         }
-        schemas::encode(&SavedRef { book: &self.book, scores: &self.accuracy, tick_ms: self.tick_ms })
+        let methods = Method::ALL.iter().map(|m| m.name()).zip(&self.methods).collect();
+        schemas::encode(&SavedRef { book: &self.book, scores: &self.accuracy, tick_ms: self.tick_ms, methods })
     }
 
     /// The tick (Unix ms) a state written by [`Domain::save`] was saved after; `None` for a
@@ -161,6 +172,11 @@ impl Domain {
         self.book.set_config(config);
         self.accuracy = saved.scores;
         self.tick_ms = saved.tick_ms;
+        for (name, scores) in saved.methods {
+            if let Some(slot) = Method::from_name(&name).and_then(|m| self.methods.get_mut(m.index())) {
+                *slot = scores;
+            }
+        }
         Ok(())
     }
 
@@ -267,6 +283,7 @@ impl Domain {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rolling::Sums;
     use schemas::{AlertBasis, AlertState, Level, STEP_MS};
 
     const T0: i64 = 1_800_000_000_000 / STEP_MS * STEP_MS;
@@ -311,6 +328,41 @@ mod tests {
         let mut back = Domain::default();
         back.restore(&old).unwrap();
         assert_eq!((back.tick_ms, back.book.all_active().count()), (None, 1));
+    }
+
+    #[test]
+    fn the_per_method_sums_survive_a_restart_by_method_name() {
+        let mut d = Domain::default();
+        let point = Sums { n: 3, covered: 2, pin50: 1.5, pin90: 0.5, abs: 30.0 };
+        let mut add = [Sums::default(); schemas::TARGET_COUNT];
+        add[0] = point;
+        let seasonal = Method::ALL.iter().position(|m| *m == Method::SeasonalNaive).unwrap();
+        d.methods[seasonal].add(T0 / STEP_MS, &add);
+        d.finish(T0, std::iter::empty());
+        let mut back = Domain::default();
+        back.restore(&d.save().unwrap()).unwrap();
+        assert_eq!(back.methods, d.methods);
+        assert_ne!(back.methods[seasonal], Domain::default().methods[seasonal], "the sums were not all empty");
+
+        // A saved method this build does not know is skipped; the others still restore.
+        #[derive(Serialize)]
+        struct Renamed<'a> {
+            book: &'a AlertBook,
+            scores: &'a Scores,
+            methods: Vec<(&'a str, &'a Scores)>,
+        }
+        let bytes = schemas::encode(&Renamed {
+            book: &d.book,
+            scores: &d.accuracy,
+            methods: vec![("retired", &d.methods[seasonal]), ("seasonal_naive", &d.methods[seasonal])],
+        })
+        .unwrap();
+        let mut back = Domain::default();
+        back.restore(&bytes).unwrap();
+        assert_eq!(back.methods[seasonal], d.methods[seasonal]);
+        let fresh = Domain::default();
+        let others = (0..Method::ALL.len()).filter(|i| *i != seasonal);
+        assert!(others.clone().all(|i| back.methods[i] == fresh.methods[i]), "the unknown name restored nothing");
     }
 
     #[test]

@@ -20,6 +20,7 @@ use std::sync::Mutex;
 use schemas::{Method, Metrics, TargetForecast, STEP_MS, TARGET_COUNT};
 
 use crate::accuracy::{oldest_live_issue, target_index, Pending, Sums};
+use crate::domain::records::{self, Record};
 use crate::select::{publish, Candidates};
 
 /// Trackers per server: the published forecast's, then one per [`Method::ALL`] entry.
@@ -161,6 +162,32 @@ impl Scoring {
         }
     }
 
+    /// The method records of the servers whose id is `slice` modulo [`records::SLICES`],
+    /// `name` naming each id, for saving after tick `tick_ms` ([`records::Slice`]).
+    pub fn saved_slice<'a>(&self, slice: u64, tick_ms: i64, name: impl Fn(u32) -> &'a str) -> records::Slice {
+        let mut kept: Vec<(&str, Record)> = Vec::new();
+        for (id, slot) in self.records.iter().enumerate().skip(slice as usize).step_by(records::SLICES as usize) {
+            let slot = slot.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(r) = slot.as_ref() {
+                kept.push((name(id as u32), r.methods.each_ref().map(Pending::record)));
+            }
+        }
+        records::slice(tick_ms, kept.iter().map(|(n, r)| (*n, r)))
+    }
+
+    /// Gives server `id` the method record `record` saved before a restart, its pending
+    /// forecasts empty (issued from step `issue` on, for pruning).
+    pub fn restore(&mut self, id: u32, issue: i64, record: &Record) {
+        self.ensure(id as usize + 1);
+        let mut fresh = Box::new(ServerRecord::new(issue));
+        for (p, r) in fresh.methods.iter_mut().zip(record) {
+            p.restore_record(*r);
+        }
+        if let Some(slot) = self.records.get_mut(id as usize) {
+            *slot.get_mut().unwrap_or_else(|p| p.into_inner()) = Some(fresh);
+        }
+    }
+
     /// Servers with a record.
     pub fn servers(&self) -> usize {
         self.records.iter().filter(|r| r.lock().map(|r| r.is_some()).unwrap_or(false)).count()
@@ -237,6 +264,40 @@ mod tests {
         let level = accuracy[0].methods.iter().find(|m| m.method == Method::Level).expect("level scored");
         assert_eq!((trend.qrisk_p50, trend.coverage), (0.0, 1.0));
         assert!(level.qrisk_p50 > 0.1, "{level:?}");
+    }
+
+    #[test]
+    fn a_restored_record_publishes_the_proven_method_at_once_under_another_id() {
+        let mut scoring = Scoring::default();
+        scoring.ensure(2);
+        for step in 0..200 {
+            let mut sums = StepSums::default();
+            for id in 0..2 {
+                let (mut c, mut forecast) = (candidates(id, step), Vec::new());
+                scoring.choose(id, T0 + step * STEP_MS, &mem(truth(id, step)), &mut c, &mut forecast, &mut sums);
+            }
+        }
+        let names = ["web0", "web1"];
+        let tick = T0 + 199 * STEP_MS;
+        let slices: Vec<_> = (0..records::SLICES).map(|s| scoring.saved_slice(s, tick, |id| names[id as usize])).collect();
+        assert_eq!(slices.iter().map(|s| s.servers.len()).sum::<usize>(), 2, "each server in exactly one slice");
+        let wire: Vec<records::Slice> = slices.iter().map(|s| schemas::decode(&schemas::encode(s).unwrap()).unwrap()).collect();
+        let (saved, skipped) = records::merge(wire);
+        assert_eq!(skipped, 0);
+
+        // A successor whose registry gave web1 id 0: its records follow the name.
+        let mut successor = Scoring::default();
+        for (name, record) in &saved {
+            let id = if name == "web1" { 0 } else { 1 };
+            successor.restore(id, tick / STEP_MS, record);
+        }
+        let (mut c, mut forecast, mut sums) = (candidates(1, 200), Vec::new(), StepSums::default());
+        successor.choose(0, T0 + 200 * STEP_MS, &mem(truth(1, 200)), &mut c, &mut forecast, &mut sums);
+        assert_eq!(forecast[0].method, Method::Trend, "published the proven method on its first step");
+        let (mut c, mut forecast) = (candidates(1, 200), Vec::new());
+        Scoring::default().choose(0, T0 + 200 * STEP_MS, &mem(truth(1, 200)), &mut c, &mut forecast, &mut sums);
+        assert_eq!(forecast[0].method, crate::select::DEFAULT, "without the record: the default");
+        assert_ne!(crate::select::DEFAULT, Method::Trend);
     }
 
     #[test]

@@ -19,6 +19,7 @@ mod partitioned;
 mod prometheus_scrape;
 mod publish_acks;
 mod quality_cases;
+mod records_restart;
 mod restart;
 mod takeover;
 mod time_rules;
