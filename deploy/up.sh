@@ -167,7 +167,11 @@ remote_write:
     # Only the hosts' own series go to ingest; Fleetcast's forecasts of them stay here.
     write_relabel_configs: [ { source_labels: [job], regex: node, action: keep } ]
 YML
-  prometheus-node-exporter --web.listen-address="$NODE_EXPORTER_LISTEN" >"$logs/node-exporter.log" 2>&1 &
+  # Debian's build turns the systemd collector on; on a machine not booted with systemd (a
+  # container) it logs a dbus error at every scrape, so it is off there.
+  node_flags=()
+  [ -d /run/systemd/system ] || node_flags+=(--no-collector.systemd)
+  prometheus-node-exporter --web.listen-address="$NODE_EXPORTER_LISTEN" "${node_flags[@]}" >"$logs/node-exporter.log" 2>&1 &
   echo $! >"$run/node-exporter.pid"
   prometheus --config.file="$root/var/prometheus/prometheus.yml" --storage.tsdb.path="$root/var/prometheus/data" \
     --web.listen-address="$PROMETHEUS_LISTEN" >"$logs/prometheus.log" 2>&1 &

@@ -160,7 +160,7 @@ pub fn build(latest: Option<&Latest>, q: &AlertsQuery, ams: &[AmStatus]) -> Aler
             basis: a.basis.label(),
             current: format::target_value(a.target, s.current(a.target)),
             breach: format::ahead(a.minutes_ahead),
-            state: a.state.name(),
+            state: state_label(a.state, a.opened_ms, tick),
             open_for: format::span(std::time::Duration::from_millis(u64::try_from(tick - a.opened_ms).unwrap_or(0))),
             silence: first_am
                 .map(|am| silence_link(am, &[("alertname", ALERTNAME), ("server", s.server.as_str()), ("target", a.target.name())]))
@@ -174,5 +174,30 @@ pub fn build(latest: Option<&Latest>, q: &AlertsQuery, ams: &[AmStatus]) -> Aler
         total,
         e30: format!("{:.1}", fleet.expected_incidents_30m.max(0.0)),
         e8h: format!("{:.1}", fleet.expected_incidents_8h.max(0.0)),
+    }
+}
+
+/// The State column's word for an active alert: `new` on the tick that opened it, `open` after
+/// (its last event is still the opening one), `updated` once its severity or prediction changed.
+/// The event's own name (`opened`) beside "Open for 1 d 2 h" read as if it had just opened.
+pub fn state_label(state: schemas::AlertState, opened_ms: i64, tick_ms: i64) -> &'static str {
+    match state {
+        schemas::AlertState::Opened if opened_ms >= tick_ms => "new",
+        schemas::AlertState::Opened => "open",
+        schemas::AlertState::Updated => "updated",
+        schemas::AlertState::Resolved => "resolved",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::state_label;
+    use schemas::AlertState;
+
+    #[test]
+    fn an_alert_reads_new_only_on_the_tick_that_opened_it() {
+        assert_eq!(state_label(AlertState::Opened, 1_000, 1_000), "new");
+        assert_eq!(state_label(AlertState::Opened, 1_000, 301_000), "open");
+        assert_eq!(state_label(AlertState::Updated, 1_000, 301_000), "updated");
     }
 }

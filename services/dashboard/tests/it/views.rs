@@ -112,6 +112,13 @@ async fn heatmap_is_one_svg_with_a_cell_per_server() {
     let by_mem = get(&app, "/heatmap?by=mem").await;
     assert!(by_mem.body.contains("Memory peak"));
     assert!(by_mem.body.contains("<option value=\"mem\" selected>"));
+    // No profile has a network line: the cells show the fleet's quarters, not all grey.
+    let by_net = get(&app, "/heatmap?by=net_in").await;
+    assert_eq!(by_net.body.matches("<rect class=\"c-none\"").count(), 0);
+    for q in ["q1", "q2", "q3", "q4"] {
+        assert!(by_net.body.matches(&format!("<rect class=\"c-{q}\"")).count() >= 10, "{q}");
+    }
+    assert!(by_net.body.contains("lowest quarter of the fleet"));
 }
 
 #[tokio::test]
