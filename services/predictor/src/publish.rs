@@ -54,6 +54,22 @@ impl Publisher {
         self
     }
 
+    /// Saves `slices` of the servers' method records (`(slice, Slice msgpack)`, e.g. every one
+    /// from [`Engine::record_slices`] when the loop stops, so that a successor finds them all as
+    /// of the last tick instead of up to an hour old) as save `gen`; returns once all are stored.
+    pub async fn save_records(&self, slices: &[(u64, Bytes)], gen: u64, max_payload: usize) -> Result<(), WriteError> {
+        let mut acks = AckWindow::new(fleetbus::acks::DEFAULT_LIMIT);
+        for (slice, bytes) in slices {
+            let key = crate::streams::records_key(&self.state_key, *slice);
+            for (key, value) in crate::saved_state::split(&key, bytes, gen, max_payload.saturating_sub(1024))? {
+                let subject = format!("$KV.{}.{key}", crate::streams::BUCKET_STATE);
+                acks.push(self.js.publish(subject, value).await?).await?;
+            }
+        }
+        acks.finish().await?;
+        Ok(())
+    }
+
     async fn send(&self, subject: String, payload: Bytes, acks: &mut AckWindow) -> Result<(), WriteError> {
         Ok(acks.push(self.js.publish_with_headers(subject, headers(), payload).await?).await?)
     }

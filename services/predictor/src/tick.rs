@@ -152,6 +152,19 @@ impl Engine {
         self.seq
     }
 
+    /// Every slice of the servers' method records as of the last tick, `(slice, Slice
+    /// msgpack)` (`domain/records.rs`); empty before the first tick. A slice that does not
+    /// encode is left out (its servers keep the one saved before).
+    pub fn record_slices(&self, reg: &Registry) -> Vec<(u64, Bytes)> {
+        let Some(tick_ms) = self.domain.tick_ms() else { return Vec::new() };
+        (0..records::SLICES)
+            .filter_map(|slice| {
+                let saved = self.scoring.saved_slice(slice, tick_ms, |id| reg.server(id).name.as_str());
+                schemas::encode(&saved).ok().map(|b| (slice, Bytes::from(b)))
+            })
+            .collect()
+    }
+
     /// Writes part `k` of a tick's snapshot from the cached server bytes.
     pub fn part(&self, out: &TickOutput, k: usize) -> Result<Bytes, schemas::CodecError> {
         let servers: Vec<&[u8]> = out.order[out.plan.range(k)]

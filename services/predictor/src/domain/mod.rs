@@ -131,6 +131,11 @@ struct Saved {
 }
 
 impl Domain {
+    /// The last tick finished (Unix ms), if any.
+    pub fn tick_ms(&self) -> Option<i64> {
+        self.tick_ms
+    }
+
     /// The state to persist, MessagePack.
     pub fn save(&self) -> Result<Vec<u8>, schemas::CodecError> {
         #[derive(Serialize)]

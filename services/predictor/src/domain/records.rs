@@ -7,7 +7,8 @@
 //! whose registry id is `s` modulo [`SLICES`] and is written on ticks whose `seq` is `s` modulo
 //! [`SLICES`], so every record is at most an hour of steps old and a tick writes a twelfth of
 //! them (about 1.3 KB a server: 100,000 servers take about 11 MB a tick, 10,000 about 1.1 MB).
-//! A record's decay is a day's half-life, so an hour's lag changes little.
+//! A record's decay is a day's half-life, so an hour's lag changes little; a graceful stop
+//! saves every slice (`consume.rs`), so a rolling restart loses none of it.
 //!
 //! A server's id can differ between two predictors' registries, so one server can sit in two
 //! slices written by two holders; [`merge`] lets the newest slice win.

@@ -33,8 +33,26 @@ fn samples(s: &Snapshot) -> BTreeMap<Method, u64> {
     out
 }
 
+/// How the first predictor goes.
+#[derive(PartialEq)]
+enum End {
+    /// Aborted like a crash: the successor has the slices of the last ticks.
+    Crash,
+    /// Stopped gracefully: it saved every slice on its way out.
+    Stop,
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_predictor_publishes_each_servers_proven_method_at_once() {
+    run(End::Crash).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_graceful_stop_every_choice_stands() {
+    run(End::Stop).await;
+}
+
+async fn run(end: End) {
     let nats = testkit::NatsServer::start().expect("nats-server");
     let client = nats.connect().await.unwrap();
     let js = jetstream::new(client.clone());
@@ -51,14 +69,21 @@ async fn a_restarted_predictor_publishes_each_servers_proven_method_at_once() {
     let before = snaps.until(Duration::from_secs(60), |s| s.tick_ms == last && s.servers.len() == SERVERS).await;
     let proven: BTreeMap<_, _> = methods(&before).into_iter().filter(|(_, m)| *m != DEFAULT).collect();
     assert!(!proven.is_empty(), "some server proved a method other than the default: {:?}", methods(&before));
-    // The tick's state and record slice follow its snapshot; then the predictor dies.
+    // The tick's state and record slice follow its snapshot; then the predictor goes.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    first.abort();
+    match end {
+        End::Crash => first.abort(),
+        End::Stop => first.stop().await.expect("graceful stop"),
+    }
 
     let second = predictor::start(config(&nats.url())).await.expect("predictor restarts");
     publish_batch(&js, &step_batch(&names, last + STEP_MS, STEPS as u64)).await;
     let after = snaps.until(Duration::from_secs(60), |s| s.tick_ms == last + STEP_MS && s.servers.len() == SERVERS).await;
     let now = methods(&after);
+    if end == End::Stop {
+        // Every record as of the last tick, and nothing scored since: the same choices.
+        assert_eq!(now, methods(&before), "every choice stands after a graceful stop");
+    }
     let kept = proven.iter().filter(|(k, m)| now.get(*k) == Some(*m)).count();
     // A slice is up to 11 ticks older than the crash, so a record may have moved since; most
     // choices stand. With no record, every choice would be the default.
