@@ -54,6 +54,11 @@ impl Publisher {
         self
     }
 
+    /// The number of the last snapshot on this publisher's subject ([`last_seq_on`]).
+    pub async fn last_snapshot_seq(&self) -> u64 {
+        last_seq_on(&self.js, &self.snapshot_subject).await
+    }
+
     /// Saves `slices` of the servers' method records (`(slice, Slice msgpack)`, e.g. every one
     /// from [`Engine::record_slices`] when the loop stops, so that a successor finds them all as
     /// of the last tick instead of up to an hour old) as save `gen`; returns once all are stored.

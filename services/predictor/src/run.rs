@@ -243,6 +243,7 @@ pub(crate) async fn open_loop(
         group,
         expires,
         shutdown,
+        seq_checked: false,
     };
     Ok((lp, messages))
 }

@@ -152,6 +152,11 @@ impl Engine {
         self.seq
     }
 
+    /// Makes the next tick's snapshot number follow `seq` if it is ahead of this engine's.
+    pub fn continue_after(&mut self, seq: u64) {
+        self.seq = self.seq.max(seq);
+    }
+
     /// Every slice of the servers' method records as of the last tick, `(slice, Slice
     /// msgpack)` (`domain/records.rs`); empty before the first tick. A slice that does not
     /// encode is left out (its servers keep the one saved before).

@@ -16,7 +16,8 @@
 //! - **State**: a loop rebuilds its partition's windows from KV `windows` and its alert book and
 //!   accuracy from KV `state` key `domain.p<k>`, caught up with the alert events the last holder
 //!   published after saving them (`resume.rs`), and continues the partition's snapshot numbers
-//!   from `predictions.current.<k>`, so a takeover continues where the last holder stored.
+//!   from `predictions.current.<k>`, so a takeover continues where the last holder stored (read
+//!   again at its first tick: a stopping holder's last tick can land after the new one opened).
 
 pub mod assign;
 
