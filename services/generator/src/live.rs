@@ -71,8 +71,8 @@ pub async fn run(opts: LiveOptions, shutdown: Shutdown) -> anyhow::Result<LiveSu
 pub async fn run_counted(opts: LiveOptions, mut shutdown: Shutdown, metrics: crate::metrics::Metrics) -> anyhow::Result<LiveSummary> {
     check_source(&opts.source)?;
     let fresh_start = align(now_ms()) - opts.backfill_steps as i64 * STEP_MS;
-    // Built before connecting, so a bad fleet size fails at once; rebuilt below if resuming.
-    let mut sim = Simulator::new(SimConfig { servers: opts.servers, seed: opts.seed, start_ms: opts.start_ms.unwrap_or(fresh_start) })?;
+    // A bad fleet size fails before connecting; the simulator is built once its start is known.
+    crate::fleet::composition(opts.servers)?;
     // fleetbus takes the credentials from the URL (async-nats ignores them there) and retries.
     let client = fleetbus::connect(&format!("fleetcast-generator-{}", opts.source), &opts.nats_url).await?;
     if !wait_connected(&client, &opts.nats_url, &mut shutdown).await {
@@ -87,13 +87,12 @@ pub async fn run_counted(opts: LiveOptions, mut shutdown: Shutdown, metrics: cra
                 let start = align(clock);
                 let behind = u64::try_from((align(now_ms()) - start) / STEP_MS).unwrap_or(0);
                 info!(resume_from = %fmt_ms(start), "resuming after this source's last batch in the METRICS stream");
-                sim = Simulator::new(SimConfig { servers: opts.servers, seed: opts.seed, start_ms: start })?;
                 (start, behind.min(opts.backfill_steps))
             }
             _ => (fresh_start, opts.backfill_steps),
         },
     };
-    let sim = Arc::new(Mutex::new(sim));
+    let sim = Arc::new(Mutex::new(Simulator::new(SimConfig { servers: opts.servers, seed: opts.seed, start_ms })?));
     let control = control::start(&client, sim.clone()).await?;
     info!(
         servers = opts.servers,

@@ -78,9 +78,9 @@ pub(crate) struct Loop {
     pub group: Option<&'static str>,
     pub expires: Duration,
     pub shutdown: watch::Receiver<bool>,
-    /// Whether the snapshot numbers were checked against the subject's last snapshot since the
-    /// loop opened (on the first tick: see [`Loop::tick`]).
-    pub seq_checked: bool,
+    /// Whether the subject's last snapshot number was read since the loop opened (on its first
+    /// tick: see [`Loop::tick`]).
+    pub seq_read: bool,
 }
 
 impl Loop {
@@ -234,17 +234,15 @@ impl Loop {
     }
 
     async fn tick(&mut self) {
-        // The number read when the loop opened may be behind: a partition's previous holder,
-        // stopping, can still publish its last tick after the new one opened (the pinned
-        // consumer only serves the new holder once the old has let go, which is before this
-        // first tick). Read again here, so the partition's snapshot numbers never repeat.
-        if !self.seq_checked {
-            self.seq_checked = true;
+        // The snapshot numbers continue from the subject's last one, read here rather than when
+        // the loop opened: a partition's previous holder, stopping, can still publish its last
+        // tick after the new one opened (the pinned consumer serves the new holder only once the
+        // old has let go, which is before this first tick), and a number read earlier repeated.
+        if !self.seq_read {
+            self.seq_read = true;
             let last = self.publisher.last_snapshot_seq().await;
-            if last > self.engine.seq() {
-                tracing::info!(was = self.engine.seq(), last, partition = ?self.partition, "snapshot numbers continue after one published since the loop opened");
-                self.engine.continue_after(last);
-            }
+            tracing::debug!(last, partition = ?self.partition, "snapshot numbers continue from the subject's last");
+            self.engine.continue_after(last);
         }
         let due = self.reg.take_due();
         self.due_since = None;

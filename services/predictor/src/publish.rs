@@ -65,13 +65,19 @@ impl Publisher {
     pub async fn save_records(&self, slices: &[(u64, Bytes)], gen: u64, max_payload: usize) -> Result<(), WriteError> {
         let mut acks = AckWindow::new(fleetbus::acks::DEFAULT_LIMIT);
         for (slice, bytes) in slices {
-            let key = crate::streams::records_key(&self.state_key, *slice);
-            for (key, value) in crate::saved_state::split(&key, bytes, gen, max_payload.saturating_sub(1024))? {
-                let subject = format!("$KV.{}.{key}", crate::streams::BUCKET_STATE);
-                acks.push(self.js.publish(subject, value).await?).await?;
-            }
+            self.put_saved(&crate::streams::records_key(&self.state_key, *slice), bytes, gen, max_payload, &mut acks).await?;
         }
         acks.finish().await?;
+        Ok(())
+    }
+
+    /// Writes `bytes` at `key` in KV `state` as save `gen`, in pieces when over one message
+    /// (`saved_state.rs`, the head last).
+    async fn put_saved(&self, key: &str, bytes: &[u8], gen: u64, max_payload: usize, acks: &mut AckWindow) -> Result<(), WriteError> {
+        for (key, value) in crate::saved_state::split(key, bytes, gen, max_payload.saturating_sub(1024))? {
+            let subject = format!("$KV.{}.{key}", crate::streams::BUCKET_STATE);
+            acks.push(self.js.publish(subject, value).await?).await?;
+        }
         Ok(())
     }
 
@@ -129,13 +135,12 @@ impl Publisher {
         // already holds the alerts it announced (awaiting the events' acks first left a window
         // of milliseconds in which a kill meant the successor announced them again).
         // Saved in pieces when over one message (`saved_state.rs`), the head last.
+        if let Some(state) = &out.state {
+            self.put_saved(&self.state_key, state, out.seq, max_payload, &mut acks).await?;
+        }
         // This tick's slice of the method records goes last, in pieces the same way.
-        let records = out.records.as_ref().map(|(slice, bytes)| (crate::streams::records_key(&self.state_key, *slice), bytes));
-        for (key, state) in out.state.as_ref().map(|s| (self.state_key.clone(), s)).into_iter().chain(records) {
-            for (key, value) in crate::saved_state::split(&key, state, out.seq, max_payload.saturating_sub(1024))? {
-                let subject = format!("$KV.{}.{key}", crate::streams::BUCKET_STATE);
-                acks.push(self.js.publish(subject, value).await?).await?;
-            }
+        if let Some((slice, bytes)) = &out.records {
+            self.put_saved(&crate::streams::records_key(&self.state_key, *slice), bytes, out.seq, max_payload, &mut acks).await?;
         }
         acks.finish().await?;
         Ok(bytes)

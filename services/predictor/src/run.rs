@@ -207,11 +207,9 @@ pub(crate) async fn open_loop(
     let restored = store.load(&mut reg, wall_ms()).await?;
     let part = partition.map(|p| p.index);
     tracing::info!(servers = restored, ?part, ms = ms(clock.elapsed()), "windows rebuilt from KV");
-    let last_seq = match partition {
-        None => crate::publish::latest_snapshot(&base.js).await.ok().flatten().map_or(0, |s| s.seq),
-        Some(p) => crate::publish::last_seq_on(&base.js, &schemas::partition::snapshot_subject(p.index, p.count)).await,
-    };
-    let mut engine = Engine::shared(base.workers.clone(), config.recent_steps, last_seq);
+    // The snapshot numbers continue from the subject's last one, read at the loop's first tick
+    // (`consume.rs`), not here: a partition's previous holder may still publish in between.
+    let mut engine = Engine::shared(base.workers.clone(), config.recent_steps, 0);
     engine.set_partition(partition);
     engine.keep_gauges(config.metrics.metrics_listen.is_some() && series.is_some());
     crate::resume::restore(&base.js, &base.streams.state, partition, &mut engine).await;
@@ -243,7 +241,7 @@ pub(crate) async fn open_loop(
         group,
         expires,
         shutdown,
-        seq_checked: false,
+        seq_read: false,
     };
     Ok((lp, messages))
 }

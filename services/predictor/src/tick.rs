@@ -162,12 +162,14 @@ impl Engine {
     /// encode is left out (its servers keep the one saved before).
     pub fn record_slices(&self, reg: &Registry) -> Vec<(u64, Bytes)> {
         let Some(tick_ms) = self.domain.tick_ms() else { return Vec::new() };
-        (0..records::SLICES)
-            .filter_map(|slice| {
-                let saved = self.scoring.saved_slice(slice, tick_ms, |id| reg.server(id).name.as_str());
-                schemas::encode(&saved).ok().map(|b| (slice, Bytes::from(b)))
-            })
-            .collect()
+        (0..records::SLICES).filter_map(|slice| self.record_slice(reg, slice, tick_ms)).collect()
+    }
+
+    /// Slice `slice` of the servers' method records after tick `tick_ms`, `(slice, Slice
+    /// msgpack)`; `None` if it does not encode.
+    fn record_slice(&self, reg: &Registry, slice: u64, tick_ms: i64) -> Option<(u64, Bytes)> {
+        let saved = self.scoring.saved_slice(slice, tick_ms, |id| reg.server(id).name.as_str());
+        schemas::encode(&saved).ok().map(|b| (slice, Bytes::from(b)))
     }
 
     /// Writes part `k` of a tick's snapshot from the cached server bytes.
@@ -340,9 +342,7 @@ impl Engine {
         let sizes = order.iter().map(|id| self.outs[*id as usize].as_ref().map_or(0, |o| o.encoded.len()));
         let plan = PartPlan::new(&header, sizes, max_payload)?;
         let summary = summary_of(&header, reg, &order, &self.outs, &events);
-        let slice = self.seq % records::SLICES;
-        let saved = self.scoring.saved_slice(slice, tick_ms, |id| reg.server(id).name.as_str());
-        let records = schemas::encode(&saved).ok().map(|b| (slice, Bytes::from(b)));
+        let records = self.record_slice(reg, self.seq % records::SLICES, tick_ms);
         stages.encode_ms += ms(clock.elapsed());
 
         Ok(TickOutput {

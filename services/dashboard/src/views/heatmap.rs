@@ -168,9 +168,9 @@ fn empty(by: By, legend: Vec<(&'static str, String)>) -> HeatmapLive {
 /// quarter ([`quarter_class`]).
 fn legend(by: By, quarters: Option<[f32; 3]>) -> Vec<(&'static str, String)> {
     match (by, quarters) {
-        (By::Risk, _) => [("healthy", "Healthy <20"), ("watch", "Watch 20-39"), ("warning", "Warning 40-69"), ("critical", "Critical ≥70")]
-            .map(|(k, l)| (k, l.to_string()))
-            .to_vec(),
+        (By::Risk, _) => {
+            owned(&[("healthy", "Healthy <20"), ("watch", "Watch 20-39"), ("warning", "Warning 40-69"), ("critical", "Critical ≥70")])
+        }
         (By::Target(t), Some([a, b, c])) => {
             let v = |x: f32| format::target_value(t, Some(x));
             vec![
@@ -181,16 +181,18 @@ fn legend(by: By, quarters: Option<[f32; 3]>) -> Vec<(&'static str, String)> {
                 ("unknown", "unknown".into()),
             ]
         }
-        (By::Target(_), _) => [
+        (By::Target(_), _) => owned(&[
             ("ok", "below the server's warning line"),
             ("warn", "warning"),
             ("crit", "critical"),
             ("none", "no threshold"),
             ("unknown", "unknown"),
-        ]
-        .map(|(k, l)| (k, l.to_string()))
-        .to_vec(),
+        ]),
     }
+}
+
+fn owned(keys: &[(&'static str, &str)]) -> Vec<(&'static str, String)> {
+    keys.iter().map(|(k, l)| (*k, l.to_string())).collect()
 }
 
 /// The fleet's quartiles (nearest rank) of `values`' finite ones; `None` when there are none.

@@ -44,7 +44,7 @@ pub struct SavedRecord {
 
 /// The slice of `records` (`(server, record)`) saved after tick `tick_ms`. A record nothing
 /// was scored for is left out; a non-finite figure is saved as 0 (nothing scored).
-pub fn slice<'a>(tick_ms: i64, records: impl IntoIterator<Item = (&'a str, &'a Record)>) -> Slice {
+pub fn slice<'a>(tick_ms: i64, records: impl IntoIterator<Item = (&'a str, Record)>) -> Slice {
     let servers = records
         .into_iter()
         .filter(|(_, r)| r.iter().flatten().any(|s| s.weight > 0.0))
@@ -109,7 +109,7 @@ mod tests {
     #[test]
     fn a_slice_round_trips_through_messagepack_and_leaves_out_unscored_servers() {
         let (a, idle) = (scored(1.0), Record::default());
-        let s = slice(1_000, [("web1", &a), ("idle1", &idle)]);
+        let s = slice(1_000, [("web1", a), ("idle1", idle)]);
         let back: Slice = schemas::decode(&schemas::encode(&s).unwrap()).unwrap();
         assert_eq!(back, s);
         assert_eq!(merge(vec![back]), (vec![("web1".to_string(), a)], 0));
@@ -118,14 +118,14 @@ mod tests {
     #[test]
     fn the_newest_slice_wins_whatever_order_they_are_read_in() {
         let (old, new) = (scored(1.0), scored(7.0));
-        let slices = vec![slice(2_000, [("web1", &new)]), slice(1_000, [("web1", &old)])];
+        let slices = vec![slice(2_000, [("web1", new)]), slice(1_000, [("web1", old)])];
         assert_eq!(merge(slices).0, vec![("web1".to_string(), new)]);
     }
 
     #[test]
     fn unknown_methods_are_skipped_and_bad_rows_skip_their_server() {
         let a = scored(3.0);
-        let mut s = slice(1_000, [("web1", &a)]);
+        let mut s = slice(1_000, [("web1", a)]);
         // A build that had one more method, first: every known row moves one method down.
         s.methods.insert(0, "retired".into());
         s.servers[0].scores.splice(0..0, [[4.0; 5]; TARGET_COUNT]);
@@ -143,7 +143,7 @@ mod tests {
     fn a_non_finite_figure_is_saved_as_nothing_scored() {
         let mut a = scored(1.0);
         a[Method::Model.index()][0].loss50 = f32::INFINITY;
-        let s = slice(1_000, [("web1", &a)]);
+        let s = slice(1_000, [("web1", a)]);
         assert!(s.servers[0].scores.iter().flatten().all(|x| x.is_finite()));
     }
 }

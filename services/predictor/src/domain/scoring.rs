@@ -165,14 +165,11 @@ impl Scoring {
     /// The method records of the servers whose id is `slice` modulo [`records::SLICES`],
     /// `name` naming each id, for saving after tick `tick_ms` ([`records::Slice`]).
     pub fn saved_slice<'a>(&self, slice: u64, tick_ms: i64, name: impl Fn(u32) -> &'a str) -> records::Slice {
-        let mut kept: Vec<(&str, Record)> = Vec::new();
-        for (id, slot) in self.records.iter().enumerate().skip(slice as usize).step_by(records::SLICES as usize) {
+        let kept = self.records.iter().enumerate().skip(slice as usize).step_by(records::SLICES as usize).filter_map(|(id, slot)| {
             let slot = slot.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(r) = slot.as_ref() {
-                kept.push((name(id as u32), r.methods.each_ref().map(Pending::record)));
-            }
-        }
-        records::slice(tick_ms, kept.iter().map(|(n, r)| (*n, r)))
+            slot.as_ref().map(|r| (name(id as u32), r.methods.each_ref().map(Pending::record)))
+        });
+        records::slice(tick_ms, kept)
     }
 
     /// Gives server `id` the method record `record` saved before a restart, its pending
