@@ -38,7 +38,8 @@ struct Args {
     workers: usize,
     #[arg(long, default_value_t = 1)]
     threads: usize,
-    #[arg(long, default_value_t = 128)]
+    /// Most servers per chunk; the predictor's default unless given.
+    #[arg(long, default_value_t = predictor::workers::DEFAULT_CHUNK)]
     chunk: usize,
     #[arg(long)]
     model: Option<PathBuf>,

@@ -29,8 +29,8 @@ pub struct Config {
     pub ort_dylib: PathBuf,
 
     /// Most servers per inference call (a tick's servers are split evenly into chunks of at
-    /// most this many); the benchmark measures the fastest.
-    #[arg(long, env = "PREDICTOR_CHUNK", default_value_t = 64)]
+    /// most this many); the benchmarks measure the fastest ([`crate::workers::DEFAULT_CHUNK`]).
+    #[arg(long, env = "PREDICTOR_CHUNK", default_value_t = crate::workers::DEFAULT_CHUNK)]
     pub chunk_size: usize,
 
     /// Inference workers: independent model sessions that run a tick's chunks side by side

@@ -78,6 +78,14 @@ pub fn chunk_size(n: usize, max_chunk: usize) -> usize {
 
 /// See [`chunk_size`].
 pub const MIN_CHUNKS: usize = 4;
+
+/// The predictor's default most servers per chunk (`--chunk-size`). Side by side on 2 cores
+/// (`bench_engine --servers 1000 --ticks 20 --chunk C`, alternated, one run): the whole engine
+/// 124-130 ms p50 at 32 against 134-136 ms at 64 (forecasts alone 107-110 against 109-111 ms;
+/// 16: 116 / 144 ms); the model alone is a little faster at 64, but the methods, the choice and
+/// the judging of a chunk stay in cache at 32 and the judging overlaps the inference more
+/// finely. `bench_tick` (inference alone) also finds 32 fastest.
+pub const DEFAULT_CHUNK: usize = 32;
 /// See [`chunk_size`].
 pub const MIN_CHUNK_SERVERS: usize = 16;
 

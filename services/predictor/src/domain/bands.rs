@@ -25,17 +25,20 @@ pub struct Bands {
     change: [(f32, f32); ANCHORS.len()],
 }
 
-/// Steps a server's [`Bands`] are reused before they are computed again (1 h). Servers
-/// refresh at different steps (staggered by server id), so no tick computes them all. On the
-/// Bitbrains VMs and NAB (`just backtest`) reusing them for an hour moved no group's published
-/// q-risk by more than 0.001 against computing them every step.
+/// Steps a server's [`Bands`] (and its trends' slopes, `methods::Basis::with_slope`) are
+/// reused before they are computed again (1 h). Servers refresh at different steps (staggered
+/// by server id), so no tick computes them all. On the Bitbrains VMs and NAB (`just backtest`)
+/// reusing them for an hour moved no group's published q-risk by more than 0.001 against
+/// computing them every step, the bands and the slopes alike.
 pub const REFRESH_STEPS: i64 = 12;
 
-/// Every target's [`Bands`] of one server and the step they were computed at.
+/// Every target's [`Bands`] of one server and the step they were computed at, with the
+/// trend's Theil–Sen slope fitted then (`methods::Basis::with_slope`; `None` until one was).
 #[derive(Debug, Default)]
 pub struct ServerBands {
     pub at: Option<i64>,
     pub bands: [Option<Bands>; schemas::TARGET_COUNT],
+    pub slopes: [Option<f32>; schemas::TARGET_COUNT],
 }
 
 /// [`ServerBands`] per server id of one registry. Each server is filled by one worker per
@@ -280,7 +283,7 @@ mod tests {
 
     #[test]
     fn cached_bands_are_recomputed_once_per_cycle_per_server_and_when_stale() {
-        let kept = |at| ServerBands { at: Some(at), bands: Default::default() };
+        let kept = |at| ServerBands { at: Some(at), ..Default::default() };
         assert!(ServerBands::default().due(Some(5), 3), "nothing kept");
         assert!(kept(100).due(Some(100 + REFRESH_STEPS), 1), "a full cycle old");
         assert!(kept(100).due(Some(99), 1), "a step back (a restored window)");

@@ -126,7 +126,7 @@ fn a_constant_history_takes_the_short_path_with_the_general_paths_values() {
                 let Some(last) = history.iter().rev().copied().find(|v| v.is_finite()) else { continue };
                 let bands = Bands::new(&history, &mut scratch.values).expect("a value was reported");
                 let fast = Basis::constant(&history, last, bands).expect("constant");
-                let general = Basis::general(&history, last, bands, &mut scratch);
+                let general = Basis::general(&history, last, bands, None, &mut scratch);
                 assert_eq!(bits(&fast), bits(&general), "c {c} n {n} gaps {gaps}%: {fast:?} vs {general:?}");
                 shortcut += 1;
             }
@@ -137,4 +137,64 @@ fn a_constant_history_takes_the_short_path_with_the_general_paths_values() {
     let mut y = vec![0.0_f32; 100];
     y[50] = -0.0;
     assert!(Basis::constant(&y, 0.0, Bands::new(&y, &mut scratch.values).unwrap()).is_none());
+}
+
+#[test]
+fn a_reused_slope_is_kept_and_the_trend_starts_from_the_latest_steps() {
+    // A disk filling 0.5 a step, then a cleanup: 20 points down, filling 2 a step since.
+    let y: Vec<f32> = (0..60).map(|k| 50.0 + 0.5 * k as f32).collect();
+    let mut scratch = Scratch::default();
+    let before = Basis::fresh(&y, &mut scratch).unwrap();
+    assert_eq!(before.fitted_slope(), Some(0.5));
+    let mut later = y.clone();
+    later.extend((1..=6).map(|k| 59.5 - 20.0 + 2.0 * k as f32));
+    let bands = Bands::new(&later, &mut scratch.values).unwrap();
+    let reused = Basis::with_slope(&later, bands, before.fitted_slope(), &mut scratch).unwrap();
+    assert_eq!((reused.slope, reused.fitted_slope()), (0.5, Some(0.5)), "the slope given is kept");
+    // The intercept is the median of the last 6 steps (41.5, 43.5 .. 51.5) projected to now
+    // along 0.5 (44, 45.5, 47, 48.5, 50, 51.5), at the nearest rank: from the latest steps,
+    // not from before the cleanup.
+    assert_eq!(reused.intercept, 48.5, "{reused:?}");
+    let refit = Basis::with_slope(&later, bands, None, &mut scratch).unwrap();
+    assert_eq!(bits(&refit), bits(&Basis::new(&later, bands, &mut scratch).unwrap()), "no slope given: fitted here");
+    // Too few steps for a slope: the trend is flat at the level and nothing is kept.
+    let short = Basis::fresh(&[1.0, 2.0, 3.0], &mut scratch).unwrap();
+    assert_eq!((short.fitted_slope(), short.intercept), (None, short.level));
+}
+
+#[test]
+fn fill_keeps_each_targets_slope_with_its_bands_until_they_are_due() {
+    use crate::bands::{ServerBands, REFRESH_STEPS};
+    use crate::step::{step_end, step_start};
+    use crate::window::ServerWindow;
+    use schemas::{Metrics, Profile};
+    let mut w = ServerWindow::new("ppgen001".into(), Profile::Generic, 0, HISTORY_STEPS);
+    let (cache, mut st, mut c) = (std::sync::Mutex::new(ServerBands::default()), Statistical::default(), Candidates::default());
+    let (mut history, mut scratch) = (Vec::new(), Scratch::default());
+    // A disk filling faster every step, so a slope fitted at any step differs from the last's.
+    let (first, last) = (50, 50 + 2 * REFRESH_STEPS);
+    let mut fitted_at = None;
+    let mut kept = 0;
+    for s in 0..=last {
+        w.add(step_start(s), &Metrics { disk_usage_pct: Some(10.0 + 0.01 * (s * s) as f32), ..Default::default() });
+        w.close_until(step_end(s));
+        if s < first {
+            continue;
+        }
+        st.recycle(&mut c);
+        st.fill(&w, 0, &cache, 96, &mut c);
+        let slope = cache.lock().unwrap().slopes[4].expect("a slope");
+        w.history(Target::Disk, &mut history);
+        let fresh = Basis::fresh(&history, &mut scratch).and_then(|b| b.fitted_slope()).expect("a slope");
+        // Server id 0 is due when the step is a multiple of REFRESH_STEPS (and at its first fill).
+        if s == first || s % REFRESH_STEPS == 0 {
+            assert_eq!(slope, fresh, "step {s}: fitted again");
+            fitted_at = Some(fresh);
+        } else {
+            assert_eq!(Some(slope), fitted_at, "step {s}: kept");
+            assert_ne!(slope, fresh, "step {s}: the test's data must move the slope");
+            kept += 1;
+        }
+    }
+    assert_eq!(kept, 2 * REFRESH_STEPS - 2);
 }
