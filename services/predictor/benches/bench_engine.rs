@@ -118,7 +118,7 @@ fn main() -> anyhow::Result<()> {
         let workers = Workers::load(&model, &model.with_extension("json"), &testkit::ort_dylib(), w, chunk, th)?;
         let history = workers.manifest().encoder_steps.max(predictor::methods::HISTORY_STEPS);
         let workers_encoder = workers.manifest().encoder_steps;
-        let mut engine = Engine::new(workers, 12, 0);
+        let mut engine = Engine::new(workers, 12);
         let mut reg = Registry::tiered(history, workers_encoder);
         let fleet = names(n);
         let first = 1_000_000;

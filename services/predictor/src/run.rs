@@ -209,7 +209,7 @@ pub(crate) async fn open_loop(
     tracing::info!(servers = restored, ?part, ms = ms(clock.elapsed()), "windows rebuilt from KV");
     // The snapshot numbers continue from the subject's last one, read at the loop's first tick
     // (`consume.rs`), not here: a partition's previous holder may still publish in between.
-    let mut engine = Engine::shared(base.workers.clone(), config.recent_steps, 0);
+    let mut engine = Engine::shared(base.workers.clone(), config.recent_steps);
     engine.set_partition(partition);
     engine.keep_gauges(config.metrics.metrics_listen.is_some() && series.is_some());
     crate::resume::restore(&base.js, &base.streams.state, partition, &mut engine).await;

@@ -89,13 +89,13 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// `seq`: the last snapshot number published (the next tick publishes `seq + 1`).
-    pub fn new(workers: Workers, recent_steps: usize, seq: u64) -> Engine {
-        Engine::shared(std::sync::Arc::new(std::sync::Mutex::new(workers)), recent_steps, seq)
+    /// An engine whose first snapshot is number 1 ([`Engine::continue_after`] moves that on).
+    pub fn new(workers: Workers, recent_steps: usize) -> Engine {
+        Engine::shared(std::sync::Arc::new(std::sync::Mutex::new(workers)), recent_steps)
     }
 
     /// [`Engine::new`] on workers other engines use too.
-    pub fn shared(workers: SharedWorkers, recent_steps: usize, seq: u64) -> Engine {
+    pub fn shared(workers: SharedWorkers, recent_steps: usize) -> Engine {
         let manifest = workers.lock().unwrap_or_else(|p| p.into_inner()).manifest().clone();
         let info = manifest.model_info();
         Engine {
@@ -108,7 +108,7 @@ impl Engine {
             outs: Vec::new(),
             domain: Domain::default(),
             scoring: Scoring::default(),
-            seq,
+            seq: 0,
             enc: Vec::with_capacity(32 * 1024),
             gauges: false,
         }

@@ -96,7 +96,7 @@ pub fn run(series: &[Series], model: &Path, dylib: &Path, opts: &Options) -> any
     let workers = Workers::load(model, &model.with_extension("json"), dylib, opts.workers, 128, 1)?;
     let encoder = workers.manifest().encoder_steps;
     let capacity = encoder.max(crate::methods::HISTORY_STEPS);
-    let mut engine = Engine::new(workers, 12, 0);
+    let mut engine = Engine::new(workers, 12);
     let mut reg = Registry::tiered(capacity, encoder);
     let index: HashMap<&str, usize> = series.iter().enumerate().map(|(i, s)| (s.name.as_str(), i)).collect();
     let mut scored: Vec<Scored> = series

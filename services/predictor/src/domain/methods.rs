@@ -353,10 +353,9 @@ impl Statistical {
     }
 }
 
-/// Theil–Sen line through the finite points of `y` (x = step index): the median of pairwise
-/// slopes (Sen 1968), and the value it gives at the last step from the median of the last few
-/// points projected along it. `None` with fewer than [`MIN_SLOPES`] slopes. All pairs: keeping only pairs
-/// far apart (a quarter of the work) made the trend's P50 q-risk 5 % worse on the Bitbrains
+/// Theil–Sen slope through the finite points of `y` (x = step index): the median of pairwise
+/// slopes (Sen 1968); [`anchored_intercept`] places the line. `None` with fewer than
+/// [`MIN_SLOPES`] slopes. All pairs: keeping only pairs far apart (a quarter of the work) made the trend's P50 q-risk 5 % worse on the Bitbrains
 /// VMs, the noisy close pairs pull the slope toward 0, which pays off 8 hours out.
 fn theil_sen_slope(y: &[f32], buf: &mut Vec<f32>, band: &mut Vec<i32>) -> Option<f32> {
     let n = y.len();

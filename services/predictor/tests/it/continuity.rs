@@ -29,7 +29,7 @@ fn max_jump(t: Target) -> f32 {
 fn steady_servers_get_curves_without_jumps_across_midnight() {
     let model = testkit::workspace_root().join("models/tft.onnx");
     let workers = Workers::load(&model, &model.with_extension("json"), &testkit::ort_dylib(), 1, 64, 1).expect("model loads");
-    let mut engine = Engine::new(workers, 12, 0);
+    let mut engine = Engine::new(workers, 12);
     let mut reg = Registry::new(engine.manifest().encoder_steps.max(HISTORY_STEPS));
     // 2026-11-29 (a Sunday) 20:00 UTC: the 8-hour horizon crosses midnight into Monday.
     let sunday_20h = 1_795_982_400_000;

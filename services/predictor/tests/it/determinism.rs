@@ -26,7 +26,7 @@ fn model() -> (PathBuf, PathBuf) {
 fn engine(workers: usize, chunk: usize) -> Engine {
     let (onnx, json) = model();
     let w = Workers::load(&onnx, &json, &testkit::ort_dylib(), workers, chunk, 1).expect("model loads");
-    Engine::new(w, 12, 0)
+    Engine::new(w, 12)
 }
 
 /// Everything a tick publishes, as bytes.

@@ -29,6 +29,23 @@ fn cfg(url: &str, instance: &str) -> predictor::Config {
     c
 }
 
+/// What every test here starts with: a nats-server, a client and JetStream on it, the
+/// fleet's server names and its first step.
+struct Setup {
+    nats: testkit::NatsServer,
+    client: async_nats::Client,
+    js: jetstream::Context,
+    names: Vec<String>,
+    t0: i64,
+}
+
+async fn setup() -> Setup {
+    let nats = testkit::NatsServer::start().expect("nats-server");
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let js = jetstream::new(client.clone());
+    Setup { nats, client, js, names: server_names(SERVERS), t0: t0() }
+}
+
 /// Step `s` of the fleet, as a partitioned source sends it: one batch per partition, on
 /// `metrics.batch.<source>.<partition>`, each the last part of its partition's tick.
 async fn publish_step(js: &jetstream::Context, names: &[String], t0: i64, s: i64) {
@@ -99,11 +116,7 @@ fn all_at(newest: &HashMap<u16, Snapshot>, names: &[String], tick_ms: i64) -> bo
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partition_whose_predictor_dies_resumes_on_the_other_with_its_state() {
-    let nats = testkit::NatsServer::start().expect("nats-server");
-    let client = async_nats::connect(nats.url()).await.unwrap();
-    let js = jetstream::new(client.clone());
-    let names = server_names(SERVERS);
-    let t0 = t0();
+    let Setup { nats, client, js, names, t0 } = setup().await;
     let mut snaps = Partitions::subscribe(&client).await;
     let mut alerts = client.subscribe("alerts.>").await.unwrap();
 
@@ -175,11 +188,7 @@ async fn a_partition_whose_predictor_dies_resumes_on_the_other_with_its_state() 
 /// tick, and the loop's first snapshot is 101.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_snapshot_published_after_the_loop_opened_is_continued_not_repeated() {
-    let nats = testkit::NatsServer::start().expect("nats-server");
-    let client = async_nats::connect(nats.url()).await.unwrap();
-    let js = jetstream::new(client.clone());
-    let names = server_names(SERVERS);
-    let t0 = t0();
+    let Setup { nats, client, js, names, t0 } = setup().await;
     let subject = partition::snapshot_subject(0, PARTITIONS);
     let mut sub = client.subscribe(subject.clone()).await.unwrap();
 
