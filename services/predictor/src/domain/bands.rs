@@ -25,8 +25,9 @@ pub struct Bands {
     change: [(f32, f32); ANCHORS.len()],
 }
 
-/// Steps a server's [`Bands`] (and its trends' slopes, `methods::Basis::with_slope`) are
-/// reused before they are computed again (1 h). Servers refresh at different steps (staggered
+/// Steps a server's [`Bands`] (and its trends' slopes, `methods::Basis::with_slope`, unless
+/// the latest steps leave the trend's band: `methods::departs`) are reused before they are
+/// computed again (1 h). Servers refresh at different steps (staggered
 /// by server id), so no tick computes them all. On the Bitbrains VMs and NAB (`just backtest`)
 /// reusing them for an hour moved no group's published q-risk by more than 0.001 against
 /// computing them every step, the bands and the slopes alike.

@@ -93,7 +93,8 @@ impl Basis {
     /// [`Basis::new`] reusing `slope`, a Theil–Sen slope [`Basis::fitted_slope`] gave on a
     /// recent history of the same target (`None`: fit it here). The slope was the costliest
     /// statistic (a median of 1,128 pairwise slopes per target) and moves slowly, so the
-    /// predictor keeps it with the [`Bands`] for up to [`REFRESH_STEPS`]; the intercept, which
+    /// predictor keeps it with the [`Bands`] for up to [`REFRESH_STEPS`], unless the latest steps
+    /// leave the trend's band ([`departs`]: a new ramp is fitted at once); the intercept, which
     /// sets where the trend starts, is fitted to the latest steps every time. Measured side by
     /// side (`bench_engine --servers 1000 --ticks 20 --chunk 32`, 4 alternated runs each):
     /// 8,973-9,320 forecasts/s fitting it every tick, 10,205-10,685 keeping it; `just backtest`
@@ -318,7 +319,8 @@ impl Statistical {
             }
             w.history(target, &mut self.history);
             let (bands, slope) = match cached.bands[t] {
-                Some(b) if !refresh => (b, cached.slopes[t]),
+                // A kept slope the latest steps have left is fitted again now.
+                Some(b) if !refresh => (b, cached.slopes[t].filter(|&s| !departs(&self.history, s, b, &mut self.scratch.values))),
                 _ => {
                     let Some(b) = Bands::new(&self.history, &mut self.scratch.values) else { continue };
                     cached.bands[t] = Some(b);
@@ -386,6 +388,41 @@ fn theil_sen_slope(y: &[f32], buf: &mut Vec<f32>, band: &mut Vec<i32>) -> Option
         return None;
     }
     Some(median_large(buf, band))
+}
+
+/// Latest steps that must each lie outside, and on the same side of, the band the trend
+/// published for them one step ahead before a kept slope is fitted again ahead of its refresh
+/// ([`departs`]). With noise inside the band that is one chance in a thousand (10 % a side, 3
+/// steps); a new ramp or a level shift passes it within a few steps.
+pub const DEPARTURE_STEPS: usize = 3;
+
+/// Whether each of the latest [`DEPARTURE_STEPS`] steps of `history` lies outside the trend's
+/// own lead-1 band (P10/P90 from `bands`, around the line with `slope` anchored on the steps
+/// before it), all above or all below. A slope kept for up to an hour ([`Basis::with_slope`])
+/// would otherwise hold a flat trend through the first hour of a disk starting to fill; a
+/// departure makes the caller fit it again at once, so the trend reacts as when the slope was
+/// fitted every step. An unreported step among them: `false`.
+pub fn departs(history: &[f32], slope: f32, bands: Bands, buf: &mut Vec<f32>) -> bool {
+    let recent = &history[history.len().saturating_sub(TREND_STEPS)..];
+    let (lo, hi) = bands.change_at(1);
+    let mut sides = (1..=DEPARTURE_STEPS).map(|j| {
+        let at = recent.len().checked_sub(j)?;
+        let (before, y) = (&recent[..at], recent[at]);
+        if !y.is_finite() || !before.iter().any(|v| v.is_finite()) {
+            return None;
+        }
+        let a = anchored_intercept(before, slope, buf);
+        let mid = a + slope;
+        if y > (a + hi).max(mid) {
+            Some(1)
+        } else if y < (a + lo).min(mid) {
+            Some(-1)
+        } else {
+            None
+        }
+    });
+    let Some(Some(first)) = sides.next() else { return false };
+    sides.all(|s| s == Some(first))
 }
 
 /// The trend line's value at the last step of `y`: the median of its last

@@ -171,12 +171,16 @@ fn fill_keeps_each_targets_slope_with_its_bands_until_they_are_due() {
     let mut w = ServerWindow::new("ppgen001".into(), Profile::Generic, 0, HISTORY_STEPS);
     let (cache, mut st, mut c) = (std::sync::Mutex::new(ServerBands::default()), Statistical::default(), Candidates::default());
     let (mut history, mut scratch) = (Vec::new(), Scratch::default());
-    // A disk filling faster every step, so a slope fitted at any step differs from the last's.
+    // A disk filling with noise inside its band (no departure), so a slope fitted at any step
+    // differs from the last's and a kept one is never fitted early.
     let (first, last) = (50, 50 + 2 * REFRESH_STEPS);
     let mut fitted_at = None;
     let mut kept = 0;
     for s in 0..=last {
-        w.add(step_start(s), &Metrics { disk_usage_pct: Some(10.0 + 0.01 * (s * s) as f32), ..Default::default() });
+        w.add(
+            step_start(s),
+            &Metrics { disk_usage_pct: Some(10.0 + 0.3 * s as f32 + 0.002 * (s * s) as f32 + noise(s)), ..Default::default() },
+        );
         w.close_until(step_end(s));
         if s < first {
             continue;
@@ -197,4 +201,70 @@ fn fill_keeps_each_targets_slope_with_its_bands_until_they_are_due() {
         }
     }
     assert_eq!(kept, 2 * REFRESH_STEPS - 2);
+}
+
+/// A repeating pattern of 13 deviations within +-0.9, as noise.
+fn noise(s: i64) -> f32 {
+    const PATTERN: [f32; 13] = [0.0, 0.8, -0.5, 0.3, -0.9, 0.6, -0.2, 0.9, -0.7, 0.1, 0.4, -0.4, 0.7];
+    PATTERN[s.rem_euclid(13) as usize]
+}
+
+#[test]
+fn a_kept_slope_the_latest_steps_leave_is_fitted_again_before_it_is_due() {
+    use crate::bands::{ServerBands, REFRESH_STEPS};
+    use crate::step::{step_end, step_start};
+    use crate::window::ServerWindow;
+    use schemas::{Metrics, Profile};
+    let mut w = ServerWindow::new("ppgen001".into(), Profile::Generic, 0, HISTORY_STEPS);
+    let (cache, mut st, mut c) = (std::sync::Mutex::new(ServerBands::default()), Statistical::default(), Candidates::default());
+    let (mut history, mut scratch) = (Vec::new(), Scratch::default());
+    // Flat at 40 with a little noise, then filling 2 points a step from the step after server
+    // 0's refresh (due when the step is a multiple of REFRESH_STEPS) until the next one.
+    let ramp = 8 * REFRESH_STEPS + 1;
+    let disk = |s: i64| 40.0 + 0.2 * noise(s) + 2.0 * (s - ramp + 1).max(0) as f32;
+    let mut kept = None;
+    for s in 0..ramp + REFRESH_STEPS - 1 {
+        w.add(step_start(s), &Metrics { disk_usage_pct: Some(disk(s)), ..Default::default() });
+        w.close_until(step_end(s));
+        if s < ramp - 2 * REFRESH_STEPS {
+            continue;
+        }
+        st.recycle(&mut c);
+        st.fill(&w, 0, &cache, 96, &mut c);
+        let slope = cache.lock().unwrap().slopes[4].expect("a slope");
+        w.history(Target::Disk, &mut history);
+        let fresh = Basis::fresh(&history, &mut scratch).and_then(|b| b.fitted_slope()).expect("a slope");
+        let departed = s >= ramp + DEPARTURE_STEPS as i64 - 1;
+        if departed {
+            assert_eq!(slope, fresh, "step {s}: fitted again as the ramp left the band");
+        } else if s % REFRESH_STEPS == 0 {
+            kept = Some(slope);
+        } else if let Some(k) = kept {
+            assert_eq!(slope, k, "step {s}: kept while the steps stay in the band");
+        }
+    }
+    // The ramp moved the fit (Theil-Sen over 4 h moves slowly: 0.02 after 10 of its 48 steps);
+    // a slope kept from before the ramp stays at 0.
+    assert!(cache.lock().unwrap().slopes[4].unwrap() > kept.unwrap() + 0.01, "{:?} against {kept:?}", cache.lock().unwrap().slopes[4]);
+}
+
+#[test]
+fn only_steps_that_all_leave_the_trends_band_on_one_side_depart() {
+    let mut scratch = Scratch::default();
+    let flat: Vec<f32> = (0..200).map(|s| 40.0 + noise(s)).collect();
+    let bands = Bands::new(&flat, &mut scratch.values).unwrap();
+    let with = |tail: &[f32]| [&flat[..], tail].concat();
+    let mut check = |h: &[f32]| departs(h, 0.0, bands, &mut scratch.values);
+    assert!(!check(&flat), "noise inside the band");
+    assert!(!check(&with(&[40.0, 40.0, 98.0])), "one spike");
+    assert!(!check(&with(&[60.0, 60.0, 40.0])), "two steps up, then back");
+    assert!(!check(&with(&[60.0, 20.0, 60.0])), "out on both sides");
+    assert!(check(&with(&[42.0, 44.0, 46.0])), "a ramp");
+    assert!(check(&with(&[60.0, 60.0, 60.0])), "a level shift up");
+    assert!(check(&with(&[20.0, 20.0, 20.0])), "a level shift down");
+    assert!(!check(&with(&[60.0, f32::NAN, 60.0])), "an unreported step");
+    // Along a kept slope of 2 a step, the same ramp is inside the band.
+    let ramp: Vec<f32> = (0..200).map(|s| 2.0 * s as f32 + noise(s)).collect();
+    assert!(!departs(&ramp, 2.0, bands, &mut scratch.values));
+    assert!(departs(&ramp, 0.0, bands, &mut scratch.values), "a slope of 0 on the same ramp");
 }
