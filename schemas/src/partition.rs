@@ -187,8 +187,14 @@ fn merge_accuracy(parts: &[Snapshot]) -> Vec<TargetAccuracy> {
 }
 
 fn merge_method(x: &mut MethodAccuracy, m: &MethodAccuracy) {
-    [x.qrisk_p50, x.qrisk_p90, x.coverage, _] =
-        weighted([x.qrisk_p50, x.qrisk_p90, x.coverage, x.samples as f32], [m.qrisk_p50, m.qrisk_p90, m.coverage, m.samples as f32]);
+    // A coverage only one side knows stays unknown: weighting it by the other side's samples
+    // would count points it never scored.
+    let both = x.coverage.zip(m.coverage);
+    let [p50, p90, coverage, _] = weighted(
+        [x.qrisk_p50, x.qrisk_p90, both.map_or(0.0, |c| c.0), x.samples as f32],
+        [m.qrisk_p50, m.qrisk_p90, both.map_or(0.0, |c| c.1), m.samples as f32],
+    );
+    (x.qrisk_p50, x.qrisk_p90, x.coverage) = (p50, p90, both.map(|_| coverage));
     x.samples += m.samples;
 }
 
@@ -203,6 +209,25 @@ fn weighted(a: [f32; 4], b: [f32; 4]) -> [f32; 4] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_methods_coverage_merges_only_where_both_partitions_know_it() {
+        let m = |samples: u64, coverage: Option<f32>| MethodAccuracy {
+            method: crate::Method::Level,
+            samples,
+            qrisk_p50: 0.2,
+            qrisk_p90: 0.1,
+            coverage,
+        };
+        let mut x = m(100, Some(0.9));
+        merge_method(&mut x, &m(300, Some(0.7)));
+        assert_eq!(x.samples, 400);
+        assert!((x.coverage.unwrap_or(f32::NAN) - 0.75).abs() < 1e-6, "{x:?}");
+        let mut x = m(100, Some(0.9));
+        merge_method(&mut x, &m(300, None));
+        assert_eq!((x.samples, x.coverage), (400, None), "unknown on one side: unknown");
+        assert!((x.qrisk_p50 - 0.2).abs() < 1e-6);
+    }
 
     #[test]
     fn fnv1a_matches_the_reference_vectors() {

@@ -86,7 +86,7 @@ fn golden_snapshot() -> Snapshot {
             qrisk_p50: 0.125,
             qrisk_p90: 0.0625,
             coverage: 0.75,
-            methods: vec![MethodAccuracy { method: Method::Level, samples: 960, qrisk_p50: 0.25, qrisk_p90: 0.125, coverage: 0.5 }],
+            methods: vec![MethodAccuracy { method: Method::Level, samples: 960, qrisk_p50: 0.25, qrisk_p90: 0.125, coverage: Some(0.5) }],
         }],
         partition: None,
         thresholds: vec![ProfileThresholds {

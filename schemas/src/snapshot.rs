@@ -183,7 +183,10 @@ pub struct MethodAccuracy {
     pub samples: u64,
     pub qrisk_p50: f32,
     pub qrisk_p90: f32,
-    pub coverage: f32,
+    /// Share of actuals inside [P10, P90]; absent where the method's P10s are not kept (a
+    /// predictor keeps them only for what it published: its memory, issue 14).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coverage: Option<f32>,
 }
 
 /// Warm-up progress of a server without enough history.

@@ -5,7 +5,8 @@
 //! Only a few lead times are scored — 5 min, 30 min, 1 h, 4 h and 8 h ([`LEADS`]) — and for the
 //! long ones only every `stride`-th issued forecast, so each server keeps at most
 //! [`SLOTS`] pending entries of 8 targets × (P10, P50, P90) as half floats: about 1.8 KB per server, 18 MB for
-//! 10,000 servers, whatever the tick rate, per tracker. The rolling window is fleet-wide
+//! 10,000 servers, whatever the tick rate, per tracker (1.2 KB for a method's, which keeps no
+//! P10: [`Kept`]). The rolling window is fleet-wide
 //! (`rolling.rs`). A server's [`Pending`] forecasts are scored where the server is
 //! (`scoring.rs` keeps one per tracker and server for the predictor); [`AccuracyTracker`] is
 //! the same for one tracker by server name, with its window.
@@ -101,8 +102,8 @@ impl Schedule {
 /// The schedule of every tracker: every step at 5 and 30 minutes, every second at 1 h, every
 /// sixth at 4 h, every twelfth at 8 h ([`LEADS`]). Eight statistical methods are scored per
 /// server beside the published forecast, so pending forecasts are most of a server's memory
-/// (about 15 KB of half floats). Tried: a sparser schedule for the methods, past 5 minutes only
-/// every third to 32nd issue step (16 entries a server instead of 34), which saves 10 KB a
+/// (about 11.6 KB of half floats, the methods keeping no P10: [`Kept`]). Tried: a sparser
+/// schedule for the methods, past 5 minutes only every third to 32nd issue step (16 entries a server instead of 34), which saves 10 KB a
 /// server (1 GB at 100,000 servers) but made the choice noisier: on the held-out Bitbrains VMs
 /// (`just backtest`) the published P50 q-risk went from 0.377 to 0.382 (15.3 % to 14.4 % below
 /// the better naive), tuning VMs 0.420 to 0.423.
@@ -119,23 +120,59 @@ pub fn target_index(t: Target) -> usize {
     Target::ALL.iter().position(|&x| x == t).unwrap_or(0)
 }
 
-/// One issued forecast's values at one lead: (P10, P50, P90) per target as [`pack`]ed half
-/// floats (pending forecasts are most of a server's memory; their scoring needs no more), NaN
-/// where absent.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-struct Entry {
-    /// `i32::MIN` when empty or already scored (a step number: Unix time / 5 min fits i32
-    /// until the year 22,000).
-    issue_step: i32,
-    q: [[u16; 3]; TARGET_COUNT],
+/// Which quantiles a tracker keeps of each pending forecast, per target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Kept {
+    /// P10, P50 and P90: the published forecast's tracker, whose P10-P90 coverage is reported.
+    Band,
+    /// P50 and P90: a method's tracker. The method records [`ServerScore`] and the methods'
+    /// q-risks need no more, and eight of them run per server: without their P10s a server's
+    /// pending forecasts take 11.6 KB instead of 15.9 KB (435 MB less at 100,000 servers,
+    /// issue 14), for no per-method coverage (`schemas::MethodAccuracy::coverage` is absent).
+    Losses,
 }
 
-const EMPTY: Entry = Entry { issue_step: i32::MIN, q: [[NAN16; 3]; TARGET_COUNT] };
+impl Kept {
+    /// Half floats kept per target of one pending forecast.
+    pub const fn per_target(self) -> usize {
+        match self {
+            Kept::Band => 3,
+            Kept::Losses => 2,
+        }
+    }
+}
+
+/// An issue step that is empty or already scored (a step number: Unix time / 5 min fits i32
+/// until the year 22,000).
+const NO_ISSUE: i32 = i32::MIN;
+
+/// The issue step a slot's first two `u16`s hold.
+fn issue_of(step: &[u16]) -> i32 {
+    match step {
+        [lo, hi, ..] => (u32::from(*lo) | (u32::from(*hi) << 16)) as i32,
+        _ => NO_ISSUE,
+    }
+}
+
+/// Writes `issue` into a slot's first two `u16`s.
+fn set_issue(step: &mut [u16], issue: i32) {
+    if let [lo, hi, ..] = step {
+        let bits = issue as u32;
+        (*lo, *hi) = (bits as u16, (bits >> 16) as u16);
+    }
+}
 
 /// A server's pending forecasts (opaque; serialisable on its own, e.g. one KV key per server).
+/// Slot `i` of the [`PUBLISHED`] schedule is `slots[i·w..(i+1)·w]`: the step its forecast was
+/// issued at (an `i32` as two `u16`, low half first; [`NO_ISSUE`] when empty or scored), then
+/// that forecast's values at the slot's lead as [`pack`]ed half floats (pending forecasts are
+/// most of a server's memory; their scoring needs no more), [`Kept::per_target`] per target in
+/// [`Target::ALL`] order, NaN where absent. One allocation per tracker: two (the steps apart)
+/// took 26 % more of the allocator's size classes than the values alone.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Pending {
-    entries: Vec<Entry>,
+    kept: Kept,
+    slots: Vec<u16>,
     /// Newest issue step recorded, for pruning.
     last_issue: i64,
     /// This server's recent record per target: pinball losses at P50 and at P90 and the number
@@ -146,9 +183,25 @@ pub struct Pending {
 }
 
 impl Pending {
-    /// A server's first pending entry is about to be issued at step `issue`.
+    /// A server's first pending entry is about to be issued at step `issue`; its P10s are kept.
     pub fn new(issue: i64) -> Pending {
-        Pending { entries: Vec::new(), last_issue: issue, recent: [ServerScore::default(); TARGET_COUNT] }
+        Pending::keeping(Kept::Band, issue)
+    }
+
+    /// [`Pending::new`] keeping `kept`'s quantiles.
+    pub fn keeping(kept: Kept, issue: i64) -> Pending {
+        Pending { kept, slots: Vec::new(), last_issue: issue, recent: [ServerScore::default(); TARGET_COUNT] }
+    }
+
+    /// `u16`s per slot: its issue step, then its values.
+    const fn width(kept: Kept) -> usize {
+        2 + TARGET_COUNT * kept.per_target()
+    }
+
+    /// Slot `at` (issue step, then values), if the slots are allocated.
+    fn slot(&mut self, at: usize) -> Option<&mut [u16]> {
+        let w = Self::width(self.kept);
+        self.slots.get_mut(at * w..(at + 1) * w)
     }
 
     /// Remembers `forecast`, issued at step `issue` (the step that just closed; step =
@@ -159,18 +212,25 @@ impl Pending {
             return;
         }
         let Ok(issue32) = i32::try_from(issue) else { return };
-        if self.entries.is_empty() {
-            self.entries = vec![EMPTY; SLOTS];
+        if self.slots.is_empty() {
+            self.slots = vec![NAN16; SLOTS * Self::width(self.kept)];
+            self.slots.chunks_exact_mut(Self::width(self.kept)).for_each(|slot| set_issue(slot, NO_ISSUE));
         }
         self.last_issue = self.last_issue.max(issue);
+        let (kept, per) = (self.kept, self.kept.per_target());
         for (li, &(lead, _)) in LEADS.iter().enumerate() {
-            let Some(e) = PUBLISHED.slot(li, issue).and_then(|at| self.entries.get_mut(at)) else { continue };
-            *e = EMPTY;
-            e.issue_step = issue32;
+            let Some(slot) = PUBLISHED.slot(li, issue).and_then(|at| self.slot(at)) else { continue };
+            let (step, values) = slot.split_at_mut(2);
+            set_issue(step, issue32);
+            values.fill(NAN16);
             let k = usize::from(lead) - 1;
             for f in forecast {
                 if let (Some(&lo), Some(&mid), Some(&hi)) = (f.p10.get(k), f.p50.get(k), f.p90.get(k)) {
-                    e.q[target_index(f.target)] = [pack(lo), pack(mid), pack(hi)];
+                    let t = target_index(f.target) * per;
+                    match kept {
+                        Kept::Band => values[t..t + 3].copy_from_slice(&[pack(lo), pack(mid), pack(hi)]),
+                        Kept::Losses => values[t..t + 2].copy_from_slice(&[pack(mid), pack(hi)]),
+                    }
                 }
             }
         }
@@ -183,17 +243,24 @@ impl Pending {
         let mut add = [Sums::default(); TARGET_COUNT];
         // This server's record: pinball losses at P50 and P90 weighted by LEAD_WEIGHTS.
         let mut weighted = [[0.0_f64; 4]; TARGET_COUNT];
+        let per = self.kept.per_target();
         for (li, &(lead, _)) in LEADS.iter().enumerate() {
             let issue = step - i64::from(lead);
-            let Some(e) = PUBLISHED.slot(li, issue).and_then(|at| self.entries.get_mut(at)) else { continue };
-            if i64::from(e.issue_step) != issue {
+            let Some(slot) = PUBLISHED.slot(li, issue).and_then(|at| self.slot(at)) else { continue };
+            let (step, values) = slot.split_at_mut(2);
+            if i64::from(issue_of(step)) != issue {
                 continue;
             }
-            e.issue_step = i32::MIN;
+            set_issue(step, NO_ISSUE);
             for (ti, &t) in Target::ALL.iter().enumerate() {
                 let Some(y) = actual.target(t).filter(|y| y.is_finite()) else { continue };
-                let [lo, mid, hi] = e.q[ti].map(unpack);
-                if !(lo.is_finite() && mid.is_finite() && hi.is_finite()) {
+                // A tracker without P10s counts no coverage (`lo` NaN: never covered).
+                let (lo, mid, hi) = match &values[ti * per..(ti + 1) * per] {
+                    [lo, mid, hi] => (unpack(*lo), unpack(*mid), unpack(*hi)),
+                    [mid, hi] => (f32::NAN, unpack(*mid), unpack(*hi)),
+                    _ => continue,
+                };
+                if !(mid.is_finite() && hi.is_finite()) || (per == 3 && !lo.is_finite()) {
                     continue;
                 }
                 let s = &mut add[ti];
@@ -372,7 +439,7 @@ impl AccuracyTracker {
 
     /// Approximate heap bytes held (for stats and the memory budget).
     pub fn approx_bytes(&self) -> usize {
-        let per_server = SLOTS * std::mem::size_of::<Entry>() + std::mem::size_of::<Pending>() + 48;
+        let per_server = SLOTS * 2 * Pending::width(Kept::Band) + std::mem::size_of::<Pending>() + 48;
         let names: usize = self.pending.keys().map(String::len).sum();
         self.pending.len() * per_server + names + self.scores.approx_bytes()
     }
@@ -392,7 +459,7 @@ impl AccuracyTracker {
     }
 
     pub fn set_pending(&mut self, server: String, pending: Pending) {
-        if pending.entries.len() == SLOTS || pending.entries.is_empty() {
+        if pending.slots.len() == SLOTS * Pending::width(pending.kept) || pending.slots.is_empty() {
             self.pending.insert(server, pending);
         }
     }

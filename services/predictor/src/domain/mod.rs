@@ -271,7 +271,8 @@ impl Domain {
                         samples: m.samples,
                         qrisk_p50: m.qrisk_p50,
                         qrisk_p90: m.qrisk_p90,
-                        coverage: m.coverage,
+                        // Method trackers keep no P10s (`accuracy::Kept::Losses`).
+                        coverage: None,
                     });
                 }
             }

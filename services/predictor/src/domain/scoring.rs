@@ -19,7 +19,7 @@ use std::sync::Mutex;
 
 use schemas::{Method, Metrics, TargetForecast, STEP_MS, TARGET_COUNT};
 
-use crate::accuracy::{oldest_live_issue, target_index, Pending, Sums};
+use crate::accuracy::{oldest_live_issue, target_index, Kept, Pending, Sums};
 use crate::domain::records::{self, Record};
 use crate::select::{publish, Candidates};
 
@@ -36,7 +36,7 @@ struct ServerRecord {
 
 impl ServerRecord {
     fn new(issue: i64) -> ServerRecord {
-        ServerRecord { published: Pending::new(issue), methods: std::array::from_fn(|_| Pending::new(issue)) }
+        ServerRecord { published: Pending::new(issue), methods: std::array::from_fn(|_| Pending::keeping(Kept::Losses, issue)) }
     }
 
     fn last_issue(&self) -> i64 {
@@ -259,7 +259,9 @@ mod tests {
         assert!((accuracy[0].qrisk_p50 - want[0].qrisk_p50).abs() < 1e-6, "{accuracy:?} {want:?}");
         let trend = accuracy[0].methods.iter().find(|m| m.method == Method::Trend).expect("trend scored");
         let level = accuracy[0].methods.iter().find(|m| m.method == Method::Level).expect("level scored");
-        assert_eq!((trend.qrisk_p50, trend.coverage), (0.0, 1.0));
+        assert_eq!((trend.qrisk_p50, trend.coverage), (0.0, None), "a method's P10s are not kept, so no coverage");
+        assert_eq!(accuracy[0].coverage, want[0].coverage, "what was published keeps its coverage");
+        assert!(accuracy[0].coverage > 0.0);
         assert!(level.qrisk_p50 > 0.1, "{level:?}");
     }
 

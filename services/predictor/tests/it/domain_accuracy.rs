@@ -1,7 +1,7 @@
 //! Live accuracy: hand-computed scores, a perfect forecast, the rolling window, ordering,
 //! persistence and the memory bound.
 
-use predictor::accuracy::{pinball, AccuracyTracker, LEADS, SLOTS};
+use predictor::accuracy::{pinball, AccuracyTracker, Kept, Pending, LEADS, SLOTS};
 use schemas::{Metrics, Target, TargetForecast, STEP_MS};
 
 const T0: i64 = 1_800_000_000_000 / STEP_MS * STEP_MS;
@@ -54,6 +54,34 @@ fn hand_computed_scores() {
     // The same actual again scores nothing twice; unknown servers score nothing.
     assert_eq!(acc.record_actual("db1", at(1), &mem(14.0)), 0);
     assert_eq!(acc.record_actual("nobody", at(1), &mem(14.0)), 0);
+}
+
+/// A method's tracker keeps no P10s: it scores the same points, losses and record as one that
+/// keeps them, counts none of them covered, and holds a third fewer half floats.
+#[test]
+fn a_tracker_without_p10s_scores_the_same_losses_and_no_coverage() {
+    let (mut band, mut losses) = (Pending::new(0), Pending::keeping(Kept::Losses, 0));
+    let (mut n, mut sums) = (0, Vec::new());
+    for step in 0..300 {
+        let actual = mem(truth(step));
+        let (a, b) = (band.record_actual(step, &actual), losses.record_actual(step, &actual));
+        if let (Some(a), Some(b)) = (a, b) {
+            let (a, b) = (a[1], b[1]);
+            assert_eq!((a.n, a.pin50, a.pin90, a.abs), (b.n, b.pin50, b.pin90, b.abs), "step {step}");
+            assert_eq!(b.covered, 0, "no P10, no coverage");
+            n += a.n;
+            sums.push(a.covered);
+        } else {
+            assert_eq!(a.is_some(), b.is_some(), "step {step}");
+        }
+        let f = [mem_forecast(|k| (truth(step + k as i64) - 3.0, truth(step + k as i64) + 0.5, truth(step + k as i64) + 2.0))];
+        band.record_forecast(step, &f);
+        losses.record_forecast(step, &f);
+    }
+    assert!(n > 500, "{n} points scored");
+    assert!(sums.iter().sum::<u32>() > 0, "the banded tracker counts coverage");
+    assert_eq!(band.record(), losses.record(), "the same record, which the choice reads");
+    assert_eq!(Kept::Band.per_target() * 2, Kept::Losses.per_target() * 3);
 }
 
 fn truth(step: i64) -> f32 {
