@@ -45,23 +45,14 @@ pub fn encode(p10: &[f32], p50: &[f32], p90: &[f32]) -> Vec<u8> {
         lo = lo.min(*v);
         hi = hi.max(*v);
     }
-    if !finite {
-        return encode_raw(n, curves);
-    }
-    let header = |form: u8, size: usize| {
-        let mut out = Vec::with_capacity(3 + size);
-        out.push(form);
-        out.extend_from_slice(&(n as u16).to_le_bytes());
-        out
-    };
     let lo = if n == 0 { 0.0 } else { lo };
     // In f64: the range of two finite f32 can overflow f32 (such curves go raw; none is plausible).
     let range = if n == 0 { 0.0 } else { f64::from(hi) - f64::from(lo) };
-    let step = (range / CODES) as f32;
-    if !(range as f32).is_finite() {
+    if !finite || !(range as f32).is_finite() {
         return encode_raw(n, curves);
     }
-    let mut out = header(FORM_SCALED, 8 + 6 * n);
+    let step = (range / CODES) as f32;
+    let mut out = header(FORM_SCALED, n, 8 + 6 * n);
     out.extend_from_slice(&lo.to_le_bytes());
     out.extend_from_slice(&step.to_le_bytes());
     // One multiply and a saturating truncation of `x + 0.5` per value (round-half-up): with an
@@ -78,11 +69,17 @@ pub fn encode(p10: &[f32], p50: &[f32], p90: &[f32]) -> Vec<u8> {
     out
 }
 
+/// A blob's first three bytes (`form`, `n`), with room for `body` more.
+fn header(form: u8, n: usize, body: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(3 + body);
+    out.push(form);
+    out.extend_from_slice(&(n as u16).to_le_bytes());
+    out
+}
+
 /// The raw form of `curves` (each `n` long).
 fn encode_raw(n: usize, curves: [&[f32]; 3]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(3 + 12 * n);
-    out.push(FORM_RAW);
-    out.extend_from_slice(&(n as u16).to_le_bytes());
+    let mut out = header(FORM_RAW, n, 12 * n);
     curves.iter().flat_map(|c| c.iter()).for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
     out
 }
@@ -90,38 +87,35 @@ fn encode_raw(n: usize, curves: [&[f32]; 3]) -> Vec<u8> {
 /// Decodes [`encode`]'s blob into (p10, p50, p90); the error says what is wrong with it.
 pub fn decode(bytes: &[u8]) -> Result<[Vec<f32>; 3], String> {
     let (form, rest) = bytes.split_first().ok_or("empty curves blob")?;
-    if *form != FORM_RAW && *form != FORM_SCALED {
-        return Err(format!("curves blob: unknown form {form}"));
-    }
+    let scaled = match *form {
+        FORM_RAW => false,
+        FORM_SCALED => true,
+        other => return Err(format!("curves blob: unknown form {other}")),
+    };
     let (n, body) = match rest {
         [a, b, body @ ..] => (u16::from_le_bytes([*a, *b]) as usize, body),
         _ => return Err("curves blob: header cut short".into()),
     };
     let word = |at: usize| [body[at], body[at + 1], body[at + 2], body[at + 3]];
-    match *form {
-        FORM_RAW => {
-            if body.len() != 12 * n {
-                return Err(format!("curves blob: {} bytes of f32 for 3 x {n} values", body.len()));
-            }
-            Ok([0, 1, 2].map(|c| (0..n).map(|k| f32::from_le_bytes(word(4 * (c * n + k)))).collect()))
+    if !scaled {
+        if body.len() != 12 * n {
+            return Err(format!("curves blob: {} bytes of f32 for 3 x {n} values", body.len()));
         }
-        FORM_SCALED => {
-            if body.len() != 8 + 6 * n {
-                return Err(format!("curves blob: {} bytes of scale and u16 codes for 3 x {n} values", body.len()));
-            }
-            let (lo, step) = (f64::from(f32::from_le_bytes(word(0))), f64::from(f32::from_le_bytes(word(4))));
-            if !(lo.is_finite() && step.is_finite() && step >= 0.0) {
-                return Err(format!("curves blob: scale {lo} + code x {step} is not finite and increasing"));
-            }
-            // Clamped: at the edge of f32's range a rounded-up step could carry the top code past it.
-            let value = |k: usize| {
-                let code = f64::from(u16::from_le_bytes([body[8 + 2 * k], body[9 + 2 * k]]));
-                (lo + code * step).clamp(f64::from(f32::MIN), f64::from(f32::MAX)) as f32
-            };
-            Ok([0, 1, 2].map(|c| (0..n).map(|k| value(c * n + k)).collect()))
-        }
-        other => Err(format!("curves blob: unknown form {other}")),
+        return Ok([0, 1, 2].map(|c| (0..n).map(|k| f32::from_le_bytes(word(4 * (c * n + k)))).collect()));
     }
+    if body.len() != 8 + 6 * n {
+        return Err(format!("curves blob: {} bytes of scale and u16 codes for 3 x {n} values", body.len()));
+    }
+    let (lo, step) = (f64::from(f32::from_le_bytes(word(0))), f64::from(f32::from_le_bytes(word(4))));
+    if !(lo.is_finite() && step.is_finite() && step >= 0.0) {
+        return Err(format!("curves blob: scale {lo} + code x {step} is not finite and increasing"));
+    }
+    // Clamped: at the edge of f32's range a rounded-up step could carry the top code past it.
+    let value = |k: usize| {
+        let code = f64::from(u16::from_le_bytes([body[8 + 2 * k], body[9 + 2 * k]]));
+        (lo + code * step).clamp(f64::from(f32::MIN), f64::from(f32::MAX)) as f32
+    };
+    Ok([0, 1, 2].map(|c| (0..n).map(|k| value(c * n + k)).collect()))
 }
 
 impl Serialize for TargetForecast {

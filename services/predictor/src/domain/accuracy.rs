@@ -103,8 +103,8 @@ impl Schedule {
 /// sixth at 4 h, every twelfth at 8 h ([`LEADS`]). Eight statistical methods are scored per
 /// server beside the published forecast, so pending forecasts are most of a server's memory
 /// (about 11.6 KB of half floats, the methods keeping no P10: [`Kept`]). Tried: a sparser
-/// schedule for the methods, past 5 minutes only every third to 32nd issue step (16 entries a server instead of 34), which saves 10 KB a
-/// server (1 GB at 100,000 servers) but made the choice noisier: on the held-out Bitbrains VMs
+/// schedule for the methods, past 5 minutes only every third to 32nd issue step (16 entries a
+/// server instead of 34), which saves 10 KB a server (1 GB at 100,000 servers) but made the choice noisier: on the held-out Bitbrains VMs
 /// (`just backtest`) the published P50 q-risk went from 0.377 to 0.382 (15.3 % to 14.4 % below
 /// the better naive), tuning VMs 0.420 to 0.423.
 pub const PUBLISHED: Schedule = Schedule::new(LEADS);
@@ -254,20 +254,20 @@ impl Pending {
             set_issue(step, NO_ISSUE);
             for (ti, &t) in Target::ALL.iter().enumerate() {
                 let Some(y) = actual.target(t).filter(|y| y.is_finite()) else { continue };
-                // A tracker without P10s counts no coverage (`lo` NaN: never covered).
+                // A tracker without P10s (`Kept::Losses`) counts no coverage.
                 let (lo, mid, hi) = match &values[ti * per..(ti + 1) * per] {
-                    [lo, mid, hi] => (unpack(*lo), unpack(*mid), unpack(*hi)),
-                    [mid, hi] => (f32::NAN, unpack(*mid), unpack(*hi)),
+                    [lo, mid, hi] => (Some(unpack(*lo)), unpack(*mid), unpack(*hi)),
+                    [mid, hi] => (None, unpack(*mid), unpack(*hi)),
                     _ => continue,
                 };
-                if !(mid.is_finite() && hi.is_finite()) || (per == 3 && !lo.is_finite()) {
+                if !(mid.is_finite() && hi.is_finite() && lo.is_none_or(f32::is_finite)) {
                     continue;
                 }
                 let s = &mut add[ti];
                 let y64 = f64::from(y);
                 let (p50, p90) = (pinball(0.5, y64, f64::from(mid)), pinball(0.9, y64, f64::from(hi)));
                 s.n += 1;
-                s.covered += u32::from(lo <= y && y <= hi);
+                s.covered += u32::from(lo.is_some_and(|lo| lo <= y && y <= hi));
                 s.pin50 += p50;
                 s.pin90 += p90;
                 s.abs += y64.abs();

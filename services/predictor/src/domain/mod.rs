@@ -32,7 +32,7 @@ use schemas::{Alert, AlertEvent, FleetFigures, Method, MethodAccuracy, Metrics, 
 
 use serde::{Deserialize, Serialize};
 
-use crate::accuracy::{Scores, DEFAULT_WINDOW_STEPS};
+use crate::accuracy::{Kept, Scores, DEFAULT_WINDOW_STEPS};
 use alerts::{breaches_into, AlertBook, BookConfig, Breach};
 use fleet::{figures, ServerStatus};
 use risk::{assess, assess_with, Assessment, Predicted};
@@ -271,8 +271,8 @@ impl Domain {
                         samples: m.samples,
                         qrisk_p50: m.qrisk_p50,
                         qrisk_p90: m.qrisk_p90,
-                        // Method trackers keep no P10s (`accuracy::Kept::Losses`).
-                        coverage: None,
+                        // Counted only where the method trackers keep their P10s.
+                        coverage: (scoring::METHODS_KEPT == Kept::Band).then_some(m.coverage),
                     });
                 }
             }

@@ -23,6 +23,10 @@ use crate::accuracy::{oldest_live_issue, target_index, Kept, Pending, Sums};
 use crate::domain::records::{self, Record};
 use crate::select::{publish, Candidates};
 
+/// What each method's tracker keeps: P50 and P90, no P10 (their records and q-risks need no
+/// more; `Domain::finish` reports no per-method coverage for it).
+pub const METHODS_KEPT: Kept = Kept::Losses;
+
 /// Trackers per server: the published forecast's, then one per [`Method::ALL`] entry.
 pub const TRACKERS: usize = Method::ALL.len() + 1;
 
@@ -36,7 +40,7 @@ struct ServerRecord {
 
 impl ServerRecord {
     fn new(issue: i64) -> ServerRecord {
-        ServerRecord { published: Pending::new(issue), methods: std::array::from_fn(|_| Pending::keeping(Kept::Losses, issue)) }
+        ServerRecord { published: Pending::new(issue), methods: std::array::from_fn(|_| Pending::keeping(METHODS_KEPT, issue)) }
     }
 
     fn last_issue(&self) -> i64 {

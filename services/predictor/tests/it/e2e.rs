@@ -61,6 +61,7 @@ fn assert_same_summary(published: &ServerSummary, from_kv: &ServerSummary, name:
     }
     assert_eq!(a, b, "{name}: the snapshot's summary is its KV entry's");
 }
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_servers_get_full_forecasts() {
     let nats = testkit::NatsServer::start().expect("nats-server");
