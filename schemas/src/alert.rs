@@ -50,23 +50,31 @@ impl Level {
     }
 }
 
-/// Which forecast quantile crossed the threshold: P50 (expected) or P90 (plausible worst case).
+/// What crossed the threshold: the forecast's P50 (expected) or P90 (plausible worst case), or
+/// the server's own value one day before the breach step (`Seasonal`: it crossed at this time
+/// of day yesterday, more than 30 minutes ahead; a daily recurrence the P90 band, averaged for
+/// its pinball loss, can leave out).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AlertBasis {
     P50,
     P90,
+    Seasonal,
 }
 
 impl AlertBasis {
-    pub const ALL: [AlertBasis; 2] = [AlertBasis::P50, AlertBasis::P90];
+    /// Every basis, in wire-code order (the summary encodes a basis by its index here, so new
+    /// ones go last).
+    pub const ALL: [AlertBasis; 3] = [AlertBasis::P50, AlertBasis::P90, AlertBasis::Seasonal];
 
-    /// `P50` (the expected path crossed) or `P90` (only the plausible worst case crossed), as
-    /// people read it on the dashboard and in Alertmanager's annotations.
+    /// `P50` (the expected path crossed), `P90` (only the plausible worst case crossed) or
+    /// `seasonal` (the value a day earlier crossed), as people read it on the dashboard and in
+    /// Alertmanager's annotations.
     pub fn label(self) -> &'static str {
         match self {
             AlertBasis::P50 => "P50",
             AlertBasis::P90 => "P90",
+            AlertBasis::Seasonal => "seasonal",
         }
     }
 }

@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use schemas::Alert;
+use schemas::{Alert, AlertBasis};
 use serde::{Deserialize, Serialize};
 
 /// The `alertname` of every predicted alert.
@@ -58,6 +58,24 @@ pub fn server_link(dashboard: &str, server: &str) -> String {
     format!("{}/servers/{server}", dashboard.trim_end_matches('/'))
 }
 
+/// The `description` annotation: what crossed which threshold when, in words.
+fn description(alert: &Alert) -> String {
+    let (target, server, profile) = (alert.target.name(), &alert.server, alert.profile.name());
+    let (severity, threshold, minutes, predicted) =
+        (alert.severity.name(), num(alert.threshold), alert.minutes_ahead, num(alert.predicted));
+    match alert.basis {
+        AlertBasis::Seasonal => format!(
+            "{target} on {server} ({profile}) was {predicted} one day before the step {minutes} minutes ahead, \
+             over the threshold {threshold}: a daily recurrence ({severity})."
+        ),
+        basis => format!(
+            "The {} forecast of {target} on {server} ({profile}) crosses the {severity} threshold {threshold} in \
+             {minutes} minutes; predicted value at the crossing {predicted}.",
+            basis.label()
+        ),
+    }
+}
+
 /// Human and machine readable details: `summary`, `description`, `predicted`, `threshold`,
 /// `current` (when known), `minutes_ahead` (source time), `basis` and `dashboard` (link).
 pub fn annotations(alert: &Alert, dashboard: &str) -> BTreeMap<String, String> {
@@ -75,19 +93,7 @@ pub fn annotations(alert: &Alert, dashboard: &str) -> BTreeMap<String, String> {
                 num(alert.threshold)
             ),
         ),
-        (
-            "description".to_string(),
-            format!(
-                "The {basis} forecast of {target} on {} ({}) crosses the {} threshold {} in {} minutes; \
-                 predicted value at the crossing {}.",
-                alert.server,
-                alert.profile.name(),
-                alert.severity.name(),
-                num(alert.threshold),
-                alert.minutes_ahead,
-                num(alert.predicted)
-            ),
-        ),
+        ("description".to_string(), description(alert)),
         ("predicted".to_string(), num(alert.predicted)),
         ("threshold".to_string(), num(alert.threshold)),
         ("minutes_ahead".to_string(), alert.minutes_ahead.to_string()),
@@ -189,6 +195,20 @@ mod tests {
         assert!(!a.annotations.contains_key("current"));
         assert_eq!(a.annotations["basis"], "P90");
         assert_eq!(rfc3339(-5), "1970-01-01T00:00:00.000Z");
+    }
+
+    #[test]
+    fn a_seasonal_alert_says_it_recurs_from_yesterday() {
+        let mut al = alert();
+        (al.basis, al.severity, al.minutes_ahead) = (AlertBasis::Seasonal, Level::Warning, 120);
+        let ann = annotations(&al, "http://d");
+        assert_eq!(ann["basis"], "seasonal");
+        assert_eq!(
+            ann["description"],
+            "cpu on ppdb001 (database) was 97.26 one day before the step 120 minutes ahead, over the threshold 95: \
+             a daily recurrence (warning)."
+        );
+        assert!(annotations(&alert(), "http://d")["description"].starts_with("The P50 forecast of cpu on ppdb001"));
     }
 
     #[test]

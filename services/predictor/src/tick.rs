@@ -276,7 +276,8 @@ impl Engine {
                 let model_ran = !candidates.of(schemas::Method::Model).is_empty();
                 let forecast = std::mem::take(&mut out.published[row]);
                 let seen = Observed { server: &w.name, profile: w.profile, current: &current };
-                let verdict = domain.judge(tick_ms, seen, Some(Published { forecast, model_ran }));
+                let recurring = candidates.recurring.clone();
+                let verdict = domain.judge(tick_ms, seen, Some(Published { forecast, model_ran, recurring }));
                 observe(w, candidates, &verdict.forecast);
                 stages.risk_ms += ms(clock.elapsed());
                 let clock = Instant::now();

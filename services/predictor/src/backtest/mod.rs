@@ -16,6 +16,7 @@ use std::path::Path;
 use schemas::{Method, MetricRecord, MetricsBatch, Target, TargetForecast, HORIZON_STEPS, STEP_MS};
 
 use crate::accuracy::pinball;
+use crate::domain::recurrence::day_ago_crossing;
 use crate::ingest::{ingest, Limits};
 use crate::registry::Registry;
 use crate::select::Candidates;
@@ -63,7 +64,8 @@ impl Sums {
     }
 }
 
-/// Confusion counts of "P90 crosses the threshold within the window" against "the actual does",
+/// Confusion counts of "P90 crosses the threshold within the window" (the published slot: or its
+/// seasonal alert, `recurrence.rs`) against "the actual does",
 /// over origins whose current value was still at or below it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
 pub struct Confusion {
@@ -165,6 +167,13 @@ fn score_origin(
     let find = |fs: &[TargetForecast]| fs.iter().position(|f| f.target == target);
     let published_method = find(published).map(|i| published[i].method);
     let current = w.latest().and_then(|v| v.to_metrics().target(target));
+    // What the product's seasonal alerts see (`recurrence.rs`): the first lead past 30 min whose
+    // value a day earlier crosses the breach line.
+    let seasonal = (target == Target::Cpu).then(|| {
+        let mut history = Vec::new();
+        w.history(target, &mut history);
+        day_ago_crossing(&history, CPU_BREACH, HORIZON_STEPS).map(|(lead, _)| usize::from(lead))
+    });
     for slot in 0..SLOTS {
         let forecasts = if slot == PUBLISHED { published } else { candidates.of(Method::ALL[slot]) };
         let Some(f) = find(forecasts).map(|i| &forecasts[i]) else { continue };
@@ -182,7 +191,10 @@ fn score_origin(
         if target == Target::Cpu && current.is_some_and(|c| c <= CPU_BREACH) {
             for (wi, &window) in BREACH_WINDOWS.iter().enumerate() {
                 let actual = (1..=window as i64).any(|k| s.actual(target, issue + k).is_some_and(|y| y > CPU_BREACH));
-                let predicted = f.p90.iter().take(window).any(|v| *v > CPU_BREACH);
+                // The published forecast's breach is its alert's: its P90 crossing, or the
+                // seasonal recurrence within the window.
+                let recurs = slot == PUBLISHED && seasonal.flatten().is_some_and(|lead| lead <= window);
+                let predicted = recurs || f.p90.iter().take(window).any(|v| *v > CPU_BREACH);
                 let c = &mut out.breaches[slot][wi];
                 c.tp += u64::from(actual && predicted);
                 c.fp += u64::from(!actual && predicted);

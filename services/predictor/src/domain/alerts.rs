@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use schemas::{Alert, AlertBasis, AlertEvent, AlertState, Level, Metrics, Profile, Target, TargetForecast};
 
 use super::horizon::STEP_MINUTES;
+use super::recurrence::Recurrence;
 use super::thresholds::thresholds;
 
 /// The worst predicted crossing of one target within the horizon.
@@ -45,10 +46,12 @@ fn first_crossing(xs: &[f32], threshold: f32) -> Option<(u16, f32)> {
 }
 
 /// Appends to `out` (without clearing it) one [`Breach`] per target whose P50 or P90 reaches a
-/// warning or critical threshold within the forecast: the worst severity; for it, the earliest
-/// step; on a tie, P50 (the expected path) over P90. Breaches follow the forecast's target
-/// order; a target repeated in `forecast` still yields at most one breach.
-pub fn breaches_into(profile: Profile, current: &Metrics, forecast: &[TargetForecast], out: &mut Vec<Breach>) {
+/// warning or critical threshold within the forecast, or whose value a day before a coming step
+/// did (its entry in `recurring`, `recurrence.rs`; a warning, [`AlertBasis::Seasonal`]): the
+/// worst severity; for it, the earliest step; on a tie, P50 (the expected path) over P90 over
+/// the seasonal recurrence. Breaches follow the forecast's target order; a target repeated in
+/// `forecast` still yields at most one breach, and a target without a forecast none.
+pub fn breaches_into(profile: Profile, current: &Metrics, forecast: &[TargetForecast], recurring: &[Recurrence], out: &mut Vec<Breach>) {
     let start = out.len();
     for f in forecast {
         let Some(th) = thresholds(profile, f.target) else { continue };
@@ -64,10 +67,12 @@ pub fn breaches_into(profile: Profile, current: &Metrics, forecast: &[TargetFore
             Some((Level::Critical, AlertBasis::P50, critical, p50))
         } else {
             let warning = th.of(Level::Warning);
+            let seasonal = recurring.iter().find(|r| r.target == f.target);
             let candidates = [
                 first_crossing(&f.p90, critical).map(|b| (AlertBasis::P90, critical, b)),
                 first_crossing(&f.p50, warning).map(|b| (AlertBasis::P50, warning, b)),
                 first_crossing(&f.p90, warning).map(|b| (AlertBasis::P90, warning, b)),
+                seasonal.map(|r| (AlertBasis::Seasonal, r.threshold, (r.steps_ahead, r.value))),
             ];
             // The earliest warning sign; on a tie the first listed (the more severe story).
             candidates.into_iter().flatten().min_by_key(|(_, _, (step, _))| *step).map(|(basis, th, b)| (Level::Warning, basis, th, b))
@@ -81,7 +86,7 @@ pub fn breaches_into(profile: Profile, current: &Metrics, forecast: &[TargetFore
 /// [`breaches_into`] into a fresh vector.
 pub fn breaches(profile: Profile, current: &Metrics, forecast: &[TargetForecast]) -> Vec<Breach> {
     let mut out = Vec::new();
-    breaches_into(profile, current, forecast, &mut out);
+    breaches_into(profile, current, forecast, &[], &mut out);
     out
 }
 
@@ -197,6 +202,10 @@ impl AlertBook {
                         refresh(&mut t.alert, b, profile);
                     }
                 }
+                // A seasonal alert is held until its breach is due: the recurrence is not looked
+                // for within the next 30 min (`recurrence.rs`), so it leaves the breaches half
+                // an hour before its time, not because the day has changed.
+                None if t.published_basis == AlertBasis::Seasonal && tick_ms < t.published_breach_ms => {}
                 lower => {
                     t.calm += 1;
                     if let Some(b) = lower {

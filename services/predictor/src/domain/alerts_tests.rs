@@ -113,3 +113,65 @@ fn several_ticks_fold_in_order() {
     assert_eq!(empty, holder, "opened, resolved, opened again: open since tick 4");
     assert_eq!(empty.active("web1").next().map(|a| (a.opened_ms, a.severity)), Some((tick(4), Level::Critical)));
 }
+
+/// [`breaches_into`] with a seasonal recurrence (`recurrence.rs`) beside a CPU forecast at
+/// `p50`/`p90` (a generic server: CPU warning 85, critical 95).
+fn cpu_breaches(p50: &[(usize, f32)], p90: &[(usize, f32)], recurring: &[Recurrence]) -> Vec<Breach> {
+    let mut f = TargetForecast {
+        target: Target::Cpu,
+        method: schemas::Method::Level,
+        p10: vec![30.0; 96],
+        p50: vec![30.0; 96],
+        p90: vec![30.0; 96],
+    };
+    for &(k, v) in p50 {
+        f.p50[k - 1] = v;
+    }
+    for &(k, v) in p90 {
+        f.p90[k - 1] = v;
+    }
+    let mut out = Vec::new();
+    breaches_into(Profile::Generic, &Metrics::default(), &[f], recurring, &mut out);
+    out
+}
+
+#[test]
+fn a_seasonal_recurrence_warns_unless_the_forecast_tells_an_earlier_or_firmer_story() {
+    let yesterday = Recurrence { target: Target::Cpu, threshold: 95.0, steps_ahead: 40, value: 97.0 };
+    let seen = |b: &[Breach]| b.iter().map(|b| (b.severity, b.basis, b.threshold, b.steps_ahead, b.predicted)).collect::<Vec<_>>();
+    assert_eq!(seen(&cpu_breaches(&[], &[], &[yesterday])), [(Level::Warning, AlertBasis::Seasonal, 95.0, 40, 97.0)]);
+    assert_eq!(seen(&cpu_breaches(&[], &[], &[])), [], "a calm forecast and no recurrence");
+    // An earlier warning sign of the forecast's own is the story told.
+    assert_eq!(seen(&cpu_breaches(&[], &[(10, 88.0)], &[yesterday])), [(Level::Warning, AlertBasis::P90, 85.0, 10, 88.0)]);
+    // The same step: the forecast's P90 is listed before the recurrence.
+    assert_eq!(seen(&cpu_breaches(&[], &[(40, 96.0)], &[yesterday])), [(Level::Warning, AlertBasis::P90, 95.0, 40, 96.0)]);
+    // The expected path crossing critical, even later, is critical.
+    assert_eq!(seen(&cpu_breaches(&[(80, 96.0)], &[(80, 96.0)], &[yesterday])), [(Level::Critical, AlertBasis::P50, 95.0, 80, 96.0)]);
+    // Another target's recurrence says nothing about this one.
+    let memory = Recurrence { target: Target::Mem, ..yesterday };
+    assert_eq!(seen(&cpu_breaches(&[], &[], &[memory])), []);
+}
+
+/// A seasonal alert (`recurrence.rs`) stays open until its breach is due, though the recurrence
+/// is not reported within the last 30 min before it; then it calms and resolves as any other.
+#[test]
+fn a_seasonal_alert_is_held_until_its_breach_is_due() {
+    let mut book = AlertBook::new(BookConfig::default());
+    let seasonal = Breach { basis: AlertBasis::Seasonal, ..mem(Level::Warning, 0, 10) };
+    let opened = run(&mut book, 0, &[("web1", vec![seasonal])]);
+    assert_eq!(states(&opened), [("web1", AlertState::Opened)]);
+    // Due at tick 10; from tick 4 on (lead 6) the recurrence is no longer reported.
+    for n in 1..=3 {
+        let b = Breach { basis: AlertBasis::Seasonal, ..mem(Level::Warning, n, 10) };
+        assert!(run(&mut book, n, &[("web1", vec![b])]).is_empty(), "tick {n}");
+    }
+    for n in 4..=11 {
+        assert!(run(&mut book, n, &[("web1", vec![])]).is_empty(), "held at tick {n}");
+    }
+    assert_eq!(states(&run(&mut book, 12, &[("web1", vec![])])), [("web1", AlertState::Resolved)], "calm for 3 ticks from tick 10");
+    // A P90 alert with the same breach leaves after three calm ticks, long before it is due.
+    let mut book = AlertBook::new(BookConfig::default());
+    run(&mut book, 0, &[("web1", vec![mem(Level::Warning, 0, 10)])]);
+    let resolved = (1..=3).flat_map(|n| run(&mut book, n, &[("web1", vec![])])).collect::<Vec<_>>();
+    assert_eq!(states(&resolved), [("web1", AlertState::Resolved)]);
+}

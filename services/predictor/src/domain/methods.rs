@@ -20,6 +20,8 @@
 use schemas::{Method, Target, TargetForecast};
 
 use crate::bands::{median, median_large, p10_p50_p90, p10_p90, Bands, ServerBands, MIN_SAMPLES};
+use crate::domain::recurrence::recurrence;
+use crate::domain::thresholds::thresholds;
 use crate::select::Candidates;
 use crate::window::ServerWindow;
 
@@ -329,6 +331,9 @@ impl Statistical {
             };
             let Some(basis) = Basis::with_slope(&self.history, bands, slope, &mut self.scratch) else { continue };
             cached.slopes[t] = basis.fitted_slope();
+            if let Some(r) = thresholds(w.profile, target).and_then(|th| recurrence(target, &th, &self.history, h)) {
+                out.recurring.push(r);
+            }
             let mut fs = std::array::from_fn(|_| self.pool.pop().unwrap_or_else(|| empty_forecast(target, h)));
             basis.all_curves(&self.history, target, h, &mut self.scratch, &mut fs);
             for (f, method) in fs.into_iter().zip(STATISTICAL) {

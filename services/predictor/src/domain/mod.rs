@@ -21,6 +21,7 @@ pub mod horizon;
 pub mod methods;
 pub mod odds;
 pub mod records;
+pub mod recurrence;
 pub mod risk;
 pub mod rolling;
 pub mod scoring;
@@ -35,6 +36,7 @@ use serde::{Deserialize, Serialize};
 use crate::accuracy::{Kept, Scores, DEFAULT_WINDOW_STEPS};
 use alerts::{breaches_into, AlertBook, BookConfig, Breach};
 use fleet::{figures, ServerStatus};
+use recurrence::Recurrence;
 use risk::{assess, assess_with, Assessment, Predicted};
 use scoring::StepSums;
 use thresholds::thresholds;
@@ -55,6 +57,9 @@ pub struct Published {
     pub forecast: Vec<TargetForecast>,
     /// Whether the model forecast it (its outputs can be refused when not finite).
     pub model_ran: bool,
+    /// Its targets whose values a day before a coming step crossed a threshold
+    /// ([`recurrence`]; `Candidates::recurring`).
+    pub recurring: Vec<recurrence::Recurrence>,
 }
 
 /// What the domain decides for one server on one tick: the parts of its `ServerForecast` that
@@ -201,8 +206,8 @@ impl Domain {
     /// pipeline makes per server, in server order.
     pub fn judge(&mut self, tick_ms: i64, s: Observed<'_>, published: Option<Published>) -> Verdict {
         match published {
-            Some(Published { forecast, model_ran }) => {
-                let assessment = self.forecast(tick_ms, s, &forecast);
+            Some(Published { forecast, model_ran, recurring }) => {
+                let assessment = self.forecast(tick_ms, s, &forecast, &recurring);
                 let no_forecast = (model_ran && forecast.is_empty())
                     .then(|| "no method gave a finite forecast (the model's output was not finite)".to_string());
                 let alerts = self.alerts_of(s.server);
@@ -220,10 +225,10 @@ impl Domain {
 
     /// A server with a published `forecast` whose latest values are `current`: feeds the
     /// alert book and assesses the risk.
-    fn forecast(&mut self, tick_ms: i64, s: Observed<'_>, forecast: &[TargetForecast]) -> Assessment {
+    fn forecast(&mut self, tick_ms: i64, s: Observed<'_>, forecast: &[TargetForecast], recurring: &[Recurrence]) -> Assessment {
         let Observed { server, profile, current } = s;
         self.breaches.clear();
-        breaches_into(profile, current, forecast, &mut self.breaches);
+        breaches_into(profile, current, forecast, recurring, &mut self.breaches);
         self.book.observe(tick_ms, server, profile, &self.breaches, &mut self.events);
         // The level reads the book's active alerts (the ones the snapshot lists), so level and
         // "first breach" follow one rule (`risk.rs`).

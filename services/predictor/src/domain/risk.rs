@@ -248,9 +248,12 @@ fn reason_text(
     }
     if let Some(a) = alert {
         if now.is_none_or(|v| v < a.threshold) {
-            let basis = a.basis.label();
             let which = if a.threshold >= th.critical { "critical" } else { "warning" };
-            s.push_str(&format!(", {basis} crosses {which} {} in {}", format_value(target, a.threshold), format_lead(a.steps_ahead)));
+            let (line, lead) = (format_value(target, a.threshold), format_lead(a.steps_ahead));
+            match a.basis {
+                AlertBasis::Seasonal => s.push_str(&format!(", crossed {which} {line} at this time yesterday, due again in {lead}")),
+                basis => s.push_str(&format!(", {} crosses {which} {line} in {lead}", basis.label())),
+            }
         }
         return s;
     }

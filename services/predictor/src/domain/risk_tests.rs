@@ -131,6 +131,12 @@ fn active_alerts_set_the_level() {
     assert_eq!(a.level, Level::Critical);
     assert_eq!(a.reasons[0].text, "Memory 60 % now, P50 crosses critical 95 % in 15 min");
     assert_eq!(assess_with(Profile::WebApi, &now, &fc, &[]).level, Level::Healthy);
+    // A seasonal recurrence (`recurrence.rs`) is a warning due past 30 min: watch, said so.
+    let yesterday =
+        [Predicted { target: Target::Mem, severity: Level::Warning, basis: AlertBasis::Seasonal, threshold: 95.0, steps_ahead: 24 }];
+    let a = assess_with(Profile::WebApi, &now, &fc, &yesterday);
+    assert_eq!(a.level, Level::Watch);
+    assert_eq!(a.reasons[0].text, "Memory 60 % now, crossed critical 95 % at this time yesterday, due again in 2 h");
 }
 
 #[test]

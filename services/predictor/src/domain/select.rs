@@ -27,7 +27,10 @@
 //! after a disk came back from 99 % (within 12 before; `takeover.rs`). Shifting the band with
 //! the P50 where the two methods differ (P90 = P50 + the band's own P90 - P50) made P90 q-risk
 //! a little worse (tuning VMs 0.346 to 0.347), and so did weighting the bands by the near leads'
-//! P90 loss at the near leads and the far leads' at the far ones (0.342 to 0.343). Adding the
+//! P90 loss at the near leads and the far leads' at the far ones (0.342 to 0.343; again on
+//! 2026-12-02, blended over the leads as the ensemble's weights are: held-out VMs at or below
+//! the better naive at P90 72 % to 78 %, but NAB 90 % to 80 % and P90 0.542 to 0.544, CPU
+//! breach F1 within 30 min 0.42 to 0.45 on the tuning VMs, the same elsewhere). Adding the
 //! last value's band to the weighted bands (it is one of the two naives the product is judged
 //! against) moved the tuning VMs to 0.343 and the held-out VMs from 0.320 to 0.321, with fewer
 //! of them at or below the better naive at P90 (72 % to 70 %).
@@ -112,11 +115,15 @@ pub struct Candidates {
     /// the ensemble's in [`Candidates::combine`], the model's ([`Candidates::lend`]), so that
     /// the tick's sequential part allocates none.
     spare: Vec<TargetForecast>,
+    /// The targets whose values a day before a coming step crossed a threshold of the server's
+    /// profile (`recurrence.rs`), found where the statistical methods read the history.
+    pub recurring: Vec<crate::domain::recurrence::Recurrence>,
 }
 
 impl Candidates {
     pub fn clear(&mut self) {
         self.by_method.iter_mut().for_each(Vec::clear);
+        self.recurring.clear();
     }
 
     /// Moves every forecast into `pool` (so their buffers can be reused), leaving `self` empty.
@@ -125,6 +132,7 @@ impl Candidates {
             pool.append(v);
         }
         pool.append(&mut self.spare);
+        self.recurring.clear();
     }
 
     /// Keeps up to `n` of `pool`'s forecasts as spare buffers (see [`Candidates::lend`]).

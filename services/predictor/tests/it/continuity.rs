@@ -9,10 +9,6 @@ use crate::common;
 
 use std::cell::RefCell;
 
-use predictor::methods::HISTORY_STEPS;
-use predictor::registry::Registry;
-use predictor::tick::Engine;
-use predictor::workers::Workers;
 use schemas::{Method, MetricRecord, Profile, Target, STEP_MS};
 
 /// Largest step-to-step change of a P50 curve allowed on steady input, per target unit: a
@@ -27,10 +23,7 @@ fn max_jump(t: Target) -> f32 {
 
 #[test]
 fn steady_servers_get_curves_without_jumps_across_midnight() {
-    let model = testkit::workspace_root().join("models/tft.onnx");
-    let workers = Workers::load(&model, &model.with_extension("json"), &testkit::ort_dylib(), 1, 64, 1).expect("model loads");
-    let mut engine = Engine::new(workers, 12);
-    let mut reg = Registry::new(engine.manifest().encoder_steps.max(HISTORY_STEPS));
+    let (mut engine, mut reg) = common::engine_alone();
     // 2026-11-29 (a Sunday) 20:00 UTC: the 8-hour horizon crosses midnight into Monday.
     let sunday_20h = 1_795_982_400_000;
     let steps = 48;

@@ -21,5 +21,6 @@ mod publish_acks;
 mod quality_cases;
 mod records_restart;
 mod restart;
+mod seasonal_alerts;
 mod takeover;
 mod time_rules;

@@ -167,3 +167,14 @@ pub async fn stats(client: &async_nats::Client) -> serde_json::Value {
 pub fn profile_of(name: &str) -> Profile {
     Profile::detect(name)
 }
+
+/// The tick engine alone (no NATS) on the shipped model, one worker, and a registry whose
+/// windows hold what the model and the statistical methods read.
+pub fn engine_alone() -> (predictor::tick::Engine, predictor::registry::Registry) {
+    let model = testkit::workspace_root().join("models/tft.onnx");
+    let workers =
+        predictor::workers::Workers::load(&model, &model.with_extension("json"), &testkit::ort_dylib(), 1, 64, 1).expect("model loads");
+    let engine = predictor::tick::Engine::new(workers, 12);
+    let reg = predictor::registry::Registry::new(engine.manifest().encoder_steps.max(predictor::methods::HISTORY_STEPS));
+    (engine, reg)
+}
