@@ -250,16 +250,19 @@ impl Loop {
         let wall = wall_ms();
         let (engine, reg, max_payload) = (&mut self.engine, &self.reg, self.max_payload);
         // The servers' KV entries are encoded and written while the tick computes (a task on
-        // the runtime's other thread), so they are never all held at once.
-        let writer = self.publisher.forecast_writer();
-        let mut kv = |entry: schemas::ServerForecast| writer.put(entry);
+        // the runtime's other thread), so they are never all held at once; the queue between
+        // them is bounded where the tick may block (`publish::FORECAST_QUEUE`).
         let computed = if tokio::runtime::Handle::current().runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread {
-            tokio::task::block_in_place(|| engine.compute_streaming(reg, &due, wall, max_payload, &mut kv))
+            let writer = self.publisher.forecast_writer(Some(crate::publish::FORECAST_QUEUE));
+            let computed =
+                tokio::task::block_in_place(|| engine.compute_streaming(reg, &due, wall, max_payload, &mut |entry| writer.put(entry)));
+            computed.map(|out| (out, writer))
         } else {
-            engine.compute_streaming(reg, &due, wall, max_payload, &mut kv)
+            let writer = self.publisher.forecast_writer(None);
+            engine.compute_streaming(reg, &due, wall, max_payload, &mut |entry| writer.put(entry)).map(|out| (out, writer))
         };
-        let out = match computed {
-            Ok(out) => out,
+        let (out, writer) = match computed {
+            Ok(computed) => computed,
             Err(e) => {
                 tracing::error!(error = %format!("{e:#}"), servers = due.len(), "tick failed");
                 return;

@@ -149,13 +149,29 @@ impl Publisher {
     /// Starts encoding and writing KV `forecasts` entries as they are sent to the returned
     /// writer's [`ForecastWriter::put`], up to the store's in-flight limit at once. The
     /// encoding happens in the writer's task, off the thread that computes the tick.
-    pub fn forecast_writer(&self) -> ForecastWriter {
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<ServerForecast>();
+    ///
+    /// `bound`: the most entries queued at once ([`FORECAST_QUEUE`] in the predictor); `put`
+    /// then blocks while the queue is full, so it must run where blocking is allowed (inside
+    /// `tokio::task::block_in_place`, as the tick does on a multi-threaded runtime). `None`:
+    /// unbounded, for a current-thread runtime, where waiting would stop the very task that
+    /// drains the queue.
+    pub fn forecast_writer(&self, bound: Option<usize>) -> ForecastWriter {
+        use futures::stream::BoxStream;
+        let (tx, rx): (Queue, BoxStream<'static, ServerForecast>) = match bound {
+            Some(n) => {
+                let (tx, rx) = tokio::sync::mpsc::channel::<ServerForecast>(n.max(1));
+                (Queue::Bounded(tx), futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|w| (w, rx)) }).boxed())
+            }
+            None => {
+                let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<ServerForecast>();
+                (Queue::Unbounded(tx), futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|w| (w, rx)) }).boxed())
+            }
+        };
         let (js, prefix) = (self.js.clone(), self.forecasts_prefix.clone());
         let unencoded = std::sync::Arc::new(std::sync::Mutex::new(None));
         let first_error = unencoded.clone();
         let task = tokio::spawn(async move {
-            let writes = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|w| (w, rx)) }).filter_map(move |sf| {
+            let writes = rx.filter_map(move |sf| {
                 let encoded = schemas::encode(&sf).map(|b| (format!("{prefix}{}", sf.server), Bytes::from(b)));
                 let kept = match encoded {
                     Ok(write) => Some(write),
@@ -213,22 +229,48 @@ pub async fn last_seq_on(js: &jetstream::Context, subject: &str) -> u64 {
     }
 }
 
+/// Most KV `forecasts` entries a tick queues for the writer's task before the tick waits for
+/// the broker ([`Publisher::forecast_writer`]). An entry holds a server's curves unencoded,
+/// about 10 KB, so 1,024 of them are about 10 MB; unbounded, a broker slower than the tick
+/// (a cluster under load) let the queue grow toward the whole tick, about 1 GB at 100,000
+/// servers.
+pub const FORECAST_QUEUE: usize = 1024;
+
+/// The queue between the computing thread and the writer's task.
+enum Queue {
+    Bounded(tokio::sync::mpsc::Sender<ServerForecast>),
+    Unbounded(tokio::sync::mpsc::UnboundedSender<ServerForecast>),
+}
+
 /// A tick's KV `forecasts` writes in progress ([`Publisher::forecast_writer`]): entries are
 /// queued by [`ForecastWriter::put`] from the computing thread and published by a task as they
-/// come (the queue is unbounded, so the engine never waits on the broker; it holds what the
-/// broker has not taken yet, not the whole tick).
+/// come, so the queue holds what the broker has not taken yet, not the whole tick.
 pub struct ForecastWriter {
-    tx: tokio::sync::mpsc::UnboundedSender<ServerForecast>,
+    tx: Queue,
     task: tokio::task::JoinHandle<Result<(), WriteError>>,
     /// The first entry that could not be encoded (logged and skipped when it happened).
     unencoded: std::sync::Arc<std::sync::Mutex<Option<schemas::CodecError>>>,
 }
 
 impl ForecastWriter {
-    /// Queues a server's entry. After a failed write the rest are dropped; the failure comes
-    /// out of [`ForecastWriter::finish`].
+    /// Queues a server's entry, waiting while a bounded queue is full (see
+    /// [`Publisher::forecast_writer`]). After a failed write the rest are dropped; the failure
+    /// comes out of [`ForecastWriter::finish`].
     pub fn put(&self, entry: ServerForecast) {
-        let _ = self.tx.send(entry);
+        // A send fails only once the task has stopped, after a failed write.
+        let _ = match &self.tx {
+            Queue::Bounded(tx) => tx.blocking_send(entry).map_err(drop),
+            Queue::Unbounded(tx) => tx.send(entry).map_err(drop),
+        };
+    }
+
+    /// Entries queued and not yet taken by the writer's task; `None` for an unbounded queue
+    /// (which does not count them).
+    pub fn queued(&self) -> Option<usize> {
+        match &self.tx {
+            Queue::Bounded(tx) => Some(tx.max_capacity() - tx.capacity()),
+            Queue::Unbounded(_) => None,
+        }
     }
 
     /// Waits until every queued entry is stored; the first failure (a write, or an entry that

@@ -74,3 +74,61 @@ async fn a_state_over_one_message_round_trips_through_kv() {
     assert_eq!(legacy, b"\x81\xa7tick_ms\x05");
     assert!(resume::read_saved(&bucket, "domain.p5").await.unwrap().is_none(), "nothing saved");
 }
+
+/// A server's KV `forecasts` entry with one CPU forecast.
+fn entry(i: usize) -> schemas::ServerForecast {
+    let curve = vec![i as f32 % 100.0; 96];
+    schemas::ServerForecast {
+        server: format!("srv{i:04}"),
+        profile: schemas::Profile::Generic,
+        last_ms: 1_800_000_000_000,
+        risk: 0.0,
+        level: schemas::Level::Healthy,
+        reasons: Vec::new(),
+        current: schemas::Metrics::default(),
+        recent: Vec::new(),
+        warmup: None,
+        no_forecast: None,
+        forecast: vec![schemas::TargetForecast {
+            target: schemas::Target::Cpu,
+            method: schemas::Method::Model,
+            p10: curve.clone(),
+            p50: curve.clone(),
+            p90: curve,
+        }],
+        explanation: None,
+        alerts: Vec::new(),
+        thresholds: Vec::new(),
+    }
+}
+
+/// The queue between the tick's computing thread and the task that writes KV `forecasts` is
+/// bounded (`publish::FORECAST_QUEUE` in the predictor): with room for 4 entries, 300 entries
+/// put from a blocking section (as the tick does, inside `block_in_place`) never queue more
+/// than 4, wait for the broker instead, and every one is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bounded_forecast_queue_waits_for_the_broker_and_stores_every_entry() {
+    let nats = testkit::NatsServer::start().unwrap();
+    let client = nats.connect().await.unwrap();
+    let js = jetstream::new(client.clone());
+    let bucket = kv::Config { bucket: schemas::subjects::BUCKET_FORECASTS.into(), ..Default::default() };
+    let store = js.create_key_value(bucket).await.unwrap();
+    let publisher = predictor::publish::Publisher::new(client, js.clone());
+    let writer = publisher.forecast_writer(Some(4));
+    let most = tokio::task::block_in_place(|| {
+        let mut most = 0;
+        for i in 0..300 {
+            writer.put(entry(i));
+            most = most.max(writer.queued().unwrap_or(usize::MAX));
+        }
+        most
+    });
+    assert!(most <= 4, "{most} entries queued at once");
+    tokio::time::timeout(Duration::from_secs(60), writer.finish()).await.expect("written within 60 s").unwrap();
+    let mut kv_stream = js.get_stream(format!("KV_{}", schemas::subjects::BUCKET_FORECASTS)).await.unwrap();
+    assert_eq!(kv_stream.info().await.unwrap().state.messages, 300);
+    let last = store.get("srv0299").await.unwrap().expect("the last entry");
+    let back: schemas::ServerForecast = schemas::decode(&last).unwrap();
+    assert_eq!(back.server, "srv0299");
+    assert!((back.forecast[0].p50[0] - 99.0).abs() < 0.01, "{:?}", back.forecast[0].p50[0]);
+}
