@@ -252,17 +252,16 @@ impl Loop {
         // The servers' KV entries are encoded and written while the tick computes (a task on
         // the runtime's other thread), so they are never all held at once; the queue between
         // them is bounded where the tick may block (`publish::FORECAST_QUEUE`).
-        let computed = if tokio::runtime::Handle::current().runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread {
-            let writer = self.publisher.forecast_writer(Some(crate::publish::FORECAST_QUEUE));
-            let computed =
-                tokio::task::block_in_place(|| engine.compute_streaming(reg, &due, wall, max_payload, &mut |entry| writer.put(entry)));
-            computed.map(|out| (out, writer))
+        let blocking = tokio::runtime::Handle::current().runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread;
+        let writer = self.publisher.forecast_writer(blocking.then_some(crate::publish::FORECAST_QUEUE));
+        let mut kv = |entry: schemas::ServerForecast| writer.put(entry);
+        let computed = if blocking {
+            tokio::task::block_in_place(|| engine.compute_streaming(reg, &due, wall, max_payload, &mut kv))
         } else {
-            let writer = self.publisher.forecast_writer(None);
-            engine.compute_streaming(reg, &due, wall, max_payload, &mut |entry| writer.put(entry)).map(|out| (out, writer))
+            engine.compute_streaming(reg, &due, wall, max_payload, &mut kv)
         };
-        let (out, writer) = match computed {
-            Ok(computed) => computed,
+        let out = match computed {
+            Ok(out) => out,
             Err(e) => {
                 tracing::error!(error = %format!("{e:#}"), servers = due.len(), "tick failed");
                 return;

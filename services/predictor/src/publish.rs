@@ -156,22 +156,12 @@ impl Publisher {
     /// unbounded, for a current-thread runtime, where waiting would stop the very task that
     /// drains the queue.
     pub fn forecast_writer(&self, bound: Option<usize>) -> ForecastWriter {
-        use futures::stream::BoxStream;
-        let (tx, rx): (Queue, BoxStream<'static, ServerForecast>) = match bound {
-            Some(n) => {
-                let (tx, rx) = tokio::sync::mpsc::channel::<ServerForecast>(n.max(1));
-                (Queue::Bounded(tx), futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|w| (w, rx)) }).boxed())
-            }
-            None => {
-                let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<ServerForecast>();
-                (Queue::Unbounded(tx), futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|w| (w, rx)) }).boxed())
-            }
-        };
+        let (tx, rx) = tokio::sync::mpsc::channel::<ServerForecast>(bound.unwrap_or(NO_BOUND).clamp(1, NO_BOUND));
         let (js, prefix) = (self.js.clone(), self.forecasts_prefix.clone());
         let unencoded = std::sync::Arc::new(std::sync::Mutex::new(None));
         let first_error = unencoded.clone();
         let task = tokio::spawn(async move {
-            let writes = rx.filter_map(move |sf| {
+            let writes = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|w| (w, rx)) }).filter_map(move |sf| {
                 let encoded = schemas::encode(&sf).map(|b| (format!("{prefix}{}", sf.server), Bytes::from(b)));
                 let kept = match encoded {
                     Ok(write) => Some(write),
@@ -236,17 +226,17 @@ pub async fn last_seq_on(js: &jetstream::Context, subject: &str) -> u64 {
 /// servers.
 pub const FORECAST_QUEUE: usize = 1024;
 
-/// The queue between the computing thread and the writer's task.
-enum Queue {
-    Bounded(tokio::sync::mpsc::Sender<ServerForecast>),
-    Unbounded(tokio::sync::mpsc::UnboundedSender<ServerForecast>),
-}
+/// The capacity of an unbounded [`ForecastWriter`]: the largest a tokio channel takes
+/// (`tokio::sync::batch_semaphore::Semaphore::MAX_PERMITS`, `usize::MAX >> 3`). Its buffer
+/// grows with what is queued, not with the capacity, so this is an unbounded queue that a
+/// `try_send` never finds full.
+const NO_BOUND: usize = usize::MAX >> 3;
 
 /// A tick's KV `forecasts` writes in progress ([`Publisher::forecast_writer`]): entries are
 /// queued by [`ForecastWriter::put`] from the computing thread and published by a task as they
 /// come, so the queue holds what the broker has not taken yet, not the whole tick.
 pub struct ForecastWriter {
-    tx: Queue,
+    tx: tokio::sync::mpsc::Sender<ServerForecast>,
     task: tokio::task::JoinHandle<Result<(), WriteError>>,
     /// The first entry that could not be encoded (logged and skipped when it happened).
     unencoded: std::sync::Arc<std::sync::Mutex<Option<schemas::CodecError>>>,
@@ -257,20 +247,16 @@ impl ForecastWriter {
     /// [`Publisher::forecast_writer`]). After a failed write the rest are dropped; the failure
     /// comes out of [`ForecastWriter::finish`].
     pub fn put(&self, entry: ServerForecast) {
-        // A send fails only once the task has stopped, after a failed write.
-        let _ = match &self.tx {
-            Queue::Bounded(tx) => tx.blocking_send(entry).map_err(drop),
-            Queue::Unbounded(tx) => tx.send(entry).map_err(drop),
-        };
+        // Only a full queue waits (an unbounded one never is); a send fails only once the task
+        // has stopped, after a failed write.
+        if let Err(tokio::sync::mpsc::error::TrySendError::Full(entry)) = self.tx.try_send(entry) {
+            let _ = self.tx.blocking_send(entry);
+        }
     }
 
-    /// Entries queued and not yet taken by the writer's task; `None` for an unbounded queue
-    /// (which does not count them).
+    /// Entries queued and not yet taken by the writer's task.
     pub fn queued(&self) -> Option<usize> {
-        match &self.tx {
-            Queue::Bounded(tx) => Some(tx.max_capacity() - tx.capacity()),
-            Queue::Unbounded(_) => None,
-        }
+        Some(self.tx.max_capacity() - self.tx.capacity())
     }
 
     /// Waits until every queued entry is stored; the first failure (a write, or an entry that

@@ -272,11 +272,11 @@ impl Engine {
                 let last_ms = w.last_closed().map_or(tick_ms, step_start);
                 let current = std::mem::take(&mut out.current[row]);
                 // The worker ran every method and chose what to publish.
+                let recurring = std::mem::take(&mut out.statistical[row].recurring);
                 let candidates = &out.statistical[row];
                 let model_ran = !candidates.of(schemas::Method::Model).is_empty();
                 let forecast = std::mem::take(&mut out.published[row]);
                 let seen = Observed { server: &w.name, profile: w.profile, current: &current };
-                let recurring = candidates.recurring.clone();
                 let verdict = domain.judge(tick_ms, seen, Some(Published { forecast, model_ran, recurring }));
                 observe(w, candidates, &verdict.forecast);
                 stages.risk_ms += ms(clock.elapsed());

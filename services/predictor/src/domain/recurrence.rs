@@ -8,12 +8,13 @@
 //! alone against it or this seasonal recurrence too; F1): Bitbrains held-out VMs 0.54 to 0.56
 //! (precision / recall 0.73 / 0.43 to 0.51 / 0.62), tuning VMs 0.59 to 0.64, NAB 0.22 to 0.73
 //! (recall 0.13 to 0.74), the generated held-out fleet 0.53 to 0.66; the seasonal naive's own
-//! P90 scores 0.54 / 0.61 / 0.74 / 0.62 there. Within
-//! 30 minutes the day-old value is left out: a first try, the seasonal naive's P50 crossing at
-//! any lead, took the held-out VMs' F1 within 30 min from 0.28 to 0.19 (false alarms where the
-//! near forecast is sharp). The forecasts, and
-//! so every q-risk, are unchanged: a recurrence only opens an alert, which the alert book then
-//! holds until its breach is due (it is not reported in its last 30 minutes; `alerts.rs`).
+//! P90 scores 0.54 / 0.61 / 0.74 / 0.62 there.
+//!
+//! Within 30 minutes the day-old value is left out: a first try, the seasonal naive's P50
+//! crossing at any lead, took the held-out VMs' F1 within 30 min from 0.28 to 0.19 (false
+//! alarms where the near forecast is sharp). The forecasts, and so every q-risk, are unchanged:
+//! a recurrence only opens an alert, which the alert book then holds until its breach is due
+//! (it is not reported in its last 30 minutes; `alerts.rs`).
 
 use schemas::Target;
 
@@ -30,11 +31,7 @@ pub const FROM_LEAD: usize = NEAR_STEPS + 1;
 /// is finite and at least `threshold`, with that value; `None` when no lead's is, and for leads
 /// whose day-old step is not in `history` (less than a day kept) or was not reported.
 pub fn day_ago_crossing(history: &[f32], threshold: f32, h: usize) -> Option<(u16, f32)> {
-    let n = history.len();
-    (FROM_LEAD..=h).find_map(|k| {
-        let v = (n + k).checked_sub(SEASON + 1).and_then(|i| history.get(i)).copied()?;
-        (v.is_finite() && v >= threshold).then_some((k as u16, v))
-    })
+    (FROM_LEAD..=h).find_map(|k| day_ago(history, k).filter(|&v| v >= threshold).map(|v| (k as u16, v)))
 }
 
 /// A target whose value a day before a coming step reached one of its thresholds.
@@ -50,11 +47,24 @@ pub struct Recurrence {
 }
 
 /// The seasonal breach of `target` with `history` (see [`day_ago_crossing`]): the earliest
-/// crossing of its critical threshold, else of its warning one, within `h` steps.
+/// crossing of its critical threshold, else of its warning one, within `h` steps. It runs for
+/// every target of every server each tick, so both are found in one pass that stops at the
+/// first critical value.
 pub fn recurrence(target: Target, th: &Thresholds, history: &[f32], h: usize) -> Option<Recurrence> {
-    [th.critical, th.warning].into_iter().find_map(|threshold| {
-        day_ago_crossing(history, threshold, h).map(|(steps_ahead, value)| Recurrence { target, threshold, steps_ahead, value })
-    })
+    let at = |(k, value): (u16, f32), threshold| Recurrence { target, threshold, steps_ahead: k, value };
+    let mut warning = None;
+    for (k, v) in (FROM_LEAD..=h).filter_map(|k| day_ago(history, k).filter(|&v| v >= th.warning).map(|v| (k as u16, v))) {
+        if v >= th.critical {
+            return Some(at((k, v), th.critical));
+        }
+        warning.get_or_insert((k, v));
+    }
+    warning.map(|w| at(w, th.warning))
+}
+
+/// The finite value one day before lead `k` (1-based) of `history` (see [`day_ago_crossing`]).
+fn day_ago(history: &[f32], k: usize) -> Option<f32> {
+    (history.len() + k).checked_sub(SEASON + 1).and_then(|i| history.get(i)).copied().filter(|v| v.is_finite())
 }
 
 #[cfg(test)]
